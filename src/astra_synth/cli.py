@@ -1,0 +1,77 @@
+"""The ``astra`` command line. Thin: parses options and hands them to the package; no logic here.
+
+Each command group lives next to the code it drives (``<subpackage>/commands.py``) and is mounted here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import typer
+
+from astra_synth import __version__
+
+app = typer.Typer(
+    name="astra",
+    help="Synthesize tool-use trajectories and verifiable RL arenas, train and evaluate tool-using agents.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@dataclass
+class GlobalOptions:
+    """Endpoint options shared by every command. The API key is read only from the environment."""
+
+    base_url: str | None = None
+    model: str | None = None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"astra-synth {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    base_url: str | None = typer.Option(
+        None,
+        "--base-url",
+        envvar="ASTRA_BASE_URL",
+        help="OpenAI-compatible endpoint (…/v1). Omitted: the embedded llama.cpp server runs for the command.",
+    ),
+    model: str | None = typer.Option(None, "--model", envvar="ASTRA_MODEL", help="Model name at the endpoint."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print version."),
+) -> None:
+    ctx.obj = GlobalOptions(base_url=base_url, model=model)
+
+
+def _pending(name: str, issue: int, what: str) -> typer.Typer:
+    """A command group that a later issue fills; it says so instead of pretending to work."""
+    group = typer.Typer(help=f"{what} [not built yet: issue #{issue}]", invoke_without_command=True)
+
+    @group.callback()
+    def _not_built() -> None:
+        typer.echo(f"`astra {name}` is not built yet (issue #{issue}).", err=True)
+        raise typer.Exit(2)
+
+    return group
+
+
+app.add_typer(_pending("tools", 6, "Import and inspect tool servers (MCP)."), name="tools")
+app.add_typer(_pending("trajectories", 6, "Pipeline A: SFT trajectories from tool docs."), name="trajectories")
+app.add_typer(_pending("arenas", 4, "Pipeline B: verifiable RL arenas from QA."), name="arenas")
+app.add_typer(_pending("train", 5, "SFT and multi-turn GRPO with TRL."), name="train")
+app.add_typer(_pending("eval", 7, "Held-out arenas and BFCL-v3 multi-turn evaluation."), name="eval")
+app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")
+app.add_typer(_pending("demo", 7, "The one-command end-to-end demo."), name="demo")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Configuration: YAML files mapped onto pydantic models, with CLI flags overriding fields.
+
+Every pipeline owns a config model; the shared pieces (model endpoint, budget) live here so that the
+CLI's global ``--base-url`` / ``--model`` apply to every command the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for config records: unknown keys are errors, so typos in YAML never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EndpointConfig(StrictModel):
+    """An OpenAI-compatible endpoint. ``base_url=None`` means the embedded llama.cpp server."""
+
+    base_url: str | None = None
+    model: str = "smollm2"
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY", description="Name of the environment variable holding the API key."
+    )
+    max_concurrency: int = Field(default=8, ge=1, description="Requests in flight to this endpoint.")
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=5, ge=0, description="Retries on 429/5xx/timeouts/connection errors.")
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=20.0, ge=0)
+    schema_mode: Literal["auto", "llama_cpp", "openai", "none"] = Field(
+        default="auto",
+        description=(
+            "How to send a JSON schema: llama_cpp = {type: json_object, schema}, openai = json_schema, "
+            "none = prompt only; auto picks llama_cpp for the embedded server and openai otherwise."
+        ),
+    )
+    usd_per_1k_prompt_tokens: float | None = None
+    usd_per_1k_completion_tokens: float | None = None
+
+    def api_key(self) -> str:
+        """The key comes only from the environment; local servers accept any placeholder."""
+        return os.environ.get(self.api_key_env) or "not-needed"
+
+
+class BudgetConfig(StrictModel):
+    """Hard caps for one run; reaching any of them stops the run cleanly (finished work is kept)."""
+
+    max_calls: int | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_cost_usd: float | None = Field(default=None, ge=0)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit its model; the message names file and field."""
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(model: type[T], path: Path | None = None, overrides: dict[str, Any] | None = None) -> T:
+    """Read ``path`` (YAML) into ``model``; ``overrides`` map dotted field names to values (None = unset).
+
+    Raises ConfigError naming the file and every offending field.
+    """
+    data: dict[str, Any] = {}
+    source = str(path) if path else "<defaults>"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{source}: file not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data = loaded
+        # Relative paths inside a config resolve against the config file's folder.
+        data.setdefault("_config_dir", str(Path(path).resolve().parent))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    config_dir = data.pop("_config_dir", None)
+    try:
+        cfg = model.model_validate(data, context={"config_dir": config_dir})
+    except ValidationError as exc:
+        lines = [f"{source}: invalid configuration for {model.__name__}:"]
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from exc
+    return cfg

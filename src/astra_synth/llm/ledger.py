@@ -1,0 +1,94 @@
+"""Usage ledger: calls, tokens, latency and cost per stage, with a budget cap that stops a run cleanly.
+
+The ledger is the one place that knows what a run has spent. The client records every real (non-cached)
+call here *before* returning it, and checks the budget *before* sending, so a cap is never overshot by
+more than the calls already in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+from pydantic import BaseModel
+
+from astra_synth.config import BudgetConfig
+
+
+class BudgetExceeded(RuntimeError):
+    """Raised when a run reaches a budget cap; the runner stops scheduling and keeps finished work."""
+
+
+class StageUsage(BaseModel):
+    calls: int = 0
+    cached_calls: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Ledger:
+    """Thread-safe accumulator of :class:`StageUsage` keyed by stage name."""
+
+    def __init__(
+        self,
+        budget: BudgetConfig | None = None,
+        usd_per_1k_prompt: float | None = None,
+        usd_per_1k_completion: float | None = None,
+    ) -> None:
+        self.budget = budget or BudgetConfig()
+        self._price = (usd_per_1k_prompt, usd_per_1k_completion)
+        self._by_stage: dict[str, StageUsage] = defaultdict(StageUsage)
+        self._lock = threading.Lock()
+
+    def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
+        p, c = self._price
+        return (prompt_tokens * (p or 0.0) + completion_tokens * (c or 0.0)) / 1000.0
+
+    def record(self, stage: str, prompt_tokens: int, completion_tokens: int, latency_s: float) -> None:
+        with self._lock:
+            u = self._by_stage[stage]
+            u.calls += 1
+            u.prompt_tokens += prompt_tokens
+            u.completion_tokens += completion_tokens
+            u.latency_s += latency_s
+            u.cost_usd += self.cost_of(prompt_tokens, completion_tokens)
+
+    def record_cached(self, stage: str) -> None:
+        with self._lock:
+            self._by_stage[stage].cached_calls += 1
+
+    def record_failure(self, stage: str, latency_s: float) -> None:
+        with self._lock:
+            u = self._by_stage[stage]
+            u.failed_calls += 1
+            u.latency_s += latency_s
+
+    def total(self) -> StageUsage:
+        with self._lock:
+            t = StageUsage()
+            for u in self._by_stage.values():
+                for field in StageUsage.model_fields:
+                    setattr(t, field, getattr(t, field) + getattr(u, field))
+            return t
+
+    def by_stage(self) -> dict[str, StageUsage]:
+        with self._lock:
+            return {k: v.model_copy() for k, v in self._by_stage.items()}
+
+    def check_budget(self) -> None:
+        """Raise :class:`BudgetExceeded` when any cap is reached."""
+        b = self.budget
+        t = self.total()
+        if b.max_calls is not None and t.calls >= b.max_calls:
+            raise BudgetExceeded(f"LLM call budget reached: {t.calls} >= {b.max_calls}")
+        if b.max_tokens is not None and t.total_tokens >= b.max_tokens:
+            raise BudgetExceeded(f"token budget reached: {t.total_tokens} >= {b.max_tokens}")
+        if b.max_cost_usd is not None and t.cost_usd >= b.max_cost_usd:
+            raise BudgetExceeded(f"cost budget reached: ${t.cost_usd:.4f} >= ${b.max_cost_usd:.4f}")
