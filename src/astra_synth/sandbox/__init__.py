@@ -1,0 +1,1 @@
+"""Isolated, fast execution of LLM-written tool code."""
