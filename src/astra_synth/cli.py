@@ -16,6 +16,7 @@ app = typer.Typer(
     help="Synthesize tool-use trajectories and verifiable RL arenas, train and evaluate tool-using agents.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    add_completion=False,
 )
 
 
@@ -50,7 +51,7 @@ def _root(
 
 def _pending(name: str, issue: int, what: str) -> typer.Typer:
     """A command group that a later issue fills; it says so instead of pretending to work."""
-    group = typer.Typer(help=f"{what} [not built yet: issue #{issue}]", invoke_without_command=True)
+    group = typer.Typer(help=f"{what} (not built yet: issue #{issue})", invoke_without_command=True)
 
     @group.callback()
     def _not_built() -> None:
