@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import typer
 
 from astra_synth import __version__
+from astra_synth.llm import commands as llm_commands
 
 app = typer.Typer(
     name="astra",
@@ -61,6 +62,7 @@ def _pending(name: str, issue: int, what: str) -> typer.Typer:
     return group
 
 
+app.add_typer(llm_commands.app)  # serve-local
 app.add_typer(_pending("tools", 6, "Import and inspect tool servers (MCP)."), name="tools")
 app.add_typer(_pending("trajectories", 6, "Pipeline A: SFT trajectories from tool docs."), name="trajectories")
 app.add_typer(_pending("arenas", 4, "Pipeline B: verifiable RL arenas from QA."), name="arenas")
