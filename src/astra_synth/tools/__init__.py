@@ -1,0 +1,1 @@
+"""Tool documents and tool servers: registry records, live MCP access, emulation, cassettes."""

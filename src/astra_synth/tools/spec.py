@@ -1,0 +1,91 @@
+"""Tool documents in the one canonical shape: the OpenAI function-calling schema.
+
+``ToolSpec`` is what a model sees; ``ServerRecord`` groups the tools of one service (an "MCP server") with
+how to reach it at rollout time. Chains and tasks are only ever composed within one server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TOOL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+
+
+class ToolSpec(BaseModel):
+    """One tool: ``{"type": "function", "function": {name, description, parameters}}`` in OpenAI terms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
+    description: str
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the arguments (an object schema).",
+    )
+
+    def openai(self) -> dict[str, Any]:
+        """The OpenAI ``tools`` entry for this tool."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    def signature_hash(self) -> str:
+        """Name + canonical schema: equal for the same tool whatever the key order or description."""
+        canon = json.dumps(
+            {"name": self.name, "parameters": self.parameters}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canon.encode("utf-8")).hexdigest()
+
+
+class StdioTransport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["stdio"] = "stdio"
+    command: str
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra variables (no secrets: use env refs)."
+    )
+    cwd: str | None = None
+
+
+class HttpTransport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["http"] = "http"
+    url: str
+
+
+class EmulatedTransport(BaseModel):
+    """No live server: responses come from the stateful emulator (or cassettes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["emulated"] = "emulated"
+
+
+Transport = StdioTransport | HttpTransport | EmulatedTransport
+
+
+class ServerRecord(BaseModel):
+    """A tool server: its tools, what it is about, and how to call it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    id: str = Field(min_length=1)
+    title: str
+    description: str = ""
+    domain: str = "general"
+    tools: list[ToolSpec]
+    transport: Transport = Field(default_factory=EmulatedTransport, discriminator="kind")
+    source: str = Field(default="", description="Where the record came from (command, file:line, URL).")
+    license: str | None = None
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
