@@ -51,14 +51,24 @@ class Ledger:
         p, c = self._price
         return (prompt_tokens * (p or 0.0) + completion_tokens * (c or 0.0)) / 1000.0
 
-    def record(self, stage: str, prompt_tokens: int, completion_tokens: int, latency_s: float) -> None:
+    def record(
+        self,
+        stage: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_s: float,
+        cost_usd: float | None = None,
+    ) -> None:
+        """Add one real call; ``cost_usd`` is the endpoint's own price, else the ledger's prices apply."""
+        if cost_usd is None:
+            cost_usd = self.cost_of(prompt_tokens, completion_tokens)
         with self._lock:
             u = self._by_stage[stage]
             u.calls += 1
             u.prompt_tokens += prompt_tokens
             u.completion_tokens += completion_tokens
             u.latency_s += latency_s
-            u.cost_usd += self.cost_of(prompt_tokens, completion_tokens)
+            u.cost_usd += cost_usd
 
     def record_cached(self, stage: str) -> None:
         with self._lock:

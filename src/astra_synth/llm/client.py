@@ -1,0 +1,416 @@
+"""Async client for any OpenAI-compatible endpoint (vLLM, SGLang, llama.cpp, Ollama, hosted APIs).
+
+Why our own layer over the ``openai`` SDK: the pipelines need per-endpoint concurrency caps, a retry policy
+that ends in a *typed* failure (so a runner can record it), a content-addressed cache (so a rerun costs zero
+calls) and a usage ledger with budget caps. The SDK does transport, auth and status→exception mapping; its
+own retries are off (``max_retries=0``). Requests and answers go through the SDK's raw ``post`` and are
+parsed into our own wire models, so servers that add fields (``reasoning_content``) or deviate slightly
+(tool-call arguments as objects) work, and SDK type changes do not leak into the pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import random
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import httpx2
+import openai
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.config import EndpointConfig
+from astra_synth.llm.cache import ResponseCache, content_key
+from astra_synth.llm.ledger import Ledger
+
+R = TypeVar("R")
+
+ErrorKind = Literal["rate_limited", "server_error", "timeout", "connection", "client_error", "bad_response"]
+
+# A server's Retry-After is honoured, but never beyond this: a misconfigured proxy must not park a run.
+_MAX_RETRY_AFTER_S = 300.0
+# Inputs per /embeddings request; hosted APIs cap the batch size, local servers slow down on huge batches.
+_EMBED_BATCH = 128
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class ChatResult(BaseModel):
+    """One assistant turn in the canonical OpenAI message format, plus what it cost."""
+
+    message: dict[str, Any] = Field(
+        description="role, content, tool_calls (arguments as JSON strings), reasoning_content if sent."
+    )
+    finish_reason: str | None
+    usage: Usage
+    latency_s: float
+    cached: bool = False
+
+
+class LLMCallError(RuntimeError):
+    """A call that failed for good (retries exhausted or not retryable); the runner records it."""
+
+    def __init__(self, kind: ErrorKind, *, status: int | None, detail: str, attempts: int) -> None:
+        super().__init__(f"LLM call failed ({kind}, status={status}, attempts={attempts}): {detail}")
+        self.kind: ErrorKind = kind
+        self.status = status
+        self.detail = detail
+        self.attempts = attempts
+
+
+class _BadResponse(ValueError):
+    """A 2xx answer that is not a usable OpenAI response."""
+
+
+# --- wire models: the subset of the OpenAI response format we rely on -------------------------------------
+
+
+class _WireFunction(BaseModel):
+    name: str
+    arguments: str | dict[str, Any] | None = None
+
+
+class _WireToolCall(BaseModel):
+    id: str | None = None
+    function: _WireFunction
+
+
+class _WireMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    content: str | None = None
+    tool_calls: list[_WireToolCall] | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None  # vLLM's newer name for the same field
+
+
+class _WireChoice(BaseModel):
+    message: _WireMessage
+    finish_reason: str | None = None
+
+
+class _WireUsage(BaseModel):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def to_usage(self) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens or 0, completion_tokens=self.completion_tokens or 0)
+
+
+class _WireChat(BaseModel):
+    choices: list[_WireChoice] = Field(min_length=1)
+    usage: _WireUsage | None = None
+
+
+class _WireEmbedding(BaseModel):
+    index: int
+    embedding: list[float]
+
+
+class _WireEmbeddings(BaseModel):
+    data: list[_WireEmbedding]
+    usage: _WireUsage | None = None
+
+
+def _assistant_message(wire: _WireMessage) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": wire.content}
+    if wire.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id or f"call_{i}",
+                "type": "function",
+                "function": {
+                    "name": call.function.name,
+                    "arguments": _arguments_json(call.function.arguments),
+                },
+            }
+            for i, call in enumerate(wire.tool_calls)
+        ]
+    reasoning = wire.reasoning_content or wire.reasoning
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    return message
+
+
+def _arguments_json(arguments: str | dict[str, Any] | None) -> str:
+    """The canonical format carries arguments as a JSON string; some servers send an object."""
+    if arguments is None:
+        return "{}"
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
+
+# --- failure classification --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Failure:
+    kind: ErrorKind
+    status: int | None
+    detail: str
+    retryable: bool
+    retry_after_s: float | None = None
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date); None if absent/garbled."""
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _classify(exc: Exception) -> _Failure:
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = exc.response.text[:500]
+        after = _retry_after(exc.response.headers)
+        if status == 429:
+            return _Failure("rate_limited", status, detail, True, after)
+        if status >= 500:
+            return _Failure("server_error", status, detail, True, after)
+        if status == 408:
+            return _Failure("timeout", status, detail, True, after)
+        return _Failure("client_error", status, detail, status == 409, after)
+    if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx2.TimeoutException):
+        return _Failure("timeout", None, str(exc) or type(exc).__name__, True)
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        return _Failure("connection", None, str(exc) or type(exc).__name__, True)
+    return _Failure("bad_response", None, f"{type(exc).__name__}: {str(exc)[:500]}", True)
+
+
+# --- the client --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _LoopState:
+    """Objects bound to one event loop: an httpx pool and a semaphore cannot cross loops."""
+
+    sdk: openai.AsyncOpenAI
+    semaphore: asyncio.Semaphore
+
+
+class LLMClient:
+    """Chat and embeddings against one endpoint, with concurrency cap, retries, cache and ledger.
+
+    ``async with LLMClient(endpoint, ledger=..., cache=...) as client: await client.chat(...)``.
+    """
+
+    def __init__(
+        self, endpoint: EndpointConfig, *, ledger: Ledger | None = None, cache: ResponseCache | None = None
+    ) -> None:
+        if endpoint.base_url is None:
+            raise ValueError("endpoint.base_url is unset: start the embedded server first and pass its URL")
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.cache = cache
+        self.calls_made = 0  # real HTTP requests sent, retries included
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._rng = random.Random()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the running loop (pools of finished loops died with them)."""
+        state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.sdk.close()  # closes the httpx pool it was given
+
+    async def chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        stage: str,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        temperature: float = 0.0,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        seed: int | None = None,
+        sample_index: int = 0,
+    ) -> ChatResult:
+        """One chat completion; cached by content, so an identical request never reaches the server twice.
+
+        ``sample_index`` tells apart several samples of the same request (it is part of the cache key only).
+        Raises :class:`LLMCallError` or ``BudgetExceeded``.
+        """
+        params: dict[str, Any] = {
+            "model": self.endpoint.model,
+            "messages": messages,
+            "tools": tools,
+            "tool_choice": tool_choice,
+            "response_format": response_format,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
+        key = content_key({**params, "sample_index": sample_index})
+        started = time.monotonic()
+        if self.cache is not None and (hit := self.cache.get_chat(key)) is not None:
+            if self.ledger is not None:
+                self.ledger.record_cached(stage)
+            return ChatResult(**hit, latency_s=time.monotonic() - started, cached=True)
+
+        body = {k: v for k, v in params.items() if v is not None}
+
+        async def send(sdk: openai.AsyncOpenAI) -> _WireChat:
+            response = await sdk.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            return _WireChat.model_validate_json(response.content)
+
+        wire, latency = await self._call(stage, send)
+        choice = wire.choices[0]
+        usage = wire.usage.to_usage() if wire.usage else Usage()
+        result = ChatResult(
+            message=_assistant_message(choice.message),
+            finish_reason=choice.finish_reason,
+            usage=usage,
+            latency_s=latency,
+        )
+        self._record(stage, usage, latency)
+        if self.cache is not None:
+            self.cache.put_chat(key, result.model_dump(include={"message", "finish_reason", "usage"}))
+        return result
+
+    async def embed(self, texts: list[str], *, stage: str, model: str | None = None) -> list[list[float]]:
+        """Embedding vectors in input order; each text is cached on its own (key: model + text)."""
+        model_name = model or self.endpoint.model
+        keys = [content_key({"model": model_name, "text": text}) for text in texts]
+        found: dict[str, list[float]] = {}
+        if self.cache is not None:
+            for key in dict.fromkeys(keys):
+                if (vector := self.cache.get_embedding(key)) is not None:
+                    found[key] = vector
+        todo = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
+        if not todo and texts and self.ledger is not None:
+            self.ledger.record_cached(stage)
+        batches = [list(todo.items())[i : i + _EMBED_BATCH] for i in range(0, len(todo), _EMBED_BATCH)]
+        for vectors in await asyncio.gather(*(self._embed_batch(b, stage, model_name) for b in batches)):
+            found.update(vectors)
+        return [found[key] for key in keys]
+
+    async def _embed_batch(
+        self, batch: list[tuple[str, str]], stage: str, model_name: str
+    ) -> dict[str, list[float]]:
+        body = {"model": model_name, "input": [text for _, text in batch], "encoding_format": "float"}
+
+        async def send(sdk: openai.AsyncOpenAI) -> _WireEmbeddings:
+            response = await sdk.post("/embeddings", body=body, cast_to=httpx2.Response)
+            wire = _WireEmbeddings.model_validate_json(response.content)
+            if sorted(item.index for item in wire.data) != list(range(len(batch))):
+                raise _BadResponse(f"expected {len(batch)} embeddings indexed 0..n-1, got {len(wire.data)}")
+            return wire
+
+        wire, latency = await self._call(stage, send)
+        self._record(stage, wire.usage.to_usage() if wire.usage else Usage(), latency)
+        vectors = {batch[item.index][0]: item.embedding for item in wire.data}
+        if self.cache is not None:
+            for key, vector in vectors.items():
+                self.cache.put_embedding(key, vector)
+        return vectors
+
+    # --- transport ---------------------------------------------------------------------------------------
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        state = self._states.get(loop)
+        if state is None:
+            ep = self.endpoint
+            limits = httpx2.Limits(
+                max_connections=ep.max_concurrency, max_keepalive_connections=ep.max_concurrency
+            )
+            http = httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(ep.timeout_s))
+            sdk = openai.AsyncOpenAI(
+                base_url=ep.base_url,
+                api_key=ep.api_key(),
+                max_retries=0,
+                timeout=ep.timeout_s,
+                http_client=http,
+            )
+            state = _LoopState(sdk=sdk, semaphore=asyncio.Semaphore(ep.max_concurrency))
+            self._states[loop] = state
+        return state
+
+    async def _call(self, stage: str, send: Callable[[openai.AsyncOpenAI], Awaitable[R]]) -> tuple[R, float]:
+        """Send with retries; returns the parsed answer and the latency of the successful attempt."""
+        state = self._state()
+        ep = self.endpoint
+        started = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            async with state.semaphore:
+                # Checked after the slot is won, so callers queued at the semaphore cannot overshoot a cap.
+                if self.ledger is not None:
+                    self.ledger.check_budget()
+                self.calls_made += 1
+                sent = time.monotonic()
+                try:
+                    async with asyncio.timeout(ep.timeout_s):
+                        answer = await send(state.sdk)
+                except (openai.OpenAIError, httpx2.HTTPError, TimeoutError, ValueError) as exc:
+                    failure = _classify(exc)
+                    cause: Exception = exc
+                else:
+                    return answer, time.monotonic() - sent
+            if not failure.retryable or attempts > ep.max_retries:
+                if self.ledger is not None:
+                    self.ledger.record_failure(stage, time.monotonic() - started)
+                raise LLMCallError(
+                    failure.kind, status=failure.status, detail=failure.detail, attempts=attempts
+                ) from cause
+            await asyncio.sleep(self._backoff_s(attempts, failure.retry_after_s))
+
+    def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
+        """Full jitter (uniform in [0, min(max, base·2^(n-1))]), but never shorter than the server asked."""
+        ep = self.endpoint
+        delay = self._rng.uniform(0.0, min(ep.backoff_max_s, ep.backoff_base_s * 2 ** (attempt - 1)))
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, _MAX_RETRY_AFTER_S))
+        return delay
+
+    def _record(self, stage: str, usage: Usage, latency_s: float) -> None:
+        if self.ledger is None:
+            return
+        ep = self.endpoint
+        priced = ep.usd_per_1k_prompt_tokens is not None or ep.usd_per_1k_completion_tokens is not None
+        cost = (
+            (
+                usage.prompt_tokens * (ep.usd_per_1k_prompt_tokens or 0.0)
+                + usage.completion_tokens * (ep.usd_per_1k_completion_tokens or 0.0)
+            )
+            / 1000.0
+            if priced
+            else None
+        )
+        self.ledger.record(stage, usage.prompt_tokens, usage.completion_tokens, latency_s, cost_usd=cost)

@@ -1,0 +1,149 @@
+"""Schema'd JSON answers: constrain, validate, repair, re-ask a bounded number of times, else reject.
+
+Small models break JSON in every way (cut off, prose around it, wrong fields), and even grammar-constrained
+decoding guarantees syntax, not termination. So a stage never trusts an answer: it gets a validated
+pydantic object or a :class:`StructuredOutputRejected` that the runner records. There is no silent default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal, TypeVar
+
+import json_repair
+from pydantic import BaseModel, ValidationError
+
+from astra_synth.errors import Rejection
+from astra_synth.llm.client import LLMClient
+
+T = TypeVar("T", bound=BaseModel)
+
+_RAW_IN_DETAIL = 500  # characters of the last raw answer kept in a rejection
+_ERRORS_IN_MESSAGE = 8
+
+
+class StructuredOutputRejected(Rejection):
+    """The model did not produce a valid object within the allowed re-asks."""
+
+    REASON = "structured_output_invalid"
+
+    def __init__(self, detail: str, *, attempts: int) -> None:
+        super().__init__(self.REASON, detail)
+        self.attempts = attempts
+
+
+class _Invalid(ValueError):
+    """One answer failed; the message is what the model is told on the re-ask."""
+
+
+def response_format_for(
+    schema: type[BaseModel], mode: Literal["auto", "llama_cpp", "openai", "none"]
+) -> dict[str, Any] | None:
+    """The ``response_format`` that makes the endpoint constrain decoding to ``schema``.
+
+    llama.cpp's server answers HTTP 500 to OpenAI's ``json_schema`` form, so it gets ``json_object`` +
+    ``schema``; ``auto`` means OpenAI's form (the embedded-server code sets ``llama_cpp`` explicitly).
+    """
+    json_schema = schema.model_json_schema()
+    if mode == "llama_cpp":
+        return {"type": "json_object", "schema": json_schema}
+    if mode in ("openai", "auto"):
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.__name__)[:64]
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": json_schema}}
+    return None
+
+
+def _schema_prompt(schema: type[BaseModel]) -> str:
+    return (
+        "Answer with exactly one JSON object and nothing else. It must match this JSON schema:\n"
+        + json.dumps(schema.model_json_schema(), separators=(",", ":"))
+    )
+
+
+def _with_schema_prompt(messages: list[dict[str, Any]], schema: type[BaseModel]) -> list[dict[str, Any]]:
+    """Without constrained decoding the schema goes into the system prompt (appended, so it stays first)."""
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        first = {**messages[0], "content": f"{messages[0]['content']}\n\n{_schema_prompt(schema)}"}
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": _schema_prompt(schema)}, *messages]
+
+
+def _describe(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    lines = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in errors]
+    more = len(lines) - _ERRORS_IN_MESSAGE
+    return "; ".join(lines[:_ERRORS_IN_MESSAGE]) + (f"; and {more} more" if more > 0 else "")
+
+
+def parse_structured(raw: str, schema: type[T], *, truncated: bool = False) -> T:
+    """Validate ``raw`` as ``schema``; repair broken JSON unless the answer was cut off (``truncated``).
+
+    Repairing a cut-off answer would invent its missing end, so a truncated answer is accepted only if it
+    is already complete and valid. Raises ``ValueError`` with a message fit to show the model.
+    """
+    try:
+        return schema.model_validate_json(raw)
+    except ValidationError as exc:
+        strict_error = exc
+    if truncated:
+        raise _Invalid(f"the answer was cut off at the token limit ({_describe(strict_error)})")
+    repaired = json_repair.loads(raw) if raw.strip() else None
+    if not isinstance(repaired, dict):
+        raise _Invalid(f"not a JSON object ({_describe(strict_error)})")
+    try:
+        return schema.model_validate(repaired)
+    except ValidationError as exc:
+        raise _Invalid(f"the JSON does not match the schema: {_describe(exc)}") from exc
+
+
+def _reask(error: str, truncated: bool) -> str:
+    shorter = " Keep it shorter so that it fits." if truncated else ""
+    return (
+        f"Your previous answer was invalid: {error}.{shorter} Reply again with only one JSON object that "
+        "matches the required schema, no other text."
+    )
+
+
+async def structured_chat(
+    client: LLMClient,
+    messages: list[dict[str, Any]],
+    schema: type[T],
+    *,
+    stage: str,
+    max_reasks: int = 2,
+    temperature: float = 0.0,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+) -> T:
+    """Ask for an object of ``schema``; re-ask with the error at most ``max_reasks`` times.
+
+    Raises :class:`StructuredOutputRejected` (reason ``structured_output_invalid``) when every answer is
+    invalid, and lets ``LLMCallError`` / ``BudgetExceeded`` through.
+    """
+    mode = client.endpoint.schema_mode
+    response_format = response_format_for(schema, mode)
+    conversation = list(messages) if response_format else _with_schema_prompt(messages, schema)
+    error, raw = "", ""
+    for _ in range(max_reasks + 1):
+        result = await client.chat(
+            conversation,
+            stage=stage,
+            response_format=response_format,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
+        raw = result.message.get("content") or ""
+        truncated = result.finish_reason == "length"
+        try:
+            return parse_structured(raw, schema, truncated=truncated)
+        except _Invalid as exc:
+            error = str(exc)
+        conversation = [
+            *conversation,
+            {"role": "assistant", "content": raw},
+            {"role": "user", "content": _reask(error, truncated)},
+        ]
+    shown = raw if len(raw) <= _RAW_IN_DETAIL else raw[:_RAW_IN_DETAIL] + "…"
+    raise StructuredOutputRejected(f"{error} | last answer: {shown!r}", attempts=max_reasks + 1)
