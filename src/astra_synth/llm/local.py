@@ -84,6 +84,16 @@ def free_port() -> int:
         return port
 
 
+def _check_port_free(port: int) -> None:
+    """Fail fast on a taken port: otherwise the health check could be answered by whoever holds it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LocalServerError(f"port {port} on 127.0.0.1 is already in use ({exc.strerror})") from exc
+
+
 def _server_env() -> dict[str, str]:
     """Our environment minus variables the server's pydantic-settings would read as its own options.
 
@@ -150,6 +160,7 @@ class EmbeddedServer:
         for attempt in range(attempts):
             self.port = self.config.port or free_port()
             try:
+                _check_port_free(self.port)
                 self._spawn(model, env)
                 self._wait_healthy()
             except LocalServerError as exc:

