@@ -15,13 +15,12 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from openai import OpenAI
-from openai.types.chat import ChatCompletion
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra_synth.config import EndpointConfig
 from astra_synth.errors import Rejection
 from astra_synth.llm import local
+from astra_synth.llm.client import ChatResult, LLMClient
 from astra_synth.llm.local import (
     EMBEDDED_MAX_CONCURRENCY,
     MODEL_ALIAS,
@@ -30,12 +29,9 @@ from astra_synth.llm.local import (
     LocalServerError,
     endpoint_session,
 )
+from astra_synth.llm.structured import structured_chat
 
 pytestmark = pytest.mark.slow
-
-
-def _client(endpoint: EndpointConfig) -> OpenAI:
-    return OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key(), timeout=endpoint.timeout_s)
 
 
 def _children() -> set[int]:
@@ -79,22 +75,17 @@ class Forecast(BaseModel):
     tags: list[Literal["warm", "cold", "windy"]] = Field(max_length=3)
 
 
-def test_schema_constrained_json_validates(embedded_endpoint: EndpointConfig) -> None:
-    resp = _client(embedded_endpoint).chat.completions.create(
-        model=embedded_endpoint.model,
-        messages=[
-            {"role": "system", "content": "Answer with a JSON object only."},
-            {"role": "user", "content": "Give a weather forecast for Paris."},
-        ],
-        response_format={"type": "json_object", "schema": Forecast.model_json_schema()},
-        temperature=0.0,
-        max_tokens=128,
-    )
-    content = resp.choices[0].message.content
-    assert content is not None
-    forecast = Forecast.model_validate_json(content)
-    assert len(forecast.city) <= 24
-    assert resp.usage is not None and resp.usage.completion_tokens > 0
+async def test_structured_chat_returns_a_valid_bounded_object(embedded_endpoint: EndpointConfig) -> None:
+    async with LLMClient(embedded_endpoint) as client:
+        forecast = await structured_chat(
+            client,
+            [{"role": "user", "content": "Give a weather forecast for Paris."}],
+            Forecast,
+            stage="test",
+            max_reasks=0,  # the grammar must get it right the first time
+            max_tokens=128,
+        )
+    assert isinstance(forecast, Forecast) and len(forecast.city) <= 24
 
 
 WEATHER_TOOLS = [
@@ -128,51 +119,51 @@ WEATHER_TOOLS = [
 TOOL_NAMES = {t["function"]["name"] for t in WEATHER_TOOLS}
 
 
-def _ask_with_tools(endpoint: EndpointConfig, question: str, tool_choice: Any) -> ChatCompletion:
+async def _ask_with_tools(endpoint: EndpointConfig, question: str, tool_choice: Any) -> ChatResult:
     # chatml-function-calling renders the tool list only inside a system message.
-    return _client(endpoint).chat.completions.create(
-        model=endpoint.model,
-        messages=[
-            {"role": "system", "content": "You are a helpful assistant. Call a function when it helps."},
-            {"role": "user", "content": question},
-        ],
-        tools=WEATHER_TOOLS,
-        tool_choice=tool_choice,
-        temperature=0.0,
-        max_tokens=96,
-    )
+    async with LLMClient(endpoint) as client:
+        return await client.chat(
+            [
+                {"role": "system", "content": "You are a helpful assistant. Call a function when it helps."},
+                {"role": "user", "content": question},
+            ],
+            stage="test",
+            tools=WEATHER_TOOLS,
+            tool_choice=tool_choice,
+            max_tokens=96,
+        )
 
 
-def _calls_or_rejection(resp: ChatCompletion) -> list[tuple[str, dict[str, Any]]] | Rejection:
+def _calls_or_rejection(result: ChatResult) -> list[tuple[str, dict[str, Any]]] | Rejection:
     """What an agent loop would do with the answer: parsed calls, or a recorded reason why not."""
-    message = resp.choices[0].message
-    if not message.tool_calls:
-        return Rejection("no_tool_call", repr(message.content))
+    tool_calls = result.message.get("tool_calls")
+    if not tool_calls:
+        return Rejection("no_tool_call", repr(result.message.get("content")))
     calls: list[tuple[str, dict[str, Any]]] = []
-    for call in message.tool_calls:
-        assert call.type == "function"
-        if call.function.name not in TOOL_NAMES:
-            return Rejection("unknown_tool", call.function.name)
+    for call in tool_calls:
+        name, arguments = call["function"]["name"], call["function"]["arguments"]
+        if name not in TOOL_NAMES:
+            return Rejection("unknown_tool", name)
         try:
-            args = json.loads(call.function.arguments)
+            args = json.loads(arguments)
         except json.JSONDecodeError:
-            return Rejection("arguments_not_json", call.function.arguments)
+            return Rejection("arguments_not_json", arguments)
         if not isinstance(args, dict):
-            return Rejection("arguments_not_object", call.function.arguments)
-        calls.append((call.function.name, args))
+            return Rejection("arguments_not_object", arguments)
+        calls.append((name, args))
     return calls
 
 
-def test_forced_tool_call_is_parsed(embedded_endpoint: EndpointConfig) -> None:
+async def test_forced_tool_call_is_parsed(embedded_endpoint: EndpointConfig) -> None:
     """With the function forced, its parameter schema becomes a grammar: the call must be well formed."""
     forced = {"type": "function", "function": {"name": "get_weather"}}
-    outcome = _calls_or_rejection(_ask_with_tools(embedded_endpoint, "Weather in Paris?", forced))
+    outcome = _calls_or_rejection(await _ask_with_tools(embedded_endpoint, "Weather in Paris?", forced))
     assert not isinstance(outcome, Rejection), outcome
     [(name, args)] = outcome
     assert name == "get_weather" and isinstance(args["city"], str)
 
 
-def test_auto_tool_choice_gives_calls_or_clean_rejections(embedded_endpoint: EndpointConfig) -> None:
+async def test_auto_tool_choice_gives_calls_or_clean_rejections(embedded_endpoint: EndpointConfig) -> None:
     """135M need not call a tool every time, but a call that comes back must be well formed, a miss must be
     a clean "no tool call" (never a malformed call), and on these plain questions at least one must hit.
 
@@ -180,7 +171,7 @@ def test_auto_tool_choice_gives_calls_or_clean_rejections(embedded_endpoint: End
     grammar only admits a function name or end-of-turn.)
     """
     outcomes = [
-        _calls_or_rejection(_ask_with_tools(embedded_endpoint, question, "auto"))
+        _calls_or_rejection(await _ask_with_tools(embedded_endpoint, question, "auto"))
         for question in ("What is the weather in Paris right now?", "What time is it in Europe/Paris?")
     ]
     rejections = [o for o in outcomes if isinstance(o, Rejection)]
