@@ -1,0 +1,1 @@
+"""Pipeline B: verifiable RL arenas (records, runtime, validation battery, synthesis stages)."""

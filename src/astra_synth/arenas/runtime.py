@@ -1,0 +1,223 @@
+"""``ArenaEnv``: one RL episode on one arena — reset, step with tool calls, F1 reward.
+
+Tool calls arrive as OpenAI ``tool_calls`` dicts and are executed by tool name with JSON arguments through a
+:class:`~astra_synth.sandbox.executor.ToolExecutor`; model text is never turned into code. Whatever the model
+gets wrong — an unknown tool, arguments that are not JSON or do not fit the schema, a tool that raises or
+times out — comes back to it as a tool message with an error text, never as an exception, and still counts
+as a call in the reward's precision.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.arenas.records import Arena, FunctionSpec, ToolSchema, ToolSource
+from astra_synth.sandbox.executor import ToolCall, ToolExecutor, ToolResult
+from astra_synth.training.reward import (
+    ExecutedCall,
+    RewardBreakdown,
+    RewardConfig,
+    SubTaskTarget,
+    f1_reward,
+)
+
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+class EnvConfig(BaseModel):
+    """Per-episode limits and the reward definition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float = Field(default=2.0, gt=0, description="Sandbox wall-clock limit per tool call.")
+    max_output_chars: int = Field(default=4096, ge=64, description="Tool output longer than this is cut.")
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+
+
+class ExtraTool(BaseModel):
+    """A tool offered beside the arena's own (e.g. an irrelevant distractor); it runs its own source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: ToolSchema
+    source: ToolSource
+
+
+def argument_error(spec: FunctionSpec, args: dict[str, Any]) -> str | None:
+    """Why ``args`` do not fit the tool's schema (top-level names, types and enums), or None."""
+    props = spec.properties
+    unknown = sorted(set(args) - set(props))
+    if unknown:
+        return f"unexpected argument(s) {unknown}; parameters are {sorted(props)}"
+    missing = [name for name in spec.required if name not in args]
+    if missing:
+        return f"missing required argument(s) {missing}"
+    for name, value in args.items():
+        schema = props[name]
+        declared = schema["type"]
+        types: list[str] = declared if isinstance(declared, list) else [declared]
+        # bool is an int in Python; JSON keeps them apart.
+        fits = any(
+            isinstance(value, _PY_TYPES[t]) and not (isinstance(value, bool) and t in ("integer", "number"))
+            for t in types
+        )
+        if not fits:
+            return f"argument {name!r} must be of type {' or '.join(types)}, got {type(value).__name__}"
+        if "enum" in schema and value not in schema["enum"]:
+            return f"argument {name!r} must be one of {schema['enum']}, got {value!r}"
+    return None
+
+
+class ArenaEnv:
+    """One episode on ``arena``. Loads each tool source into the executor once (content-addressed ids)."""
+
+    def __init__(
+        self,
+        arena: Arena,
+        executor: ToolExecutor,
+        config: EnvConfig | None = None,
+        extra_tools: list[ExtraTool] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.arena = arena
+        self.executor = executor
+        self.config = config or EnvConfig()
+        self.seed = seed
+        tools = [(t, arena.tool_sources[t.function.name]) for t in arena.tools]
+        own = {t.function.name for t in arena.tools}
+        for extra in extra_tools or []:
+            name = extra.tool.function.name
+            if name in own:
+                raise ValueError(f"extra tool {name!r} has the name of one of the arena's tools")
+            if extra.source.entrypoint != name:
+                raise ValueError(f"extra tool {name!r} has entrypoint {extra.source.entrypoint!r}")
+            own.add(name)
+            tools.append((extra.tool, extra.source))
+        self._schemas = {t.function.name: t for t, _ in tools}
+        self._env_ids = {t.function.name: executor.load(src.source) for t, src in tools}
+        self._calls: list[ExecutedCall] = []
+        self._turns = 0
+        self._golden: dict[str, ExecutedCall] | None = None
+
+    @property
+    def calls(self) -> list[ExecutedCall]:
+        """The calls made so far this episode, in order."""
+        return list(self._calls)
+
+    def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Start the episode: the prompt messages and the tool list, shuffled by the env's seed."""
+        self._calls = []
+        self._turns = 0
+        tools = [t.model_dump() for t in self._schemas.values()]
+        random.Random(self.seed).shuffle(tools)
+        return [m.model_dump() for m in self.arena.messages], tools
+
+    def step(self, tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Run one assistant turn's tool calls (possibly parallel); one tool message per call, in order."""
+        self._turns += 1
+        executed = [ExecutedCall(name=_name_of(call), ok=False) for call in tool_calls]
+        contents: list[str] = []
+        pending: list[tuple[int, ToolCall]] = []
+        for index, call in enumerate(tool_calls):
+            parsed = self._parse(call)
+            if isinstance(parsed, str):
+                contents.append(f"Error: {parsed}")
+                continue
+            name, args = parsed
+            contents.append("")
+            pending.append((index, self._request(name, args)))
+        for (index, request), result in zip(pending, self._run([r for _, r in pending]), strict=True):
+            executed[index] = ExecutedCall(name=request.fn, ok=result.ok, result=result.result)
+            contents[index] = self._content(result)
+        self._calls.extend(executed)
+        return [
+            {"role": "tool", "tool_call_id": str(call.get("id", "")), "content": content}
+            for call, content in zip(tool_calls, contents, strict=True)
+        ]
+
+    def reward(self, final_message: str | None = None, config: RewardConfig | None = None) -> RewardBreakdown:
+        """F1 of the episode so far; ``config`` overrides the env's reward definition (to report both)."""
+        golden = self._golden_results()
+        targets = [
+            SubTaskTarget(
+                id=s.id, answer=s.answer, needs_tool=s.needs_tool, tool=s.tool, golden=golden.get(s.id)
+            )
+            for s in self.arena.subtasks
+        ]
+        return f1_reward(targets, self._calls, config or self.config.reward, final_message, self._turns)
+
+    def _golden_results(self) -> dict[str, ExecutedCall]:
+        """Each golden call executed once per env: the reference a call's result must equal."""
+        if self._golden is None:
+            golden = [(s.id, s.golden_call) for s in self.arena.subtasks if s.golden_call is not None]
+            batch = [self._request(call.name, call.arguments) for _, call in golden]
+            self._golden = {
+                sid: ExecutedCall(name=c.fn, ok=r.ok, result=r.result)
+                for (sid, _), c, r in zip(golden, batch, self._run(batch), strict=True)
+            }
+        return self._golden
+
+    def _request(self, name: str, args: dict[str, Any]) -> ToolCall:
+        return ToolCall(env_id=self._env_ids[name], fn=name, args=args, timeout_s=self.config.timeout_s)
+
+    def _run(self, batch: list[ToolCall]) -> list[ToolResult]:
+        results = self.executor.execute_batch(batch) if batch else []
+        refused = [r for r in results if r.status == "refused"]
+        if refused:
+            # Not the model's fault and not something to train on: the sandbox cannot isolate here.
+            raise RuntimeError(f"sandbox refused to run tool code: {refused[0].error}")
+        return results
+
+    def _parse(self, call: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
+        """(tool name, arguments) of an OpenAI tool call, or the error text for the model."""
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return "malformed tool call: expected {'function': {'name': ..., 'arguments': ...}}"
+        name = function["name"]
+        schema = self._schemas.get(name)
+        if schema is None:
+            return f"unknown tool {name!r}; available tools: {', '.join(sorted(self._schemas))}"
+        raw = function.get("arguments", "{}")
+        if isinstance(raw, str):
+            try:
+                args = json.loads(raw) if raw.strip() else {}
+            except json.JSONDecodeError as exc:
+                return f"arguments of {name!r} are not valid JSON: {exc.msg} at column {exc.colno}"
+        else:
+            args = raw
+        if not isinstance(args, dict):
+            return f"arguments of {name!r} must be a JSON object"
+        problem = argument_error(schema.function, args)
+        if problem:
+            return f"{name}: {problem}"
+        return name, args
+
+    def _content(self, result: ToolResult) -> str:
+        if result.ok:
+            text = json.dumps(result.result, ensure_ascii=False)
+        elif result.status == "timeout":
+            text = f"Error: the tool timed out after {self.config.timeout_s:g} s"
+        else:
+            text = f"Error: {result.error or result.status}"
+        limit = self.config.max_output_chars
+        if len(text) > limit:
+            text = f"{text[:limit]}… [output truncated: {len(text) - limit} more characters]"
+        return text
+
+
+def _name_of(call: Any) -> str:
+    function = call.get("function") if isinstance(call, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else ""

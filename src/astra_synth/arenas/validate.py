@@ -1,0 +1,354 @@
+"""Arena validation: a static check of tool source, a per-tool battery, replay, and reward-hacking probes.
+
+ASTRA accepted a tool when ``answer in stdout`` held once. That passes tools that ignore their input, print
+everything, read the clock or draw random ids (the released data has one whose golden answer can never be
+reproduced), and it never replayed the final artefact. Here, fail closed:
+
+* :func:`static_check` reads the source (AST only, nothing runs) before any sandbox run;
+* :func:`tool_battery` runs each tool in the sandbox: golden output contains the normalised answer, a
+  second run is identical, some perturbed call loses the answer, a missing required argument fails, the
+  answer is long enough to mean something and the output fits what the model will be shown;
+* :func:`replay` plays every golden call through :class:`ArenaEnv` and needs reward 1 under both
+  sub-task predicates;
+* :func:`probes` plays cheating policies that must score at most ``max_probe_reward``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, ReportCard, SubTask
+from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.answer_match import contains_answer, is_number, normalise, render
+from astra_synth.training.reward import RewardConfig
+
+# Pure, deterministic standard-library modules a tool may import; anything else is refused.
+ALLOWED_IMPORTS = frozenset(
+    {
+        "bisect",
+        "calendar",
+        "collections",
+        "copy",
+        "dataclasses",
+        "datetime",
+        "decimal",
+        "enum",
+        "fractions",
+        "functools",
+        "hashlib",
+        "heapq",
+        "itertools",
+        "json",
+        "math",
+        "numbers",
+        "operator",
+        "re",
+        "statistics",
+        "string",
+        "textwrap",
+        "typing",
+        "unicodedata",
+    }
+)
+# Builtins that do I/O, reach the interpreter's internals or depend on memory addresses.
+FORBIDDEN_NAMES = frozenset(
+    {
+        "__import__",
+        "breakpoint",
+        "compile",
+        "delattr",
+        "dir",
+        "eval",
+        "exec",
+        "exit",
+        "getattr",
+        "globals",
+        "hash",
+        "help",
+        "id",
+        "input",
+        "locals",
+        "memoryview",
+        "open",
+        "print",
+        "quit",
+        "setattr",
+        "vars",
+    }
+)
+CLOCK_ATTRIBUTES = frozenset({"now", "today", "utcnow"})
+_TOP_LEVEL = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.ClassDef, ast.FunctionDef)
+PASS_REWARD = 1.0 - 1e-6  # F1 with precision solved / (calls + ε) is 1 up to ε
+
+
+class ValidationConfig(BaseModel):
+    """Thresholds of the battery and probes; ``env`` is the runtime the arena will be trained with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    max_probe_reward: float = Field(default=0.1, ge=0, le=1)
+    repeat_calls: int = Field(default=20, ge=2, description="How often the spam probe repeats one call.")
+    max_answer_chars: int = Field(default=200, ge=1, description="Longer sub-answers are not atomic.")
+
+
+def _is_dunder(name: str) -> bool:
+    return name.startswith("__") and name.endswith("__")
+
+
+def _signature_problems(fn: ast.FunctionDef, spec: FunctionSpec) -> list[str]:
+    reasons = []
+    args = fn.args
+    if args.posonlyargs or args.vararg or args.kwarg:
+        reasons.append("the function may not take positional-only, *args or **kwargs parameters")
+    positional = [a.arg for a in args.args]
+    has_default = dict.fromkeys(positional, False)
+    for name in positional[len(positional) - len(args.defaults) :]:
+        has_default[name] = True
+    for a, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        has_default[a.arg] = kw_default is not None
+    props, required = set(spec.properties), set(spec.required)
+    reasons += [
+        f"schema parameter {p!r} is not in the function signature" for p in sorted(props - set(has_default))
+    ]
+    reasons += [f"function parameter {p!r} is not in the schema" for p in sorted(set(has_default) - props)]
+    for name, default in has_default.items():
+        if name in props and not default and name not in required:
+            reasons.append(f"parameter {name!r} has no default but the schema does not require it")
+        if name in required and default:
+            reasons.append(f"required parameter {name!r} has a default in the code")
+    return reasons
+
+
+def static_check(source: str, spec: FunctionSpec) -> list[str]:
+    """Why ``source`` may not run as tool ``spec`` (empty = it may). Reads the AST; executes nothing."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError) as exc:
+        return [f"source does not parse: {exc}"]
+    reasons: list[str] = []
+    body = list(tree.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # module docstring
+    for stmt in body:
+        if not isinstance(stmt, _TOP_LEVEL):
+            reasons.append(f"line {stmt.lineno}: top-level {type(stmt).__name__} runs at import; not allowed")
+    functions = [s for s in body if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if len(functions) != 1:
+        reasons.append(f"expected exactly one top-level function, found {len(functions)}")
+    elif functions[0].name != spec.name:
+        reasons.append(f"top-level function is {functions[0].name!r}, the tool is {spec.name!r}")
+    elif isinstance(functions[0], ast.FunctionDef):
+        reasons += _signature_problems(functions[0], spec)
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            if isinstance(node, ast.ImportFrom) and (node.level or node.module is None):
+                reasons.append(f"line {line}: relative import")
+                continue
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            for module in modules:
+                if module.split(".")[0] not in ALLOWED_IMPORTS:
+                    reasons.append(f"line {line}: import of {module!r} is not allowed (stdlib allowlist)")
+            if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+                reasons.append(f"line {line}: star import")
+        elif isinstance(node, ast.Name) and (node.id in FORBIDDEN_NAMES or _is_dunder(node.id)):
+            reasons.append(f"line {line}: use of {node.id!r} is not allowed")
+        elif isinstance(node, ast.Attribute):
+            if _is_dunder(node.attr):
+                reasons.append(f"line {line}: dunder attribute {node.attr!r} is not allowed")
+            elif node.attr in CLOCK_ATTRIBUTES:
+                reasons.append(
+                    f"line {line}: reading the clock ({node.attr!r}) makes the tool non-deterministic"
+                )
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            reasons.append(f"line {line}: global state is not allowed")
+    return reasons
+
+
+def _perturbations(value: Any, schema: dict[str, Any]) -> list[Any]:
+    """Other values of the same type: a tool whose answer survives all of them ignores its input."""
+    if "enum" in schema:
+        return [v for v in schema["enum"] if v != value][:2]
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        return [value + 1, value * 2 + 7]
+    if isinstance(value, float):
+        return [value * 1.5 + 1.0, value + 0.37]
+    if isinstance(value, str):
+        return [value + "X", value[::-1] if len(value) > 1 else value + value]
+    if isinstance(value, list):
+        return [value[:-1], [*value, *value[-1:]]] if value else []
+    if isinstance(value, dict):
+        return [{}] if value else []
+    return []
+
+
+def _input_matters(
+    executor: ToolExecutor, env_id: str, spec: FunctionSpec, sub: SubTask, config: ValidationConfig
+) -> CheckResult:
+    """Some call with one argument changed must not return the answer."""
+    assert sub.golden_call is not None
+    args = sub.golden_call.arguments
+    name = f"input_matters[{sub.id}]"
+    min_chars = config.env.reward.min_answer_chars
+    tried = []
+    for pname, value in args.items():
+        for other in _perturbations(value, spec.properties.get(pname, {})):
+            result = executor.execute(env_id, spec.name, {**args, pname: other}, config.env.timeout_s)
+            if not (result.ok and contains_answer(render(result.result), sub.answer, min_chars)):
+                return CheckResult(name=name, ok=True, detail=f"{pname}={other!r} loses the answer")
+            tried.append(f"{pname}={other!r}")
+    survived = ", ".join(tried) or "(no argument to perturb)"
+    return CheckResult(
+        name=name, ok=False, detail=f"the answer survives every perturbation: {survived}"[:300]
+    )
+
+
+def _answer_length(sub: SubTask, output: str, config: ValidationConfig) -> CheckResult:
+    """Short answers match by accident, long ones are not atomic, and an output the runtime truncates
+    may hide the answer from the model."""
+    norm = normalise(sub.answer)
+    problems = []
+    if len(norm) < config.env.reward.min_answer_chars and not is_number(norm):
+        problems.append("answer too short to match safely")
+    if len(norm) > config.max_answer_chars:
+        problems.append(f"answer longer than {config.max_answer_chars} characters")
+    if len(output) > config.env.max_output_chars:
+        problems.append(f"golden output longer than {config.env.max_output_chars} characters")
+    return CheckResult(name=f"answer_length[{sub.id}]", ok=not problems, detail="; ".join(problems))
+
+
+def tool_battery(
+    arena: Arena, tool: str, executor: ToolExecutor, config: ValidationConfig
+) -> list[CheckResult]:
+    """Run tool ``tool`` of ``arena`` in the sandbox against each sub-task it solves (see module doc)."""
+    spec = arena.tool_schema(tool)
+    env_id = executor.load(arena.tool_sources[tool].source)
+    timeout = config.env.timeout_s
+    checks: list[CheckResult] = []
+    subs = [s for s in arena.subtasks if s.golden_call is not None and s.golden_call.name == tool]
+    for sub in subs:
+        assert sub.golden_call is not None
+        first = executor.execute(env_id, tool, sub.golden_call.arguments, timeout)
+        second = executor.execute(env_id, tool, sub.golden_call.arguments, timeout)
+        output = render(first.result) if first.ok else ""
+        found = first.ok and contains_answer(output, sub.answer, config.env.reward.min_answer_chars)
+        seen = output if first.ok else f"{first.status}: {first.error}"
+        checks.append(
+            CheckResult(
+                name=f"golden_output[{sub.id}]",
+                ok=found,
+                detail="" if found else f"{seen[:200]!r} does not contain {sub.answer!r}",
+            )
+        )
+        same = first.ok and second.ok and render(second.result) == output
+        detail = "" if same else "two runs of the golden call differ"
+        checks.append(CheckResult(name=f"deterministic[{sub.id}]", ok=same, detail=detail))
+        checks.append(_input_matters(executor, env_id, spec, sub, config))
+        checks.append(_answer_length(sub, output, config))
+    if subs and subs[0].golden_call is not None:
+        golden_args = subs[0].golden_call.arguments
+        for pname in spec.required:
+            result = executor.execute(
+                env_id, tool, {k: v for k, v in golden_args.items() if k != pname}, timeout
+            )
+            clean = not result.ok and result.status in ("error", "invalid")
+            checks.append(
+                CheckResult(
+                    name=f"missing_argument[{tool}.{pname}]",
+                    ok=clean,
+                    detail="" if clean else f"a call without {pname!r} gave {result.status}",
+                )
+            )
+    return checks
+
+
+def replay(arena: Arena, executor: ToolExecutor, config: ValidationConfig) -> dict[str, float]:
+    """Play the golden calls through the trainer's runtime, one turn per DAG layer; reward per predicate."""
+    env = ArenaEnv(arena, executor, config.env)
+    env.reset()
+    layers = sorted({s.hop_level for s in arena.subtasks})
+    for layer in layers:
+        calls = [
+            s.golden_call.as_tool_call(f"call_{s.id}")
+            for s in arena.subtasks
+            if s.hop_level == layer and s.golden_call is not None
+        ]
+        if calls:
+            env.step(calls)
+    base = config.env.reward
+    return {
+        mode: env.reward(config=base.model_copy(update={"match": mode})).reward
+        for mode in ("result", "answer")
+    }
+
+
+def probes(arena: Arena, executor: ToolExecutor, config: ValidationConfig) -> dict[str, float]:
+    """Rewards of cheating policies (the highest over both predicates); each must stay ≤ the threshold."""
+    env = ArenaEnv(arena, executor, config.env)
+    base = config.env.reward
+    modes = [base.model_copy(update={"match": m}) for m in ("result", "answer")]
+    with_leaves = [m.model_copy(update={"leaf_subtasks": "final_message"}) for m in modes]
+    first = next(s.golden_call for s in arena.subtasks if s.golden_call is not None)
+    empty = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": t.function.name, "arguments": "{}"}}
+        for i, t in enumerate(arena.tools)
+    ]
+    pasted = "\n".join([arena.final_answer, *(s.answer for s in arena.subtasks)])
+    plays: dict[str, tuple[list[list[dict[str, Any]]], str | None, list[RewardConfig]]] = {
+        "no_calls": ([], None, modes),
+        "empty_arguments": ([empty], None, modes),
+        f"same_call_x{config.repeat_calls}": (
+            [[first.as_tool_call(f"call_{i}") for i in range(config.repeat_calls)]],
+            None,
+            modes,
+        ),
+        "answer_without_calls": ([], pasted, with_leaves),
+    }
+    rewards: dict[str, float] = {}
+    for name, (turns, final_message, configs) in plays.items():
+        env.reset()
+        for turn in turns:
+            env.step(turn)
+        rewards[name] = max(env.reward(final_message, c).reward for c in configs)
+    return rewards
+
+
+def check_arena(arena: Arena, executor: ToolExecutor, config: ValidationConfig | None = None) -> ReportCard:
+    """Everything above; sandbox runs only if every tool passes the static check (fail closed)."""
+    config = config or ValidationConfig()
+    checks = []
+    for tool in arena.tools:
+        reasons = static_check(arena.tool_sources[tool.function.name].source, tool.function)
+        checks.append(
+            CheckResult(name=f"static[{tool.function.name}]", ok=not reasons, detail="; ".join(reasons))
+        )
+    if any(not c.ok for c in checks):
+        return ReportCard(checks=checks)
+    for tool in arena.tools:
+        checks += tool_battery(arena, tool.function.name, executor, config)
+    replay_rewards = replay(arena, executor, config)
+    probe_rewards = probes(arena, executor, config)
+    replay_ok = all(r >= PASS_REWARD for r in replay_rewards.values())
+    passed = (
+        all(c.ok for c in checks)
+        and replay_ok
+        and all(
+            r <= config.max_probe_reward or math.isclose(r, config.max_probe_reward)
+            for r in probe_rewards.values()
+        )
+    )
+    return ReportCard(
+        checks=checks,
+        replay_ok=replay_ok,
+        replay_rewards=replay_rewards,
+        probe_rewards=probe_rewards,
+        passed=passed,
+    )
