@@ -1,0 +1,149 @@
+"""structured_chat against scripted answers: constrain, validate, repair, re-ask, reject."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, Field
+
+from astra_synth.errors import Rejection
+from astra_synth.llm.cache import ResponseCache
+from astra_synth.llm.client import LLMCallError, LLMClient
+from astra_synth.llm.scripted import (
+    Reply,
+    ScriptedLLM,
+    error_reply,
+    invalid_json_reply,
+    json_reply,
+    length_reply,
+    wrong_schema_reply,
+)
+from astra_synth.llm.structured import StructuredOutputRejected, parse_structured, structured_chat
+
+SYSTEM = "You extract cities."
+MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Paris has 3 museums."}]
+GOOD = {"city": "Paris", "count": 3}
+
+
+class CityCount(BaseModel):
+    city: str = Field(max_length=40)
+    count: int = Field(ge=0, le=1000)
+    tags: list[str] = Field(default_factory=list, max_length=5)
+
+
+async def _ask(llm: ScriptedLLM, mode: str = "openai", **kw: int) -> CityCount:
+    async with LLMClient(llm.endpoint(schema_mode=mode)) as client:
+        return await structured_chat(client, MESSAGES, CityCount, stage="extract", **kw)
+
+
+async def test_valid_answer_in_one_call(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", json_reply(GOOD))
+    assert await _ask(scripted_llm) == CityCount(city="Paris", count=3)
+    assert len(scripted_llm.requests) == 1
+
+
+@pytest.mark.parametrize("mode", ["openai", "auto"])
+async def test_openai_mode_sends_json_schema(scripted_llm: ScriptedLLM, mode: str) -> None:
+    scripted_llm.on("extract cities", json_reply(GOOD))
+    await _ask(scripted_llm, mode)
+    fmt = scripted_llm.chat_requests()[0]["response_format"]
+    assert fmt == {
+        "type": "json_schema",
+        "json_schema": {"name": "CityCount", "schema": CityCount.model_json_schema()},
+    }
+
+
+async def test_llama_cpp_mode_sends_json_object_with_schema(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", json_reply(GOOD))
+    await _ask(scripted_llm, "llama_cpp")
+    fmt = scripted_llm.chat_requests()[0]["response_format"]
+    assert fmt == {"type": "json_object", "schema": CityCount.model_json_schema()}
+
+
+async def test_none_mode_puts_the_schema_in_the_system_prompt(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", json_reply(GOOD))
+    await _ask(scripted_llm, "none")
+    sent = scripted_llm.chat_requests()[0]
+    assert "response_format" not in sent
+    system = sent["messages"][0]
+    assert system["role"] == "system" and system["content"].startswith(SYSTEM)
+    assert json.dumps(CityCount.model_json_schema(), separators=(",", ":")) in system["content"]
+    assert sent["messages"][1:] == MESSAGES[1:]
+
+
+async def test_truncated_json_is_repaired_without_a_reask(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", Reply(content='Here you go: {"city": "Paris", "count": 3'))
+    assert await _ask(scripted_llm) == CityCount(city="Paris", count=3)
+    assert len(scripted_llm.requests) == 1
+
+
+async def test_answer_cut_at_max_tokens_is_reasked_not_repaired(scripted_llm: ScriptedLLM) -> None:
+    cut = length_reply({**GOOD, "tags": ["a", "b", "c"]})
+    scripted_llm.on("extract cities", cut, json_reply(GOOD))
+    assert await _ask(scripted_llm) == CityCount(city="Paris", count=3)
+    first, second = scripted_llm.chat_requests()
+    reask = second["messages"][-1]
+    assert reask["role"] == "user" and "cut off at the token limit" in reask["content"]
+    assert second["messages"][-2] == {"role": "assistant", "content": cut.content}
+    assert second["messages"][: len(first["messages"])] == first["messages"]
+
+
+async def test_invalid_json_is_reasked(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", invalid_json_reply("I think the city is Paris."), json_reply(GOOD))
+    assert await _ask(scripted_llm) == CityCount(city="Paris", count=3)
+    assert len(scripted_llm.requests) == 2
+    assert "not a JSON object" in scripted_llm.chat_requests()[1]["messages"][-1]["content"]
+
+
+async def test_wrong_schema_is_reasked_with_the_validation_error(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", json_reply({"city": "Paris", "count": "many"}), json_reply(GOOD))
+    assert await _ask(scripted_llm) == CityCount(city="Paris", count=3)
+    reask = scripted_llm.chat_requests()[1]["messages"][-1]["content"]
+    assert "does not match the schema" in reask and "count: Input should be a valid integer" in reask
+
+
+async def test_persistent_garbage_is_rejected_with_reason(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", wrong_schema_reply())
+    with pytest.raises(StructuredOutputRejected) as info:
+        await _ask(scripted_llm, max_reasks=2)
+    err = info.value
+    assert isinstance(err, Rejection)
+    assert err.reason == "structured_output_invalid" and err.attempts == 3
+    assert "city: Field required" in err.detail and '"unexpected": "shape"' in err.detail
+    assert len(scripted_llm.requests) == 3
+
+
+async def test_transport_failure_is_not_a_rejection(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.fail_next(1, error_reply(401))
+    with pytest.raises(LLMCallError):
+        await _ask(scripted_llm)
+
+
+async def test_reasks_replay_from_the_cache(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
+    """A resumed run walks the same invalid → re-ask path from the cache, with zero calls."""
+    scripted_llm.on("extract cities", invalid_json_reply(), json_reply(GOOD))
+    path = tmp_path / "c.sqlite"
+    for _ in range(2):
+        async with LLMClient(scripted_llm.endpoint(), cache=ResponseCache(path)) as client:
+            result = await structured_chat(client, MESSAGES, CityCount, stage="extract")
+        assert result == CityCount(city="Paris", count=3)
+    assert len(scripted_llm.requests) == 2
+
+
+def test_parse_structured_repairs_fenced_and_trailing_comma_json() -> None:
+    raw = '```json\n{"city": "Rome", "count": 2, "tags": ["old",],}\n```'
+    assert parse_structured(raw, CityCount) == CityCount(city="Rome", count=2, tags=["old"])
+
+
+def test_parse_structured_refuses_to_repair_a_cut_answer() -> None:
+    with pytest.raises(ValueError, match="cut off"):
+        parse_structured('{"city": "Rome", "count": 2', CityCount, truncated=True)
+    complete = json.dumps({"city": "Rome", "count": 2})
+    assert parse_structured(complete, CityCount, truncated=True).city == "Rome"
+
+
+def test_parse_structured_rejects_bounds_violations() -> None:
+    with pytest.raises(ValueError, match="tags"):
+        parse_structured(json.dumps({"city": "R", "count": 1, "tags": ["x"] * 6}), CityCount)
