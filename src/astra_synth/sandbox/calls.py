@@ -1,0 +1,77 @@
+"""Pieces every executor shares around one call: checking a request, seeding it, reading its answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from typing import Any, get_args
+
+from astra_synth.sandbox.executor import ToolResult, ToolStatus
+
+_STATUSES = frozenset(get_args(ToolStatus))
+
+
+def check_args(fn: str, args: Any) -> str | None:
+    """Why a request cannot be sent (None when it can): the name must be an identifier, args JSON."""
+    if not fn.isidentifier():
+        return f"function name {fn!r} is not an identifier"
+    if not isinstance(args, dict):
+        return "args must be a JSON object"
+    try:
+        json.dumps(args, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"args are not JSON: {exc}"
+    return None
+
+
+def call_seed(env_id: str, fn: str, args: dict[str, Any]) -> int:
+    """``random``'s seed for a call: the same call gets the same randomness on any worker, any day."""
+    key = json.dumps([env_id, fn, args], sort_keys=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+
+
+def from_answer(raw: bytes, cpu_ms: float) -> ToolResult | None:
+    """The ToolResult in a sandboxed answer document, None when it is not a well-formed one."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or doc.get("status") not in _STATUSES:
+        return None
+    status = doc["status"]
+    error = doc.get("error")
+    return ToolResult(
+        ok=status == "ok",
+        status=status,
+        result=doc.get("result") if status == "ok" else None,
+        error=None if status == "ok" else str(error),
+        cpu_ms=cpu_ms,
+    )
+
+
+def from_exit(wait_status: int, timed_out: bool, timeout_s: float, cpu_ms: float) -> ToolResult:
+    """The ToolResult of a child that gave no valid answer, from how it ended."""
+    if timed_out:
+        return ToolResult(
+            ok=False, status="timeout", error=f"wall-clock limit of {timeout_s:g} s", cpu_ms=cpu_ms
+        )
+    if os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_ms >= timeout_s * 1000):
+            return ToolResult(ok=False, status="timeout", error="CPU time limit", cpu_ms=cpu_ms)
+        return ToolResult(
+            ok=False,
+            status="crashed",
+            error=f"child died (signal {sig}, {signal.Signals(sig).name})",
+            cpu_ms=cpu_ms,
+        )
+    code = os.waitstatus_to_exitcode(wait_status)
+    return ToolResult(
+        ok=False, status="crashed", error=f"child exited with code {code} and no answer", cpu_ms=cpu_ms
+    )
+
+
+def cpu_ms_of(rusage: Any) -> float:
+    return float((rusage.ru_utime + rusage.ru_stime) * 1000.0)

@@ -1,0 +1,69 @@
+"""How sandbox processes are started: which interpreter, with which environment, as which user.
+
+Sandboxed code must run under an interpreter the sandbox uids can read: pyenv's Python lives under
+``/root`` (mode 0700), so the Debian ``/usr/bin/python3`` is preferred. The environment is built from
+scratch (nothing of the caller's leaks in) and fixes ``PYTHONHASHSEED`` so hashes and set order are the
+same in every worker; ``-s -P`` rather than ``-I`` because ``-I`` ignores ``PYTHONHASHSEED``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+import astra_synth
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+NOBODY = 65534
+# Dedicated sandbox uids: a block per executor process so RLIMIT_NPROC (counted per uid, system-wide)
+# never couples two executors or two workers.
+_UID_FLOOR = 1_000_000
+_UIDS_PER_PROCESS = 256
+
+
+def default_python() -> str:
+    return SYSTEM_PYTHON if os.access(SYSTEM_PYTHON, os.X_OK) else sys.executable
+
+
+def package_root() -> str:
+    """The directory that holds ``astra_synth``: the only entry the sandbox interpreter adds to sys.path."""
+    return str(Path(astra_synth.__file__).resolve().parent.parent)
+
+
+@cache
+def pyseccomp_path() -> str | None:
+    """File of the ``pyseccomp`` module (one file), loaded by path inside the sandbox; None if absent."""
+    spec = importlib.util.find_spec("pyseccomp")
+    return spec.origin if spec is not None else None
+
+
+def jail_env() -> dict[str, str]:
+    return {
+        "PYTHONHASHSEED": "0",
+        "PYTHONPATH": package_root(),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+    }
+
+
+def python_command(python: str, *args: str) -> list[str]:
+    return [python, "-s", "-P", "-B", *args]
+
+
+def jail_command(python: str, module: str, *args: str) -> list[str]:
+    return python_command(python, "-m", f"astra_synth.sandbox.jail.{module}", *args)
+
+
+def rootless_prefix() -> list[str]:
+    """Run as ``nobody`` when the caller is root, so the rootless tiers behave as for any user."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+
+
+def sandbox_uid_base() -> int:
+    return _UID_FLOOR + (os.getpid() % 1_000_000) * _UIDS_PER_PROCESS

@@ -1,0 +1,60 @@
+"""Compile a tool environment and call one of its functions: the part of a call that runs tool code.
+
+Used by the fork-server child and the one-shot interpreter alike, after confinement. The answer is the
+JSON document the trusted side expects (``status``, ``result`` or ``error``), already size-checked.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import traceback
+from types import CodeType, ModuleType
+from typing import Any
+
+TOOL_FILENAME = "<tool>"
+
+
+def compile_tool(source: str) -> CodeType:
+    """Parse only: compiling executes nothing, so a worker may cache the code object for its children."""
+    return compile(source, TOOL_FILENAME, "exec", dont_inherit=True)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message (tool line N)`` — the innermost line of tool code, no paths of the host."""
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == TOOL_FILENAME]
+    where = f" (tool line {lines[-1]})" if lines else ""
+    return f"{type(exc).__name__}: {exc}"[:2000] + where
+
+
+def call_tool(code: CodeType, fn: str, args: dict[str, Any], seed: int, max_output_bytes: int) -> bytes:
+    """Run the module, then ``fn(**args)``; every outcome becomes a JSON answer (never an exception)."""
+    random.seed(seed)
+    module = ModuleType("tool")  # registered so dataclasses and typing can resolve the tool's names
+    sys.modules["tool"] = module
+    namespace = module.__dict__
+    try:
+        exec(code, namespace)
+    except BaseException as exc:
+        return answer("error", error=f"loading the tool failed: {describe(exc)}")
+    func = namespace.get(fn)
+    if not callable(func):
+        return answer("invalid", error=f"no function {fn!r} in the tool environment")
+    try:
+        result = func(**args)
+    except BaseException as exc:
+        return answer("error", error=describe(exc))
+    try:
+        data = answer("ok", result=result)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return answer("invalid", error=f"result is not JSON-serialisable: {describe(exc)}")
+    if len(data) > max_output_bytes:
+        return answer("output_too_large", error=f"result of {len(data)} bytes exceeds {max_output_bytes}")
+    return data
+
+
+def answer(status: str, result: Any = None, error: str | None = None) -> bytes:
+    """The answer document; raises TypeError/ValueError when ``result`` is not JSON."""
+    body = {"status": status, "result": result, "error": error}
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")

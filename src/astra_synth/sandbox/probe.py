@@ -1,0 +1,108 @@
+"""Which isolation tier this machine offers, and what each layer reported (fail closed).
+
+T1: root + namespaces — workers are PID 1 of their own pid/net/mount/ipc/uts namespaces, children
+    drop to a uid of their own, Landlock + seccomp + rlimits.
+T2: unprivileged user namespaces — the same namespaces as ``nobody``; children drop capabilities,
+    seccomp denies fork.
+T3: no namespaces — Landlock + seccomp (no fork) + rlimits, as ``nobody``.
+Untrusted code runs only when some tier contains both network and process creation.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel
+
+from astra_synth.sandbox import interpreter
+from astra_synth.sandbox.jail import landlock, seccomp_filter
+
+Tier = Literal["T1", "T2", "T3"]
+TIERS: tuple[Tier, ...] = ("T1", "T2", "T3")
+NAMESPACES = ["--pid", "--fork", "--mount-proc", "--net", "--ipc", "--uts", "--kill-child"]
+# The worker must be able to import the jail from inside its tier: that is what the probe runs.
+_IMPORT_CHECK = "import astra_synth.sandbox.jail.confine"
+
+
+class Layer(BaseModel):
+    name: str
+    ok: bool
+    detail: str
+
+
+class ProbeReport(BaseModel):
+    tier: Tier | None
+    available: list[Tier]
+    landlock_abi: int
+    python: str
+    layers: list[Layer]
+
+    def refusal(self, tier: Tier | None = None) -> str | None:
+        """Why untrusted code must not run (in ``tier``, default the strongest); None when it may."""
+        if tier is None:
+            return None if self.tier else "no isolation tier contains network and process creation here"
+        return None if tier in self.available else f"tier {tier} is not available here"
+
+
+def tier_prefix(tier: Tier) -> list[str]:
+    """The command that puts a worker into ``tier``'s namespaces and user."""
+    if tier == "T1":
+        return ["unshare", *NAMESPACES, "--"]
+    if tier == "T2":
+        return [*interpreter.rootless_prefix(), "unshare", "--user", "--map-root-user", *NAMESPACES, "--"]
+    return interpreter.rootless_prefix()
+
+
+def _run(cmd: list[str]) -> tuple[bool, str]:
+    try:
+        proc = subprocess.run(
+            cmd, env=interpreter.jail_env(), capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["ok"]
+    return proc.returncode == 0, tail[0][:300]
+
+
+@cache
+def probe(python: str | None = None) -> ProbeReport:
+    """Check every layer (about 0.2 s, cached per interpreter)."""
+    python = python or interpreter.default_python()
+    check = interpreter.python_command(python, "-c", _IMPORT_CHECK)
+    layers: list[Layer] = []
+    root = os.geteuid() == 0
+    layers.append(Layer(name="root", ok=root, detail=f"euid {os.geteuid()}"))
+    ns_ok, detail = _run(tier_prefix("T1") + check) if root else (False, "needs root")
+    layers.append(Layer(name="namespaces", ok=ns_ok, detail=detail))
+    userns_ok, detail = _run(tier_prefix("T2") + check)
+    layers.append(Layer(name="user namespaces", ok=userns_ok, detail=detail))
+    abi = landlock.abi_version()
+    scoped = "signals scoped" if abi >= 6 else "signals NOT scoped (ABI < 6)"
+    layers.append(
+        Layer(name="landlock", ok=abi >= 1, detail=f"ABI {abi}; {scoped}" if abi else "unavailable")
+    )
+    try:
+        seccomp_filter.build_filter(no_fork=True, pyseccomp_path=interpreter.pyseccomp_path())
+        seccomp_ok, detail = True, f"pyseccomp at {interpreter.pyseccomp_path()}"
+    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        seccomp_ok, detail = False, str(exc)
+    layers.append(Layer(name="seccomp", ok=seccomp_ok, detail=detail))
+    rootless_ok, detail = _run(tier_prefix("T3") + check)
+    layers.append(Layer(name="rootless interpreter", ok=rootless_ok, detail=f"{python}: {detail}"))
+    available: list[Tier] = []
+    if ns_ok:
+        available.append("T1")
+    if userns_ok and seccomp_ok:
+        available.append("T2")
+    if rootless_ok and seccomp_ok and abi >= 1:
+        available.append("T3")
+    return ProbeReport(
+        tier=available[0] if available else None,
+        available=available,
+        landlock_abi=abi,
+        python=python,
+        layers=layers,
+    )

@@ -1,0 +1,137 @@
+"""``SubprocessExecutor``: a fresh interpreter per call — the portable, slow baseline.
+
+Each call starts ``python -m astra_synth.sandbox.jail.oneshot``, which applies the same confinement as a
+fork-server child in the rootless tier (own uid when the caller is root, rlimits, Landlock, seccomp with
+fork denied) and runs the tool. No warm state, so about 25 ms of CPU per call; the fork server exists
+because of that number.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from astra_synth.sandbox import interpreter
+from astra_synth.sandbox.calls import call_seed, check_args, cpu_ms_of, from_answer, from_exit
+from astra_synth.sandbox.executor import SandboxLimits, ToolExecutor, ToolResult, env_id_for
+from astra_synth.sandbox.jail import protocol
+from astra_synth.sandbox.jail.confine import Policy
+from astra_synth.sandbox.probe import probe
+
+STARTUP_GRACE_S = 0.5  # the interpreter's own start counts against no tool's timeout
+_UID_OFFSET = 128  # fork-server workers of the same process use the uids below
+
+
+class SubprocessExecutor(ToolExecutor):
+    """One confined interpreter per call. Thread-safe; ``max_concurrency`` bounds calls in flight."""
+
+    def __init__(
+        self, limits: SandboxLimits | None = None, python: str | None = None, max_concurrency: int = 8
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        report = probe(python)
+        self.python = report.python
+        seccomp_ok = any(layer.name == "seccomp" and layer.ok for layer in report.layers)
+        self.refusal = None if seccomp_ok else "seccomp is unavailable: network and fork cannot be contained"
+        self._landlock = report.landlock_abi >= 1
+        self._sources: dict[str, str] = {}
+        self._slots: queue.Queue[int | None] = queue.Queue()
+        base_uid = interpreter.sandbox_uid_base() + _UID_OFFSET
+        for i in range(max_concurrency):
+            self._slots.put(base_uid + i if os.geteuid() == 0 else None)
+        self._base = tempfile.mkdtemp(prefix="astra-subprocess-")
+        os.chmod(self._base, 0o711)
+
+    def load(self, source: str) -> str:
+        env_id = env_id_for(source)
+        self._sources[env_id] = source
+        return env_id
+
+    def execute(
+        self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None
+    ) -> ToolResult:
+        if self.refusal:
+            return ToolResult(ok=False, status="refused", error=self.refusal)
+        source = self._sources.get(env_id)
+        problem = check_args(fn, args) if source is not None else f"unknown env id {env_id!r}"
+        if source is not None and len(source.encode()) > self.limits.max_source_bytes:
+            problem = f"tool source exceeds {self.limits.max_source_bytes} bytes"
+        if problem or source is None:
+            return ToolResult(ok=False, status="invalid", error=problem)
+        uid = self._slots.get()
+        scratch = tempfile.mkdtemp(dir=self._base)
+        try:
+            if uid is not None:
+                os.chown(scratch, uid, uid)
+            return self._run(source, env_id, fn, args, timeout_s or self.limits.timeout_s, uid, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            self._slots.put(uid)
+
+    def _run(
+        self,
+        source: str,
+        env_id: str,
+        fn: str,
+        args: dict[str, Any],
+        timeout: float,
+        uid: int | None,
+        scratch: str,
+    ) -> ToolResult:
+        lim = self.limits
+        policy = Policy(
+            scratch=scratch,
+            uid=uid,
+            memory_mb=lim.memory_mb,
+            max_processes=lim.max_processes,
+            max_file_bytes=lim.max_file_bytes,
+            max_output_bytes=lim.max_output_bytes,
+            no_fork=True,
+            landlock=self._landlock,
+            pyseccomp_path=interpreter.pyseccomp_path(),
+        )
+        request = {
+            "source": source,
+            "fn": fn,
+            "args": args,
+            "seed": call_seed(env_id, fn, args),
+            "cpu_seconds": math.ceil(timeout) + 1,
+            "policy": policy.to_json(),
+        }
+        proc = subprocess.Popen(
+            interpreter.jail_command(self.python, "oneshot"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=interpreter.jail_env(),
+            cwd=scratch,
+            start_new_session=True,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        deadline = time.monotonic() + timeout + STARTUP_GRACE_S
+        try:
+            proc.stdin.write(protocol.encode(request))
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        data, how = protocol.read_answer(proc.stdout.fileno(), deadline, lim.max_output_bytes + 4096)
+        proc.stdout.close()
+        if how != "eof":
+            os.killpg(proc.pid, signal.SIGKILL)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu_ms = cpu_ms_of(rusage)
+        if how == "too_large":
+            return ToolResult(ok=False, status="output_too_large", error="answer too large", cpu_ms=cpu_ms)
+        result = from_answer(data, cpu_ms) if how == "eof" and data else None
+        return result or from_exit(status, how == "timeout", timeout, cpu_ms)
+
+    def close(self) -> None:
+        shutil.rmtree(self._base, ignore_errors=True)
