@@ -132,3 +132,40 @@ def legitimacy_problems(subs: list[SubQuestion]) -> list[str]:
         elif not s.needs_tool and s.id in non_leaf:
             problems.append(f"{s.id!r} needs no tool but other sub-questions depend on it")
     return problems
+
+
+class Verification(BaseModel):
+    """The paper's quality score QS = mean of four dimensions, each in [0, 1], with the judges' reasons."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dependency_consistency: float = Field(ge=0, le=1)
+    atomicity: float = Field(ge=0, le=1)
+    sequential_rationality: float = Field(ge=0, le=1)
+    completeness: float = Field(ge=0, le=1)
+    notes: dict[str, str] = Field(default_factory=dict, description="Per-dimension judge remarks.")
+
+    @property
+    def score(self) -> float:
+        return (
+            self.dependency_consistency + self.atomicity + self.sequential_rationality + self.completeness
+        ) / 4
+
+
+class QAInstance(BaseModel):
+    """A verified-or-not decomposition of one main question, as it flows through arena synthesis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    language: Language
+    domain: str
+    scenario_type: ScenarioType
+    main_question: str = Field(min_length=1)
+    final_answer: str = Field(min_length=1)
+    sub_questions: list[SubQuestion] = Field(min_length=1)
+    seed: dict[str, object] = Field(default_factory=dict, description="The QASeed it was generated from.")
+    verification: Verification | None = None
+
+    def sub(self, sub_id: str) -> SubQuestion:
+        return next(s for s in self.sub_questions if s.id == sub_id)
