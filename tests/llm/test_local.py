@@ -221,14 +221,18 @@ def _server_child(parent: int) -> int:
     return int(children[0])
 
 
-def test_serve_local_prints_url_answers_and_stops_on_sigterm(serve_local: subprocess.Popen[str]) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_serve_local_prints_url_answers_and_stops_cleanly(
+    serve_local: subprocess.Popen[str], stop_signal: signal.Signals
+) -> None:
     base_url = _read_line_with(serve_local, "base_url: ", timeout_s=90)
     assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
     assert _models(base_url) == [MODEL_ALIAS]
     server_pid = _server_child(serve_local.pid)
 
-    serve_local.send_signal(signal.SIGTERM)
+    serve_local.send_signal(stop_signal)
     assert serve_local.wait(timeout=30) == 0
+    assert serve_local.stderr is not None and "stopped" in serve_local.stderr.read()
     assert _wait_gone(server_pid), "llama.cpp server outlived astra serve-local"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{base_url}/models", timeout=2.0)
