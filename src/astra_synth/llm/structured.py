@@ -33,6 +33,23 @@ class StructuredOutputRejected(Rejection):
         self.attempts = attempts
 
 
+class CallCap:
+    """A hard cap on LLM calls shared by several structured requests (e.g. all sub-steps of one tool).
+
+    Each attempt, re-asks included, takes one call; taking past the cap rejects the item
+    (``llm_call_cap``), so a pathological item can never cost more than the configured number of calls.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self) -> None:
+        if self.used >= self.limit:
+            raise Rejection("llm_call_cap", f"{self.used} LLM calls used, the cap is {self.limit}")
+        self.used += 1
+
+
 class _Invalid(ValueError):
     """One answer failed; the message is what the model is told on the re-ask."""
 
@@ -115,6 +132,7 @@ async def structured_chat(
     temperature: float = 0.0,
     max_tokens: int | None = None,
     seed: int | None = None,
+    cap: CallCap | None = None,
 ) -> T:
     """Ask for an object of ``schema``; re-ask with the error at most ``max_reasks`` times.
 
@@ -126,6 +144,8 @@ async def structured_chat(
     conversation = list(messages) if response_format else _with_schema_prompt(messages, schema)
     error, raw = "", ""
     for _ in range(max_reasks + 1):
+        if cap is not None:
+            cap.take()
         result = await client.chat(
             conversation,
             stage=stage,
