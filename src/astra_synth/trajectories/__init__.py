@@ -1,0 +1,1 @@
+"""Pipeline A: tool graph → walks → verified chains → tasks → rollouts → judged SFT trajectories."""
