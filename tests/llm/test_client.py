@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import socket
 import time
 from pathlib import Path
@@ -243,6 +244,50 @@ async def test_every_request_ends_in_a_result_or_a_typed_error(scripted_llm: Scr
     assert all(e.attempts == 2 for e in errors if e.kind != "client_error")
     assert all(e.attempts in (1, 2) for e in errors)
     assert client.calls_made == len(scripted_llm.requests)
+
+
+async def test_identical_requests_in_flight_are_sent_once(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.latency_s = 0.2
+    scripted_llm.on("hello", text_reply("shared"))
+    ledger = Ledger()
+    async with LLMClient(scripted_llm.endpoint(), ledger=ledger) as client:
+        results = await asyncio.gather(*(client.chat(USER, stage="s") for _ in range(5)))
+    assert len(scripted_llm.requests) == 1
+    assert {r.message["content"] for r in results} == {"shared"}
+    assert sorted(r.cached for r in results) == [False, True, True, True, True]
+    assert (ledger.by_stage()["s"].calls, ledger.by_stage()["s"].cached_calls) == (1, 4)
+
+
+async def test_a_shared_failure_reaches_every_twin(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.latency_s = 0.1
+    scripted_llm.fail_next(1, error_reply(422))
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        outcomes = await asyncio.gather(
+            *(client.chat(USER, stage="s") for _ in range(3)), return_exceptions=True
+        )
+    assert [type(o) for o in outcomes] == [LLMCallError] * 3
+    assert len(scripted_llm.requests) == 1
+
+
+async def test_a_cancelled_leader_does_not_cancel_its_twins(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.latency_s = 0.3
+    scripted_llm.on("hello", text_reply("ok"))
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        leader = asyncio.create_task(client.chat(USER, stage="s"))
+        await asyncio.sleep(0.05)
+        twin = asyncio.create_task(client.chat(USER, stage="s"))
+        await asyncio.sleep(0.05)
+        leader.cancel()
+        result = await twin
+    assert result.message["content"] == "ok" and not result.cached
+    assert leader.cancelled()
+
+
+def test_call_error_survives_pickling() -> None:
+    err = LLMCallError("rate_limited", status=429, detail="slow down", attempts=4)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.kind, back.status, back.detail, back.attempts) == ("rate_limited", 429, "slow down", 4)
+    assert str(back) == str(err)
 
 
 def test_endpoint_without_base_url_is_refused(scripted_llm: ScriptedLLM) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,9 @@ def test_parse_structured_refuses_to_repair_a_cut_answer() -> None:
 def test_parse_structured_rejects_bounds_violations() -> None:
     with pytest.raises(ValueError, match="tags"):
         parse_structured(json.dumps({"city": "R", "count": 1, "tags": ["x"] * 6}), CityCount)
+
+
+def test_rejection_survives_pickling() -> None:
+    err = StructuredOutputRejected("count: missing", attempts=3)
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.reason, back.detail, back.attempts) == ("structured_output_invalid", "count: missing", 3)

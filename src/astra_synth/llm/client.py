@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -65,6 +66,13 @@ class LLMCallError(RuntimeError):
         self.status = status
         self.detail = detail
         self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (runners may hand errors across processes): rebuild from the typed fields."""
+        rebuild = functools.partial(
+            LLMCallError, self.kind, status=self.status, detail=self.detail, attempts=self.attempts
+        )
+        return (rebuild, ())
 
 
 class _BadResponse(ValueError):
@@ -209,6 +217,7 @@ class _LoopState:
 
     sdk: openai.AsyncOpenAI
     semaphore: asyncio.Semaphore
+    pending: dict[str, asyncio.Future[ChatResult]] = field(default_factory=dict)  # chat requests in flight
 
 
 class LLMClient:
@@ -278,12 +287,39 @@ class LLMClient:
         key = content_key({**params, "sample_index": sample_index})
         started = time.monotonic()
         if self.cache is not None and (hit := self.cache.get_chat(key)) is not None:
-            if self.ledger is not None:
-                self.ledger.record_cached(stage)
-            return ChatResult(**hit, latency_s=time.monotonic() - started, cached=True)
+            return self._replayed(stage, ChatResult(**hit, latency_s=0.0), started)
+        state = self._state()
+        while (twin := state.pending.get(key)) is not None:
+            # The identical request is already in flight: share its answer instead of paying twice.
+            try:
+                return self._replayed(stage, await asyncio.shield(twin), started)
+            except asyncio.CancelledError:
+                if not twin.cancelled():
+                    raise  # this caller was cancelled, not the one it waited for
+        twin = asyncio.get_running_loop().create_future()
+        state.pending[key] = twin
+        try:
+            result = await self._fetch_chat(stage, {k: v for k, v in params.items() if v is not None})
+        except asyncio.CancelledError:
+            twin.cancel()  # waiting twins retry on their own
+            raise
+        except BaseException as exc:
+            twin.set_exception(exc)
+            twin.exception()  # marks it retrieved: with no twin waiting, asyncio must not log it
+            raise
+        finally:
+            state.pending.pop(key, None)
+        twin.set_result(result)
+        if self.cache is not None:
+            self.cache.put_chat(key, result.model_dump(include={"message", "finish_reason", "usage"}))
+        return result
 
-        body = {k: v for k, v in params.items() if v is not None}
+    def _replayed(self, stage: str, result: ChatResult, started: float) -> ChatResult:
+        if self.ledger is not None:
+            self.ledger.record_cached(stage)
+        return result.model_copy(update={"cached": True, "latency_s": time.monotonic() - started})
 
+    async def _fetch_chat(self, stage: str, body: dict[str, Any]) -> ChatResult:
         async def send(sdk: openai.AsyncOpenAI) -> _WireChat:
             response = await sdk.post("/chat/completions", body=body, cast_to=httpx2.Response)
             return _WireChat.model_validate_json(response.content)
@@ -291,16 +327,13 @@ class LLMClient:
         wire, latency = await self._call(stage, send)
         choice = wire.choices[0]
         usage = wire.usage.to_usage() if wire.usage else Usage()
-        result = ChatResult(
+        self._record(stage, usage, latency)
+        return ChatResult(
             message=_assistant_message(choice.message),
             finish_reason=choice.finish_reason,
             usage=usage,
             latency_s=latency,
         )
-        self._record(stage, usage, latency)
-        if self.cache is not None:
-            self.cache.put_chat(key, result.model_dump(include={"message", "finish_reason", "usage"}))
-        return result
 
     async def embed(self, texts: list[str], *, stage: str, model: str | None = None) -> list[list[float]]:
         """Embedding vectors in input order; each text is cached on its own (key: model + text)."""

@@ -7,6 +7,7 @@ pydantic object or a :class:`StructuredOutputRejected` that the runner records. 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, Literal, TypeVar
@@ -31,6 +32,10 @@ class StructuredOutputRejected(Rejection):
     def __init__(self, detail: str, *, attempts: int) -> None:
         super().__init__(self.REASON, detail)
         self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable (runners may hand rejections across processes)."""
+        return (functools.partial(StructuredOutputRejected, self.detail, attempts=self.attempts), ())
 
 
 class CallCap:
