@@ -264,6 +264,20 @@ def test_endpoint_session_without_base_url_runs_a_server_for_the_block() -> None
         httpx.get(f"{endpoint.base_url}/models", timeout=2.0)
 
 
+def test_server_started_from_a_finished_thread_keeps_running() -> None:
+    """PR_SET_PDEATHSIG follows the forking *thread*; the server must outlive a short-lived starter."""
+    server = EmbeddedServer(LocalServerConfig(n_ctx=512))
+    starter = threading.Thread(target=server.start)
+    starter.start()
+    starter.join(timeout=90)
+    try:
+        assert server.running()
+        time.sleep(0.5)  # a parent-death SIGKILL would land well within this
+        assert server.running() and _models(server.base_url) == [MODEL_ALIAS]
+    finally:
+        server.stop()
+
+
 def test_endpoint_session_keeps_an_explicit_concurrency() -> None:
     with endpoint_session(EndpointConfig(max_concurrency=5)) as endpoint:
         assert endpoint.max_concurrency == 5

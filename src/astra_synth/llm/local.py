@@ -5,9 +5,9 @@ With no ``--base-url`` every pipeline command wraps its run in :func:`endpoint_s
 The server runs in its own process so that our asyncio client talks to it over real HTTP exactly as it
 would to vLLM or a hosted API; one llama context serves every request in turn (no batching).
 
-Lifecycle guarantees: the child gets ``PR_SET_PDEATHSIG`` (it dies with the thread that started it, so
-start it from a thread that outlives it, e.g. the main thread), and :meth:`EmbeddedServer.stop` runs on
-context exit and at interpreter exit: SIGTERM, then SIGKILL after a grace period.
+Lifecycle guarantees: the child gets ``PR_SET_PDEATHSIG`` (it dies with us even after ``kill -9``), and
+:meth:`EmbeddedServer.stop` runs on context exit and at interpreter exit: SIGTERM, then SIGKILL after a
+grace period.
 """
 
 from __future__ import annotations
@@ -17,15 +17,19 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 from pydantic import Field
@@ -119,6 +123,41 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
+class _Spawner:
+    """Forks every server from one daemon thread that lives as long as the process.
+
+    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child exits, so a server started from a
+    short-lived thread (``asyncio.to_thread``, a pool worker) would otherwise die under its users.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[list[str], dict[str, Any], Future[subprocess.Popen[bytes]]]] = (
+            queue.SimpleQueue()
+        )
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="astra-llama-spawner", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put((args, kwargs, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            args, kwargs, done = self._jobs.get()
+            try:
+                done.set_result(subprocess.Popen(args, **kwargs))
+            except BaseException as exc:  # handed to the caller, which re-raises it
+                done.set_exception(exc)
+
+
+_spawner = _Spawner()
+
+
 class EmbeddedServer:
     """A running ``llama_cpp.server`` child process; use as a context manager."""
 
@@ -193,7 +232,7 @@ class EmbeddedServer:
             "--interrupt_requests", "False",
         ]  # fmt: skip
         with os.fdopen(fd, "wb") as log_file:
-            self._proc = subprocess.Popen(
+            self._proc = _spawner.popen(
                 args,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
