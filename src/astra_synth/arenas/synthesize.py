@@ -1,0 +1,341 @@
+"""Stage 4 — tool synthesis: for every sub-question that needs a tool, a document, a call, and code.
+
+Per sub-question: tool document → complexity scaling (kept only if strictly backward compatible) → the call
+as a tool name + JSON arguments (a schema built from the document, so the call always fits it) → a Python
+implementation. The source is checked statically before anything runs, then the tool battery runs it in
+the sandbox. A failed battery sends its findings back and retries the call and code; an exhausted inner loop
+restarts from the document. Every LLM request of the sub-question, re-asks included, draws on one
+:class:`CallCap`, so a sub-question can never cost more than ``max_llm_calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from astra_synth.arenas.instance import QAInstance, SubQuestion
+from astra_synth.arenas.records import (
+    Arena,
+    ChatMessage,
+    CheckResult,
+    FunctionSpec,
+    GoldenCall,
+    Provenance,
+    SubTask,
+    ToolSchema,
+    ToolSource,
+)
+from astra_synth.arenas.validate import ValidationConfig, static_check, tool_battery
+from astra_synth.errors import Rejection
+from astra_synth.llm.client import LLMClient
+from astra_synth.llm.structured import CallCap, structured_chat
+from astra_synth.prompts import load_prompt
+from astra_synth.runs.stage import StageContext
+from astra_synth.sandbox.executor import ToolExecutor
+
+ParamType = Literal["string", "integer", "number", "boolean"]
+_PY = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+class ParamDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    type: ParamType
+    description: str = Field(min_length=1, max_length=300)
+    required: bool = True
+    enum: list[str] = Field(default_factory=list, max_length=8)
+
+
+class ToolDocDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{2,47}$")
+    description: str = Field(min_length=10, max_length=600)
+    parameters: list[ParamDraft] = Field(min_length=1, max_length=6)
+
+    def spec(self) -> FunctionSpec:
+        """The OpenAI function schema of this draft (an invalid draft raises ValueError: re-asked)."""
+        props: dict[str, Any] = {}
+        for p in self.parameters:
+            schema: dict[str, Any] = {"type": p.type, "description": p.description}
+            if p.enum and p.type == "string":
+                schema["enum"] = p.enum
+            props[p.name] = schema
+        names = [p.name for p in self.parameters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate parameter names in {names}")
+        required = [p.name for p in self.parameters if p.required]
+        return FunctionSpec(
+            name=self.name,
+            description=self.description,
+            parameters={"type": "object", "properties": props, "required": required},
+        )
+
+
+class CodeDraft(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=20, max_length=8000)
+
+
+class SynthesizedTool(BaseModel):
+    """One sub-question's tool, accepted by the static check and the battery."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sub_id: str
+    spec: FunctionSpec
+    source: str
+    golden_call: GoldenCall
+    scaled: bool
+    checks: list[CheckResult]
+    llm_calls: int
+    attempts: int
+
+
+class ToolInstance(QAInstance):
+    """A QA instance whose tool-needing sub-questions each have a synthesized tool (keyed by sub id)."""
+
+    tools: dict[str, SynthesizedTool] = Field(default_factory=dict)
+
+
+def backward_problems(old: FunctionSpec, new: FunctionSpec) -> list[str]:
+    """Why ``new`` is not a strictly backward-compatible refinement of ``old``."""
+    problems = []
+    if new.name != old.name:
+        problems.append(f"renamed {old.name!r} to {new.name!r}")
+    for name, schema in old.properties.items():
+        if name not in new.properties:
+            problems.append(f"dropped parameter {name!r}")
+        elif new.properties[name].get("type") != schema.get("type"):
+            problems.append(f"changed the type of {name!r}")
+    if missing := sorted(set(old.required) - set(new.required)):
+        problems.append(f"made required parameters optional: {missing}")
+    if added := sorted(set(new.required) - set(old.required)):
+        problems.append(f"added required parameters: {added}")
+    return problems
+
+
+def call_model(spec: FunctionSpec) -> type[BaseModel]:
+    """A pydantic model of the tool's arguments: the call is constrained to the document's schema."""
+    fields: dict[str, Any] = {}
+    for name, schema in spec.properties.items():
+        py: Any = Literal[tuple(schema["enum"])] if schema.get("enum") else _PY[schema["type"]]
+        fields[name] = (py, ...) if name in spec.required else (py | None, None)
+    model: type[BaseModel] = create_model("Arguments", __config__=ConfigDict(extra="forbid"), **fields)
+    return model
+
+
+def signature(spec: FunctionSpec) -> str:
+    required = [n for n in spec.properties if n in spec.required]
+    optional = [f"{n}=None" for n in spec.properties if n not in spec.required]
+    return ", ".join(required + optional)
+
+
+def context_block(item: QAInstance, sub: SubQuestion) -> str:
+    """The parents' questions and answers: what a dependent sub-question's call may use."""
+    if not sub.parents:
+        return ""
+    lines = [f"- {item.sub(p).question} → {item.sub(p).answer}" for p in sub.parents]
+    return "Additional information (answers of earlier steps):\n" + "\n".join(lines) + "\n"
+
+
+def _doc_json(spec: FunctionSpec) -> str:
+    return spec.model_dump_json(indent=1)
+
+
+def single_tool_arena(sub: SubQuestion, spec: FunctionSpec, source: str, call: GoldenCall) -> Arena:
+    """A one-tool, one-sub-task arena: lets the shared battery judge a tool before the real arena exists."""
+    return Arena(
+        id=f"probe-{sub.id}",
+        language="en",
+        domain="probe",
+        scenario_type="single-hop",
+        messages=[ChatMessage(role="user", content=sub.question)],
+        tools=[ToolSchema(function=spec)],
+        tool_sources={spec.name: ToolSource.of(source, spec.name)},
+        subtasks=[
+            SubTask(
+                id=sub.id,
+                question=sub.question,
+                answer=sub.answer,
+                hop_level=1,
+                tool=spec.name,
+                golden_call=call,
+            )
+        ],
+        final_answer=sub.answer,
+        provenance=Provenance(method="hand-written", licence="n/a"),
+    )
+
+
+class SynthesizeTools:
+    """QAInstance → ToolInstance, or a rejection naming the sub-question that could not get a tool."""
+
+    name = "tool_synthesis"
+    version = "1"
+    input_model = QAInstance
+
+    def __init__(
+        self,
+        *,
+        outer_attempts: int = 2,
+        inner_attempts: int = 3,
+        max_llm_calls: int = 24,
+        max_reasks: int = 1,
+        validation: ValidationConfig | None = None,
+    ) -> None:
+        self.outer_attempts = outer_attempts
+        self.inner_attempts = inner_attempts
+        self.max_llm_calls = max_llm_calls
+        self.max_reasks = max_reasks
+        self.validation = validation or ValidationConfig()
+
+    def prompt_hashes(self) -> dict[str, str]:
+        names = ("tool_document.md", "tool_scale.md", "tool_call.md", "tool_code.md")
+        return {n: load_prompt("astra_synth.arenas", n).sha256 for n in names}
+
+    async def process(self, item: QAInstance, ctx: StageContext) -> ToolInstance:
+        assert ctx.llm is not None and ctx.sandbox is not None, "tool_synthesis needs an LLM and a sandbox"
+        subs = [s for s in item.sub_questions if s.needs_tool]
+        results = await asyncio.gather(
+            *(self._synthesize(ctx.llm, ctx.sandbox, item, s) for s in subs), return_exceptions=True
+        )
+        tools: dict[str, SynthesizedTool] = {}
+        failures = []
+        for sub, result in zip(subs, results, strict=True):
+            if isinstance(result, Rejection):
+                failures.append(f"{sub.id}: {result.reason}: {result.detail}")
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                tools[sub.id] = result
+        if failures:
+            raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
+        return ToolInstance(**item.model_dump(), tools=tools)
+
+    async def _ask(self, llm: LLMClient, cap: CallCap, prompt: str, schema: type[Any], **values: Any) -> Any:
+        text = load_prompt("astra_synth.arenas", prompt).render(**values)
+        return await structured_chat(
+            llm,
+            [{"role": "user", "content": text}],
+            schema,
+            stage=self.name,
+            max_reasks=self.max_reasks,
+            max_tokens=2000,
+            cap=cap,
+        )
+
+    async def _document(
+        self, llm: LLMClient, cap: CallCap, item: QAInstance, sub: SubQuestion
+    ) -> tuple[FunctionSpec, bool]:
+        draft: ToolDocDraft = await self._ask(
+            llm,
+            cap,
+            "tool_document.md",
+            ToolDocDraft,
+            question=sub.question,
+            context=context_block(item, sub),
+        )
+        spec = draft.spec()
+        try:
+            refined: ToolDocDraft = await self._ask(
+                llm, cap, "tool_scale.md", ToolDocDraft, document=_doc_json(spec)
+            )
+            scaled = refined.spec()
+        except Rejection as exc:
+            if exc.reason == "llm_call_cap":
+                raise
+            return spec, False  # scaling is an enhancement: an unusable refinement keeps the original
+        except ValueError:
+            return spec, False
+        return (scaled, True) if not backward_problems(spec, scaled) else (spec, False)
+
+    async def _synthesize(
+        self, llm: LLMClient, sandbox: ToolExecutor, item: QAInstance, sub: SubQuestion
+    ) -> SynthesizedTool:
+        cap = CallCap(self.max_llm_calls)
+        last = "no attempt"
+        attempts = 0
+        for _ in range(self.outer_attempts):
+            try:
+                spec, scaled = await self._document(llm, cap, item, sub)
+            except (ValueError, Rejection) as exc:
+                _reraise_cap(exc)
+                last = f"tool document unusable: {exc}"
+                continue
+            feedback = ""
+            for _ in range(self.inner_attempts):
+                attempts += 1
+                try:
+                    tool = await self._attempt(llm, cap, sandbox, item, sub, spec, feedback)
+                except Rejection as exc:
+                    _reraise_cap(exc)
+                    last = f"{exc.reason}: {exc.detail}"[:600]
+                    continue
+                if isinstance(tool, str):
+                    last = tool
+                    feedback = f"\n\nYour previous implementation was rejected: {last}\nFix these problems."
+                    continue
+                return tool.model_copy(update={"scaled": scaled, "llm_calls": cap.used, "attempts": attempts})
+        raise Rejection("tool_synthesis_failed", f"after {attempts} attempts, {cap.used} LLM calls: {last}")
+
+    async def _attempt(
+        self,
+        llm: LLMClient,
+        cap: CallCap,
+        sandbox: ToolExecutor,
+        item: QAInstance,
+        sub: SubQuestion,
+        spec: FunctionSpec,
+        feedback: str,
+    ) -> SynthesizedTool | str:
+        """One call + code attempt: the accepted tool, or why it was not accepted."""
+        args = await self._ask(
+            llm,
+            cap,
+            "tool_call.md",
+            call_model(spec),
+            document=_doc_json(spec),
+            question=sub.question,
+            context=context_block(item, sub),
+        )
+        call = GoldenCall(name=spec.name, arguments=args.model_dump(exclude_none=True))
+        draft: CodeDraft = await self._ask(
+            llm,
+            cap,
+            "tool_code.md",
+            CodeDraft,
+            name=spec.name,
+            signature=signature(spec),
+            document=_doc_json(spec) + feedback,
+            call=", ".join(f"{k}={v!r}" for k, v in call.arguments.items()),
+            answer=sub.answer,
+        )
+        problems = static_check(draft.code, spec)
+        if problems:
+            return "; ".join(problems)[:600]
+        arena = single_tool_arena(sub, spec, draft.code, call)
+        checks = await asyncio.to_thread(tool_battery, arena, spec.name, sandbox, self.validation)
+        failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
+        if failed:
+            return "; ".join(failed)[:600]
+        return SynthesizedTool(
+            sub_id=sub.id,
+            spec=spec,
+            source=draft.code,
+            golden_call=call,
+            scaled=False,
+            checks=checks,
+            llm_calls=cap.used,
+            attempts=1,
+        )
+
+
+def _reraise_cap(exc: Exception) -> None:
+    """The call cap ends the sub-question at once; any other failure only ends the attempt."""
+    if isinstance(exc, Rejection) and exc.reason == "llm_call_cap":
+        raise exc

@@ -1,0 +1,198 @@
+"""Stage 4 (tool synthesis) against the scripted LLM server and the real sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from astra_synth.arenas.instance import QAInstance, SubQuestion
+from astra_synth.arenas.synthesize import SynthesizeTools, backward_problems, call_model
+from astra_synth.errors import Rejection
+from astra_synth.llm.client import LLMClient
+from astra_synth.llm.scripted import ScriptedLLM, json_reply
+from astra_synth.runs.stage import StageContext, item_rng
+from astra_synth.sandbox import get_executor
+from astra_synth.sandbox.executor import ToolExecutor
+
+DOC = "You design one reusable API tool"
+SCALE = "You refine an API tool document"
+CALL = "Write the call of the tool below"
+CODE = "Implement the API tool below"
+
+DOC_JSON = {
+    "name": "get_hotel_rate",
+    "description": "Nightly rate of a hotel in a city on a date, in EUR.",
+    "parameters": [
+        {"name": "hotel", "type": "string", "description": "Hotel name", "required": True, "enum": []},
+        {"name": "date", "type": "string", "description": "Date, YYYY-MM-DD", "required": True, "enum": []},
+    ],
+}
+SCALED_JSON = {
+    **DOC_JSON,
+    "parameters": [
+        *DOC_JSON["parameters"],
+        {
+            "name": "currency",
+            "type": "string",
+            "description": "Currency",
+            "required": False,
+            "enum": ["EUR", "USD"],
+        },
+    ],
+}
+GOOD_CODE = """
+def get_hotel_rate(hotel, date, currency=None):
+    rates = {("Hotel Aurora", "2026-05-12"): 150, ("Casa Azul", "2026-05-12"): 95}
+    if (hotel, date) not in rates:
+        raise ValueError(f"no rate for {hotel} on {date}")
+    return {"hotel": hotel, "date": date, "rate": f"{rates[(hotel, date)]} EUR"}
+"""
+IGNORES_INPUT = """
+def get_hotel_rate(hotel, date, currency=None):
+    if not hotel or not date:
+        raise ValueError("missing")
+    return {"rate": "150 EUR"}
+"""
+READS_CLOCK = """
+import datetime
+def get_hotel_rate(hotel, date, currency=None):
+    return {"rate": "150 EUR", "at": str(datetime.datetime.now())}
+"""
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ToolExecutor]:
+    with get_executor("subprocess") as executor:
+        yield executor
+
+
+@pytest.fixture
+async def llm(scripted_llm: ScriptedLLM) -> AsyncIterator[LLMClient]:
+    async with LLMClient(scripted_llm.endpoint(schema_mode="llama_cpp")) as client:
+        yield client
+
+
+def instance() -> QAInstance:
+    subs = [
+        SubQuestion(
+            id="q1",
+            question="What is the nightly rate at Hotel Aurora on 2026-05-12?",
+            answer="150 EUR",
+            hop_level=1,
+            needs_tool=True,
+        ),
+        SubQuestion(
+            id="q2",
+            question="Is that affordable?",
+            answer="yes",
+            parents=["q1"],
+            hop_level=2,
+            needs_tool=False,
+        ),
+    ]
+    return QAInstance(
+        language="en",
+        domain="Travel",
+        scenario_type="multi-hop",
+        main_question="Rate and verdict?",
+        final_answer="150 EUR, affordable",
+        sub_questions=subs,
+    )
+
+
+def ctx(llm: LLMClient, sandbox: ToolExecutor) -> StageContext:
+    return StageContext(
+        stage="tool_synthesis", item_id="x", seed=0, rng=item_rng(0, "x"), llm=llm, sandbox=sandbox
+    )
+
+
+def script(server: ScriptedLLM, *codes: str, scaled: dict[str, Any] = SCALED_JSON) -> None:
+    server.on(DOC, json_reply(DOC_JSON))
+    server.on(SCALE, json_reply(scaled))
+    server.on(CALL, json_reply({"hotel": "Hotel Aurora", "date": "2026-05-12"}))
+    server.on(CODE, *(json_reply({"code": c}) for c in codes))
+
+
+async def test_accepts_a_tool_that_passes_the_battery(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script(scripted_llm, GOOD_CODE)
+    out = await SynthesizeTools().process(instance(), ctx(llm, sandbox))
+    assert set(out.tools) == {"q1"}  # q2 needs no tool
+    tool = out.tools["q1"]
+    assert tool.scaled and "currency" in tool.spec.properties
+    assert tool.golden_call.arguments == {"hotel": "Hotel Aurora", "date": "2026-05-12"}
+    assert all(c.ok for c in tool.checks) and tool.llm_calls == 4 and tool.attempts == 1
+    call_schema = next(r for r in scripted_llm.chat_requests() if CALL in r["messages"][0]["content"])
+    assert set(call_schema["response_format"]["schema"]["required"]) == {"hotel", "date"}
+
+
+async def test_battery_findings_go_back_and_the_retry_succeeds(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script(scripted_llm, IGNORES_INPUT, READS_CLOCK, GOOD_CODE)
+    out = await SynthesizeTools().process(instance(), ctx(llm, sandbox))
+    assert out.tools["q1"].attempts == 3
+    code_prompts = [
+        r["messages"][0]["content"]
+        for r in scripted_llm.chat_requests()
+        if CODE in r["messages"][0]["content"]
+    ]
+    assert "input_matters[q1]" in code_prompts[1]  # the answer-ignoring tool was caught by the battery
+    assert "reading the clock" in code_prompts[2]  # the clock-reading tool was caught statically
+
+
+async def test_incompatible_scaling_keeps_the_original(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    renamed = {**SCALED_JSON, "name": "hotel_rate_lookup"}
+    script(scripted_llm, GOOD_CODE.replace(", currency=None", ""), scaled=renamed)
+    out = await SynthesizeTools().process(instance(), ctx(llm, sandbox))
+    assert not out.tools["q1"].scaled and out.tools["q1"].spec.name == "get_hotel_rate"
+
+
+async def test_call_cap_bounds_the_cost(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script(scripted_llm, IGNORES_INPUT)
+    with pytest.raises(Rejection) as exc:
+        await SynthesizeTools(max_llm_calls=7).process(instance(), ctx(llm, sandbox))
+    assert exc.value.reason == "tool_synthesis_failed" and "llm_call_cap" in exc.value.detail
+    assert len(scripted_llm.chat_requests()) == 7
+
+
+async def test_exhausted_attempts_reject_with_the_last_reason(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script(scripted_llm, IGNORES_INPUT)
+    with pytest.raises(Rejection) as exc:
+        await SynthesizeTools(outer_attempts=1, inner_attempts=2).process(instance(), ctx(llm, sandbox))
+    assert "input_matters" in exc.value.detail and "after 2 attempts" in exc.value.detail
+
+
+def test_backward_compatibility_rules() -> None:
+    from astra_synth.arenas.synthesize import ToolDocDraft
+
+    old = ToolDocDraft.model_validate(DOC_JSON).spec()
+    assert backward_problems(old, ToolDocDraft.model_validate(SCALED_JSON).spec()) == []
+    dropped = {**DOC_JSON, "parameters": DOC_JSON["parameters"][:1]}
+    assert backward_problems(old, ToolDocDraft.model_validate(dropped).spec()) == [
+        "dropped parameter 'date'",
+        "made required parameters optional: ['date']",
+    ]
+
+
+def test_call_model_follows_the_document() -> None:
+    from astra_synth.arenas.synthesize import ToolDocDraft
+
+    model = call_model(ToolDocDraft.model_validate(SCALED_JSON).spec())
+    assert model.model_validate({"hotel": "A", "date": "B"}).model_dump(exclude_none=True) == {
+        "hotel": "A",
+        "date": "B",
+    }
+    with pytest.raises(ValueError):
+        model.model_validate({"hotel": "A", "date": "B", "currency": "GBP"})
+    with pytest.raises(ValueError):
+        model.model_validate({"hotel": "A"})
