@@ -21,7 +21,11 @@ def get_executor(
 
     ``options`` go to the backend's constructor (e.g. ``workers=``, ``tier=`` for the fork server).
     """
-    if kind in ("forkserver", "subprocess"):  # the fork server is not built yet: the baseline stands in
+    if kind == "forkserver":
+        from astra_synth.sandbox.forkserver import ForkServerExecutor
+
+        return ForkServerExecutor(limits, **options)  # type: ignore[arg-type]
+    if kind == "subprocess":
         from astra_synth.sandbox.subprocess import SubprocessExecutor
 
         return SubprocessExecutor(limits, **options)  # type: ignore[arg-type]

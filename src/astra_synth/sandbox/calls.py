@@ -8,9 +8,18 @@ import os
 import signal
 from typing import Any, get_args
 
-from astra_synth.sandbox.executor import ToolResult, ToolStatus
+from astra_synth.sandbox.executor import SandboxLimits, ToolResult, ToolStatus
 
 _STATUSES = frozenset(get_args(ToolStatus))
+
+
+def check_request(source: str | None, fn: str, args: Any, limits: SandboxLimits) -> str | None:
+    """Why a call cannot be sent to a sandbox (None when it can)."""
+    if source is None:
+        return "unknown env id: load the tool source first"
+    if len(source.encode("utf-8")) > limits.max_source_bytes:
+        return f"tool source exceeds {limits.max_source_bytes} bytes"
+    return check_args(fn, args)
 
 
 def check_args(fn: str, args: Any) -> str | None:

@@ -69,7 +69,9 @@ class ToolExecutor(ABC):
         """Register ``source`` and return its env id (``env_id_for(source)``). Idempotent."""
 
     @abstractmethod
-    def execute(self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None) -> ToolResult:
+    def execute(
+        self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None
+    ) -> ToolResult:
         """Run ``fn(**args)`` from environment ``env_id`` in isolation."""
 
     def execute_batch(self, calls: list[ToolCall]) -> list[ToolResult]:

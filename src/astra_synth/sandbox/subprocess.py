@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from astra_synth.sandbox import interpreter
-from astra_synth.sandbox.calls import call_seed, check_args, cpu_ms_of, from_answer, from_exit
+from astra_synth.sandbox.calls import call_seed, check_request, cpu_ms_of, from_answer, from_exit
 from astra_synth.sandbox.executor import SandboxLimits, ToolExecutor, ToolResult, env_id_for
 from astra_synth.sandbox.jail import protocol
 from astra_synth.sandbox.jail.confine import Policy
@@ -60,9 +60,7 @@ class SubprocessExecutor(ToolExecutor):
         if self.refusal:
             return ToolResult(ok=False, status="refused", error=self.refusal)
         source = self._sources.get(env_id)
-        problem = check_args(fn, args) if source is not None else f"unknown env id {env_id!r}"
-        if source is not None and len(source.encode()) > self.limits.max_source_bytes:
-            problem = f"tool source exceeds {self.limits.max_source_bytes} bytes"
+        problem = check_request(source, fn, args, self.limits)
         if problem or source is None:
             return ToolResult(ok=False, status="invalid", error=problem)
         uid = self._slots.get()

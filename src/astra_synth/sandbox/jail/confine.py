@@ -89,7 +89,7 @@ class Jail:
                 policy.read_only_paths, (policy.scratch, *READ_WRITE_DEVICES), self.landlock_abi
             )
         self.filter = (
-            seccomp_filter.build_filter(policy.no_fork, policy.pyseccomp_path) if policy.seccomp else None
+            seccomp_filter.compile_filter(policy.no_fork, policy.pyseccomp_path) if policy.seccomp else None
         )
 
     def enter(self, cpu_seconds: int) -> None:

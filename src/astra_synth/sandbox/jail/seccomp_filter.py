@@ -1,14 +1,19 @@
 """The seccomp filter a sandboxed child loads last: no network sockets, no kernel attack surface.
 
 Built with ``pyseccomp`` (ctypes over ``libseccomp.so.2``, which handles architectures and syscall
-numbers). Workers run the system interpreter, which cannot see the project's virtualenv, so the trusted
-side passes the path of ``pyseccomp``'s single module file and only that file is loaded from it.
+numbers) once per worker and exported as a BPF program, which each child installs with one ``prctl``
+(libseccomp's own ``seccomp_load`` would regenerate the program in every child). Workers run the system
+interpreter, which cannot see the project's virtualenv, so the trusted side passes the path of
+``pyseccomp``'s single module file and only that file is loaded from it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import importlib.util
+import io
+import os
 import socket
 import sys
 from types import ModuleType
@@ -27,6 +32,10 @@ DENIED_SYSCALLS = (
     "personality", "vhangup", "lookup_dcookie", "fanotify_init",
 )  # fmt: skip
 _CLONE_THREAD = 0x00010000
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+_libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x80)
 
 
@@ -71,3 +80,40 @@ def build_filter(no_fork: bool, pyseccomp_path: str | None = None) -> Any:
         deny(sc.ERRNO(errno.EAGAIN), "vfork")
         deny(sc.ERRNO(errno.EAGAIN), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
     return filt
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class Program:
+    """A compiled filter (BPF bytes) ready to install in a child with ``load``."""
+
+    def __init__(self, bpf: bytes) -> None:
+        if not bpf or len(bpf) % 8:
+            raise ValueError(f"not a BPF program: {len(bpf)} bytes")
+        self._buffer = ctypes.create_string_buffer(bpf, len(bpf))
+        self._fprog = _SockFprog(len(bpf) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
+
+    def load(self) -> None:
+        """Install for good in the calling process (sets no_new_privs, which seccomp requires)."""
+        if (
+            _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            or _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0
+        ):
+            err = ctypes.get_errno()
+            raise OSError(err, f"installing the seccomp filter: {os.strerror(err)}")
+
+
+def compile_filter(no_fork: bool, pyseccomp_path: str | None = None) -> Program:
+    """``build_filter`` exported once to BPF."""
+    fd = os.memfd_create("seccomp-bpf")
+    try:
+        build_filter(no_fork, pyseccomp_path).export_bpf(io.FileIO(fd, "w", closefd=False))
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return Program(b"".join(chunks))

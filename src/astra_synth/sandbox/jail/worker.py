@@ -1,0 +1,218 @@
+"""The fork-server worker: one per core, warm, forks a confined child per call.
+
+Started by ``ForkServerExecutor`` inside its tier (PID 1 of fresh pid/net/mount/ipc/uts namespaces in
+T1/T2, a plain rootless process in T3) with its ``WorkerConfig`` as JSON in argv. Requests and replies
+are frames on stdin/stdout. Per call the worker forks; the child confines itself (``Jail.enter``) and
+runs the tool; the worker enforces the wall clock through a pidfd, then kills and reaps everything the
+call left behind and wipes the scratch directory, so no call can see or disturb the next one.
+
+Never install a signal handler here: as PID 1 of its namespace the worker is immune to signals sent
+from inside it only while it has none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import importlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+import time
+from collections import OrderedDict
+from types import CodeType
+from typing import Any
+
+from astra_synth.sandbox.jail import protocol
+from astra_synth.sandbox.jail.confine import Jail, Policy
+from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, describe
+
+# Imported once here so each forked child finds them in memory (copy-on-write) instead of on disk.
+PREIMPORTS = (
+    "json", "math", "cmath", "datetime", "decimal", "fractions", "random", "re", "collections",
+    "collections.abc", "itertools", "functools", "dataclasses", "typing", "enum", "statistics", "string",
+    "textwrap", "heapq", "bisect", "copy", "hashlib", "base64", "time", "calendar", "operator", "uuid",
+    "zoneinfo", "difflib", "csv", "io", "unicodedata", "struct", "array", "numbers", "pprint", "urllib.parse",
+)  # fmt: skip
+_MS_NOSUID, _MS_NODEV = 2, 4
+_PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Worker:
+    """The warm state of one worker: its jail, compiled environments and scratch directory."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.policy = Policy.from_json(config["policy"])
+        self.max_envs = int(config.get("max_envs", 256))
+        self.pid1 = os.getpid() == 1
+        os.environ.clear()  # once here (350 µs), not per child; children see only this
+        os.environ.update(PYTHONHASHSEED="0", PATH="/usr/bin:/bin", LANG="C.UTF-8")
+        if self.pid1:
+            self._mount_scratch(int(config.get("scratch_mb", 64)))
+        elif not self.policy.no_fork:
+            raise RuntimeError("without a pid namespace of its own the worker requires no_fork")
+        else:
+            _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back here to be reaped
+        for name in PREIMPORTS:
+            importlib.import_module(name)
+        self.jail = Jail(self.policy)
+        self.devnull = os.open(os.devnull, os.O_RDWR)
+        self.codes: OrderedDict[str, CodeType] = OrderedDict()
+        self.netns = [name for _, name in socket.if_nameindex()] == ["lo"]
+        gc.collect()
+        gc.freeze()  # children then do not dirty the shared heap pages by collecting them
+
+    def _mount_scratch(self, size_mb: int) -> None:
+        """A size-limited tmpfs of the worker's own mount namespace: bounded, private, gone with it."""
+        path = self.policy.scratch.encode()
+        options = f"size={size_mb}m,mode=0700".encode()
+        if _libc.mount(b"tmpfs", path, b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mounting the scratch tmpfs: {os.strerror(err)}")
+        if self.policy.uid is not None:
+            os.chown(self.policy.scratch, self.policy.uid, self.policy.uid)
+
+    def hello(self) -> dict[str, Any]:
+        """What this worker actually got; the executor refuses to use it if that is not enough."""
+        return {
+            "ready": True,
+            "pid1": self.pid1,
+            "netns": self.netns,
+            "landlock_abi": self.jail.landlock_abi,
+            "seccomp": self.jail.filter is not None,
+            "uid": self.policy.uid,
+            "no_fork": self.policy.no_fork,
+        }
+
+    def serve(self, request: dict[str, Any]) -> dict[str, Any]:
+        env_id = request["env_id"]
+        code = self.codes.get(env_id)
+        if code is None:
+            source = request.get("source")
+            if source is None:
+                return {"missing_env": True}
+            try:
+                code = compile_tool(source)
+            except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+                return {"status": "invalid", "error": f"tool does not compile: {describe(exc)}"}
+            self.codes[env_id] = code
+            if len(self.codes) > self.max_envs:
+                self.codes.popitem(last=False)
+        else:
+            self.codes.move_to_end(env_id)
+        return self.run(code, request)
+
+    def run(self, code: CodeType, request: dict[str, Any]) -> dict[str, Any]:
+        """Fork, wait for the answer or the deadline, then leave nothing of the call behind."""
+        read_fd, write_fd = os.pipe()
+        deadline = time.monotonic() + float(request["timeout_s"])
+        pid = os.fork()
+        if pid == 0:
+            self._child(code, request, read_fd, write_fd)
+        os.close(write_fd)
+        pidfd = os.pidfd_open(pid)
+        try:
+            data, how = protocol.read_answer(read_fd, deadline, self.policy.max_output_bytes + 4096, pidfd)
+            if how in ("timeout", "too_large"):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            _, status, usage = os.wait4(pid, 0)
+        finally:
+            os.close(read_fd)
+            os.close(pidfd)
+        cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000.0 + self._sweep()
+        self._wipe()
+        return {
+            "answer": data.decode("utf-8", "replace"),
+            "how": how,
+            "wait_status": status,
+            "cpu_ms": cpu_ms,
+        }
+
+    def _child(self, code: CodeType, request: dict[str, Any], read_fd: int, write_fd: int) -> None:
+        """In the forked child: confine, run, answer, exit. Never returns into the worker loop."""
+        try:
+            os.setsid()
+            for fd in (0, 1, 2):
+                os.dup2(self.devnull, fd)
+            keep = sorted(fd for fd in (write_fd, self.jail.ruleset_fd) if fd is not None)
+            low = 3
+            for fd in keep:
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+            try:
+                self.jail.enter(int(request["cpu_seconds"]))
+            except BaseException as exc:
+                data = answer("crashed", error=f"sandbox set-up failed: {describe(exc)}")
+            else:
+                data = call_tool(
+                    code, request["fn"], request["args"], int(request["seed"]), self.policy.max_output_bytes
+                )
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view) :]
+        finally:
+            os._exit(0)
+
+    def _sweep(self) -> float:
+        """Kill and reap whatever the call started; returns their CPU ms."""
+        cpu_ms = 0.0
+        if self.pid1:  # every other process in this namespace belongs to the call
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)
+        while True:
+            try:
+                pid, _, usage = os.wait4(-1, 0 if self.pid1 else os.WNOHANG)
+            except ChildProcessError:
+                return cpu_ms
+            if pid == 0:
+                return cpu_ms
+            cpu_ms += (usage.ru_utime + usage.ru_stime) * 1000.0
+
+    def _wipe(self) -> None:
+        scratch = self.policy.scratch
+        os.chmod(scratch, 0o700)
+        with os.scandir(scratch) as entries:
+            paths = [entry.path for entry in entries]
+        for path in paths:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, onerror=_unlock_and_retry)
+            else:
+                os.unlink(path)
+
+
+def _unlock_and_retry(func: Any, path: str, _exc: Any) -> None:
+    """The child may have removed its own permissions on a directory; restore them and retry."""
+    os.chmod(os.path.dirname(path), 0o700)
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, 0o700)
+    func(path)
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    requests, replies = os.dup(0), os.dup(1)
+    try:
+        worker = Worker(config)
+    except BaseException as exc:
+        protocol.write_frame(replies, {"ready": False, "error": describe(exc)})
+        raise
+    for fd in (0, 1):  # nothing but frames may reach the executor's pipe
+        os.dup2(worker.devnull, fd)
+    protocol.write_frame(replies, worker.hello())
+    while True:
+        try:
+            request = protocol.read_frame(requests)
+        except protocol.FrameError:
+            return  # the executor closed the pipe (or died): the namespace dies with this process
+        protocol.write_frame(replies, worker.serve(request))
+
+
+if __name__ == "__main__":
+    main()
