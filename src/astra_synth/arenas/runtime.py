@@ -110,6 +110,7 @@ class ArenaEnv:
         self._calls: list[ExecutedCall] = []
         self._turns = 0
         self._golden: dict[str, ExecutedCall] | None = None
+        self._memo: dict[str, ToolResult] = {}
 
     @property
     def calls(self) -> list[ExecutedCall]:
@@ -120,32 +121,45 @@ class ArenaEnv:
         """Start the episode: the prompt messages and the tool list, shuffled by the env's seed."""
         self._calls = []
         self._turns = 0
+        self._memo = {}
         tools = [t.model_dump() for t in self._schemas.values()]
         random.Random(self.seed).shuffle(tools)
         return [m.model_dump() for m in self.arena.messages], tools
 
     def step(self, tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run one assistant turn's tool calls (possibly parallel); one tool message per call, in order."""
+        """Run one assistant turn's tool calls (possibly parallel); one tool message per call, in order.
+
+        Tools are deterministic (the validation battery checks it), so a call repeated within the episode
+        is answered from the episode's memo instead of the sandbox; it still counts as a call.
+        """
         self._turns += 1
-        executed = [ExecutedCall(name=_name_of(call), ok=False) for call in tool_calls]
-        contents: list[str] = []
-        pending: list[tuple[int, ToolCall]] = []
-        for index, call in enumerate(tool_calls):
+        keys: list[str | None] = []  # memo key of each call that reaches the sandbox
+        errors: list[str] = []
+        pending: dict[str, ToolCall] = {}
+        for call in tool_calls:
             parsed = self._parse(call)
             if isinstance(parsed, str):
-                contents.append(f"Error: {parsed}")
+                keys.append(None)
+                errors.append(f"Error: {parsed}")
                 continue
-            name, args = parsed
-            contents.append("")
-            pending.append((index, self._request(name, args)))
-        for (index, request), result in zip(pending, self._run([r for _, r in pending]), strict=True):
-            executed[index] = ExecutedCall(name=request.fn, ok=result.ok, result=result.result)
-            contents[index] = self._content(result)
-        self._calls.extend(executed)
-        return [
-            {"role": "tool", "tool_call_id": str(call.get("id", "")), "content": content}
-            for call, content in zip(tool_calls, contents, strict=True)
-        ]
+            memo_key = json.dumps(parsed, sort_keys=True, ensure_ascii=False)
+            keys.append(memo_key)
+            errors.append("")
+            if memo_key not in self._memo:
+                pending[memo_key] = self._request(*parsed)
+        for memo_key, fresh in zip(pending, self._run(list(pending.values())), strict=True):
+            self._memo[memo_key] = fresh
+        messages = []
+        for call, key, error in zip(tool_calls, keys, errors, strict=True):
+            if key is None:
+                self._calls.append(ExecutedCall(name=_name_of(call), ok=False))
+                content = error
+            else:
+                result = self._memo[key]
+                self._calls.append(ExecutedCall(name=_name_of(call), ok=result.ok, result=result.result))
+                content = self._content(result)
+            messages.append({"role": "tool", "tool_call_id": str(call.get("id", "")), "content": content})
+        return messages
 
     def reward(self, final_message: str | None = None, config: RewardConfig | None = None) -> RewardBreakdown:
         """F1 of the episode so far; ``config`` overrides the env's reward definition (to report both)."""
