@@ -34,9 +34,10 @@ from astra_synth.llm.structured import structured_chat
 pytestmark = pytest.mark.slow
 
 
-def _children() -> set[int]:
+def _children(pid: int | None = None) -> set[int]:
+    """Child processes of ``pid`` (default: us), whichever of its threads forked them."""
     pids: set[int] = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+    for task in Path(f"/proc/{pid or os.getpid()}/task").iterdir():
         pids |= {int(p) for p in (task / "children").read_text().split()}
     return pids
 
@@ -214,11 +215,11 @@ def serve_local() -> Iterator[subprocess.Popen[str]]:
 
 
 def _server_child(parent: int) -> int:
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    children = _children(parent)
     assert len(children) == 1, f"expected one llama.cpp child of {parent}, got {children}"
-    cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
-    assert b"llama_cpp.server" in cmdline
-    return int(children[0])
+    [child] = children
+    assert b"llama_cpp.server" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+    return child
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
