@@ -11,7 +11,7 @@ import os
 import sys
 
 from astra_synth.sandbox.jail import protocol
-from astra_synth.sandbox.jail.confine import Jail, Policy
+from astra_synth.sandbox.jail.confine import Jail, Policy, scrub_environment
 from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, describe
 
 
@@ -23,6 +23,7 @@ def main() -> None:
         os.dup2(devnull, fd)
     os.close(devnull)
     policy = Policy.from_json(request["policy"])
+    scrub_environment()
     Jail(policy).enter(request["cpu_seconds"])
     try:
         code = compile_tool(request["source"])

@@ -29,7 +29,7 @@ from types import CodeType
 from typing import Any
 
 from astra_synth.sandbox.jail import protocol
-from astra_synth.sandbox.jail.confine import Jail, Policy
+from astra_synth.sandbox.jail.confine import Jail, Policy, scrub_environment
 from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, describe
 
 # Imported once here so each forked child finds them in memory (copy-on-write) instead of on disk.
@@ -51,8 +51,7 @@ class Worker:
         self.policy = Policy.from_json(config["policy"])
         self.max_envs = int(config.get("max_envs", 256))
         self.pid1 = os.getpid() == 1
-        os.environ.clear()  # once here (350 µs), not per child; children see only this
-        os.environ.update(PYTHONHASHSEED="0", PATH="/usr/bin:/bin", LANG="C.UTF-8")
+        scrub_environment()
         if self.pid1:
             self._mount_scratch(int(config.get("scratch_mb", 64)))
         elif not self.policy.no_fork:
