@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import typer
 
 from astra_synth import __version__
+from astra_synth.arenas import commands as arenas_commands
 from astra_synth.llm import commands as llm_commands
 
 app = typer.Typer(
@@ -65,7 +66,7 @@ def _pending(name: str, issue: int, what: str) -> typer.Typer:
 app.add_typer(llm_commands.app)  # serve-local
 app.add_typer(_pending("tools", 6, "Import and inspect tool servers (MCP)."), name="tools")
 app.add_typer(_pending("trajectories", 6, "Pipeline A: SFT trajectories from tool docs."), name="trajectories")
-app.add_typer(_pending("arenas", 4, "Pipeline B: verifiable RL arenas from QA."), name="arenas")
+app.add_typer(arenas_commands.app, name="arenas")
 app.add_typer(_pending("train", 5, "SFT and multi-turn GRPO with TRL."), name="train")
 app.add_typer(_pending("eval", 7, "Held-out arenas and BFCL-v3 multi-turn evaluation."), name="eval")
 app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")

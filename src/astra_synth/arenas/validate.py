@@ -253,26 +253,21 @@ def tool_battery(
         checks.append(CheckResult(name=f"deterministic[{sub.id}]", ok=same, detail=detail))
         checks.append(_input_matters(executor, env_id, spec, sub, config))
         checks.append(_answer_length(sub, output, config))
-    if subs and subs[0].golden_call is not None:
-        golden_args = subs[0].golden_call.arguments
-        for pname in spec.required:
-            result = executor.execute(
-                env_id, tool, {k: v for k, v in golden_args.items() if k != pname}, timeout
-            )
-            clean = not result.ok and result.status in ("error", "invalid")
-            checks.append(
-                CheckResult(
-                    name=f"missing_argument[{tool}.{pname}]",
-                    ok=clean,
-                    detail="" if clean else f"a call without {pname!r} gave {result.status}",
-                )
-            )
+    if subs and subs[0].golden_call is not None and spec.required:
+        # The static check already ties "required" to "no default"; one call shows the tool reports a
+        # missing argument as an error instead of crashing, hanging or answering anyway.
+        pname = spec.required[0]
+        without = {k: v for k, v in subs[0].golden_call.arguments.items() if k != pname}
+        result = executor.execute(env_id, tool, without, timeout)
+        clean = not result.ok and result.status in ("error", "invalid")
+        detail = "" if clean else f"a call without {pname!r} gave {result.status}"
+        checks.append(CheckResult(name=f"missing_argument[{tool}.{pname}]", ok=clean, detail=detail))
     return checks
 
 
-def replay(arena: Arena, executor: ToolExecutor, config: ValidationConfig) -> dict[str, float]:
+def replay(env: ArenaEnv) -> dict[str, float]:
     """Play the golden calls through the trainer's runtime, one turn per DAG layer; reward per predicate."""
-    env = ArenaEnv(arena, executor, config.env)
+    arena = env.arena
     env.reset()
     layers = sorted({s.hop_level for s in arena.subtasks})
     for layer in layers:
@@ -283,17 +278,17 @@ def replay(arena: Arena, executor: ToolExecutor, config: ValidationConfig) -> di
         ]
         if calls:
             env.step(calls)
-    base = config.env.reward
+    base = env.config.reward
     return {
         mode: env.reward(config=base.model_copy(update={"match": mode})).reward
         for mode in ("result", "answer")
     }
 
 
-def probes(arena: Arena, executor: ToolExecutor, config: ValidationConfig) -> dict[str, float]:
+def probes(env: ArenaEnv, repeat_calls: int = 20) -> dict[str, float]:
     """Rewards of cheating policies (the highest over both predicates); each must stay ≤ the threshold."""
-    env = ArenaEnv(arena, executor, config.env)
-    base = config.env.reward
+    arena = env.arena
+    base = env.config.reward
     modes = [base.model_copy(update={"match": m}) for m in ("result", "answer")]
     with_leaves = [m.model_copy(update={"leaf_subtasks": "final_message"}) for m in modes]
     first = next(s.golden_call for s in arena.subtasks if s.golden_call is not None)
@@ -305,8 +300,8 @@ def probes(arena: Arena, executor: ToolExecutor, config: ValidationConfig) -> di
     plays: dict[str, tuple[list[list[dict[str, Any]]], str | None, list[RewardConfig]]] = {
         "no_calls": ([], None, modes),
         "empty_arguments": ([empty], None, modes),
-        f"same_call_x{config.repeat_calls}": (
-            [[first.as_tool_call(f"call_{i}") for i in range(config.repeat_calls)]],
+        f"same_call_x{repeat_calls}": (
+            [[first.as_tool_call(f"call_{i}") for i in range(repeat_calls)]],
             None,
             modes,
         ),
@@ -334,8 +329,9 @@ def check_arena(arena: Arena, executor: ToolExecutor, config: ValidationConfig |
         return ReportCard(checks=checks)
     for tool in arena.tools:
         checks += tool_battery(arena, tool.function.name, executor, config)
-    replay_rewards = replay(arena, executor, config)
-    probe_rewards = probes(arena, executor, config)
+    env = ArenaEnv(arena, executor, config.env)
+    replay_rewards = replay(env)
+    probe_rewards = probes(env, config.repeat_calls)
     replay_ok = all(r >= PASS_REWARD for r in replay_rewards.values())
     passed = (
         all(c.ok for c in checks)

@@ -1,0 +1,63 @@
+"""``astra arenas …``: check arena files (replay + reward-hacking probes); later stages add their commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from astra_synth.arenas.records import read_arenas
+from astra_synth.arenas.validate import ValidationConfig, check_arena
+from astra_synth.errors import InputError
+from astra_synth.sandbox import ExecutorKind, get_executor
+
+app = typer.Typer(help="Pipeline B: verifiable RL arenas from QA.", no_args_is_help=True)
+
+
+@app.command("check")
+def check(
+    file: Annotated[Path, typer.Argument(help="Arena JSONL file.", exists=True, dir_okay=False)],
+    executor: Annotated[
+        ExecutorKind, typer.Option("--executor", help="Sandbox backend for tool calls.")
+    ] = "forkserver",
+) -> None:
+    """Validate every arena: static check, per-tool battery, golden-call replay and reward-hacking probes."""
+    console = Console()
+    try:
+        arenas = read_arenas(file)
+    except InputError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    config = ValidationConfig()
+    table = Table(title=f"{file} ({len(arenas)} arenas)")
+    table.add_column("arena")
+    table.add_column("checks")
+    table.add_column("replay")
+    probe_names: list[str] = []
+    rows = []
+    failed = 0
+    max_probe = 0.0
+    with get_executor(executor) as sandbox:
+        for arena in arenas:
+            card = check_arena(arena, sandbox, config)
+            failed += not card.passed
+            max_probe = max([max_probe, *card.probe_rewards.values()])
+            probe_names = probe_names or list(card.probe_rewards)
+            rows.append((arena.id, card))
+    for name in probe_names:
+        table.add_column(name, justify="right")
+    for arena_id, card in rows:
+        failures = card.failures
+        checks = "ok" if not failures else f"{failures[0].name}: {failures[0].detail}"
+        replay = " / ".join(f"{mode} {r:.3f}" for mode, r in card.replay_rewards.items()) or "not run"
+        probes = [f"{card.probe_rewards[n]:.3f}" if n in card.probe_rewards else "-" for n in probe_names]
+        style = None if card.passed else "red"
+        table.add_row(arena_id, checks, replay, *probes, style=style)
+    console.print(table)
+    replay_ok = sum(card.replay_ok for _, card in rows)
+    typer.echo(f"RESULT arenas={len(arenas)} replay_ok={replay_ok} max_probe_reward={max_probe:.3f}")
+    if failed:
+        raise typer.Exit(1)
