@@ -13,18 +13,23 @@ import socket
 
 MARKER = ["sleep", "20.4242"]  # leftovers of the fork bombs are found on the host by this argument
 
+
 def add(a, b):
     return a + b
+
 
 def spin():
     while True:
         pass
 
+
 def c_loop():
-    return sum(range(10 ** 12))
+    return sum(range(10**12))
+
 
 def allocate(gib):
     return len(bytearray(gib << 30))
+
 
 def fork_bomb(limit, escape):
     forks = 0
@@ -43,6 +48,7 @@ def fork_bomb(limit, escape):
         forks += 1
     return forks
 
+
 def write_files(paths):
     written = []
     for path in paths:
@@ -54,6 +60,7 @@ def write_files(paths):
             pass
     return written
 
+
 def read_files(paths):
     leaked = {}
     for path in paths:
@@ -64,13 +71,16 @@ def read_files(paths):
             pass
     return leaked
 
+
 def environment():
     return dict(os.environ)
+
 
 def big_file(mib):
     with open("big.bin", "wb") as f:
         f.write(b"x" * (mib << 20))
     return os.path.getsize("big.bin")
+
 
 def network(port):
     got = []
@@ -88,6 +98,7 @@ def network(port):
         pass
     return got
 
+
 def kill_parents(host_pids):
     killed = []
     for pid in [os.getppid(), 1, *host_pids]:
@@ -98,8 +109,10 @@ def kill_parents(host_pids):
             pass
     return killed
 
+
 def segfault():
     return ctypes.string_at(0)
+
 
 def pollute():
     global POLLUTED
@@ -111,6 +124,7 @@ def pollute():
     os.environ["LEAK"] = "1"
     return True
 
+
 def inspect_state():
     return {
         "global": "POLLUTED" in globals(),
@@ -120,6 +134,7 @@ def inspect_state():
         "env": "LEAK" in os.environ,
         "scratch": sorted(os.listdir(".")),
     }
+
 
 def nondeterminism():
     return [hash("abc"), list({"x", "y", "z", "w"}), random.random(), str(object.__hash__(None) is None)]

@@ -43,9 +43,11 @@ def _marker_processes() -> list[int]:
 @pytest.fixture(scope="module", params=KINDS)
 def sandbox(request: pytest.FixtureRequest) -> Iterator[tuple[ToolExecutor, str]]:
     kind = request.param
-    executor: ToolExecutor = (
-        SubprocessExecutor(LIMITS) if kind == "subprocess" else ForkServerExecutor(LIMITS, workers=2, tier=kind)
-    )
+    executor: ToolExecutor
+    if kind == "subprocess":
+        executor = SubprocessExecutor(LIMITS)
+    else:
+        executor = ForkServerExecutor(LIMITS, workers=2, tier=kind)
     assert getattr(executor, "refusal", None) is None
     yield executor, executor.load(SOURCE)
     executor.close()
@@ -106,7 +108,8 @@ def test_secrets_and_the_parents_environment_are_unreadable(sandbox: tuple[ToolE
     canary = "ASTRA_CANARY_" + os.urandom(4).hex()
     holder = subprocess.Popen(["sleep", "30"], env={"SECRET": canary})
     try:
-        paths = ["/etc/shadow", "/proc/1/environ", f"/proc/{os.getpid()}/environ", f"/proc/{holder.pid}/environ"]
+        paths = ["/etc/shadow", "/proc/1/environ", f"/proc/{os.getpid()}/environ"]
+        paths.append(f"/proc/{holder.pid}/environ")
         leaked = executor.execute(env, "read_files", {"paths": paths})
         environment = executor.execute(env, "environment", {})
     finally:
