@@ -135,6 +135,11 @@ def signature(spec: FunctionSpec) -> str:
     return ", ".join(required + optional)
 
 
+def render_call(call: GoldenCall) -> str:
+    """``name(a='x', b=2)``: how prompts show a call (the call itself is always JSON arguments)."""
+    return f"{call.name}({', '.join(f'{k}={v!r}' for k, v in call.arguments.items())})"
+
+
 def context_block(item: QAInstance, sub: SubQuestion) -> str:
     """The parents' questions and answers: what a dependent sub-question's call may use."""
     if not sub.parents:
@@ -312,7 +317,7 @@ class SynthesizeTools:
             name=spec.name,
             signature=signature(spec),
             document=_doc_json(spec) + feedback,
-            call=", ".join(f"{k}={v!r}" for k, v in call.arguments.items()),
+            call=render_call(call),
             answer=sub.answer,
         )
         problems = static_check(draft.code, spec)
