@@ -174,14 +174,6 @@ class EmbeddedServer:
             raise LocalServerError("the embedded server is not running")
         return f"http://127.0.0.1:{self.port}/v1"
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def log_path(self) -> Path | None:
-        return self._log_path
-
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
@@ -271,7 +263,7 @@ class EmbeddedServer:
         return "\n".join(lines[-max_lines:])
 
     def _log_excerpt(self) -> str:
-        return f"--- server log ({self._log_path}) ---\n{self.log_tail()}"
+        return f"--- last lines of the server log ---\n{self.log_tail()}"
 
     def stop(self) -> None:
         """SIGTERM, SIGKILL after the grace period, reap, remove the log. Idempotent.
@@ -292,14 +284,11 @@ class EmbeddedServer:
             self._log_path.unlink(missing_ok=True)
             self._log_path = None
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        """Block until the server exits (returns its code) or ``timeout`` passes (returns None)."""
+    def wait(self) -> int:
+        """Block until the server exits on its own; its exit code."""
         if self._proc is None:
-            return None
-        try:
-            return self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+            raise LocalServerError("the embedded server is not running")
+        return self._proc.wait()
 
     def endpoint(self, base: EndpointConfig | None = None) -> EndpointConfig:
         """``base`` pointed at this server, with a concurrency that suits one llama context."""
