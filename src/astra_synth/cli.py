@@ -12,6 +12,7 @@ import typer
 from astra_synth import __version__
 from astra_synth.arenas import commands as arenas_commands
 from astra_synth.llm import commands as llm_commands
+from astra_synth.tools import commands as tools_commands
 
 app = typer.Typer(
     name="astra",
@@ -64,7 +65,7 @@ def _pending(name: str, issue: int, what: str) -> typer.Typer:
 
 
 app.add_typer(llm_commands.app)  # serve-local
-app.add_typer(_pending("tools", 6, "Import and inspect tool servers (MCP)."), name="tools")
+app.add_typer(tools_commands.app, name="tools")
 app.add_typer(_pending("trajectories", 6, "Pipeline A: SFT trajectories from tool docs."), name="trajectories")
 app.add_typer(arenas_commands.app, name="arenas")
 app.add_typer(_pending("train", 5, "SFT and multi-turn GRPO with TRL."), name="train")
