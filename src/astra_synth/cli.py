@@ -5,13 +5,13 @@ Each command group lives next to the code it drives (``<subpackage>/commands.py`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import typer
 
 from astra_synth import __version__
 from astra_synth.arenas import commands as arenas_commands
+from astra_synth.config import GlobalOptions
 from astra_synth.llm import commands as llm_commands
+from astra_synth.sandbox import commands as sandbox_commands
 from astra_synth.tools import commands as tools_commands
 
 app = typer.Typer(
@@ -21,14 +21,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-
-
-@dataclass
-class GlobalOptions:
-    """Endpoint options shared by every command. The API key is read only from the environment."""
-
-    base_url: str | None = None
-    model: str | None = None
 
 
 def _version(value: bool) -> None:
@@ -44,9 +36,11 @@ def _root(
         None,
         "--base-url",
         envvar="ASTRA_BASE_URL",
-        help="OpenAI-compatible endpoint (…/v1). Omitted: the embedded llama.cpp server runs for the command.",
+        help="OpenAI-compatible endpoint (…/v1). Omitted: the embedded llama.cpp server runs per command.",
     ),
-    model: str | None = typer.Option(None, "--model", envvar="ASTRA_MODEL", help="Model name at the endpoint."),
+    model: str | None = typer.Option(
+        None, "--model", envvar="ASTRA_MODEL", help="Model name at the endpoint."
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print version."),
 ) -> None:
     ctx.obj = GlobalOptions(base_url=base_url, model=model)
@@ -66,8 +60,11 @@ def _pending(name: str, issue: int, what: str) -> typer.Typer:
 
 app.add_typer(llm_commands.app)  # serve-local
 app.add_typer(tools_commands.app, name="tools")
-app.add_typer(_pending("trajectories", 6, "Pipeline A: SFT trajectories from tool docs."), name="trajectories")
+app.add_typer(
+    _pending("trajectories", 6, "Pipeline A: SFT trajectories from tool docs."), name="trajectories"
+)
 app.add_typer(arenas_commands.app, name="arenas")
+app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(_pending("train", 5, "SFT and multi-turn GRPO with TRL."), name="train")
 app.add_typer(_pending("eval", 7, "Held-out arenas and BFCL-v3 multi-turn evaluation."), name="eval")
 app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")

@@ -7,6 +7,7 @@ CLI's global ``--base-url`` / ``--model`` apply to every command the same way.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -56,6 +57,18 @@ class BudgetConfig(StrictModel):
     max_calls: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
     max_cost_usd: float | None = Field(default=None, ge=0)
+
+
+@dataclass
+class GlobalOptions:
+    """The CLI's global endpoint options; every command applies them over its config file."""
+
+    base_url: str | None = None
+    model: str | None = None
+
+    def overrides(self, prefix: str = "endpoint") -> dict[str, Any]:
+        """Dotted overrides for :func:`load_config` (unset options override nothing)."""
+        return {f"{prefix}.base_url": self.base_url, f"{prefix}.model": self.model}
 
 
 class ConfigError(ValueError):
