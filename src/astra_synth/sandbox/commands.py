@@ -1,0 +1,88 @@
+"""``astra sandbox``: the tier probe, one-off runs and the HTTP service. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from astra_synth.sandbox import get_executor
+from astra_synth.sandbox.executor import SandboxLimits
+
+app = typer.Typer(help="Isolated execution of tool code: tier probe, one-off runs, the HTTP service.")
+
+_EXECUTOR_HELP = "forkserver (warm pool, default) or subprocess (fresh interpreter per call)."
+
+
+@app.command()
+def probe(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+    """Print the strongest isolation tier and what each layer reported; exit 1 if none is usable."""
+    from astra_synth.sandbox.probe import probe as run_probe
+
+    report = run_probe()
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        typer.echo(f"tier: {report.tier or 'none — untrusted code is refused'}")
+        typer.echo(f"available: {', '.join(report.available) or '-'}")
+        for layer in report.layers:
+            typer.echo(f"  [{'ok' if layer.ok else '--'}] {layer.name}: {layer.detail}")
+    if report.tier is None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    code: Path = typer.Option(..., "--code", exists=True, dir_okay=False, help="Python file with the tool."),
+    fn: str = typer.Option(..., "--fn", help="Function to call."),
+    args: str = typer.Option("{}", "--args", help="Keyword arguments as a JSON object."),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Wall-clock limit in seconds."),
+    executor: str = typer.Option("forkserver", "--executor", help=_EXECUTOR_HELP),
+) -> None:
+    """Run FN(**ARGS) from CODE once in the sandbox and print the ToolResult as JSON (exit 1 unless ok)."""
+    try:
+        parsed: Any = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="--args") from exc
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--args")
+    limits = SandboxLimits(timeout_s=timeout) if timeout else SandboxLimits()
+    options: dict[str, Any] = {"workers": 1} if executor == "forkserver" else {"max_concurrency": 1}
+    try:
+        sandbox = get_executor(executor, limits, **options)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--executor") from exc
+    with sandbox:
+        result = sandbox.execute(sandbox.load(code.read_text(encoding="utf-8")), fn, parsed)
+    typer.echo(result.model_dump_json())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to bind (the service runs code: keep it private)."
+    ),
+    port: int = typer.Option(8790, "--port"),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Fork-server workers (default: cores)."
+    ),
+    timeout: float = typer.Option(2.0, "--timeout", min=0.001, help="Default wall-clock limit per call."),
+    executor: str = typer.Option("forkserver", "--executor", help=_EXECUTOR_HELP),
+) -> None:
+    """Serve the executor over HTTP (POST /v1/load, /v1/execute_batch); ASTRA_SANDBOX_TOKEN sets a bearer token."""
+    from astra_synth.sandbox.http import serve as run_service
+
+    options: dict[str, Any] = {"workers": workers} if executor == "forkserver" else {}
+    with get_executor(executor, SandboxLimits(timeout_s=timeout), **options) as sandbox:
+        refusal = getattr(sandbox, "refusal", None)
+        if refusal:
+            typer.echo(f"refusing to serve: {refusal}", err=True)
+            raise typer.Exit(1)
+        typer.echo(
+            f"sandbox service on http://{host}:{port} ({getattr(sandbox, 'tier', executor)})", err=True
+        )
+        run_service(sandbox, host, port)
