@@ -26,6 +26,8 @@ def check(
 ) -> None:
     """Validate every arena: static check, per-tool battery, golden-call replay and reward-hacking probes."""
     console = Console()
+    if not console.is_terminal:  # logs and pipes: room for every probe column rather than 80 columns
+        console = Console(width=160)
     try:
         arenas = read_arenas(file)
     except InputError as exc:
@@ -33,9 +35,9 @@ def check(
         raise typer.Exit(2) from exc
     config = ValidationConfig()
     table = Table(title=f"{file} ({len(arenas)} arenas)")
-    table.add_column("arena")
+    table.add_column("arena", no_wrap=True)
     table.add_column("checks")
-    table.add_column("replay")
+    table.add_column("replay (result/answer)", no_wrap=True)
     probe_names: list[str] = []
     rows = []
     failed = 0
@@ -48,11 +50,11 @@ def check(
             probe_names = probe_names or list(card.probe_rewards)
             rows.append((arena.id, card))
     for name in probe_names:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", no_wrap=True)
     for arena_id, card in rows:
         failures = card.failures
         checks = "ok" if not failures else f"{failures[0].name}: {failures[0].detail}"
-        replay = " / ".join(f"{mode} {r:.3f}" for mode, r in card.replay_rewards.items()) or "not run"
+        replay = "/".join(f"{r:.3f}" for r in card.replay_rewards.values()) or "not run"
         probes = [f"{card.probe_rewards[n]:.3f}" if n in card.probe_rewards else "-" for n in probe_names]
         style = None if card.passed else "red"
         table.add_row(arena_id, checks, replay, *probes, style=style)
