@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +17,7 @@ _EXECUTOR_HELP = "forkserver (warm pool, default) or subprocess (fresh interpret
 
 
 @app.command()
-def probe(as_json: bool = typer.Option(False, "--json", help="Print the report as JSON.")) -> None:
+def probe(as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
     """Print the strongest isolation tier and what each layer reported; exit 1 if none is usable."""
     from astra_synth.sandbox.probe import probe as run_probe
 
@@ -35,11 +35,11 @@ def probe(as_json: bool = typer.Option(False, "--json", help="Print the report a
 
 @app.command()
 def run(
-    code: Path = typer.Option(..., "--code", exists=True, dir_okay=False, help="Python file with the tool."),
-    fn: str = typer.Option(..., "--fn", help="Function to call."),
-    args: str = typer.Option("{}", "--args", help="Keyword arguments as a JSON object."),
-    timeout: float | None = typer.Option(None, "--timeout", min=0.001, help="Wall-clock limit in seconds."),
-    executor: str = typer.Option("forkserver", "--executor", help=_EXECUTOR_HELP),
+    code: Annotated[Path, typer.Option("--code", exists=True, dir_okay=False, help="Tool source file.")],
+    fn: Annotated[str, typer.Option("--fn", help="Function to call.")],
+    args: Annotated[str, typer.Option("--args", help="Keyword arguments as a JSON object.")] = "{}",
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.001, help="Limit, s.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help=_EXECUTOR_HELP)] = "forkserver",
 ) -> None:
     """Run FN(**ARGS) from CODE once in the sandbox and print the ToolResult as JSON (exit 1 unless ok)."""
     try:
@@ -63,17 +63,13 @@ def run(
 
 @app.command()
 def serve(
-    host: str = typer.Option(
-        "127.0.0.1", "--host", help="Interface to bind (the service runs code: keep it private)."
-    ),
-    port: int = typer.Option(8790, "--port"),
-    workers: int | None = typer.Option(
-        None, "--workers", min=1, help="Fork-server workers (default: cores)."
-    ),
-    timeout: float = typer.Option(2.0, "--timeout", min=0.001, help="Default wall-clock limit per call."),
-    executor: str = typer.Option("forkserver", "--executor", help=_EXECUTOR_HELP),
+    host: Annotated[str, typer.Option("--host", help="Interface; the service runs code.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8790,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Fork-server workers.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.001, help="Default limit per call, s.")] = 2.0,
+    executor: Annotated[str, typer.Option("--executor", help=_EXECUTOR_HELP)] = "forkserver",
 ) -> None:
-    """Serve the executor over HTTP (POST /v1/load, /v1/execute_batch); ASTRA_SANDBOX_TOKEN sets a bearer token."""
+    """Serve the executor over HTTP (/v1/load, /v1/execute_batch); ASTRA_SANDBOX_TOKEN: bearer token."""
     from astra_synth.sandbox.http import serve as run_service
 
     options: dict[str, Any] = {"workers": workers} if executor == "forkserver" else {}
