@@ -149,6 +149,15 @@ async def test_concurrency_limit_holds_at_the_server(scripted_llm: ScriptedLLM) 
     assert scripted_llm.peak_in_flight == 3  # the cap is reached and never passed
 
 
+async def test_a_high_cap_is_spread_over_pools_and_still_holds(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.latency_s = 0.2
+    scripted_llm.on("question", text_reply("ok"))
+    async with LLMClient(scripted_llm.endpoint(max_concurrency=40)) as client:
+        results = await asyncio.gather(*(client.chat(_ask(i), stage="s") for i in range(100)))
+    assert len(results) == 100
+    assert scripted_llm.peak_in_flight == 40
+
+
 async def test_budget_cap_stops_before_sending(scripted_llm: ScriptedLLM) -> None:
     scripted_llm.on("question", text_reply("ok"))
     ledger = Ledger(BudgetConfig(max_calls=2))

@@ -36,6 +36,9 @@ ErrorKind = Literal["rate_limited", "server_error", "timeout", "connection", "cl
 
 # A server's Retry-After is honoured, but never beyond this: a misconfigured proxy must not park a run.
 _MAX_RETRY_AFTER_S = 300.0
+# Connections per httpx pool: httpcore's pool scans all its connections for every request (quadratic in
+# the pool size), so a high concurrency is spread over several small pools instead of one large one.
+_SHARD_CONNECTIONS = 32
 # Inputs per /embeddings request; hosted APIs cap the batch size, local servers slow down on huge batches.
 _EMBED_BATCH = 128
 
@@ -212,10 +215,18 @@ def _classify(exc: Exception) -> _Failure:
 
 
 @dataclass
-class _LoopState:
-    """Objects bound to one event loop: an httpx pool and a semaphore cannot cross loops."""
+class _Shard:
+    """One SDK client with its own small connection pool, and the requests it carries now."""
 
     sdk: openai.AsyncOpenAI
+    in_flight: int = 0
+
+
+@dataclass
+class _LoopState:
+    """Objects bound to one event loop: httpx pools and a semaphore cannot cross loops."""
+
+    shards: list[_Shard]
     semaphore: asyncio.Semaphore
     pending: dict[str, asyncio.Future[ChatResult]] = field(default_factory=dict)  # chat requests in flight
 
@@ -252,7 +263,8 @@ class LLMClient:
         """Close the connection pool of the running loop (pools of finished loops died with them)."""
         state = self._states.pop(asyncio.get_running_loop(), None)
         if state is not None:
-            await state.sdk.close()  # closes the httpx pool it was given
+            for shard in state.shards:
+                await shard.sdk.close()  # closes the httpx pool it was given
 
     async def chat(
         self,
@@ -379,18 +391,22 @@ class LLMClient:
         state = self._states.get(loop)
         if state is None:
             ep = self.endpoint
-            limits = httpx2.Limits(
-                max_connections=ep.max_concurrency, max_keepalive_connections=ep.max_concurrency
-            )
-            http = httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(ep.timeout_s))
-            sdk = openai.AsyncOpenAI(
-                base_url=ep.base_url,
-                api_key=ep.api_key(),
-                max_retries=0,
-                timeout=ep.timeout_s,
-                http_client=http,
-            )
-            state = _LoopState(sdk=sdk, semaphore=asyncio.Semaphore(ep.max_concurrency))
+            n_shards = -(-ep.max_concurrency // _SHARD_CONNECTIONS)
+            per_shard = -(-ep.max_concurrency // n_shards)
+            limits = httpx2.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+            shards = [
+                _Shard(
+                    openai.AsyncOpenAI(
+                        base_url=ep.base_url,
+                        api_key=ep.api_key(),
+                        max_retries=0,
+                        timeout=ep.timeout_s,
+                        http_client=httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(ep.timeout_s)),
+                    )
+                )
+                for _ in range(n_shards)
+            ]
+            state = _LoopState(shards=shards, semaphore=asyncio.Semaphore(ep.max_concurrency))
             self._states[loop] = state
         return state
 
@@ -407,15 +423,20 @@ class LLMClient:
                 if self.ledger is not None:
                     self.ledger.check_budget()
                 self.calls_made += 1
+                # The least-loaded shard never exceeds its pool: total in flight <= cap = shards x pool.
+                shard = min(state.shards, key=lambda s: s.in_flight)
+                shard.in_flight += 1
                 sent = time.monotonic()
                 try:
                     async with asyncio.timeout(ep.timeout_s):
-                        answer = await send(state.sdk)
+                        answer = await send(shard.sdk)
                 except (openai.OpenAIError, httpx2.HTTPError, TimeoutError, ValueError) as exc:
                     failure = _classify(exc)
                     cause: Exception = exc
                 else:
                     return answer, time.monotonic() - sent
+                finally:
+                    shard.in_flight -= 1
             if not failure.retryable or attempts > ep.max_retries:
                 if self.ledger is not None:
                     self.ledger.record_failure(stage, time.monotonic() - started)
