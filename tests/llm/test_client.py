@@ -16,8 +16,10 @@ from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import ChatResult, LLMCallError, LLMClient
 from astra_synth.llm.ledger import BudgetExceeded, Ledger
 from astra_synth.llm.scripted import (
+    Reply,
     ScriptedLLM,
     error_reply,
+    garbage_body_reply,
     hang_reply,
     hash_embedding,
     rate_limit_reply,
@@ -58,6 +60,28 @@ async def test_429_is_retried_after_the_servers_retry_after(scripted_llm: Script
     assert [r.status for r in scripted_llm.requests] == [429, 429, 200]
     assert client.calls_made == 3
     assert elapsed >= 0.6  # two waits of Retry-After, although the own backoff is capped at 10 ms
+
+
+async def test_retry_after_ms_is_honoured(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.fail_next(1, Reply(status=503, headers={"retry-after-ms": "400"}))
+    scripted_llm.on("hello", text_reply("ok"))
+    async with LLMClient(scripted_llm.endpoint(backoff_max_s=0.01)) as client:
+        started = time.monotonic()
+        await client.chat(USER, stage="s")
+    assert time.monotonic() - started >= 0.4
+
+
+async def test_a_body_that_is_not_an_openai_response_is_a_typed_error(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.fail_next(1, garbage_body_reply())
+    scripted_llm.fail_next(5, Reply(raw_body='{"choices": []}'))
+    async with LLMClient(scripted_llm.endpoint(max_retries=3)) as client:
+        with pytest.raises(LLMCallError) as info:
+            await client.chat(USER, stage="s")
+    assert (info.value.kind, info.value.attempts) == ("bad_response", 4)
+    assert "choices" in info.value.detail
+    scripted_llm.on("hello", text_reply("ok"))
+    async with LLMClient(scripted_llm.endpoint(max_retries=3)) as client:
+        assert (await client.chat(USER, stage="s")).message["content"] == "ok"  # 2 garbage answers, then ok
 
 
 async def test_500_then_success(scripted_llm: ScriptedLLM) -> None:

@@ -39,7 +39,7 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from astra_synth.config import EndpointConfig
@@ -71,6 +71,7 @@ class Reply(BaseModel):
     delay_s: float = Field(
         default=0.0, ge=0, description="Hold the answer this long (a hang when > timeout)."
     )
+    raw_body: str | None = Field(default=None, description="Sent verbatim instead of a JSON response.")
 
 
 ReplyLike = Reply | str | dict[str, Any] | list[Any]
@@ -125,6 +126,11 @@ def invalid_json_reply(text: str = "Sure! Here is the answer: {name: 'x',, }") -
 
 def wrong_schema_reply() -> Reply:
     return json_reply({"unexpected": "shape", "items": [1, 2, 3]})
+
+
+def garbage_body_reply(body: str = "<html><body>502 Bad Gateway</body></html>") -> Reply:
+    """HTTP 200 whose body is not an OpenAI response (a misbehaving proxy or server)."""
+    return Reply(raw_body=body)
 
 
 def length_reply(obj: Any) -> Reply:
@@ -412,12 +418,14 @@ class ScriptedLLM:
             if await request.is_disconnected():
                 return
 
-    async def _chat(self, request: Request) -> JSONResponse:
+    async def _chat(self, request: Request) -> Response:
         body = await request.json()
         with self._track("chat", body) as record:
             reply = self._choose(body)
             await self._delay(request, reply)
             record.status = reply.status
+            if reply.raw_body is not None:
+                return Response(reply.raw_body, status_code=reply.status, headers=reply.headers)
             if reply.status != 200:
                 return _error_response(reply)
             return JSONResponse(self._completion(body, reply))
@@ -453,7 +461,7 @@ class ScriptedLLM:
             },
         }
 
-    async def _embeddings(self, request: Request) -> JSONResponse:
+    async def _embeddings(self, request: Request) -> Response:
         body = await request.json()
         with self._track("embeddings", body) as record:
             with self._lock:
@@ -461,6 +469,8 @@ class ScriptedLLM:
             reply = fault or Reply()
             await self._delay(request, reply)
             record.status = reply.status
+            if reply.raw_body is not None:
+                return Response(reply.raw_body, status_code=reply.status, headers=reply.headers)
             if reply.status != 200:
                 return _error_response(reply)
             raw_input = body.get("input", [])
