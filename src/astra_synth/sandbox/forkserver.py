@@ -176,6 +176,11 @@ class ForkServerExecutor(ToolExecutor):
             return index, None, str(exc)
         return index, worker, None
 
+    def launcher_pids(self) -> list[int]:
+        """Host pids of the processes that started the live workers (``unshare`` in T1/T2)."""
+        with self._lock:
+            return [w.proc.pid for w in self._workers.values() if w is not None and w.proc.poll() is None]
+
     # -- calls ----------------------------------------------------------------------------------
 
     def load(self, source: str) -> str:
