@@ -1,7 +1,8 @@
-"""``astra arenas …``: check arena files (replay + reward-hacking probes); later stages add their commands."""
+"""``astra arenas …``: run the arena pipeline; check arena files (replay + reward-hacking probes)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -9,8 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.validate import ValidationConfig, check_arena
+from astra_synth.config import ConfigError, GlobalOptions, load_config
 from astra_synth.errors import InputError
 from astra_synth.sandbox import ExecutorKind, get_executor
 
@@ -62,4 +65,47 @@ def check(
     replay_ok = sum(card.replay_ok for _, card in rows)
     typer.echo(f"RESULT arenas={len(arenas)} replay_ok={replay_ok} max_probe_reward={max_probe:.3f}")
     if failed:
+        raise typer.Exit(1)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    config: Annotated[
+        Path, typer.Option("--config", help="Arenas config (YAML).", exists=True, dir_okay=False)
+    ],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory; an existing one is resumed.")],
+    retry_rejected: Annotated[
+        bool, typer.Option("--retry-rejected", help="Re-run items rejected by earlier sessions.")
+    ] = False,
+) -> None:
+    """Synthesize arenas from QA seeds (resumable): QA → necessity → verification → tools → merge → replay."""
+    options = ctx.find_root().obj or GlobalOptions()
+    try:
+        cfg = load_config(ArenasConfig, config, options.overrides())
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    funnel = asyncio.run(run_arenas(cfg, run_dir, retry_rejected=retry_rejected))
+    table = Table(title=f"arena funnel ({funnel.status})")
+    table.add_column("step")
+    table.add_column("count", justify="right")
+    for step in (
+        "seeds",
+        "qa_generated",
+        "legitimate",
+        "verified",
+        "selected",
+        "tools_synthesized",
+        "merged",
+        "arenas",
+    ):
+        table.add_row(step, str(getattr(funnel, step)))
+    Console().print(table)
+    for error in funnel.seed_errors:
+        typer.echo(f"bad seed: {error}", err=True)
+    per_arena = f"{funnel.llm_calls_per_arena:.1f}" if funnel.llm_calls_per_arena is not None else "n/a"
+    typer.echo(f"threshold: {funnel.threshold}  LLM calls: {funnel.llm_calls}  per arena: {per_arena}")
+    typer.echo(f"arenas: {run_dir / 'arenas.jsonl'}  (parquet: {run_dir / 'arenas.parquet'})")
+    if funnel.status != "finished":
         raise typer.Exit(1)
