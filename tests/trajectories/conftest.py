@@ -8,7 +8,7 @@ import pytest
 
 from astra_synth.config import EndpointConfig
 from astra_synth.llm.client import LLMClient
-from astra_synth.runs.stage import StageContext, item_rng
+from astra_synth.runs.stage import StageContext
 from astra_synth.tools.spec import ServerRecord, ToolSpec
 
 
@@ -56,6 +56,6 @@ def make_ctx(llm_client: LLMClient) -> ContextFactory:
     """A stage context for one item, with the scripted server as its LLM."""
 
     def make(stage: str, item: str = "item-1", seed: int = 7) -> StageContext:
-        return StageContext(stage=stage, item_id=item, seed=seed, rng=item_rng(seed, item), llm=llm_client)
+        return StageContext(stage=stage, item_id=item, seed=seed, llm=llm_client)
 
     return make
