@@ -29,7 +29,7 @@ from astra_synth.runs.ids import child_id, item_id
 from astra_synth.runs.jsonl import describe_errors, read_jsonl
 from astra_synth.runs.manifest import Manifest, RunStatus, StageCounts, StageManifest, utc_now
 from astra_synth.runs.progress import RunProgress, StageBar
-from astra_synth.runs.stage import Rejected, Stage, StageContext, item_rng
+from astra_synth.runs.stage import Rejected, Stage, StageContext
 from astra_synth.runs.store import (
     INPUT_STAGE,
     ErrorRecord,
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TRACEBACK_FRAMES = 8
 _TRACEBACK_CHARS = 4000
+_PROGRESS_INTERVAL_S = 0.2
 
 
 class RunOptions(StrictModel):
@@ -208,7 +209,9 @@ class _Session:
                 # Inputs order the outputs; parent ids come from this session's inputs so they never depend
                 # on which session happened to compute an item first.
                 produced = [
-                    rec.model_copy(update={"parent_id": it.parent_id})
+                    rec
+                    if rec.parent_id == it.parent_id
+                    else rec.model_copy(update={"parent_id": it.parent_id})
                     for it in keyed
                     for rec in stage_store.ok.get(it.key, [])
                 ]
@@ -262,12 +265,13 @@ class _Session:
                 before = store.outcome(item.key)
                 await self._process(stage, store, item)
                 _shift(counts, before, store.outcome(item.key), len(store.ok.get(item.key, ())))
-                bar.update(counts, self._usage(stage.name).total_tokens)
 
         async def ticker() -> None:
+            """Flushes, progress and manifest on a clock, so the per-item path stays short."""
             while True:
-                await asyncio.sleep(self.options.flush_interval_s)
+                await asyncio.sleep(min(self.options.flush_interval_s, _PROGRESS_INTERVAL_S))
                 store.flush_if_due()
+                bar.update(counts, self._usage(stage.name).total_tokens)
                 if time.monotonic() - self._last_manifest >= self.options.manifest_interval_s:
                     self._save_manifest()
 
@@ -281,6 +285,7 @@ class _Session:
                 task.cancel()
             await asyncio.gather(tick, *workers, return_exceptions=True)
             store.flush()
+            bar.update(counts, self._usage(stage.name).total_tokens)
             self._close_stage(stage.name)
 
     async def _process(self, stage: Stage[Any, Any], store: StageStore, item: _Item) -> None:
@@ -294,7 +299,6 @@ class _Session:
             stage=stage.name,
             item_id=item.key,
             seed=self.options.seed,
-            rng=item_rng(self.options.seed, item.key),
             llm=self.llm,
             sandbox=self.sandbox,
             config=self.pipeline.stage_configs.get(stage.name),

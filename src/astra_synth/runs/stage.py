@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -38,17 +39,20 @@ class StageContext:
     """Everything a stage may use for one item.
 
     ``rng`` is seeded from the run seed and the item id, so an item's randomness does not depend on which
-    items ran before it or how they were scheduled. Stages pass ``stage`` to the LLM client so that tokens
-    and cost are booked against them.
+    items ran before it or how they were scheduled (it is built on first use: most stages never draw).
+    Stages pass ``stage`` to the LLM client so that tokens and cost are booked against them.
     """
 
     stage: str
     item_id: str
     seed: int
-    rng: random.Random
     llm: LLMClient | None = None
     sandbox: ToolExecutor | None = None
     config: BaseModel | None = None
+
+    @cached_property
+    def rng(self) -> random.Random:
+        return item_rng(self.seed, self.item_id)
 
 
 def item_rng(seed: int, item_id: str) -> random.Random:

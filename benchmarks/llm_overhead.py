@@ -1,0 +1,167 @@
+"""Overhead of the stage runner + LLMClient against an endpoint with a fixed latency.
+
+    .venv/bin/python benchmarks/llm_overhead.py [--quick] [--requests 2000] [--concurrency 256]
+
+The scripted OpenAI-compatible server runs in its own process (so it does not share our GIL) and answers
+every chat request after a fixed latency ``L``. With ``C`` requests in flight the ideal throughput is
+``C / L``. Three measurements in the same run, so a noisy machine hits them alike:
+
+- *server*: a bare HTTP/1.1 keep-alive client (raw asyncio streams): what the server and machine allow;
+- *client*: ``asyncio.gather`` over ``LLMClient.chat``: the LLM layer's own cost;
+- *runner*: a one-stage ``Pipeline`` (one chat call per item) writing a real run directory.
+
+Even with zero overhead the last, partly filled wave caps the ratio below 1 (0.977 at 2,000 × 256). The
+last line is ``RESULT llm_overhead_ratio=<achieved/ideal>`` for the runner path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from astra_synth.config import EndpointConfig
+from astra_synth.llm.client import LLMClient
+from astra_synth.llm.ledger import Ledger
+from astra_synth.llm.scripted import ScriptedLLM
+from astra_synth.runs.pipeline import Pipeline, RunOptions
+from astra_synth.runs.stage import StageContext
+
+
+class Prompt(BaseModel):
+    text: str
+
+
+class Answer(BaseModel):
+    text: str
+
+
+class Echo:
+    """One chat call per item: the thinnest LLM-backed stage there is."""
+
+    name = "echo"
+    version = "1"
+    input_model = Prompt
+
+    async def process(self, item: Prompt, ctx: StageContext) -> Answer:
+        assert ctx.llm is not None
+        result = await ctx.llm.chat([{"role": "user", "content": item.text}], stage=ctx.stage)
+        return Answer(text=str(result.message["content"]))
+
+
+def _answer(body: dict[str, Any]) -> str:
+    return "ok"
+
+
+def _serve(conn: Connection, latency_s: float) -> None:
+    with ScriptedLLM(handler=_answer, latency_s=latency_s) as server:
+        conn.send(server.base_url)
+        conn.recv()  # until the parent says stop
+
+
+def _messages(tag: str, i: int) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": f"{tag} {i}"}]
+
+
+async def _raw_connection(host: str, port: int, bodies: list[bytes]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    for body in bodies:
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        header = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in header.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        await reader.readexactly(length)
+    writer.close()
+
+
+async def _server_only(base_url: str, n: int, concurrency: int) -> float:
+    url = urlsplit(base_url)
+    assert url.hostname is not None and url.port is not None
+    bodies = [json.dumps({"model": "scripted", "messages": _messages("raw", i)}).encode() for i in range(n)]
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(_raw_connection(url.hostname, url.port, bodies[c::concurrency]) for c in range(concurrency))
+    )
+    return time.perf_counter() - started
+
+
+async def _client_only(client: LLMClient, n: int) -> float:
+    started = time.perf_counter()
+    await asyncio.gather(*(client.chat(_messages("client", i), stage="client") for i in range(n)))
+    return time.perf_counter() - started
+
+
+async def _runner(client: LLMClient, n: int, concurrency: int, run_dir: Path) -> float:
+    inputs = [Prompt(text=f"runner {i}") for i in range(n)]
+    options = RunOptions(concurrency=concurrency, progress=False)
+    started = time.perf_counter()
+    result = await Pipeline("llm-overhead", [Echo()]).run(inputs, run_dir, options, llm=client)
+    elapsed = time.perf_counter() - started
+    if result.status != "finished" or len(result.outputs) != n:
+        raise RuntimeError(f"benchmark run incomplete: {result.status}, {len(result.outputs)} of {n}")
+    return elapsed
+
+
+async def _measure(base_url: str, n: int, concurrency: int) -> dict[str, float]:
+    endpoint = EndpointConfig(base_url=base_url, model="scripted", max_concurrency=concurrency, timeout_s=60)
+    times = {"server": await _server_only(base_url, n, concurrency)}
+    async with LLMClient(endpoint, ledger=Ledger()) as client:
+        # Warm-up: open the connection pool so the two client measurements start from the same state.
+        await asyncio.gather(*(client.chat(_messages("warm", i), stage="warm") for i in range(concurrency)))
+        times["client"] = await _client_only(client, n)
+        with tempfile.TemporaryDirectory() as tmp:
+            times["runner"] = await _runner(client, n, concurrency, Path(tmp) / "run")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument(
+        "--concurrency", type=int, default=256, help="Items in flight = endpoint max_concurrency."
+    )
+    parser.add_argument("--latency", type=float, default=0.2, help="Server latency per request (s).")
+    parser.add_argument("--quick", action="store_true", help="500 requests: a smoke run well under a minute.")
+    args = parser.parse_args()
+    n = 500 if args.quick else args.requests
+
+    spawn = multiprocessing.get_context("spawn")
+    parent, child = spawn.Pipe()
+    server = spawn.Process(target=_serve, args=(child, args.latency), daemon=True)
+    server.start()
+    try:
+        times = asyncio.run(_measure(parent.recv(), n, args.concurrency))
+    finally:
+        parent.send("stop")
+        server.join(timeout=10)
+
+    ideal = args.concurrency / args.latency
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{n} requests, {args.concurrency} in flight, latency {args.latency * 1000:.0f} ms")
+    print(f"load average {load} on {os.cpu_count()} cores")
+    print(f"{'ideal':<8}{ideal:9.1f} req/s   (concurrency / latency)")
+    for name, seconds in times.items():
+        rate = n / seconds
+        print(f"{name:<8}{rate:9.1f} req/s   ratio {rate / ideal:.3f}   {seconds:6.2f} s")
+    print(f"RESULT llm_overhead_ratio={n / times['runner'] / ideal:.3f}")
+
+
+if __name__ == "__main__":
+    main()
