@@ -171,13 +171,15 @@ async def test_auto_tool_choice_gives_calls_or_clean_rejections(embedded_endpoin
     (When the model picks a text reply, llama-cpp-python 0.3.36 returns empty content: its follow-up
     grammar only admits a function name or end-of-turn.)
     """
-    outcomes = [
-        _calls_or_rejection(await _ask_with_tools(embedded_endpoint, question, "auto"))
-        for question in ("What is the weather in Paris right now?", "What time is it in Europe/Paris?")
-    ]
-    rejections = [o for o in outcomes if isinstance(o, Rejection)]
-    assert all(r.reason == "no_tool_call" for r in rejections), rejections
-    assert len(rejections) < len(outcomes), f"no tool call at all: {rejections}"
+    rejections: list[Rejection] = []
+    for question in ("What is the weather in Paris right now?", "What time is it in Europe/Paris?"):
+        outcome = _calls_or_rejection(await _ask_with_tools(embedded_endpoint, question, "auto"))
+        if not isinstance(outcome, Rejection):
+            break  # one well-formed call is what we came for; spare the serialised server
+        assert outcome.reason == "no_tool_call", outcome
+        rejections.append(outcome)
+    else:
+        pytest.fail(f"no tool call at all: {rejections}")
 
 
 def _read_line_with(proc: subprocess.Popen[str], prefix: str, timeout_s: float) -> str:
