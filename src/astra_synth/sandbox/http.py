@@ -236,7 +236,7 @@ class SandboxFusionExecutor(_RemoteExecutor):
             return ToolResult(
                 ok=False, status="timeout", error=f"wall-clock limit of {timeout:g} s", cpu_ms=cpu_ms
             )
-        for line in str(run.get("stdout") or "").splitlines():
+        for line in str(run.get("stdout") or "").split("\n"):  # not splitlines(): it splits at \x1e
             if line.startswith(RESULT_MARKER):
                 result = from_answer(line[len(RESULT_MARKER) :].encode(), cpu_ms)
                 if result is not None:
