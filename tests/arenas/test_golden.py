@@ -1,0 +1,67 @@
+"""Golden SFT conversations from the hand-written sample arenas, with real sandbox outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from astra_synth.arenas.golden import golden_example, golden_turns
+from astra_synth.arenas.records import Arena, read_arenas
+from astra_synth.sandbox import get_executor
+from astra_synth.sandbox.executor import ToolExecutor
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ToolExecutor]:
+    with get_executor() as executor:
+        yield executor
+
+
+@pytest.fixture(scope="module")
+def arenas() -> list[Arena]:
+    return read_arenas(SAMPLE)
+
+
+def test_turns_follow_the_dag_layers(arenas: list[Arena]) -> None:
+    for arena in arenas:
+        turns = golden_turns(arena)
+        levels = [
+            {s.hop_level for s in arena.subtasks if f"call_{s.id}" in {c["id"] for c in t}} for t in turns
+        ]
+        assert all(len(level) == 1 for level in levels)
+        assert [min(x) for x in levels] == sorted(min(x) for x in levels)
+        assert sum(len(t) for t in turns) == sum(s.golden_call is not None for s in arena.subtasks)
+
+
+def test_every_sample_arena_gives_a_verified_conversation(arenas: list[Arena], sandbox: ToolExecutor) -> None:
+    for arena in arenas:
+        ex = golden_example(arena, sandbox)
+        assert ex.reward == pytest.approx(1.0, abs=1e-6)
+        roles = [m["role"] for m in ex.messages]
+        assert roles[0] == "system" and roles[1] == "user" and roles[-1] == "assistant"
+        assert ex.messages[-1]["content"] == arena.final_answer
+        calls = [c for m in ex.messages if m["role"] == "assistant" for c in m.get("tool_calls", [])]
+        tool_msgs = [m for m in ex.messages if m["role"] == "tool"]
+        assert len(calls) == len(tool_msgs) > 0
+        for call in calls:
+            assert isinstance(call["function"]["arguments"], str)
+            json.loads(call["function"]["arguments"])
+        assert {m["tool_call_id"] for m in tool_msgs} == {c["id"] for c in calls}
+        assert not any(m["content"].startswith("Error:") for m in tool_msgs)
+        assert {t["function"]["name"] for t in ex.tools} == {t.function.name for t in arena.tools}
+
+
+def test_an_arena_whose_golden_call_fails_is_refused(arenas: list[Arena], sandbox: ToolExecutor) -> None:
+    arena = arenas[0]
+    name = arena.tools[0].function.name
+    broken_src = f"def {name}(**kwargs):\n    raise ValueError('down')\n"
+    broken = arena.model_copy(
+        update={"tool_sources": {**arena.tool_sources, name: arena.tool_sources[name].of(broken_src, name)}}
+    )
+    with pytest.raises(ValueError, match=r"not 1|golden call failed"):
+        golden_example(broken, sandbox)
