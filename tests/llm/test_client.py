@@ -193,6 +193,19 @@ async def test_budget_cap_stops_before_sending(scripted_llm: ScriptedLLM) -> Non
     assert len(scripted_llm.requests) == 2
 
 
+async def test_concurrent_calls_cannot_overshoot_the_call_cap(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.latency_s = 0.1
+    scripted_llm.on("question", text_reply("ok"))
+    ledger = Ledger(BudgetConfig(max_calls=5))
+    async with LLMClient(scripted_llm.endpoint(max_concurrency=8), ledger=ledger) as client:
+        outcomes = await asyncio.gather(
+            *(client.chat(_ask(i), stage="s") for i in range(20)), return_exceptions=True
+        )
+    assert sum(isinstance(o, ChatResult) for o in outcomes) == 5
+    assert sum(isinstance(o, BudgetExceeded) for o in outcomes) == 15
+    assert len(scripted_llm.requests) == 5 and ledger.total().calls == 5
+
+
 async def test_cost_uses_the_endpoints_prices(scripted_llm: ScriptedLLM) -> None:
     scripted_llm.on("hello", text_reply("ok"))
     ledger = Ledger(BudgetConfig(max_cost_usd=1e-9))

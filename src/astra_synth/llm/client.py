@@ -18,6 +18,7 @@ import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -419,24 +420,22 @@ class LLMClient:
         while True:
             attempts += 1
             async with state.semaphore:
-                # Checked after the slot is won, so callers queued at the semaphore cannot overshoot a cap.
-                if self.ledger is not None:
-                    self.ledger.check_budget()
-                self.calls_made += 1
-                # The least-loaded shard never exceeds its pool: total in flight <= cap = shards x pool.
-                shard = min(state.shards, key=lambda s: s.in_flight)
-                shard.in_flight += 1
-                sent = time.monotonic()
-                try:
-                    async with asyncio.timeout(ep.timeout_s):
-                        answer = await send(shard.sdk)
-                except (openai.OpenAIError, httpx2.HTTPError, TimeoutError, ValueError) as exc:
-                    failure = _classify(exc)
-                    cause: Exception = exc
-                else:
-                    return answer, time.monotonic() - sent
-                finally:
-                    shard.in_flight -= 1
+                with self._budget_slot():
+                    self.calls_made += 1
+                    # The least-loaded shard never exceeds its pool: total in flight <= cap = shards x pool.
+                    shard = min(state.shards, key=lambda s: s.in_flight)
+                    shard.in_flight += 1
+                    sent = time.monotonic()
+                    try:
+                        async with asyncio.timeout(ep.timeout_s):
+                            answer = await send(shard.sdk)
+                    except (openai.OpenAIError, httpx2.HTTPError, TimeoutError, ValueError) as exc:
+                        failure = _classify(exc)
+                        cause: Exception = exc
+                    else:
+                        return answer, time.monotonic() - sent
+                    finally:
+                        shard.in_flight -= 1
             if not failure.retryable or attempts > ep.max_retries:
                 if self.ledger is not None:
                     self.ledger.record_failure(stage, time.monotonic() - started)
@@ -444,6 +443,10 @@ class LLMClient:
                     failure.kind, status=failure.status, detail=failure.detail, attempts=attempts
                 ) from cause
             await asyncio.sleep(self._backoff_s(attempts, failure.retry_after_s))
+
+    def _budget_slot(self) -> AbstractContextManager[None]:
+        """Taken after the semaphore slot is won, so callers queued there cannot overshoot a cap."""
+        return nullcontext() if self.ledger is None else self.ledger.reserve_call()
 
     def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
         """Full jitter (uniform in [0, min(max, base·2^(n-1))]), but never shorter than the server asked."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import BaseModel
 
@@ -46,6 +48,8 @@ class Ledger:
         self._price = (usd_per_1k_prompt, usd_per_1k_completion)
         self._by_stage: dict[str, StageUsage] = defaultdict(StageUsage)
         self._lock = threading.Lock()
+        self._reserve_lock = threading.Lock()  # separate: check_budget takes self._lock
+        self._in_flight = 0
 
     def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
         p, c = self._price
@@ -92,13 +96,31 @@ class Ledger:
         with self._lock:
             return {k: v.model_copy() for k, v in self._by_stage.items()}
 
-    def check_budget(self) -> None:
-        """Raise :class:`BudgetExceeded` when any cap is reached."""
+    def check_budget(self, *, in_flight: int = 0) -> None:
+        """Raise :class:`BudgetExceeded` when a cap is reached; ``in_flight`` calls count toward max_calls."""
         b = self.budget
         t = self.total()
-        if b.max_calls is not None and t.calls >= b.max_calls:
-            raise BudgetExceeded(f"LLM call budget reached: {t.calls} >= {b.max_calls}")
+        if b.max_calls is not None and t.calls + in_flight >= b.max_calls:
+            raise BudgetExceeded(
+                f"LLM call budget reached: {t.calls} done + {in_flight} in flight >= {b.max_calls}"
+            )
         if b.max_tokens is not None and t.total_tokens >= b.max_tokens:
             raise BudgetExceeded(f"token budget reached: {t.total_tokens} >= {b.max_tokens}")
         if b.max_cost_usd is not None and t.cost_usd >= b.max_cost_usd:
             raise BudgetExceeded(f"cost budget reached: ${t.cost_usd:.4f} >= ${b.max_cost_usd:.4f}")
+
+    @contextmanager
+    def reserve_call(self) -> Iterator[None]:
+        """Check the budget, then hold a call slot while the call runs.
+
+        In-flight calls count toward ``max_calls``, so concurrent calls cannot overshoot it. Tokens and cost
+        are known only when answers arrive, so those caps are checked, not reserved.
+        """
+        with self._reserve_lock:
+            self.check_budget(in_flight=self._in_flight)
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._reserve_lock:
+                self._in_flight -= 1
