@@ -21,7 +21,7 @@ from astra_synth.llm.scripted import (
     length_reply,
     wrong_schema_reply,
 )
-from astra_synth.llm.structured import StructuredOutputRejected, parse_structured, structured_chat
+from astra_synth.llm.structured import CallCap, StructuredOutputRejected, parse_structured, structured_chat
 
 SYSTEM = "You extract cities."
 MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Paris has 3 museums."}]
@@ -154,3 +154,19 @@ def test_rejection_survives_pickling() -> None:
     err = StructuredOutputRejected("count: missing", attempts=3)
     back = pickle.loads(pickle.dumps(err))
     assert (back.reason, back.detail, back.attempts) == ("structured_output_invalid", "count: missing", 3)
+
+
+async def test_call_cap_is_shared_across_requests_and_reasks(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("extract cities", invalid_json_reply(), json_reply(GOOD))
+    cap = CallCap(3)
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        await structured_chat(client, MESSAGES, CityCount, stage="extract", cap=cap)  # 2 calls: bad, good
+        await structured_chat(
+            client, [*MESSAGES, {"role": "user", "content": "again"}], CityCount, stage="extract", cap=cap
+        )
+        with pytest.raises(Rejection) as info:
+            await structured_chat(
+                client, [*MESSAGES, {"role": "user", "content": "more"}], CityCount, stage="extract", cap=cap
+            )
+    assert info.value.reason == "llm_call_cap" and cap.used == 3
+    assert len(scripted_llm.requests) == 3
