@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
@@ -56,11 +57,11 @@ def check(
         table.add_column(name, justify="right", no_wrap=True)
     for arena_id, card in rows:
         failures = card.failures
-        checks = "ok" if not failures else f"{failures[0].name}: {failures[0].detail}"
+        checks = "ok" if not failures else f"{failures[0].name}: {failures[0].detail}"[:160]
         replay = "/".join(f"{r:.3f}" for r in card.replay_rewards.values()) or "not run"
         probes = [f"{card.probe_rewards[n]:.3f}" if n in card.probe_rewards else "-" for n in probe_names]
         style = None if card.passed else "red"
-        table.add_row(arena_id, checks, replay, *probes, style=style)
+        table.add_row(escape(arena_id), escape(checks), replay, *probes, style=style)
     console.print(table)
     replay_ok = sum(card.replay_ok for _, card in rows)
     typer.echo(f"RESULT arenas={len(arenas)} replay_ok={replay_ok} max_probe_reward={max_probe:.3f}")
