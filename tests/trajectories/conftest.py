@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from astra_synth.config import EndpointConfig
 from astra_synth.llm.client import LLMClient
 from astra_synth.runs.stage import StageContext
 from astra_synth.tools.spec import ServerRecord, ToolSpec
+from astra_synth.trajectories.records import Task, Trajectory
 
 
 def _tool(name: str, description: str, **params: str) -> ToolSpec:
@@ -59,3 +61,45 @@ def make_ctx(llm_client: LLMClient) -> ContextFactory:
         return StageContext(stage=stage, item_id=item, seed=seed, llm=llm_client)
 
     return make
+
+
+def _call(call_id: str, name: str, args: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
+
+
+def make_trajectory(
+    server: ServerRecord, final: str = "Your Lisbon note says: book the tram tour."
+) -> Trajectory:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What does my note about Lisbon say?"},
+        {
+            "role": "assistant",
+            "content": "I'll search.",
+            "tool_calls": [_call("c1", "search_notes", '{"query": "Lisbon"}')],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": '["n7"]'},
+        {"role": "assistant", "content": None, "tool_calls": [_call("c2", "read_note", '{"note_id": "n7"}')]},
+        {
+            "role": "tool",
+            "tool_call_id": "c2",
+            "content": '{"title": "Lisbon", "text": "book the tram tour"}',
+        },
+        {"role": "assistant", "content": final},
+    ]
+    task = Task(
+        server=server,
+        mode="chain",
+        question=messages[1]["content"],
+        target_tools=["search_notes", "read_note"],
+        chain=["search_notes", "read_note"],
+        chain_origin="walk",
+    )
+    return Trajectory(
+        task=task,
+        messages=messages,
+        tools=[t.openai() for t in server.tools],
+        status="completed",
+        llm_calls=3,
+        tool_calls=2,
+    )

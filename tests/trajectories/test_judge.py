@@ -17,56 +17,13 @@ from astra_synth.trajectories.judge import (
     later_rounds,
     unseen_urls,
 )
-from astra_synth.trajectories.records import Task, Trajectory
 
-from .conftest import ContextFactory
+from .conftest import ContextFactory, make_trajectory
 
 QU, QP = "Judge only its FIRST response", "Judge its INITIAL PLAN"
 TCU, TCP = "must show that it understood", "judge the tool calls it makes after having seen"
 TCS, TC = "You check the outcome of each tool call", "was necessary"
 FA = "You grade the final answer"
-
-
-def _call(call_id: str, name: str, args: str) -> dict[str, Any]:
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
-
-
-def _trajectory(
-    server: ServerRecord, final: str = "Your Lisbon note says: book the tram tour."
-) -> Trajectory:
-    messages = [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What does my note about Lisbon say?"},
-        {
-            "role": "assistant",
-            "content": "I'll search.",
-            "tool_calls": [_call("c1", "search_notes", '{"query": "Lisbon"}')],
-        },
-        {"role": "tool", "tool_call_id": "c1", "content": '["n7"]'},
-        {"role": "assistant", "content": None, "tool_calls": [_call("c2", "read_note", '{"note_id": "n7"}')]},
-        {
-            "role": "tool",
-            "tool_call_id": "c2",
-            "content": '{"title": "Lisbon", "text": "book the tram tour"}',
-        },
-        {"role": "assistant", "content": final},
-    ]
-    task = Task(
-        server=server,
-        mode="chain",
-        question=messages[1]["content"],
-        target_tools=["search_notes", "read_note"],
-        chain=["search_notes", "read_note"],
-        chain_origin="walk",
-    )
-    return Trajectory(
-        task=task,
-        messages=messages,
-        tools=[t.openai() for t in server.tools],
-        status="completed",
-        llm_calls=3,
-        tool_calls=2,
-    )
 
 
 def _script(llm: ScriptedLLM, **overrides: Any) -> None:
@@ -98,7 +55,7 @@ async def test_a_good_trajectory_scores_one_on_every_dimension(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     _script(scripted_llm)
-    trajectory = _trajectory(notes_server)
+    trajectory = make_trajectory(notes_server)
     assert later_rounds(trajectory.messages) == [4]
     out = await TrajectoryJudgeStage().process(trajectory, make_ctx("judge"))
     assert out.judge.overall == 1.0
@@ -118,17 +75,17 @@ async def test_failed_call_scores_zero_and_partial_single_call_plan_is_zero(
         fa=json_reply({"correctness": "partial", "summary": "pass"}),
     )
     lenient = TrajectoryJudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
-    out = await lenient.process(_trajectory(notes_server), make_ctx("judge"))
+    out = await lenient.process(make_trajectory(notes_server), make_ctx("judge"))
     dims = {d: r.score for d, r in out.judge.dimensions.items()}
     assert dims["tool_call_status"] == 0.5  # paper: 1 of 2 calls succeeded (the authors' code gave 0.75)
     assert dims["tool_context_planning"] == 0.0
     assert dims["final_answer"] == 0.75
     assert out.judge.overall == pytest.approx((1 + 1 + 1 + 0 + 0.5 + 1 + 0.75) / 7, abs=1e-4)
     with pytest.raises(Rejection, match="judge_below_threshold"):
-        await TrajectoryJudgeStage().process(_trajectory(notes_server), make_ctx("judge"))
+        await TrajectoryJudgeStage().process(make_trajectory(notes_server), make_ctx("judge"))
     with pytest.raises(Rejection, match="judge_zero_dimension"):
         await TrajectoryJudgeStage(JudgeConfig(threshold=0.5)).process(
-            _trajectory(notes_server), make_ctx("judge")
+            make_trajectory(notes_server), make_ctx("judge")
         )
 
 
@@ -148,7 +105,7 @@ async def test_an_unusable_judge_answer_rejects_never_scores(
     _script(scripted_llm, **override)
     stage = TrajectoryJudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
     with pytest.raises(Rejection, match=f"judge_error.*{_dimension(next(iter(override)))}"):
-        await stage.process(_trajectory(notes_server), make_ctx("judge"))
+        await stage.process(make_trajectory(notes_server), make_ctx("judge"))
 
 
 def _dimension(key: str) -> str:
@@ -167,12 +124,12 @@ async def test_language_mismatch_and_made_up_urls_are_caught_without_the_judge(
     _script(scripted_llm)
     stage = TrajectoryJudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
     chinese = await stage.process(
-        _trajectory(notes_server, "你的笔记写着：预订电车游览。"), make_ctx("judge")
+        make_trajectory(notes_server, "你的笔记写着：预订电车游览。"), make_ctx("judge")
     )
     assert chinese.judge.dimensions["final_answer"].score == 0.5
     assert "language mismatch" in chinese.judge.dimensions["final_answer"].detail
     url = await stage.process(
-        _trajectory(notes_server, "Booked: https://tram.example/t/1"), make_ctx("judge")
+        make_trajectory(notes_server, "Booked: https://tram.example/t/1"), make_ctx("judge")
     )
     assert url.judge.dimensions["final_answer"].score == 0.5
 
@@ -185,7 +142,7 @@ async def test_single_round_trajectory_has_not_applicable_context_dimensions(
         tcs=json_reply({"calls": [{"id": "c1", "status": "success"}]}),
         tc=json_reply({"calls": [{"id": "c1", "necessary": True}]}),
     )
-    full = _trajectory(notes_server)
+    full = make_trajectory(notes_server)
     short = full.model_copy(
         update={"messages": [*full.messages[:4], {"role": "assistant", "content": "It is n7."}]}
     )
@@ -199,7 +156,7 @@ async def test_single_round_trajectory_has_not_applicable_context_dimensions(
 async def test_incomplete_rollouts_and_tool_free_answers_are_rejected_unjudged(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
-    full = _trajectory(notes_server)
+    full = make_trajectory(notes_server)
     with pytest.raises(Rejection, match="rollout_incomplete"):
         await TrajectoryJudgeStage().process(full.model_copy(update={"status": "timeout"}), make_ctx("judge"))
     chat_only = full.model_copy(
