@@ -47,5 +47,5 @@ def test_an_invalid_record_names_file_line_and_field(tmp_path: Path) -> None:
     path.write_text(lines[0] + "\n\n" + json.dumps(twice) + "\n{not json\n", encoding="utf-8")
     done = CliRunner().invoke(app, ["arenas", "check", str(path)])
     assert done.exit_code == 2 and "RESULT" not in done.stdout
-    assert f"{path}:3: field '<record>': Value error, duplicate tool names: ['search_catalog']" in done.stderr
-    assert f"{path}:4: field '<record>': Invalid JSON" in done.stderr
+    assert f"{path}:3: invalid Arena: field '<record>': Value error, duplicate tool names" in done.stderr
+    assert f"{path}:4: invalid JSON at column 2" in done.stderr

@@ -113,7 +113,7 @@ def test_reading_reports_file_line_and_field(tmp_path: Path, raw: dict[str, Any]
     with pytest.raises(InputError) as info:
         read_arenas(path)
     message = str(info.value)
-    assert message.startswith(f"{path}:2: field 'language': Input should be 'en' or 'zh'")
+    assert message.startswith(f"{path}:2: invalid Arena: field 'language': Input should be 'en' or 'zh'")
     assert f"{path}:3" not in message.split("\n")[0]
     path.write_text(json.dumps(raw) + "\n" + json.dumps(raw) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match="duplicate arena ids"):

@@ -13,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from astra_synth.arenas.instance import Language, ScenarioType, SubQuestion, dag_problems, scenario_type
 from astra_synth.errors import InputError
+from astra_synth.runs.jsonl import read_jsonl
 from astra_synth.tools.spec import ToolSpec
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -234,24 +235,14 @@ class Arena(_Record):
 
 
 def read_arenas(path: Path) -> list[Arena]:
-    """Every arena of a JSONL file; any bad line raises :class:`InputError` naming file, line and field."""
-    arenas: list[Arena] = []
-    errors: list[str] = []
+    """Every arena of a JSONL file; bad lines raise one :class:`InputError` naming file, line and field."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        loaded = read_jsonl(path, Arena)
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            arenas.append(Arena.model_validate_json(line))
-        except ValidationError as exc:
-            for err in exc.errors(include_url=False):
-                loc = ".".join(str(p) for p in err["loc"]) or "<record>"
-                errors.append(f"{path}:{lineno}: field '{loc}': {err['msg']}")
-    if errors:
-        raise InputError("\n".join(errors))
+    if loaded.errors:
+        raise InputError("\n".join(str(error) for _, _, error in loaded.errors))
+    arenas = [arena for _, arena in loaded.items]
     ids = [a.id for a in arenas]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

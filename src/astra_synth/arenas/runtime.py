@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra_synth.arenas.records import Arena, FunctionSpec, ToolSchema, ToolSource
+from astra_synth.runs.ids import canonical_json
 from astra_synth.sandbox.executor import ToolCall, ToolExecutor, ToolResult
 from astra_synth.training.reward import (
     ExecutedCall,
@@ -142,7 +143,7 @@ class ArenaEnv:
                 keys.append(None)
                 errors.append(f"Error: {parsed}")
                 continue
-            memo_key = json.dumps(parsed, sort_keys=True, ensure_ascii=False)
+            memo_key = canonical_json(parsed)
             keys.append(memo_key)
             errors.append("")
             if memo_key not in self._memo:

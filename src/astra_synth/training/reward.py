@@ -17,11 +17,11 @@ solving every sub-task with as few calls as possible. Decisions the paper leaves
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.runs.ids import canonical_json
 from astra_synth.training.answer_match import contains_answer, render
 
 
@@ -67,10 +67,6 @@ class RewardBreakdown(BaseModel):
     turns: int = 0
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
 def _solves(call: ExecutedCall, target: SubTaskTarget, config: RewardConfig) -> bool:
     if not call.ok:
         return False
@@ -81,7 +77,7 @@ def _solves(call: ExecutedCall, target: SubTaskTarget, config: RewardConfig) -> 
         golden is not None
         and golden.ok
         and call.name == golden.name
-        and _canonical(call.result) == _canonical(golden.result)
+        and canonical_json(call.result) == canonical_json(golden.result)
     )
 
 
