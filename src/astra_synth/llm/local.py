@@ -219,6 +219,8 @@ class EmbeddedServer:
             "--port", str(self.port),
             "--n_ctx", str(self.config.n_ctx),
             "--n_threads", str(self.config.n_threads),
+            # Prompt processing would otherwise use every core, which collapses under load as generation does.
+            "--n_threads_batch", str(self.config.n_threads),
             "--chat_format", "chatml-function-calling",
             # True aborts in-flight streams whenever a new request arrives.
             "--interrupt_requests", "False",
