@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -92,6 +93,8 @@ class ForkServerExecutor(ToolExecutor):
         self._uid_base = interpreter.sandbox_uid_base()
         self._base = tempfile.mkdtemp(prefix="astra-forkserver-")
         os.chmod(self._base, 0o711)
+        # Scratch space goes even if close() is never called (workers end with their stdin pipe).
+        self._remove_base = weakref.finalize(self, shutil.rmtree, self._base, True)
         if self.refusal is None:
             self._start_pool()
 
@@ -263,7 +266,7 @@ class ForkServerExecutor(ToolExecutor):
             worker.stop()
         if self.refusal is None:
             self.refusal = "executor closed"
-        shutil.rmtree(self._base, ignore_errors=True)
+        self._remove_base()
 
 
 def _containment_problem(hello: Any, tier: Tier | None) -> str | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import signal
 from typing import Any
 
 import httpx
@@ -105,10 +106,21 @@ def create_app(executor: ToolExecutor, token: str | None = None) -> Starlette:
 
 
 def serve(executor: ToolExecutor, host: str = "127.0.0.1", port: int = 8790) -> None:
-    """Run the service until interrupted (uvicorn, one process; the executor holds the parallelism)."""
+    """Run the service until SIGINT/SIGTERM (uvicorn, one process; the executor holds the parallelism).
+
+    uvicorn re-raises the signal after its graceful shutdown; turning SIGTERM into SystemExit lets the
+    caller's ``with executor`` block still stop the workers and remove their scratch space.
+    """
     import uvicorn
 
-    uvicorn.run(create_app(executor), host=host, port=port, log_level="warning")
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        uvicorn.run(create_app(executor), host=host, port=port, log_level="warning")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _RemoteExecutor(ToolExecutor):

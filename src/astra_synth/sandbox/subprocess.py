@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import weakref
 from typing import Any
 
 from astra_synth.sandbox import interpreter
@@ -48,6 +49,7 @@ class SubprocessExecutor(ToolExecutor):
             self._slots.put(base_uid + i if os.geteuid() == 0 else None)
         self._base = tempfile.mkdtemp(prefix="astra-subprocess-")
         os.chmod(self._base, 0o711)
+        self._remove_base = weakref.finalize(self, shutil.rmtree, self._base, True)
 
     def load(self, source: str) -> str:
         env_id = env_id_for(source)
@@ -132,4 +134,4 @@ class SubprocessExecutor(ToolExecutor):
         return result or from_exit(status, how == "timeout", timeout, cpu_ms)
 
     def close(self) -> None:
-        shutil.rmtree(self._base, ignore_errors=True)
+        self._remove_base()
