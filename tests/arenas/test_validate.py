@@ -11,6 +11,7 @@ from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.arenas.validate import (
     ValidationConfig,
     check_arena,
+    dependency_checks,
     probes,
     replay,
     static_check,
@@ -214,3 +215,20 @@ def test_check_arena_passes_a_sample_arena_with_a_full_report(
         "answer_length",
         "missing_argument",
     }
+
+
+def test_a_dependency_must_carry_the_parents_answer(sample_arenas: dict[str, Arena]) -> None:
+    arena = sample_arenas["hr-unpaid-leave-deduction"]
+    assert all(c.ok for c in dependency_checks(arena))
+    assert [c.name for c in dependency_checks(arena)] == [
+        "dependency_used[s3<-s1]",
+        "dependency_used[s3<-s2]",
+    ]
+    s3 = arena.subtasks[2]
+    assert s3.golden_call is not None
+    call = s3.golden_call.model_copy(update={"arguments": {**s3.golden_call.arguments, "working_days": 10}})
+    unused = arena.model_copy(
+        update={"subtasks": [*arena.subtasks[:2], s3.model_copy(update={"golden_call": call})]}
+    )
+    [failed] = [c for c in dependency_checks(unused) if not c.ok]
+    assert failed.detail == "no argument carries the answer of 's1' ('8')"

@@ -8,6 +8,7 @@ reproduced), and it never replayed the final artefact. Here, fail closed:
 * :func:`tool_battery` runs each tool in the sandbox: golden output contains the normalised answer, a
   second run is identical, some perturbed call loses the answer, a missing required argument fails, the
   answer is long enough to mean something and the output fits what the model will be shown;
+* :func:`dependency_checks` needs every dependency to carry data: the parent's answer is an argument;
 * :func:`replay` plays every golden call through :class:`ArenaEnv` and needs reward 1 under both
   sub-task predicates;
 * :func:`probes` plays cheating policies that must score at most ``max_probe_reward``.
@@ -316,6 +317,27 @@ def probes(env: ArenaEnv, repeat_calls: int = 20) -> dict[str, float]:
     return rewards
 
 
+def dependency_checks(arena: Arena) -> list[CheckResult]:
+    """A sub-task that depends on a tool sub-task must pass that parent's answer into its golden call.
+
+    A dependency with no data flow is a forced serialisation (ASTRA's "sequential rationality" failure):
+    the policy would be told to wait for an answer it never needs.
+    """
+    by_id = {s.id: s for s in arena.subtasks}
+    checks = []
+    for sub in arena.subtasks:
+        if sub.golden_call is None:
+            continue
+        values = [render(v) for v in sub.golden_call.arguments.values()]
+        for parent in (by_id[p] for p in sub.parents):
+            if not parent.needs_tool:
+                continue
+            used = any(contains_answer(v, parent.answer) for v in values)
+            detail = "" if used else f"no argument carries the answer of {parent.id!r} ({parent.answer!r})"
+            checks.append(CheckResult(name=f"dependency_used[{sub.id}<-{parent.id}]", ok=used, detail=detail))
+    return checks
+
+
 def check_arena(arena: Arena, executor: ToolExecutor, config: ValidationConfig | None = None) -> ReportCard:
     """Everything above; sandbox runs only if every tool passes the static check (fail closed)."""
     config = config or ValidationConfig()
@@ -327,6 +349,7 @@ def check_arena(arena: Arena, executor: ToolExecutor, config: ValidationConfig |
         )
     if any(not c.ok for c in checks):
         return ReportCard(checks=checks)
+    checks += dependency_checks(arena)
     for tool in arena.tools:
         checks += tool_battery(arena, tool.function.name, executor, config)
     env = ArenaEnv(arena, executor, config.env)
