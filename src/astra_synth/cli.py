@@ -13,6 +13,7 @@ from astra_synth.config import GlobalOptions
 from astra_synth.llm import commands as llm_commands
 from astra_synth.sandbox import commands as sandbox_commands
 from astra_synth.tools import commands as tools_commands
+from astra_synth.trajectories import commands as trajectories_commands
 
 app = typer.Typer(
     name="astra",
@@ -60,9 +61,7 @@ def _pending(name: str, issue: int, what: str) -> typer.Typer:
 
 app.add_typer(llm_commands.app)  # serve-local
 app.add_typer(tools_commands.app, name="tools")
-app.add_typer(
-    _pending("trajectories", 6, "Pipeline A: SFT trajectories from tool docs."), name="trajectories"
-)
+app.add_typer(trajectories_commands.app, name="trajectories")
 app.add_typer(arenas_commands.app, name="arenas")
 app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(_pending("train", 5, "SFT and multi-turn GRPO with TRL."), name="train")
