@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -246,13 +245,6 @@ def filter_server(raw: RawServer, policy: FilterPolicy) -> ImportResult:
             license=raw.license,
         )
     )
-    return result
-
-
-def filter_servers(raws: Iterable[RawServer], policy: FilterPolicy) -> ImportResult:
-    result = ImportResult()
-    for raw in raws:
-        result.extend(filter_server(raw, policy))
     return result
 
 
