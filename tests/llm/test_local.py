@@ -228,7 +228,7 @@ def _server_child(parent: int) -> int:
 def test_serve_local_prints_url_answers_and_stops_cleanly(
     serve_local: subprocess.Popen[str], stop_signal: signal.Signals
 ) -> None:
-    base_url = _read_line_with(serve_local, "base_url: ", timeout_s=90)
+    base_url = _read_line_with(serve_local, "base_url: ", timeout_s=180)
     assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
     assert _models(base_url) == [MODEL_ALIAS]
     server_pid = _server_child(serve_local.pid)
@@ -243,7 +243,7 @@ def test_serve_local_prints_url_answers_and_stops_cleanly(
 
 def test_server_dies_with_a_killed_parent(serve_local: subprocess.Popen[str]) -> None:
     """kill -9 skips every cleanup handler; PR_SET_PDEATHSIG must still take the server down."""
-    base_url = _read_line_with(serve_local, "base_url: ", timeout_s=90)
+    base_url = _read_line_with(serve_local, "base_url: ", timeout_s=180)
     server_pid = _server_child(serve_local.pid)
     serve_local.kill()
     serve_local.wait()
@@ -272,7 +272,7 @@ def test_server_started_from_a_finished_thread_keeps_running() -> None:
     server = EmbeddedServer(LocalServerConfig(n_ctx=512))
     starter = threading.Thread(target=server.start)
     starter.start()
-    starter.join(timeout=90)
+    starter.join(timeout=150)
     try:
         assert server.running()
         time.sleep(0.5)  # a parent-death SIGKILL would land well within this

