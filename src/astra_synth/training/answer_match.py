@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 # A number with optional sign, thousands separators and decimals: "-1,234.50", "007", "3.0".
@@ -19,10 +19,7 @@ _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
 
 
 def _canonical_number(token: str) -> str:
-    try:
-        value = Decimal(token.replace(",", ""))
-    except InvalidOperation:  # pragma: no cover - the regex only admits valid numerals
-        return token
+    value = Decimal(token.replace(",", ""))  # the regex only admits valid numerals
     if value == 0:
         return "0"
     return format(value.normalize(), "f")
