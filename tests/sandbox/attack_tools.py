@@ -99,6 +99,26 @@ def network(port):
     return got
 
 
+def unix_socket(path):
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        s.sendall(b"pwned")
+        return "connected"
+    except OSError:
+        return None
+
+
+def event_loop():
+    import asyncio
+
+    async def main():
+        await asyncio.sleep(0)
+        return "asyncio works"
+
+    return asyncio.run(main())
+
+
 def kill_parents(host_pids):
     killed = []
     for pid in [os.getppid(), 1, *host_pids]:

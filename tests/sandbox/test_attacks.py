@@ -8,8 +8,10 @@ attack started may remain on the host.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +136,24 @@ def test_tcp_and_udp_to_the_host_loopback_are_blocked(sandbox: tuple[ToolExecuto
         with pytest.raises(BlockingIOError):
             udp.recv(64)
     assert (result.status, result.result) == ("ok", [])
+
+
+def test_host_unix_sockets_are_unreachable(sandbox: tuple[ToolExecutor, str]) -> None:
+    executor, env = sandbox
+    folder = tempfile.mkdtemp(prefix="astra-unix-")  # world-reachable, like /run or /tmp/.X11-unix
+    os.chmod(folder, 0o777)
+    path = os.path.join(folder, "host.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        os.chmod(path, 0o777)
+        server.listen()
+        result = executor.execute(env, "unix_socket", {"path": path})
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    shutil.rmtree(folder)
+    assert (result.status, result.result) == ("ok", None)
+    assert executor.execute(env, "event_loop", {}).result == "asyncio works"  # socketpair still allowed
 
 
 def test_killing_the_parents_fails(sandbox: tuple[ToolExecutor, str]) -> None:

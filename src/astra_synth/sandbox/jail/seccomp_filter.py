@@ -1,4 +1,4 @@
-"""The seccomp filter a sandboxed child loads last: no network sockets, no kernel attack surface.
+"""The seccomp filter a sandboxed child loads last: no sockets, no kernel attack surface.
 
 Built with ``pyseccomp`` (ctypes over ``libseccomp.so.2``, which handles architectures and syscall
 numbers) once per worker and exported as a BPF program, which each child installs with one ``prctl``
@@ -70,8 +70,10 @@ def build_filter(no_fork: bool, pyseccomp_path: str | None = None) -> Any:
 
     for name in DENIED_SYSCALLS:
         deny(eperm, name)
-    for name in ("socket", "socketpair"):
-        deny(sc.ERRNO(errno.EACCES), name, sc.Arg(0, sc.NE, socket.AF_UNIX))
+    # No socket() at all: unix sockets are not network-namespaced and Landlock does not govern connect()
+    # to a socket file, so AF_UNIX would reach host services. socketpair() (asyncio's self-pipe) cannot.
+    deny(sc.ERRNO(errno.EACCES), "socket")
+    deny(sc.ERRNO(errno.EACCES), "socketpair", sc.Arg(0, sc.NE, socket.AF_UNIX))
     deny(sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in _CLONE_NEW_FLAGS:
         deny(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
