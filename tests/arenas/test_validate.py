@@ -171,7 +171,13 @@ def test_replay_and_probes_on_a_sample_arena(executor: ToolExecutor, sample_aren
     env = ArenaEnv(arena, executor)
     assert all(r == pytest.approx(1.0) for r in replay(env).values())
     rewards = probes(env)
-    assert set(rewards) == {"no_calls", "empty_arguments", "same_call_x20", "answer_without_calls"}
+    assert set(rewards) == {
+        "no_calls",
+        "empty_arguments",
+        "same_call_x20",
+        "answer_without_calls",
+        "answers_as_arguments",
+    }
     assert max(rewards.values()) <= 0.1
     assert rewards["same_call_x20"] > 0  # it solves one sub-task: precision, not recall, holds it down
 
@@ -200,6 +206,21 @@ def test_probe_catches_a_tool_that_answers_without_arguments(
     card = check_arena(arena, executor)
     assert card.probe_rewards["empty_arguments"] > 0.1 and not card.passed
     assert "input_matters[s1]" in [c.name for c in card.failures]
+
+
+def test_probe_catches_a_tool_that_echoes_its_input(executor: ToolExecutor, make_arena: ArenaFactory) -> None:
+    source = (
+        "def get_capital(country):\n"
+        "    capitals = {'Portugal': 'Lisbon', 'Norway': 'Oslo'}\n"
+        "    return {'country': country, 'capital': capitals.get(country, 'unknown')}\n"
+    )
+    arena = make_arena(
+        source, "get_capital", {"country": {"type": "string"}}, {"country": "Portugal"}, "Lisbon"
+    )
+    card = check_arena(arena, executor)
+    assert card.failures == [] and card.replay_ok  # the battery cannot see it…
+    assert card.probe_rewards["answers_as_arguments"] == pytest.approx(1.0)  # …the echo probe does
+    assert not card.passed
 
 
 def test_check_arena_passes_a_sample_arena_with_a_full_report(

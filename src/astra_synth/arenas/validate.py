@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, ReportCard, SubTask
+from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, GoldenCall, ReportCard, SubTask
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.answer_match import contains_answer, is_number, normalise, render
@@ -298,6 +298,16 @@ def probes(env: ArenaEnv, repeat_calls: int = 20) -> dict[str, float]:
         for i, t in enumerate(arena.tools)
     ]
     pasted = "\n".join([arena.final_answer, *(s.answer for s in arena.subtasks)])
+    # Echo hack: put each sub-answer into its tool's string arguments; a tool that echoes its input in
+    # a successful result would then "contain the answer" without computing anything.
+    echoed = [
+        GoldenCall(
+            name=s.golden_call.name,
+            arguments={k: s.answer if isinstance(v, str) else v for k, v in s.golden_call.arguments.items()},
+        ).as_tool_call(f"call_{s.id}")
+        for s in arena.subtasks
+        if s.golden_call is not None and any(isinstance(v, str) for v in s.golden_call.arguments.values())
+    ]
     plays: dict[str, tuple[list[list[dict[str, Any]]], str | None, list[RewardConfig]]] = {
         "no_calls": ([], None, modes),
         "empty_arguments": ([empty], None, modes),
@@ -307,6 +317,7 @@ def probes(env: ArenaEnv, repeat_calls: int = 20) -> dict[str, float]:
             modes,
         ),
         "answer_without_calls": ([], pasted, with_leaves),
+        "answers_as_arguments": ([echoed] if echoed else [], None, modes),
     }
     rewards: dict[str, float] = {}
     for name, (turns, final_message, configs) in plays.items():
