@@ -39,7 +39,7 @@ ErrorKind = Literal["rate_limited", "server_error", "timeout", "connection", "cl
 _MAX_RETRY_AFTER_S = 300.0
 # Connections per httpx pool: httpcore's pool scans all its connections for every request (quadratic in
 # the pool size), so a high concurrency is spread over several small pools instead of one large one.
-_SHARD_CONNECTIONS = 32
+_SHARD_CONNECTIONS = 8
 # Inputs per /embeddings request; hosted APIs cap the batch size, local servers slow down on huge batches.
 _EMBED_BATCH = 128
 
@@ -395,6 +395,7 @@ class LLMClient:
             n_shards = -(-ep.max_concurrency // _SHARD_CONNECTIONS)
             per_shard = -(-ep.max_concurrency // n_shards)
             limits = httpx2.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
+            tls = httpx2.create_ssl_context()  # loading CA certificates is slow: once, not per pool
             shards = [
                 _Shard(
                     openai.AsyncOpenAI(
@@ -402,7 +403,9 @@ class LLMClient:
                         api_key=ep.api_key(),
                         max_retries=0,
                         timeout=ep.timeout_s,
-                        http_client=httpx2.AsyncClient(limits=limits, timeout=httpx2.Timeout(ep.timeout_s)),
+                        http_client=httpx2.AsyncClient(
+                            limits=limits, timeout=httpx2.Timeout(ep.timeout_s), verify=tls
+                        ),
                     )
                 )
                 for _ in range(n_shards)
