@@ -50,13 +50,15 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[tuple[ToolExecutor, str]
         executor = SubprocessExecutor(LIMITS)
     else:
         executor = ForkServerExecutor(LIMITS, workers=2, tier=kind)
-    assert getattr(executor, "refusal", None) is None
+    assert executor.refusal is None
     yield executor, executor.load(SOURCE)
+    launchers = executor.launcher_pids() if isinstance(executor, ForkServerExecutor) else []
     executor.close()
     deadline = time.monotonic() + 5
     while _marker_processes() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _marker_processes() == [], "processes started by an attack outlived the executor"
+    assert launchers == [] or not [pid for pid in launchers if Path(f"/proc/{pid}").exists()], "workers left"
 
 
 def _still_usable(executor: ToolExecutor, env: str) -> None:

@@ -74,9 +74,8 @@ def serve(
 
     options: dict[str, Any] = {"workers": workers} if executor == "forkserver" else {}
     with get_executor(executor, SandboxLimits(timeout_s=timeout), **options) as sandbox:
-        refusal = getattr(sandbox, "refusal", None)
-        if refusal:
-            typer.echo(f"refusing to serve: {refusal}", err=True)
+        if sandbox.refusal:
+            typer.echo(f"refusing to serve: {sandbox.refusal}", err=True)
             raise typer.Exit(1)
         typer.echo(
             f"sandbox service on http://{host}:{port} ({getattr(sandbox, 'tier', executor)})", err=True

@@ -64,6 +64,9 @@ def env_id_for(source: str) -> str:
 class ToolExecutor(ABC):
     """Load tool source once, call its functions many times. Thread-safe; use as a context manager."""
 
+    #: Why every call is refused (no isolation on this machine, executor closed); None when usable.
+    refusal: str | None = None
+
     @abstractmethod
     def load(self, source: str) -> str:
         """Register ``source`` and return its env id (``env_id_for(source)``). Idempotent."""

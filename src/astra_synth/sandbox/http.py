@@ -91,7 +91,7 @@ def create_app(executor: ToolExecutor, token: str | None = None) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         if not authorised(request):
             return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
-        refusal = getattr(executor, "refusal", None)
+        refusal = executor.refusal
         return JSONResponse(
             {"ok": refusal is None, "tier": getattr(executor, "tier", None), "refusal": refusal}
         )

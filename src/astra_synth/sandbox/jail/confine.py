@@ -12,6 +12,7 @@ import ctypes
 import dataclasses
 import os
 import resource
+import sysconfig
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,9 +92,10 @@ class Jail:
         self.landlock_abi = landlock.abi_version() if policy.landlock else 0
         self.ruleset_fd: int | None = None
         if policy.landlock:
-            self.ruleset_fd = landlock.build_ruleset(
-                policy.read_only_paths, (policy.scratch, *READ_WRITE_DEVICES), self.landlock_abi
-            )
+            stdlib = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}  # if not under /usr
+            read_only = (*policy.read_only_paths, *sorted(stdlib))
+            read_write = (policy.scratch, *READ_WRITE_DEVICES)
+            self.ruleset_fd = landlock.build_ruleset(read_only, read_write, self.landlock_abi)
         self.filter = (
             seccomp_filter.compile_filter(policy.no_fork, policy.pyseccomp_path) if policy.seccomp else None
         )
