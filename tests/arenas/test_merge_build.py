@@ -14,7 +14,7 @@ from astra_synth.arenas.synthesize import SynthesizedTool, ToolDocDraft, ToolIns
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.scripted import ScriptedLLM, json_reply
-from astra_synth.runs.stage import StageContext, item_rng
+from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 
@@ -98,9 +98,7 @@ async def llm(scripted_llm: ScriptedLLM) -> AsyncIterator[LLMClient]:
 
 
 def ctx(llm: LLMClient | None, sandbox: ToolExecutor, seed: int = 0) -> StageContext:
-    return StageContext(
-        stage="s", item_id="abc123", seed=seed, rng=item_rng(seed, "abc123"), llm=llm, sandbox=sandbox
-    )
+    return StageContext(stage="s", item_id="abc123", seed=seed, llm=llm, sandbox=sandbox)
 
 
 def script_merge(server: ScriptedLLM, merged_code: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.seeds import SeedSource
+from astra_synth.config import EndpointConfig
 from astra_synth.llm.scripted import Reply, ScriptedLLM, json_reply
 
 QA = {
@@ -162,3 +164,40 @@ async def test_budget_stops_cleanly(scripted_llm: ScriptedLLM, tmp_path: Path) -
     )
     assert funnel.status == "stopped: budget" and funnel.arenas == 0
     assert len(scripted_llm.chat_requests()) <= 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+async def test_embedded_model_run_completes_with_a_consistent_funnel(
+    embedded_endpoint: EndpointConfig, tmp_path: Path
+) -> None:
+    """The real 135M model on one seed source: yield may be zero, but every stage runs and counts add up."""
+    cfg = ArenasConfig(
+        endpoint=embedded_endpoint,
+        cache_path=tmp_path / "cache.sqlite",
+        qa={
+            "sources": [SeedSource(mode="plain", domain="Travel booking", min_hops=1, max_hops=2)],
+            "max_reasks": 1,
+            "max_tokens": 600,
+        },
+        synthesis={"outer_attempts": 1, "inner_attempts": 1, "max_llm_calls": 8},
+        selection={"percentile": 0},
+    )
+    funnel = await run_arenas(cfg, tmp_path / "run", progress=False)
+    assert funnel.status == "finished"
+    steps = [
+        funnel.seeds,
+        funnel.qa_generated,
+        funnel.legitimate,
+        funnel.verified,
+        funnel.selected,
+        funnel.tools_synthesized,
+        funnel.merged,
+        funnel.arenas,
+    ]
+    assert steps[0] == 2 and all(a >= b for a, b in itertools.pairwise(steps))
+    assert funnel.llm_calls >= 2  # at least one generation request per seed reached the model
+    qa_manifest = json.loads((tmp_path / "run" / "qa" / "manifest.json").read_text())
+    counts = qa_manifest["stages"][0]["counts"]
+    assert counts["ok"] + counts["rejected"] + counts["errors"] == counts["inputs"] == 2
+    assert (tmp_path / "run" / "arenas.jsonl").exists()

@@ -15,7 +15,7 @@ from astra_synth.arenas.verify import Verify, percentile, select_by_percentile
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.scripted import ScriptedLLM, invalid_json_reply, json_reply
-from astra_synth.runs.stage import StageContext, item_rng
+from astra_synth.runs.stage import StageContext
 
 GEN = "You write realistic, multi-step user requests"
 NEC = "You decide, for each sub-question"
@@ -60,7 +60,7 @@ async def llm(scripted_llm: ScriptedLLM) -> AsyncIterator[LLMClient]:
 
 
 def ctx(llm: LLMClient, stage: str) -> StageContext:
-    return StageContext(stage=stage, item_id="it", seed=0, rng=item_rng(0, "it"), llm=llm)
+    return StageContext(stage=stage, item_id="it", seed=0, llm=llm)
 
 
 def seed(**kw: Any) -> QASeed:

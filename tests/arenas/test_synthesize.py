@@ -12,7 +12,7 @@ from astra_synth.arenas.synthesize import SynthesizeTools, backward_problems, ca
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.scripted import ScriptedLLM, json_reply
-from astra_synth.runs.stage import StageContext, item_rng
+from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 
@@ -103,9 +103,7 @@ def instance() -> QAInstance:
 
 
 def ctx(llm: LLMClient, sandbox: ToolExecutor) -> StageContext:
-    return StageContext(
-        stage="tool_synthesis", item_id="x", seed=0, rng=item_rng(0, "x"), llm=llm, sandbox=sandbox
-    )
+    return StageContext(stage="tool_synthesis", item_id="x", seed=0, llm=llm, sandbox=sandbox)
 
 
 def script(server: ScriptedLLM, *codes: str, scaled: dict[str, Any] = SCALED_JSON) -> None:

@@ -16,15 +16,15 @@ from astra_synth.llm.structured import structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 
-MAX_SUBS = 8
+MAX_SUBS = 6
 
 
 class SubQuestionDraft(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: int = Field(ge=1, le=MAX_SUBS * 2)
-    question: str = Field(min_length=3, max_length=400)
-    answer: str = Field(min_length=1, max_length=200)
+    question: str = Field(min_length=3, max_length=240)
+    answer: str = Field(min_length=1, max_length=120)
     depends_on: list[int] = Field(default_factory=list, max_length=MAX_SUBS)
     hop_level: int = Field(ge=1, le=MAX_SUBS)
 
@@ -34,8 +34,8 @@ class QADraft(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    main_question: str = Field(min_length=10, max_length=800)
-    final_answer: str = Field(min_length=1, max_length=400)
+    main_question: str = Field(min_length=10, max_length=400)
+    final_answer: str = Field(min_length=1, max_length=240)
     sub_questions: list[SubQuestionDraft] = Field(min_length=1, max_length=MAX_SUBS)
 
     @model_validator(mode="after")
@@ -89,7 +89,7 @@ class GenerateQA:
     version = "1"
     input_model = QASeed
 
-    def __init__(self, *, max_reasks: int = 2, temperature: float = 0.7, max_tokens: int = 1200) -> None:
+    def __init__(self, *, max_reasks: int = 2, temperature: float = 0.7, max_tokens: int = 900) -> None:
         self.max_reasks = max_reasks
         self.temperature = temperature
         self.max_tokens = max_tokens

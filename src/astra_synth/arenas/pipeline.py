@@ -45,6 +45,7 @@ class QAConfig(StrictModel):
     sources: list[SeedSource] = Field(min_length=1)
     temperature: float = Field(default=0.7, ge=0, le=2)
     max_reasks: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=900, ge=64, description="Completion budget of one generation request.")
 
 
 class SelectionConfig(StrictModel):
@@ -125,7 +126,7 @@ async def run_arenas(
             qa = Pipeline(
                 "arenas.qa",
                 [
-                    GenerateQA(max_reasks=config.qa.max_reasks, temperature=config.qa.temperature),
+                    GenerateQA(**config.qa.model_dump(exclude={"sources"})),
                     ToolNecessity(),
                     Verify(),
                 ],
