@@ -102,10 +102,10 @@ async def test_plain_openai_sdk_works_including_base64_embeddings(scripted_llm: 
 
 
 async def test_latency_does_not_serialise_requests() -> None:
-    with ScriptedLLM(handler=lambda body: "ok", latency_s=0.2) as llm:
+    with ScriptedLLM(handler=lambda body: "ok", latency_s=0.5) as llm:
         async with LLMClient(llm.endpoint(max_concurrency=64)) as client:
             await asyncio.gather(*(client.chat(_msgs(str(i)), stage="t") for i in range(64)))
-        assert llm.peak_in_flight == 64
+        assert llm.peak_in_flight > 32  # serialised, it would be 1
 
 
 async def test_reset_forgets_rules_faults_and_records(scripted_llm: ScriptedLLM) -> None:
