@@ -119,6 +119,10 @@ async def test_limits_end_the_episode_with_a_status(
             llm, START, TOOLS, Capitals(delay_s=0.2), AgentConfig(episode_timeout_s=0.5), stage="test"
         )
     assert capped.status == "max_llm_calls" and capped.llm_calls == 3 and capped.tool_calls == 3
+    # The server numbers calls per turn; ids are made unique so every result pairs with its call.
+    ids = [c["id"] for m in capped.messages for c in m.get("tool_calls", [])]
+    assert ids == ["call_0_capital_of", "call_2_0", "call_3_0"]
+    assert [m["tool_call_id"] for m in capped.messages if m["role"] == "tool"] == ids
     assert "3 model calls" in (capped.error or "")
     assert slow.status == "timeout" and 1 <= slow.tool_calls <= 3
     assert slow.messages[:2] == START and len(slow.messages) > 2  # what happened so far is kept

@@ -159,6 +159,10 @@ async def test_incomplete_rollouts_and_tool_free_answers_are_rejected_unjudged(
     full = make_trajectory(notes_server)
     with pytest.raises(Rejection, match="rollout_incomplete"):
         await TrajectoryJudgeStage().process(full.model_copy(update={"status": "timeout"}), make_ctx("judge"))
+    twice = make_trajectory(notes_server)
+    twice.messages[4]["tool_calls"][0]["id"] = "c1"
+    with pytest.raises(Rejection, match="duplicate_call_ids"):
+        await TrajectoryJudgeStage().process(twice, make_ctx("judge"))
     chat_only = full.model_copy(
         update={"messages": [*full.messages[:2], {"role": "assistant", "content": "Hi"}]}
     )

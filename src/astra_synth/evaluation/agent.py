@@ -72,6 +72,25 @@ def parse_arguments(raw: Any) -> dict[str, Any] | str:
     )
 
 
+def _unique_call_ids(message: dict[str, Any], seen: set[str], turn: int) -> dict[str, Any]:
+    """Tool-call ids must pair each result with its call across the whole episode; servers that repeat
+    ids (per turn counters) or omit them get fresh ones."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    fixed = []
+    for i, call in enumerate(calls):
+        call_id = str(call.get("id") or "")
+        if not call_id or call_id in seen:
+            call_id = f"call_{turn}_{i}"
+            while call_id in seen:
+                call_id += "_"
+            call = {**call, "id": call_id}
+        seen.add(call_id)
+        fixed.append(call)
+    return {**message, "tool_calls": fixed}
+
+
 async def run_agent(
     llm: LLMClient,
     messages: list[dict[str, Any]],
@@ -87,6 +106,7 @@ async def run_agent(
     transcript = list(messages)
     counts = Counter[str]()
     llm_calls = tool_calls = failures = 0
+    seen_ids: set[str] = set()
     status: EpisodeStatus = "max_llm_calls"
     error: str | None = None
     started = time.monotonic()
@@ -102,7 +122,7 @@ async def run_agent(
                     seed=seed,
                 )
                 llm_calls += 1
-                message = result.message
+                message = _unique_call_ids(result.message, seen_ids, llm_calls)
                 transcript.append(message)
                 calls = message.get("tool_calls") or []
                 if not calls:

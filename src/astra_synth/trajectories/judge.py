@@ -244,6 +244,8 @@ class TrajectoryJudgeStage:
         if item.status != "completed":
             raise Rejection("rollout_incomplete", f"rollout ended {item.status}: {item.error or ''}")
         episode = _Episode(item, self.config)
+        if len(set(episode.call_ids)) != len(episode.call_ids):
+            raise Rejection("duplicate_call_ids", "tool results cannot be matched to their calls")
         if self.config.require_tool_calls and not episode.call_ids:
             raise Rejection("no_tool_calls", "the trajectory calls no tool")
         report = await self.judge(episode, ctx.llm, ctx.seed)

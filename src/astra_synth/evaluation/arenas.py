@@ -1,0 +1,150 @@
+"""Held-out arena evaluation: any OpenAI-compatible endpoint plays each arena; the arena F1 scores it.
+
+Tool calls run live through ``ArenaEnv`` (so the model sees real results). Scoring is a separate pass:
+every assistant turn's tool calls — unknown tools and malformed arguments included — are replayed through a
+fresh ``ArenaEnv``, so precision counts exactly what the model emitted, whatever the agent loop filtered.
+Repeats use different seeds; summaries give the mean and a 95 % interval over repeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from astra_synth.arenas.records import Arena
+from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.config import StrictModel
+from astra_synth.evaluation.agent import AgentConfig, Episode, ToolReply, run_agent
+from astra_synth.llm.client import LLMClient
+from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.reward import RewardBreakdown
+
+
+class ArenaEvalConfig(StrictModel):
+    agent: AgentConfig = Field(default_factory=lambda: AgentConfig(max_llm_calls=12, temperature=0.0))
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    repeats: int = Field(default=1, ge=1)
+    seed: int = 0
+    concurrency: int = Field(default=4, ge=1, description="Episodes in flight.")
+    executor: Literal["forkserver", "subprocess"] = "forkserver"
+
+
+class EpisodeScore(BaseModel):
+    arena_id: str
+    repeat: int
+    status: str
+    reward: float
+    recall: float
+    precision: float
+    calls: int
+    turns: int
+    solved_all: bool
+    error: str | None = None
+
+
+class Summary(BaseModel):
+    """Mean over arenas, then mean and 95 % half-width over repeats (None with one repeat)."""
+
+    mean: float
+    ci95: float | None
+
+
+class ArenaEvalReport(BaseModel):
+    model: str
+    arenas: int
+    repeats: int
+    success_rate: Summary
+    f1: Summary
+    recall: Summary
+    precision: Summary
+    calls_per_arena: float
+    turns_per_arena: float
+    episodes: list[EpisodeScore]
+
+
+def score_transcript(
+    arena: Arena, messages: list[dict[str, Any]], executor: ToolExecutor, config: EnvConfig
+) -> RewardBreakdown:
+    """Replay every tool call the model emitted through a fresh env and score the episode."""
+    env = ArenaEnv(arena, executor, config)
+    env.reset()
+    final: str | None = None
+    for message in messages:
+        if message.get("role") != "assistant":
+            continue
+        if message.get("tool_calls"):
+            env.step(message["tool_calls"])
+        else:
+            final = message.get("content") or None
+    return env.reward(final)
+
+
+async def play(
+    arena: Arena, llm: LLMClient, executor: ToolExecutor, config: ArenaEvalConfig, repeat: int
+) -> EpisodeScore:
+    env = ArenaEnv(arena, executor, config.env, seed=config.seed + repeat)
+    prompt, tools = env.reset()
+
+    async def execute(name: str, arguments: dict[str, Any]) -> ToolReply:
+        call = {"id": "c", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        [message] = await asyncio.to_thread(env.step, [call])
+        content = message["content"]
+        return ToolReply(content=content, ok=not content.startswith("Error:"), route="sandbox")
+
+    episode: Episode = await run_agent(
+        llm, prompt, tools, execute, config.agent, stage="eval_arenas", seed=config.seed + repeat
+    )
+    score = await asyncio.to_thread(score_transcript, arena, episode.messages, executor, config.env)
+    return EpisodeScore(
+        arena_id=arena.id,
+        repeat=repeat,
+        status=episode.status,
+        reward=score.reward,
+        recall=score.recall,
+        precision=score.precision,
+        calls=score.calls,
+        turns=episode.llm_calls,
+        solved_all=score.recall >= 1.0 - 1e-9,
+        error=episode.error,
+    )
+
+
+def _summary(episodes: list[EpisodeScore], repeats: int, value: str) -> Summary:
+    per_repeat = []
+    for r in range(repeats):
+        scores = [float(getattr(e, value)) for e in episodes if e.repeat == r]
+        per_repeat.append(statistics.fmean(scores) if scores else 0.0)
+    mean = statistics.fmean(per_repeat)
+    if repeats < 2:
+        return Summary(mean=mean, ci95=None)
+    return Summary(mean=mean, ci95=1.96 * statistics.stdev(per_repeat) / math.sqrt(repeats))
+
+
+async def evaluate_arenas(
+    arenas: list[Arena], llm: LLMClient, executor: ToolExecutor, config: ArenaEvalConfig
+) -> ArenaEvalReport:
+    gate = asyncio.Semaphore(config.concurrency)
+
+    async def one(arena: Arena, repeat: int) -> EpisodeScore:
+        async with gate:
+            return await play(arena, llm, executor, config, repeat)
+
+    episodes = list(await asyncio.gather(*(one(a, r) for r in range(config.repeats) for a in arenas)))
+    n = max(len(episodes), 1)
+    return ArenaEvalReport(
+        model=llm.endpoint.model,
+        arenas=len(arenas),
+        repeats=config.repeats,
+        success_rate=_summary(episodes, config.repeats, "solved_all"),
+        f1=_summary(episodes, config.repeats, "reward"),
+        recall=_summary(episodes, config.repeats, "recall"),
+        precision=_summary(episodes, config.repeats, "precision"),
+        calls_per_arena=sum(e.calls for e in episodes) / n,
+        turns_per_arena=sum(e.turns for e in episodes) / n,
+        episodes=episodes,
+    )

@@ -1,0 +1,212 @@
+"""Pipeline A end to end on the scripted endpoint (every prompt answered well), through the CLI, and
+resumed at zero cost; then on the embedded model (real llama.cpp) with a tiny config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from astra_synth.cli import app
+from astra_synth.config import EndpointConfig, load_config
+from astra_synth.llm.scripted import Reply, ScriptedLLM, json_reply, text_reply, tool_call_reply
+from astra_synth.tools.registry import write_servers
+from astra_synth.tools.spec import ServerRecord
+from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
+
+CHAIN = ["search_notes", "read_note"]
+GOOD_SCORES = {
+    "question_quality": "excellent",
+    "scenario_realism": "realistic",
+    "tool_necessity": "essential",
+    "selection_difficulty": "medium",
+    "selection_uniqueness": "quite unique",
+}
+
+
+def _ids(body: dict[str, Any], pattern: str) -> list[str]:
+    """Call ids / round ids named in the judge prompt, so the scripted judge answers every one."""
+    import re
+
+    text = body["messages"][0]["content"]
+    if pattern == "calls":
+        return list(dict.fromkeys(re.findall(r"call (call_\w+):", text)))
+    return re.findall(r"^(r\d+): message", text, re.MULTILINE)
+
+
+def _answer(body: dict[str, Any]) -> Reply | dict[str, Any]:
+    """A competent model: every prompt type of pipeline A, answered in its schema."""
+    first = body["messages"][0]["content"]
+    last = body["messages"][-1]
+    if first.startswith("You are a capable assistant"):  # the rollout agent
+        if last["role"] == "user":
+            return tool_call_reply(("search_notes", {"query": "Lisbon"}))
+        if "read_note" not in json.dumps(body["messages"]):
+            return tool_call_reply(("read_note", {"note_id": "n7"}))
+        return text_reply("Your Lisbon note says: book the tram tour.")
+    if first.startswith("You simulate a real software service"):
+        ids = (
+            {"ids": ["n7"]} if "search_notes(" in body["messages"][1]["content"].split("call:")[-1] else None
+        )
+        return {"status": "ok", "result": ids or {"title": "Lisbon", "text": "book the tram tour"}}
+    table: list[tuple[str, Any]] = [
+        ("Propose up to", {"chains": [{"task": "Open my Lisbon note", "chain": CHAIN}]}),
+        (
+            "every required argument",
+            {
+                "parameters": [
+                    {"step": 0, "tool": "search_notes", "parameter": "query", "source": "task"},
+                    {
+                        "step": 1,
+                        "tool": "read_note",
+                        "parameter": "note_id",
+                        "source": "tool_output",
+                        "from_step": 0,
+                    },
+                ]
+            },
+        ),
+        ("You review a workflow", {"is_valid": True, "task": "Open my Lisbon note"}),
+        ("Someone called these tools", {"valid": True, "query": "Show me my note about Lisbon."}),
+        ("A user asks:", {"plan": "search then read", "chain": CHAIN}),
+        (
+            "exactly these 2 tools",
+            {"server_analysis": "notes", "question": "Show me what my Lisbon note says."},
+        ),
+        (
+            "needs exactly 2 of these tools",
+            {"target_tools": CHAIN, "question": "What did I write about Porto?"},
+        ),
+        (
+            "completely different situations",
+            {"variations": [{"question": "Show me what my sourdough note says."}]},
+        ),
+        ("harder versions", {"variations": [{"question": "Before 5pm, show me my Lisbon note."}]}),
+        ("as this person would write it", {"variations": [{"question": "hey, what's in my lisbon note"}]}),
+        ("You rate a user request", {d: {"rating": v} for d, v in GOOD_SCORES.items()}),
+        ("Judge only its FIRST", {"verdict": "pass"}),
+        ("Judge its INITIAL PLAN", {"verdict": "pass"}),
+        ("must show that it understood", {"rounds": [{"id": i, "verdict": "pass"} for i in _ids(body, "r")]}),
+        ("after having seen", {"rounds": [{"id": i, "verdict": "pass"} for i in _ids(body, "r")]}),
+        (
+            "outcome of each tool call",
+            {"calls": [{"id": i, "status": "success"} for i in _ids(body, "calls")]},
+        ),
+        ("was necessary", {"calls": [{"id": i, "necessary": True} for i in _ids(body, "calls")]}),
+        ("You grade the final answer", {"correctness": "pass", "summary": "pass"}),
+    ]
+    for marker, answer in table:
+        if marker in first:
+            return json_reply(answer)
+    raise AssertionError(f"unscripted prompt: {first[:200]}")
+
+
+def _config(tmp_path: Path, server: ServerRecord, **overrides: Any) -> Path:
+    write_servers(tmp_path / "servers.jsonl", [server])
+    personas = Path(__file__).resolve().parents[2] / "examples" / "personas.jsonl"
+    data: dict[str, Any] = {
+        "servers": "servers.jsonl",
+        "concurrency": 4,
+        "graph": {"max_walks_per_server": 3, "server_only_tool_counts": [2]},
+        "augment": {"personas": str(personas), "variations": 1},
+        "emulator": {"failure_rate": 0.0},
+        **overrides,
+    }
+    path = tmp_path / "traj.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_cli_run_then_resume_costs_nothing(
+    tmp_path: Path, scripted_endpoint: EndpointConfig, scripted_llm: ScriptedLLM, notes_server: ServerRecord
+) -> None:
+    scripted_llm.handler = _answer
+    config = _config(tmp_path, notes_server)
+    args = ["--base-url", scripted_llm.base_url, "--model", "scripted", "trajectories", "run"]
+    args += ["--config", str(config), "--run-dir", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    funnel = json.loads((tmp_path / "run" / "funnel.json").read_text())
+    stages = {s["stage"]: s for s in funnel["stages"]}
+    assert stages["graph"]["outputs"] == 2  # the proposed chain (the only walk) + one server-only seed
+    # The chain task and its 3 augmentations; the server-only task and its 3.
+    assert stages["augment"]["outputs"] == 8
+    # The scripted augmentations are the same for both seeds: the second copies are exact duplicates.
+    assert funnel["dedupe_method"] == "embedding" and funnel["deduped_tasks"] == 5
+    dropped = json.loads((tmp_path / "run" / "dedupe.json").read_text())["dropped"]
+    assert [d["reason"] for d in dropped] == ["exact"] * 3
+    assert funnel["rollout_status"] == {"completed": 5}
+    assert funnel["tool_routes"] == {"emulated": 10}
+    assert funnel["sft_rows"] == 5 and stages["judge"]["rejected"] == 0
+    rows = (tmp_path / "run" / "sft" / "sft.jsonl").read_text().splitlines()
+    assert len(rows) == 5
+    first = json.loads(rows[0])
+    assert [m["role"] for m in first["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    assert (tmp_path / "run" / "sft" / "sft.parquet").exists()
+    assert "SFT rows: 5" in result.output
+
+    calls = len(scripted_llm.requests)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert len(scripted_llm.requests) == calls  # resume: recorded items skipped, nothing re-asked
+    assert (tmp_path / "run" / "sft" / "sft.jsonl").read_text().splitlines() == rows
+
+
+async def test_strict_judge_and_scores_filter_everything_out(
+    tmp_path: Path, scripted_endpoint: EndpointConfig, scripted_llm: ScriptedLLM, notes_server: ServerRecord
+) -> None:
+    def grumpy(body: dict[str, Any]) -> Reply | dict[str, Any]:
+        if "Judge only its FIRST" in body["messages"][0]["content"]:
+            return Reply(content="I refuse to answer in JSON.")
+        return _answer(body)
+
+    scripted_llm.handler = grumpy
+    config = load_config(
+        TrajectoriesConfig,
+        _config(tmp_path, notes_server, augment={"modes": []}, graph={"server_only_tool_counts": []}),
+        {"endpoint.base_url": scripted_llm.base_url},
+    )
+    funnel = await run_trajectories(config, tmp_path / "run", progress=False)
+    stages = {s.stage: s for s in funnel.stages}
+    assert funnel.rollout_status == {"completed": 1}
+    assert stages["judge"].reject_reasons == {"judge_error": 1}  # fail closed: no score, no row
+    assert funnel.sft_rows == 0 and funnel.status == "finished"
+
+
+@pytest.mark.slow
+async def test_embedded_model_end_to_end(
+    tmp_path: Path, embedded_endpoint: EndpointConfig, notes_server: ServerRecord
+) -> None:
+    """The real 135M model through every stage with a tiny, lenient config: it must complete, not yield."""
+    path = _config(
+        tmp_path,
+        notes_server,
+        graph={"max_walks_per_server": 1, "server_only_tool_counts": [2], "max_chains": 3},
+        chains={"vote_samples": 1, "back_translation_rounds": 1, "max_tokens": 384},
+        tasks={"samples": 1, "max_tokens": 256},
+        augment={"modes": ["diverse"], "variations": 1, "max_tokens": 384},
+        score={"min_scores": {}, "max_tokens": 512},
+        rollout={"agent": {"max_llm_calls": 3, "max_tokens": 256, "episode_timeout_s": 120}},
+        emulator={"failure_rate": 0.2, "max_tokens": 256},
+        judge={"threshold": 0.0, "reject_zero_dimension": False, "max_tokens": 384},
+        budget={"max_calls": 150},
+    )
+    config = load_config(TrajectoriesConfig, path, {"endpoint": embedded_endpoint.model_dump()})
+    funnel = await run_trajectories(config, tmp_path / "run", progress=False)
+    print(json.dumps(funnel.model_dump(mode="json"), indent=1))
+    assert funnel.status in ("finished", "stopped: budget")
+    assert [s.stage for s in funnel.stages][:4] == ["graph", "chains", "tasks", "augment"]
+    assert all(s.errors == 0 for s in funnel.stages)
+    assert (tmp_path / "run" / "funnel.json").exists()
