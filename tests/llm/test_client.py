@@ -120,6 +120,15 @@ async def test_exhausted_retries_raise_a_typed_error(scripted_llm: ScriptedLLM) 
     assert ledger.by_stage()["s"].failed_calls == 1
 
 
+@pytest.mark.parametrize("status", [408, 409, 502, 503, 504])
+async def test_retryable_statuses(scripted_llm: ScriptedLLM, status: int) -> None:
+    scripted_llm.fail_next(1, error_reply(status))
+    scripted_llm.on("hello", text_reply("ok"))
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        assert (await client.chat(USER, stage="s")).message["content"] == "ok"
+    assert [r.status for r in scripted_llm.requests] == [status, 200]
+
+
 async def test_400_is_not_retried(scripted_llm: ScriptedLLM) -> None:
     scripted_llm.fail_next(1, error_reply(400))
     async with LLMClient(scripted_llm.endpoint(max_retries=5)) as client:
