@@ -31,7 +31,7 @@ def check(
     """Validate every arena: static check, per-tool battery, golden-call replay and reward-hacking probes."""
     console = Console()
     if not console.is_terminal:  # logs and pipes: room for every probe column rather than 80 columns
-        console = Console(width=160)
+        console = Console(width=180)
     try:
         arenas = read_arenas(file)
     except InputError as exc:
@@ -40,7 +40,7 @@ def check(
     config = ValidationConfig()
     table = Table(title=f"{file} ({len(arenas)} arenas)")
     table.add_column("arena", no_wrap=True)
-    table.add_column("checks")
+    table.add_column("checks", no_wrap=True)
     table.add_column("replay (result/answer)", no_wrap=True)
     probe_names: list[str] = []
     rows = []
@@ -56,13 +56,15 @@ def check(
     for name in probe_names:
         table.add_column(name, justify="right", no_wrap=True)
     for arena_id, card in rows:
-        failures = card.failures
-        checks = "ok" if not failures else f"{failures[0].name}: {failures[0].detail}"[:160]
+        checks = f"{len(card.failures)} failed" if card.failures else "ok"
         replay = "/".join(f"{r:.3f}" for r in card.replay_rewards.values()) or "not run"
         probes = [f"{card.probe_rewards[n]:.3f}" if n in card.probe_rewards else "-" for n in probe_names]
         style = None if card.passed else "red"
-        table.add_row(escape(arena_id), escape(checks), replay, *probes, style=style)
+        table.add_row(escape(arena_id), checks, replay, *probes, style=style)
     console.print(table)
+    for arena_id, card in rows:
+        for failure in card.failures:
+            console.print(f"{arena_id}: {failure.name}: {failure.detail}", markup=False, highlight=False)
     replay_ok = sum(card.replay_ok for _, card in rows)
     typer.echo(f"RESULT arenas={len(arenas)} replay_ok={replay_ok} max_probe_reward={max_probe:.3f}")
     if failed:
