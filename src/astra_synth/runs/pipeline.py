@@ -53,7 +53,8 @@ _PROGRESS_INTERVAL_S = 0.2
 
 
 class RunOptions(StrictModel):
-    """How to run (not what): none of these change results, except ``seed``, which a resume must keep."""
+    """How to run, not what. Only ``seed`` changes results (a resume must keep it); ``retry_rejected``
+    decides whether earlier verdicts are revisited."""
 
     seed: int = 0
     concurrency: int = Field(default=64, ge=1, description="Items in flight per stage.")
@@ -187,7 +188,6 @@ class _Session:
             config=p.config.model_dump(mode="json") if p.config is not None else None,
             created_at=old.created_at if old else utc_now(),
             sessions=(old.sessions if old else 0) + 1,
-            input_rejects=old.input_rejects if old else 0,
             stages=stages,
         )
         self.store.output_path.unlink(missing_ok=True)  # stale until this session finishes
