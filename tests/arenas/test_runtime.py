@@ -125,6 +125,7 @@ def test_distractor_runs_its_own_source_and_lowers_precision(
     env.step([s.golden_call.as_tool_call(s.id) for s in arena.subtasks if s.golden_call])
     breakdown = env.reward()
     assert breakdown.solved == {"s1": True, "s2": True} and breakdown.calls == 3 and breakdown.turns == 2
+    assert [c.name for c in env.calls] == ["get_flight_schedule", "compute_bmi", "get_clinic_hours"]
     assert breakdown.precision == pytest.approx(2 / 3)
 
 

@@ -97,14 +97,14 @@ class ArenaEnv:
         self.config = config or EnvConfig()
         self.seed = seed
         tools = [(t, arena.tool_sources[t.function.name]) for t in arena.tools]
-        own = {t.function.name for t in arena.tools}
+        taken = {t.function.name for t in arena.tools}
         for extra in extra_tools or []:
             name = extra.tool.function.name
-            if name in own:
+            if name in taken:
                 raise ValueError(f"extra tool {name!r} has the name of one of the arena's tools")
             if extra.source.entrypoint != name:
                 raise ValueError(f"extra tool {name!r} has entrypoint {extra.source.entrypoint!r}")
-            own.add(name)
+            taken.add(name)
             tools.append((extra.tool, extra.source))
         self._schemas = {t.function.name: t for t, _ in tools}
         self._env_ids = {t.function.name: executor.load(src.source) for t, src in tools}
@@ -119,7 +119,8 @@ class ArenaEnv:
         return list(self._calls)
 
     def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Start the episode: the prompt messages and the tool list, shuffled by the env's seed."""
+        """Start a new episode (calls, turns and the call memo are cleared): the prompt messages and the
+        tool list, shuffled by the env's seed."""
         self._calls = []
         self._turns = 0
         self._memo = {}
