@@ -266,6 +266,7 @@ async def test_embeddings_in_order_and_cached(scripted_llm: ScriptedLLM, tmp_pat
         vectors = await client.embed(["alpha", "beta", "alpha"], stage="emb")
         again = await client.embed(["beta", "alpha"], stage="emb")
         mixed = await client.embed(["gamma", "alpha"], stage="emb")
+        assert await client.embed([], stage="emb") == []
     dim = scripted_llm.embedding_dim
     assert vectors == [
         hash_embedding("alpha", dim),
