@@ -10,6 +10,7 @@ import typer
 from astra_synth import __version__
 from astra_synth.arenas import commands as arenas_commands
 from astra_synth.config import GlobalOptions
+from astra_synth.evaluation import commands as eval_commands
 from astra_synth.llm import commands as llm_commands
 from astra_synth.sandbox import commands as sandbox_commands
 from astra_synth.tools import commands as tools_commands
@@ -65,7 +66,7 @@ app.add_typer(trajectories_commands.app, name="trajectories")
 app.add_typer(arenas_commands.app, name="arenas")
 app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(_pending("train", 5, "SFT and multi-turn GRPO with TRL."), name="train")
-app.add_typer(_pending("eval", 7, "Held-out arenas and BFCL-v3 multi-turn evaluation."), name="eval")
+app.add_typer(eval_commands.app, name="eval")
 app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")
 app.add_typer(_pending("demo", 7, "The one-command end-to-end demo."), name="demo")
 

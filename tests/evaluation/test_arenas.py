@@ -1,0 +1,120 @@
+"""``astra eval arenas``: a golden-replaying endpoint scores 1, a silent one 0, junk costs precision."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from astra_synth.arenas.golden import golden_turns
+from astra_synth.arenas.records import Arena, read_arenas
+from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
+from astra_synth.llm.client import LLMClient
+from astra_synth.llm.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
+from astra_synth.sandbox import get_executor
+from astra_synth.sandbox.executor import ToolExecutor
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
+
+
+@pytest.fixture(scope="module")
+def arenas() -> list[Arena]:
+    return read_arenas(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ToolExecutor]:
+    with get_executor() as executor:
+        yield executor
+
+
+@pytest.fixture
+async def llm(scripted_llm: ScriptedLLM) -> AsyncIterator[LLMClient]:
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        yield client
+
+
+def golden_player(arenas: list[Arena], junk_first: bool = False) -> Any:
+    """Answers like a perfect agent: the next DAG layer's golden calls, then the final answer."""
+    by_question = {a.messages[-1].content: a for a in arenas}
+
+    def handler(body: dict[str, Any]) -> Reply:
+        messages = body["messages"]
+        arena = by_question[next(m["content"] for m in messages if m["role"] == "user")]
+        turns = golden_turns(arena)
+        done = sum(1 for m in messages if m["role"] == "assistant")
+        if junk_first:
+            if done == 0:
+                return tool_call_reply(("no_such_tool", {}), ("also_missing", "{not json"))
+            done -= 1
+        if done < len(turns):
+            calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in turns[done]]
+            return tool_call_reply(*calls)
+        return text_reply(arena.final_answer)
+
+    return handler
+
+
+async def test_golden_replaying_endpoint_scores_one(
+    scripted_llm: ScriptedLLM, llm: LLMClient, arenas: list[Arena], sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(".*", golden_player(arenas))
+    report = await evaluate_arenas(arenas, llm, sandbox, ArenaEvalConfig(repeats=2))
+    assert report.success_rate.mean == 1.0 and report.success_rate.ci95 == 0.0
+    assert report.f1.mean == pytest.approx(1.0, abs=1e-6)
+    assert all(e.status == "completed" for e in report.episodes)
+    assert report.turns_per_arena > 1
+
+
+async def test_silent_endpoint_scores_zero(
+    scripted_llm: ScriptedLLM, llm: LLMClient, arenas: list[Arena], sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(".*", text_reply("I cannot help with that."))
+    report = await evaluate_arenas(arenas, llm, sandbox, ArenaEvalConfig())
+    assert report.success_rate.mean == 0.0 and report.f1.mean == 0.0 and report.calls_per_arena == 0
+
+
+async def test_junk_calls_count_against_precision(
+    scripted_llm: ScriptedLLM, llm: LLMClient, arenas: list[Arena], sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(".*", golden_player(arenas, junk_first=True))
+    report = await evaluate_arenas(arenas[:3], llm, sandbox, ArenaEvalConfig())
+    assert report.success_rate.mean == 1.0  # every sub-task still solved
+    assert report.precision.mean < 1.0 and report.f1.mean < 1.0
+    for e in report.episodes:
+        assert e.calls == sum(len(t) for t in golden_turns(next(a for a in arenas if a.id == e.arena_id))) + 2
+
+
+@pytest.mark.slow
+def test_cli_prints_table_and_result(scripted_llm: ScriptedLLM, arenas: list[Arena], tmp_path: Path) -> None:
+    scripted_llm.on(".*", golden_player(arenas))
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "astra_synth.cli",
+            "--base-url",
+            scripted_llm.base_url,
+            "--model",
+            "scripted",
+            "eval",
+            "arenas",
+            "--arenas",
+            str(SAMPLE),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "RESULT arenas=12 success_rate=1.0000 f1=1.0000"
+    assert json.loads(out.read_text())["arenas"] == 12
