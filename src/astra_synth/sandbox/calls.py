@@ -8,9 +8,30 @@ import os
 import signal
 from typing import Any, get_args
 
+from astra_synth.sandbox import interpreter
 from astra_synth.sandbox.executor import SandboxLimits, ToolResult, ToolStatus
+from astra_synth.sandbox.jail.confine import Policy
+from astra_synth.sandbox.probe import ProbeReport
 
 _STATUSES = frozenset(get_args(ToolStatus))
+
+
+def jail_policy(
+    limits: SandboxLimits, report: ProbeReport, scratch: str, uid: int | None, no_fork: bool
+) -> Policy:
+    """The child policy for ``limits`` with every layer the probe found available."""
+    return Policy(
+        scratch=scratch,
+        uid=uid,
+        memory_mb=limits.memory_mb,
+        max_processes=limits.max_processes,
+        max_file_bytes=limits.max_file_bytes,
+        max_output_bytes=limits.max_output_bytes,
+        no_fork=no_fork,
+        landlock=report.landlock_abi >= 1,
+        seccomp=report.layer_ok("seccomp"),
+        pyseccomp_path=interpreter.pyseccomp_path(),
+    )
 
 
 def check_request(source: str | None, fn: str, args: Any, limits: SandboxLimits) -> str | None:

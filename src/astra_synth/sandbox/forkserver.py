@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from astra_synth.sandbox import interpreter
-from astra_synth.sandbox.calls import call_seed, check_request, from_answer, from_exit
+from astra_synth.sandbox.calls import call_seed, check_request, from_answer, from_exit, jail_policy
 from astra_synth.sandbox.executor import SandboxLimits, ToolCall, ToolExecutor, ToolResult, env_id_for
 from astra_synth.sandbox.jail import protocol
 from astra_synth.sandbox.jail.confine import Policy
@@ -84,6 +84,8 @@ class ForkServerExecutor(ToolExecutor):
         self.tier: Tier | None = tier or self.report.tier
         self.refusal = self.report.refusal(tier)
         self._size = workers or os.cpu_count() or 1
+        if self._size > interpreter.MAX_WORKERS:
+            raise ValueError(f"at most {interpreter.MAX_WORKERS} workers (one sandbox uid each)")
         self._scratch_mb = scratch_mb
         self._sources: dict[str, str] = {}
         self._idle: queue.Queue[int] = queue.Queue()
@@ -113,24 +115,12 @@ class ForkServerExecutor(ToolExecutor):
             self.close()
 
     def _policy(self, index: int) -> Policy:
-        lim, scratch = self.limits, os.path.join(self._base, f"w{index}")
+        scratch = os.path.join(self._base, f"w{index}")
         os.makedirs(scratch, exist_ok=True)
         uid = self._uid_base + index if self.tier == "T1" else None
         if os.geteuid() == 0 and uid is None:
             os.chown(scratch, interpreter.NOBODY, interpreter.NOBODY)  # rootless tiers run as nobody
-        seccomp_ok = any(layer.name == "seccomp" and layer.ok for layer in self.report.layers)
-        return Policy(
-            scratch=scratch,
-            uid=uid,
-            memory_mb=lim.memory_mb,
-            max_processes=lim.max_processes,
-            max_file_bytes=lim.max_file_bytes,
-            max_output_bytes=lim.max_output_bytes,
-            no_fork=self.tier != "T1",
-            landlock=self.report.landlock_abi >= 1,
-            seccomp=seccomp_ok,
-            pyseccomp_path=interpreter.pyseccomp_path(),
-        )
+        return jail_policy(self.limits, self.report, scratch, uid, no_fork=self.tier != "T1")
 
     def _spawn(self, index: int) -> _Worker:
         assert self.tier is not None

@@ -21,7 +21,8 @@ NOBODY = 65534
 # Dedicated sandbox uids: a block per executor process so RLIMIT_NPROC (counted per uid, system-wide)
 # never couples two executors or two workers.
 _UID_FLOOR = 1_000_000
-_UIDS_PER_PROCESS = 256
+_UIDS_PER_PROCESS = 1024
+MAX_WORKERS = _UIDS_PER_PROCESS // 2  # the other half serves the subprocess executor
 
 
 def default_python() -> str:

@@ -40,6 +40,9 @@ class ProbeReport(BaseModel):
     python: str
     layers: list[Layer]
 
+    def layer_ok(self, name: str) -> bool:
+        return any(layer.name == name and layer.ok for layer in self.layers)
+
     def refusal(self, tier: Tier | None = None) -> str | None:
         """Why untrusted code must not run (in ``tier``, default the strongest); None when it may."""
         if tier is None:

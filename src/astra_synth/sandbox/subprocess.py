@@ -20,14 +20,13 @@ import weakref
 from typing import Any
 
 from astra_synth.sandbox import interpreter
-from astra_synth.sandbox.calls import call_seed, check_request, cpu_ms_of, from_answer, from_exit
+from astra_synth.sandbox.calls import call_seed, check_request, cpu_ms_of, from_answer, from_exit, jail_policy
 from astra_synth.sandbox.executor import SandboxLimits, ToolExecutor, ToolResult, env_id_for
 from astra_synth.sandbox.jail import protocol
-from astra_synth.sandbox.jail.confine import Policy
 from astra_synth.sandbox.probe import probe
 
 STARTUP_GRACE_S = 0.5  # the interpreter's own start counts against no tool's timeout
-_UID_OFFSET = 128  # fork-server workers of the same process use the uids below
+_UID_OFFSET = interpreter.MAX_WORKERS  # fork-server workers of the same process use the uids below
 
 
 class SubprocessExecutor(ToolExecutor):
@@ -37,15 +36,14 @@ class SubprocessExecutor(ToolExecutor):
         self, limits: SandboxLimits | None = None, python: str | None = None, max_concurrency: int = 8
     ) -> None:
         self.limits = limits or SandboxLimits()
-        report = probe(python)
-        self.python = report.python
-        seccomp_ok = any(layer.name == "seccomp" and layer.ok for layer in report.layers)
-        self.refusal = None if seccomp_ok else "seccomp is unavailable: network and fork cannot be contained"
-        self._landlock = report.landlock_abi >= 1
+        self.report = probe(python)
+        self.python = self.report.python
+        if not self.report.layer_ok("seccomp"):
+            self.refusal = "seccomp is unavailable: network and fork cannot be contained"
         self._sources: dict[str, str] = {}
         self._slots: queue.Queue[int | None] = queue.Queue()
         base_uid = interpreter.sandbox_uid_base() + _UID_OFFSET
-        for i in range(max_concurrency):
+        for i in range(min(max_concurrency, interpreter.MAX_WORKERS)):
             self._slots.put(base_uid + i if os.geteuid() == 0 else None)
         self._base = tempfile.mkdtemp(prefix="astra-subprocess-")
         os.chmod(self._base, 0o711)
@@ -86,17 +84,7 @@ class SubprocessExecutor(ToolExecutor):
         scratch: str,
     ) -> ToolResult:
         lim = self.limits
-        policy = Policy(
-            scratch=scratch,
-            uid=uid,
-            memory_mb=lim.memory_mb,
-            max_processes=lim.max_processes,
-            max_file_bytes=lim.max_file_bytes,
-            max_output_bytes=lim.max_output_bytes,
-            no_fork=True,
-            landlock=self._landlock,
-            pyseccomp_path=interpreter.pyseccomp_path(),
-        )
+        policy = jail_policy(lim, self.report, scratch, uid, no_fork=True)
         request = {
             "source": source,
             "fn": fn,
