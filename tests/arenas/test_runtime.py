@@ -96,6 +96,7 @@ def test_model_mistakes_become_error_messages_and_count_as_calls(
         _call("get_clinic_hours", {"clinic": "Nowhere", "weekday": "monday"}),
         _call("compute_bmi", "[1, 2]"),
         {"id": "c9", "type": "function"},
+        "not a tool call",
     ]
     messages = env.step(bad)
     contents = [m["content"] for m in messages]
@@ -109,9 +110,10 @@ def test_model_mistakes_become_error_messages_and_count_as_calls(
     assert "must be one of" in contents[6]
     assert "ValueError" in contents[7] and "unknown clinic" in contents[7]  # raised inside the sandbox
     assert "must be a JSON object" in contents[8]
-    assert "malformed tool call" in contents[9]
+    assert "malformed tool call" in contents[9] and "malformed tool call" in contents[10]
+    assert messages[10]["tool_call_id"] == ""
     breakdown = env.reward()
-    assert (breakdown.calls, breakdown.reward) == (10, 0.0)
+    assert (breakdown.calls, breakdown.reward) == (11, 0.0)
 
 
 def test_distractor_runs_its_own_source_and_lowers_precision(

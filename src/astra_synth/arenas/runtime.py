@@ -160,7 +160,8 @@ class ArenaEnv:
                 result = self._memo[key]
                 self._calls.append(ExecutedCall(name=_name_of(call), ok=result.ok, result=result.result))
                 content = self._content(result)
-            messages.append({"role": "tool", "tool_call_id": str(call.get("id", "")), "content": content})
+            call_id = str(call.get("id", "")) if isinstance(call, dict) else ""
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
         return messages
 
     def reward(self, final_message: str | None = None, config: RewardConfig | None = None) -> RewardBreakdown:
