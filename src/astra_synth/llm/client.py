@@ -360,7 +360,8 @@ class LLMClient:
         todo = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
         if not todo and texts and self.ledger is not None:
             self.ledger.record_cached(stage)
-        batches = [list(todo.items())[i : i + _EMBED_BATCH] for i in range(0, len(todo), _EMBED_BATCH)]
+        items = list(todo.items())
+        batches = [items[i : i + _EMBED_BATCH] for i in range(0, len(items), _EMBED_BATCH)]
         for vectors in await asyncio.gather(*(self._embed_batch(b, stage, model_name) for b in batches)):
             found.update(vectors)
         return [found[key] for key in keys]
