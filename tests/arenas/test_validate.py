@@ -57,6 +57,7 @@ def _failed(checks: list, prefix: str) -> list[str]:
 
 def test_static_check_accepts_a_plain_deterministic_tool() -> None:
     assert static_check(GOOD, SPEC) == []
+    assert static_check("from __future__ import annotations\n" + GOOD, SPEC) == []
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from astra_synth.training.reward import RewardConfig
 # Pure, deterministic standard-library modules a tool may import; anything else is refused.
 ALLOWED_IMPORTS = frozenset(
     {
+        "__future__",
         "bisect",
         "calendar",
         "collections",
@@ -127,7 +128,11 @@ def _signature_problems(fn: ast.FunctionDef, spec: FunctionSpec) -> list[str]:
 
 
 def static_check(source: str, spec: FunctionSpec) -> list[str]:
-    """Why ``source`` may not run as tool ``spec`` (empty = it may). Reads the AST; executes nothing."""
+    """Why ``source`` may not run as tool ``spec`` (empty = it may). Reads the AST; executes nothing.
+
+    This is a quality gate (determinism, purity, a signature that matches the document), not the security
+    boundary: code that passes still runs only inside the sandbox.
+    """
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError) as exc:
