@@ -13,8 +13,8 @@ every chat request after a fixed latency ``L``. With ``C`` requests in flight th
 CPU milliseconds per request (of this process) are printed too: on a shared machine they say what the
 wall-clock ratio would be with a core to spare (sustaining ``C / L`` needs well under ``L / C`` per request).
 
-Even with zero overhead the last, partly filled wave caps the ratio below 1 (0.977 at 2,000 × 256). The
-last line is ``RESULT llm_overhead_ratio=<achieved/ideal>`` for the runner path.
+Even with zero overhead the last, partly filled wave caps the ratio below 1 (0.977 at 2,000 × 256; the
+"floor" line). The last line is ``RESULT llm_overhead_ratio=<achieved/ideal>`` for the runner path.
 """
 
 from __future__ import annotations
@@ -149,9 +149,9 @@ def main() -> None:
         "--concurrency", type=int, default=256, help="Items in flight = endpoint max_concurrency."
     )
     parser.add_argument("--latency", type=float, default=0.2, help="Server latency per request (s).")
-    parser.add_argument("--quick", action="store_true", help="500 requests: a smoke run well under a minute.")
+    parser.add_argument("--quick", action="store_true", help="512 requests: a smoke run well under a minute.")
     args = parser.parse_args()
-    n = 500 if args.quick else args.requests
+    n = 2 * args.concurrency if args.quick else args.requests
 
     spawn = multiprocessing.get_context("spawn")
     parent, child = spawn.Pipe()
@@ -167,7 +167,10 @@ def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{n} requests, {args.concurrency} in flight, latency {args.latency * 1000:.0f} ms")
     print(f"load average {load} on {os.cpu_count()} cores")
+    waves = -(-n // args.concurrency)
     print(f"{'ideal':<8}{ideal:9.1f} req/s   (concurrency / latency)")
+    floor = n / (waves * args.latency)
+    print(f"{'floor':<8}{floor:9.1f} req/s   ratio {floor / ideal:.3f}   (zero overhead, {waves} waves)")
     for name, (seconds, cpu_s) in results.items():
         rate = n / seconds
         print(
