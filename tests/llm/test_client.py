@@ -281,6 +281,14 @@ async def test_embeddings_in_order_and_cached(scripted_llm: ScriptedLLM, tmp_pat
     assert usage.calls == 2 and usage.cached_calls == 1
 
 
+async def test_large_embedding_inputs_are_split_into_batches(scripted_llm: ScriptedLLM) -> None:
+    texts = [f"doc {i}" for i in range(300)]
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        vectors = await client.embed(texts, stage="emb")
+    assert vectors == [hash_embedding(t, scripted_llm.embedding_dim) for t in texts]
+    assert sorted(len(r.body["input"]) for r in scripted_llm.requests) == [44, 128, 128]
+
+
 async def test_every_request_ends_in_a_result_or_a_typed_error(scripted_llm: ScriptedLLM) -> None:
     """Under a storm of seeded faults nothing is lost: each call returns or raises LLMCallError."""
     scripted_llm.fail_randomly(
