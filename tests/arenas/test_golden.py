@@ -65,3 +65,21 @@ def test_an_arena_whose_golden_call_fails_is_refused(arenas: list[Arena], sandbo
     )
     with pytest.raises(ValueError, match=r"not 1|golden call failed"):
         golden_example(broken, sandbox)
+
+
+def test_to_sft_cli_writes_one_conversation_per_arena(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "golden.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "astra_synth.cli", "arenas", "to-sft", str(SAMPLE), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("RESULT arenas=12 conversations=12 skipped=0")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 12 and all(r["source"] == "arena-golden" and r["tools"] for r in rows)

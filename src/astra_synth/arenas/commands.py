@@ -1,4 +1,4 @@
-"""``astra arenas …``: run the arena pipeline; check arena files (replay + reward-hacking probes)."""
+"""``astra arenas …``: run the arena pipeline, check arena files, export golden SFT conversations."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from astra_synth.arenas.golden import golden_example
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.validate import ValidationConfig, check_arena
@@ -111,4 +112,38 @@ def run(
     typer.echo(f"threshold: {funnel.threshold}  LLM calls: {funnel.llm_calls}  per arena: {per_arena}")
     typer.echo(f"arenas: {run_dir / 'arenas.jsonl'}  (parquet: {run_dir / 'arenas.parquet'})")
     if funnel.status != "finished":
+        raise typer.Exit(1)
+
+
+@app.command("to-sft")
+def to_sft(
+    file: Annotated[Path, typer.Argument(help="Arena JSONL file.", exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output JSONL of OpenAI-format conversations.")],
+    executor: Annotated[
+        ExecutorKind, typer.Option("--executor", help="Sandbox backend for tool calls.")
+    ] = "forkserver",
+) -> None:
+    """Golden SFT conversations: each arena's golden calls, their real sandbox outputs, the final answer."""
+    try:
+        arenas = read_arenas(file)
+    except InputError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    written, refused = 0, []
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with get_executor(executor) as sandbox, tmp.open("w", encoding="utf-8") as fh:
+        for arena in arenas:
+            try:
+                example = golden_example(arena, sandbox)
+            except ValueError as exc:
+                refused.append(str(exc))
+                continue
+            fh.write(example.model_dump_json() + "\n")
+            written += 1
+    tmp.replace(out)
+    for reason in refused:
+        typer.echo(f"skipped: {reason}", err=True)
+    typer.echo(f"RESULT arenas={len(arenas)} conversations={written} skipped={len(refused)} out={out}")
+    if refused:
         raise typer.Exit(1)
