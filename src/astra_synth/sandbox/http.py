@@ -2,7 +2,7 @@
 
 ``create_app`` serves any local executor (normally the fork server of the machine it runs on) with a
 batch endpoint, because an RL step issues many calls at once and one round trip should carry them.
-``HttpExecutor`` is the matching client; it re-sends tool sources when a restarted server lost them.
+``HttpExecutor`` is the matching client; it uploads tool sources when the server says it lacks them.
 ``SandboxFusionExecutor`` drives bytedance's SandboxFusion ``/run_code`` for users who already run one
 (a fresh interpreter per call there: fine for verification, too slow for the inner loop of RL).
 
@@ -154,14 +154,9 @@ def _failed(calls: list[ToolCall], error: str) -> list[ToolResult]:
 
 
 class HttpExecutor(_RemoteExecutor):
-    """Client of ``create_app``: the same protocol, one round trip per batch."""
+    """Client of ``create_app``: one round trip per batch; sources are uploaded when the server asks."""
 
-    def load(self, source: str) -> str:
-        env_id = super().load(source)
-        self._post_load(env_id)
-        return env_id
-
-    def _post_load(self, env_id: str) -> None:
+    def _upload(self, env_id: str) -> None:
         response = self._client.post("/v1/load", json={"source": self._sources[env_id]})
         response.raise_for_status()
         remote = LoadResponse.model_validate(response.json()).env_id
@@ -181,14 +176,14 @@ class HttpExecutor(_RemoteExecutor):
             ]
         body = BatchRequest(calls=calls).model_dump(mode="json")
         try:
-            for _ in range(2):  # a restarted server lost its sources: load them again once
+            for _ in range(2):  # the server lacks some sources (new or restarted): upload them, retry once
                 response = self._client.post(
                     "/v1/execute_batch", json=body, timeout=self._http_timeout(calls)
                 )
                 if response.status_code != 409:
                     break
                 for env_id in BatchResponse.model_validate(response.json()).missing_envs:
-                    self._post_load(env_id)
+                    self._upload(env_id)
             response.raise_for_status()
             results = BatchResponse.model_validate(response.json()).results
         except (httpx.HTTPError, ValidationError, RuntimeError, ValueError) as exc:
