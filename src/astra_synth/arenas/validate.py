@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.arenas.golden import play_golden
 from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, GoldenCall, ReportCard, SubTask
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.sandbox.executor import ToolExecutor
@@ -273,17 +274,7 @@ def tool_battery(
 
 def replay(env: ArenaEnv) -> dict[str, float]:
     """Play the golden calls through the trainer's runtime, one turn per DAG layer; reward per predicate."""
-    arena = env.arena
-    env.reset()
-    layers = sorted({s.hop_level for s in arena.subtasks})
-    for layer in layers:
-        calls = [
-            s.golden_call.as_tool_call(f"call_{s.id}")
-            for s in arena.subtasks
-            if s.hop_level == layer and s.golden_call is not None
-        ]
-        if calls:
-            env.step(calls)
+    play_golden(env)
     base = env.config.reward
     return {
         mode: env.reward(config=base.model_copy(update={"match": mode})).reward
