@@ -69,8 +69,8 @@ def load_personas(path: Path) -> list[Persona]:
 class Variation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=400)
-    question: str = Field(min_length=1, max_length=2000)
+    note: str = ""
+    question: str = Field(min_length=1)
 
 
 class Variations(BaseModel):

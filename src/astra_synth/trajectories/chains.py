@@ -41,29 +41,29 @@ class ChainsConfig(StrictModel):
 class DataflowAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    parameters: list[ParamSource] = Field(max_length=128)
+    parameters: list[ParamSource]
 
 
 class VoteAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     is_valid: bool
-    task: str = Field(default="", max_length=600)
-    reason: str = Field(default="", max_length=600)
+    task: str = ""
+    reason: str = ""
 
 
 class ChainToTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     valid: bool
-    query: str = Field(default="", max_length=800)
+    query: str = ""
 
 
 class TaskToChain(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    plan: str = Field(default="", max_length=1200)
-    chain: list[str] = Field(max_length=16)
+    plan: str = ""
+    chain: list[str] = Field(max_length=10)
 
 
 def structural_problems(server: ServerRecord, chain: list[str], min_len: int, max_len: int) -> list[str]:

@@ -24,9 +24,11 @@ from astra_synth.runs.stage import StageContext
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.records import ChainOrigin, ChainSeed
 
-# Bounds of what the model may answer: grammar-constrained decoding then cannot run away.
-MAX_PROPOSED_CHAINS = 16
-MAX_PROPOSED_CHAIN_LEN = 10
+# Bounds of what the model may answer, so grammar-constrained decoding cannot run away. Strings carry no
+# maxLength: llama.cpp unrolls it into one grammar rule per character and rejects long ones (max_tokens
+# bounds them instead).
+MAX_PROPOSED_CHAINS = 8
+MAX_PROPOSED_CHAIN_LEN = 8
 
 
 class GraphConfig(StrictModel):
@@ -54,7 +56,7 @@ class GraphConfig(StrictModel):
 class ProposedChain(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(min_length=1, max_length=500)
+    task: str = Field(min_length=1)
     chain: list[str] = Field(min_length=1, max_length=MAX_PROPOSED_CHAIN_LEN)
 
 

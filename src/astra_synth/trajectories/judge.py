@@ -83,7 +83,7 @@ class _Answer(BaseModel):
 
 
 class VerdictAnswer(_Answer):
-    reasoning: str = Field(default="", max_length=1500)
+    reasoning: str = ""
     verdict: Verdict
 
 
@@ -92,31 +92,31 @@ class RoundVerdict(VerdictAnswer):
 
 
 class RoundsAnswer(_Answer):
-    rounds: list[RoundVerdict] = Field(max_length=64)
+    rounds: list[RoundVerdict]
 
 
 class CallStatus(_Answer):
     id: str
-    reasoning: str = Field(default="", max_length=800)
+    reasoning: str = ""
     status: Literal["success", "failure"]
 
 
 class CallStatusAnswer(_Answer):
-    calls: list[CallStatus] = Field(max_length=128)
+    calls: list[CallStatus]
 
 
 class CallNeed(_Answer):
     id: str
-    reasoning: str = Field(default="", max_length=800)
+    reasoning: str = ""
     necessary: bool
 
 
 class CallNeedAnswer(_Answer):
-    calls: list[CallNeed] = Field(max_length=128)
+    calls: list[CallNeed]
 
 
 class FinalAnswerVerdict(_Answer):
-    reasoning: str = Field(default="", max_length=1500)
+    reasoning: str = ""
     correctness: Verdict
     summary: Verdict
 

@@ -71,7 +71,7 @@ def _rated(dimension: str) -> type[BaseModel]:
     return create_model(
         f"{dimension.title().replace('_', '')}Rating",
         __config__=ConfigDict(extra="forbid"),
-        reasoning=(str, Field(default="", max_length=800)),
+        reasoning=(str, ""),
         rating=(levels, ...),
     )
 

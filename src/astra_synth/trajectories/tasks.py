@@ -30,8 +30,8 @@ class TaskGenConfig(StrictModel):
 class ChainTaskAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    server_analysis: str = Field(default="", max_length=600)
-    question: str = Field(min_length=1, max_length=2000)
+    server_analysis: str = ""
+    question: str = Field(min_length=1)
 
 
 class ServerTaskAnswer(ChainTaskAnswer):
