@@ -142,7 +142,9 @@ async def test_a_finished_run_resumes_to_no_work_and_the_same_output(tmp_path: P
     assert len(_lines(tmp_path / "jitter" / "ok.jsonl")) == 20  # nothing recorded twice
 
 
-async def test_errors_are_recorded_then_retried_on_resume(tmp_path: Path) -> None:
+async def test_errors_are_recorded_then_retried_on_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     flaky = Flaky(fail={"20a", "40b"})
     pipeline = _pipeline(Jitter(), Split(), flaky)
     inputs = [Num(n=n) for n in (1, 2, 4)]
@@ -155,6 +157,7 @@ async def test_errors_are_recorded_then_retried_on_resume(tmp_path: Path) -> Non
     assert {e["message"] for e in errors} == {"transient failure on 20a", "transient failure on 40b"}
     assert all("raise ValueError" in e["traceback"] for e in errors)
     assert result.manifest.stage("flaky").counts.errors == 2  # type: ignore[union-attr]
+    assert "2 item(s) failed with errors" in caplog.text
 
     flaky.fail.clear()
     flaky.seen.clear()

@@ -225,6 +225,9 @@ class _Session:
             raise
         if status == "finished":
             self.store.write_output(outputs)
+            errors = sum(s.counts.errors for s in self.manifest.stages)
+            if errors:
+                log.warning("%d item(s) failed with errors (see errors.jsonl); resume to retry them", errors)
         self.manifest.status = status
         self._save_manifest()
         return RunResult(status=status, outputs=outputs, manifest=self.manifest)
