@@ -54,6 +54,14 @@ class Policy:
         return cls(**data)
 
 
+def lower_limit(which: int, soft: int, hard: int) -> None:
+    """Set an rlimit, never above the current hard limit (raising it needs CAP_SYS_RESOURCE)."""
+    _, current = resource.getrlimit(which)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(which, (soft, hard))
+
+
 def scrub_environment() -> None:
     """Leave tool code only what it needs; done once per process (350 µs), never per forked child."""
     os.environ.clear()
@@ -113,10 +121,8 @@ class Jail:
         if p.uid is not None:  # RLIMIT_NPROC counts per uid: only meaningful with a uid of our own
             limits[resource.RLIMIT_NPROC] = p.max_processes
         for which, value in limits.items():
-            _, hard = resource.getrlimit(which)
-            soft = value if hard == resource.RLIM_INFINITY else min(value, hard)
-            resource.setrlimit(which, (soft, soft))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))  # SIGXCPU, then SIGKILL
+            lower_limit(which, value, value)
+        lower_limit(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1)  # SIGXCPU, then SIGKILL
         if p.uid is not None:
             os.setgroups([])
             os.setresgid(p.uid, p.uid, p.uid)

@@ -29,7 +29,7 @@ from types import CodeType
 from typing import Any
 
 from astra_synth.sandbox.jail import protocol
-from astra_synth.sandbox.jail.confine import Jail, Policy, scrub_environment
+from astra_synth.sandbox.jail.confine import Jail, Policy, lower_limit, scrub_environment
 from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, describe
 
 # Imported once here so each forked child finds them in memory (copy-on-write) instead of on disk.
@@ -64,6 +64,10 @@ class Worker:
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.codes: OrderedDict[str, CodeType] = OrderedDict()
         self.netns = [name for _, name in socket.if_nameindex()] == ["lo"]
+        # The worker compiles untrusted source: bound its own memory too (children lower it further).
+        worker_bytes = (self.policy.memory_mb + 512) << 20
+        lower_limit(resource.RLIMIT_AS, worker_bytes, worker_bytes)
+        lower_limit(resource.RLIMIT_CORE, 0, 0)
         gc.collect()
         gc.freeze()  # children then do not dirty the shared heap pages by collecting them
 
