@@ -132,3 +132,18 @@ def test_env_refs_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("ASTRA_TEST_TOKEN")
     with pytest.raises(McpCallError, match="ASTRA_TEST_TOKEN"):
         stdio_parameters(transport)
+
+
+async def test_http_headers_come_from_env_refs(
+    helper_http: HttpTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_header = HttpTransport(
+        url=helper_http.url, headers={"Authorization": "Bearer ${ASTRA_TEST_MCP_TOKEN}"}
+    )
+    monkeypatch.delenv("ASTRA_TEST_MCP_TOKEN", raising=False)
+    with pytest.raises(McpCallError, match="ASTRA_TEST_MCP_TOKEN"):
+        async with McpSession(with_header):
+            pass
+    monkeypatch.setenv("ASTRA_TEST_MCP_TOKEN", "t0ken")
+    async with McpSession(with_header) as session:
+        assert (await session.call("echo", {"text": "authorised"})).content == "authorised"

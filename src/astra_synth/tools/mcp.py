@@ -22,8 +22,11 @@ import time
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import httpx2
 import mcp_types
 from mcp import Client, MCPError, StdioServerParameters
+from mcp.client import Transport
+from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra_synth.tools.normalize import (
@@ -44,7 +47,10 @@ CallErrorKind = Literal["timeout", "unreachable", "protocol"]
 
 _CONNECTION_CLOSED = -32000
 _REQUEST_TIMEOUT = -32001
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# The SDK's own defaults for streamable HTTP: a server may hold a response stream open for minutes.
+_HTTP_TIMEOUT_S = 30.0
+_HTTP_READ_TIMEOUT_S = 300.0
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class McpCallError(RuntimeError):
@@ -77,22 +83,25 @@ def describe_transport(transport: LiveTransport) -> str:
     return "stdio: " + shlex.join([transport.command, *transport.args])
 
 
-def stdio_parameters(transport: StdioTransport) -> StdioServerParameters:
-    """SDK launch parameters. ``python`` means this interpreter, so servers installed beside astra run.
+def resolve_env_refs(values: dict[str, str], what: str) -> dict[str, str]:
+    """Replace every ``${NAME}`` in the values with our environment's, so a record never holds a secret.
 
-    ``env`` values of the form ``${NAME}`` are read from our environment at launch, so a record never holds
-    a secret itself; a missing variable is an error, not an empty string.
+    A missing variable is an ``unreachable`` error naming it, never an empty string.
     """
+
+    def lookup(ref: re.Match[str]) -> str:
+        found = os.environ.get(ref.group(1))
+        if found is None:
+            raise McpCallError("unreachable", f"environment variable {ref.group(1)} (for {what}) is not set")
+        return found
+
+    return {key: _ENV_REF.sub(lookup, value) for key, value in values.items()}
+
+
+def stdio_parameters(transport: StdioTransport) -> StdioServerParameters:
+    """SDK launch parameters. ``python`` means this interpreter, so servers installed beside astra run."""
     command = sys.executable if transport.command in ("python", "python3") else transport.command
-    env: dict[str, str] = {}
-    for key, value in transport.env.items():
-        ref = _ENV_REF.match(value)
-        if ref is None:
-            env[key] = value
-        elif (found := os.environ.get(ref.group(1))) is not None:
-            env[key] = found
-        else:
-            raise McpCallError("unreachable", f"environment variable {ref.group(1)} (for {key}) is not set")
+    env = resolve_env_refs(transport.env, "variable")
     return StdioServerParameters(command=command, args=transport.args, env=env or None, cwd=transport.cwd)
 
 
@@ -131,13 +140,8 @@ class _Connection:
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> Client:
-        target: StdioServerParameters | str = (
-            self.transport.url
-            if isinstance(self.transport, HttpTransport)
-            else stdio_parameters(self.transport)
-        )
         ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._own(Client(target), ready), name="mcp-connection")
+        self._task = asyncio.create_task(self._own(ready), name="mcp-connection")
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 self.client = await asyncio.shield(ready)
@@ -146,14 +150,29 @@ class _Connection:
             raise McpCallError(
                 "unreachable", f"no MCP handshake within {self.connect_timeout_s:g}s"
             ) from None
+        except McpCallError:
+            await self.close()
+            raise
         except Exception as exc:
             await self.close()
             raise McpCallError("unreachable", _flatten(exc)) from exc
         return self.client
 
-    async def _own(self, client: Client, ready: asyncio.Future[Client]) -> None:
+    async def _own(self, ready: asyncio.Future[Client]) -> None:
         try:
-            async with client:
+            async with contextlib.AsyncExitStack() as stack:
+                transport = self.transport
+                target: StdioServerParameters | Transport
+                if isinstance(transport, HttpTransport):
+                    http = httpx2.AsyncClient(
+                        headers=resolve_env_refs(transport.headers, "header"),
+                        timeout=httpx2.Timeout(_HTTP_TIMEOUT_S, read=_HTTP_READ_TIMEOUT_S),
+                    )
+                    await stack.enter_async_context(http)
+                    target = streamable_http_client(transport.url, http_client=http)
+                else:
+                    target = stdio_parameters(transport)
+                client = await stack.enter_async_context(Client(target))
                 ready.set_result(client)
                 await self._stop.wait()
         except BaseException as exc:  # the owner must end quietly: failures reach callers through `ready`

@@ -59,6 +59,10 @@ class HttpTransport(BaseModel):
 
     kind: Literal["http"] = "http"
     url: str
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra request headers; put credentials as ${ENV_VAR} refs, read at connect time.",
+    )
 
 
 class EmulatedTransport(BaseModel):
