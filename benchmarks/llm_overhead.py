@@ -10,8 +10,9 @@ every chat request after a fixed latency ``L``. With ``C`` requests in flight th
 - *client*: ``asyncio.gather`` over ``LLMClient.chat``: the LLM layer's own cost;
 - *runner*: a one-stage ``Pipeline`` (one chat call per item) writing a real run directory.
 
-CPU milliseconds per request (of this process) are printed too: on a shared machine they say what the
-wall-clock ratio would be with a core to spare (sustaining ``C / L`` needs well under ``L / C`` per request).
+CPU milliseconds per request, of this process and of the server's, are printed too: on a shared machine
+they say which side limits the wall-clock ratio (sustaining ``C / L`` needs well under ``L / C`` of CPU
+per request on each side, each with a core to itself).
 
 Even with zero overhead the last, partly filled wave caps the ratio below 1 (0.977 at 2,000 × 256; the
 "floor" line). The last line is ``RESULT llm_overhead_ratio=<achieved/ideal>`` for the runner path.
@@ -26,6 +27,8 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -92,51 +95,55 @@ async def _raw_connection(host: str, port: int, bodies: list[bytes]) -> None:
     writer.close()
 
 
-async def _server_only(base_url: str, n: int, concurrency: int) -> float:
+async def _server_only(base_url: str, n: int, concurrency: int) -> None:
     url = urlsplit(base_url)
     assert url.hostname is not None and url.port is not None
     bodies = [json.dumps({"model": "scripted", "messages": _messages("raw", i)}).encode() for i in range(n)]
-    started = time.perf_counter()
     await asyncio.gather(
         *(_raw_connection(url.hostname, url.port, bodies[c::concurrency]) for c in range(concurrency))
     )
-    return time.perf_counter() - started
 
 
-async def _client_only(client: LLMClient, n: int) -> float:
-    started = time.perf_counter()
+async def _client_only(client: LLMClient, n: int) -> None:
     await asyncio.gather(*(client.chat(_messages("client", i), stage="client") for i in range(n)))
-    return time.perf_counter() - started
 
 
-async def _runner(client: LLMClient, n: int, concurrency: int, run_dir: Path) -> float:
+async def _runner(client: LLMClient, n: int, concurrency: int, run_dir: Path) -> None:
     inputs = [Prompt(text=f"runner {i}") for i in range(n)]
     options = RunOptions(concurrency=concurrency, progress=False)
-    started = time.perf_counter()
     result = await Pipeline("llm-overhead", [Echo()]).run(inputs, run_dir, options, llm=client)
-    elapsed = time.perf_counter() - started
     if result.status != "finished" or len(result.outputs) != n:
         raise RuntimeError(f"benchmark run incomplete: {result.status}, {len(result.outputs)} of {n}")
-    return elapsed
 
 
-async def _measure(base_url: str, n: int, concurrency: int) -> dict[str, tuple[float, float]]:
-    """Wall seconds and this process's CPU seconds per measurement."""
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    wall_s: float
+    cpu_s: float  # this process (client side)
+    server_cpu_s: float
+
+
+async def _timed(coro: Awaitable[None], server_pid: int) -> Sample:
+    wall, cpu, server_cpu = time.perf_counter(), time.process_time(), _cpu_s(server_pid)
+    await coro
+    return Sample(time.perf_counter() - wall, time.process_time() - cpu, _cpu_s(server_pid) - server_cpu)
+
+
+async def _measure(base_url: str, server_pid: int, n: int, concurrency: int) -> dict[str, Sample]:
     endpoint = EndpointConfig(base_url=base_url, model="scripted", max_concurrency=concurrency, timeout_s=60)
-    results = {}
-    cpu = time.process_time()
-    results["server"] = (await _server_only(base_url, n, concurrency), time.process_time() - cpu)
+    results = {"server": await _timed(_server_only(base_url, n, concurrency), server_pid)}
     async with LLMClient(endpoint, ledger=Ledger()) as client:
         # Warm-up: open the connection pool so the two client measurements start from the same state.
         await asyncio.gather(*(client.chat(_messages("warm", i), stage="warm") for i in range(concurrency)))
-        cpu = time.process_time()
-        results["client"] = (await _client_only(client, n), time.process_time() - cpu)
+        results["client"] = await _timed(_client_only(client, n), server_pid)
         with tempfile.TemporaryDirectory() as tmp:
-            cpu = time.process_time()
-            results["runner"] = (
-                await _runner(client, n, concurrency, Path(tmp) / "run"),
-                time.process_time() - cpu,
-            )
+            results["runner"] = await _timed(_runner(client, n, concurrency, Path(tmp) / "run"), server_pid)
     return results
 
 
@@ -149,16 +156,21 @@ def main() -> None:
         "--concurrency", type=int, default=256, help="Items in flight = endpoint max_concurrency."
     )
     parser.add_argument("--latency", type=float, default=0.2, help="Server latency per request (s).")
-    parser.add_argument("--quick", action="store_true", help="512 requests: a smoke run well under a minute.")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="One full wave (concurrency requests): a smoke run well under a minute.",
+    )
     args = parser.parse_args()
-    n = 2 * args.concurrency if args.quick else args.requests
+    n = args.concurrency if args.quick else args.requests
 
     spawn = multiprocessing.get_context("spawn")
     parent, child = spawn.Pipe()
     server = spawn.Process(target=_serve, args=(child, args.latency), daemon=True)
     server.start()
     try:
-        results = asyncio.run(_measure(parent.recv(), n, args.concurrency))
+        assert server.pid is not None
+        results = asyncio.run(_measure(parent.recv(), server.pid, n, args.concurrency))
     finally:
         parent.send("stop")
         server.join(timeout=10)
@@ -171,13 +183,14 @@ def main() -> None:
     print(f"{'ideal':<8}{ideal:9.1f} req/s   (concurrency / latency)")
     floor = n / (waves * args.latency)
     print(f"{'floor':<8}{floor:9.1f} req/s   ratio {floor / ideal:.3f}   (zero overhead, {waves} waves)")
-    for name, (seconds, cpu_s) in results.items():
-        rate = n / seconds
+    for name, sample in results.items():
+        rate = n / sample.wall_s
+        here, there = sample.cpu_s / n * 1000, sample.server_cpu_s / n * 1000
         print(
-            f"{name:<8}{rate:9.1f} req/s   ratio {rate / ideal:.3f}   {seconds:6.2f} s wall   "
-            f"{cpu_s / n * 1000:.2f} ms CPU per request (this process)"
+            f"{name:<8}{rate:9.1f} req/s   ratio {rate / ideal:.3f}   {sample.wall_s:6.2f} s wall   "
+            f"CPU/request {here:.2f} ms here, {there:.2f} ms server"
         )
-    print(f"RESULT llm_overhead_ratio={n / results['runner'][0] / ideal:.3f}")
+    print(f"RESULT llm_overhead_ratio={n / results['runner'].wall_s / ideal:.3f}")
 
 
 if __name__ == "__main__":
