@@ -182,7 +182,7 @@ def main() -> None:
     waves = -(-n // args.concurrency)
     print(f"{'ideal':<8}{ideal:9.1f} req/s   (concurrency / latency)")
     floor = n / (waves * args.latency)
-    print(f"{'floor':<8}{floor:9.1f} req/s   ratio {floor / ideal:.3f}   (zero overhead, {waves} waves)")
+    print(f"{'floor':<8}{floor:9.1f} req/s   ratio {floor / ideal:.3f}   (zero overhead; waves: {waves})")
     for name, sample in results.items():
         rate = n / sample.wall_s
         here, there = sample.cpu_s / n * 1000, sample.server_cpu_s / n * 1000
