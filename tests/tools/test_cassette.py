@@ -101,3 +101,15 @@ def test_a_corrupt_cassette_names_file_and_line(tmp_path: Path) -> None:
         fh.write('{"key": "k"}\n')
     with pytest.raises(InputError, match=rf"{path.name}:2: .*outcome"):
         Cassette(path, "replay")
+
+
+def test_a_recording_cut_mid_line_is_repaired_when_recording_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    with Cassette(path, "record") as cassette:
+        cassette.record(_outcome("t", 1))
+    with path.open("a") as fh:
+        fh.write('{"key": "torn')  # what kill -9 leaves
+    with Cassette(path, "auto") as cassette:
+        assert len(cassette) == 1
+        cassette.record(_outcome("u", 2))
+    assert len(Cassette(path, "replay")) == 2

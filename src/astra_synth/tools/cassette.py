@@ -18,7 +18,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict
 
 from astra_synth.errors import InputError, Rejection
-from astra_synth.runs.jsonl import JsonlAppender, read_jsonl
+from astra_synth.runs.jsonl import JsonlAppender, read_jsonl, repair_tail
 from astra_synth.tools.outcome import ToolOutcome
 
 CassetteMode = Literal["record", "replay", "auto"]
@@ -63,6 +63,8 @@ class Cassette:
         self.mode: CassetteMode = mode
         self._entries: dict[str, ToolOutcome] = {}
         self._appender: JsonlAppender | None = None
+        if mode != "replay":
+            repair_tail(path)  # a recording cut by kill -9 keeps every complete line
         if path.exists():
             read = read_jsonl(path, CassetteEntry)
             if read.errors:
