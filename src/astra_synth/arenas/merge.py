@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance
 from astra_synth.arenas.necessity import render_subs
 from astra_synth.arenas.records import CheckResult, FunctionSpec, GoldenCall, SubTask
@@ -32,9 +33,7 @@ from astra_synth.arenas.synthesize import (
 )
 from astra_synth.arenas.validate import ValidationConfig, static_check, tool_battery
 from astra_synth.errors import Rejection
-from astra_synth.llm.client import LLMClient
-from astra_synth.llm.structured import CallCap, structured_chat
-from astra_synth.prompts import load_prompt
+from astra_synth.llm.structured import CallCap
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
@@ -175,24 +174,11 @@ class MergeTools:
         self.validation = validation or ValidationConfig()
 
     def prompt_hashes(self) -> dict[str, str]:
-        names = ("merge_cluster.md", "merge_insert.md", "merge_document.md", "tool_call.md")
-        return {n: load_prompt("astra_synth.arenas", n).sha256 for n in names}
-
-    async def _ask(self, llm: LLMClient, cap: CallCap, prompt: str, schema: type[Any], **values: Any) -> Any:
-        text = load_prompt("astra_synth.arenas", prompt).render(**values)
-        return await structured_chat(
-            llm,
-            [{"role": "user", "content": text}],
-            schema,
-            stage=self.name,
-            max_reasks=self.max_reasks,
-            max_tokens=2000,
-            cap=cap,
-        )
+        return prompt_hashes("merge_cluster.md", "merge_insert.md", "merge_document.md", "tool_call.md")
 
     async def process(self, item: ToolInstance, ctx: StageContext) -> MergedInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "merge needs an LLM and a sandbox"
-        cap = CallCap(self.max_llm_calls)
+        ask = Asker(ctx.llm, self.name, CallCap(self.max_llm_calls), self.max_reasks)
         singles = {sid: _single(t) for sid, t in item.tools.items()}
         log: list[str] = []
         clusters: list[list[str]] = [[sid] for sid in item.tools]
@@ -203,9 +189,7 @@ class MergeTools:
                 f"{ln} | tool={item.tools[sid].spec.name}" for sid, ln in zip(item.tools, lines, strict=True)
             )
             try:
-                answer = await self._ask(
-                    ctx.llm, cap, "merge_cluster.md", clusters_schema(list(item.tools)), sub_questions=rows
-                )
+                answer = await ask("merge_cluster.md", clusters_schema(list(item.tools)), sub_questions=rows)
                 clusters = [list(dict.fromkeys(c.ids)) for c in answer.clusters]
             except Rejection as exc:
                 raise Rejection("merge_cluster_error", exc.detail) from exc
@@ -214,7 +198,7 @@ class MergeTools:
             if len(members) == 1:
                 tools.append(singles[members[0]])
                 continue
-            merged, left_out, notes = await self._merge(ctx.llm, cap, ctx.sandbox, item, members, ctx.rng)
+            merged, left_out, notes = await self._merge(ask, ctx.sandbox, item, members, ctx.rng)
             log += notes
             tools.append(merged)
             tools += [singles[sid] for sid in left_out]
@@ -222,13 +206,12 @@ class MergeTools:
             **item.model_dump(),
             arena_tools=unique_names(tools),
             merge_log=log,
-            llm_calls=cap.used,
+            llm_calls=ask.cap.used,
         )
 
     async def _merge(
         self,
-        llm: LLMClient,
-        cap: CallCap,
+        ask: Asker,
         sandbox: ToolExecutor,
         item: ToolInstance,
         members: list[str],
@@ -242,7 +225,7 @@ class MergeTools:
         left_out: list[str] = []
         notes = [f"cluster {members}: base {base.sub_id} ({spec.name})"]
         for sid in order[1:]:
-            accepted = await self._insert(llm, cap, sandbox, item, spec, source, calls, sid)
+            accepted = await self._insert(ask, sandbox, item, spec, source, calls, sid)
             if accepted is None:
                 left_out.append(sid)
                 notes.append(f"{sid}: could not be inserted into {spec.name}; keeps its own tool")
@@ -252,9 +235,7 @@ class MergeTools:
         if len(calls) > 1:
             questions = "\n".join(f"- {item.sub(s).question}" for s in calls)
             try:
-                desc = await self._ask(
-                    llm,
-                    cap,
+                desc = await ask(
                     "merge_document.md",
                     Description,
                     document=spec.model_dump_json(indent=1),
@@ -269,8 +250,7 @@ class MergeTools:
 
     async def _insert(
         self,
-        llm: LLMClient,
-        cap: CallCap,
+        ask: Asker,
         sandbox: ToolExecutor,
         item: ToolInstance,
         spec: FunctionSpec,
@@ -283,9 +263,7 @@ class MergeTools:
         feedback = ""
         for _ in range(self.insert_attempts):
             try:
-                args = await self._ask(
-                    llm,
-                    cap,
+                args = await ask(
                     "tool_call.md",
                     call_model(spec),
                     document=spec.model_dump_json(indent=1),
@@ -297,8 +275,8 @@ class MergeTools:
                     sid: GoldenCall(name=spec.name, arguments=args.model_dump(exclude_none=True)),
                 }
                 listed = "\n".join(f"- {render_call(c)} → {item.sub(s).answer}" for s, c in trial.items())
-                draft: CodeDraft = await self._ask(
-                    llm, cap, "merge_insert.md", CodeDraft, code=source, calls=listed, feedback=feedback
+                draft: CodeDraft = await ask(
+                    "merge_insert.md", CodeDraft, code=source, calls=listed, feedback=feedback
                 )
             except Rejection as exc:
                 if exc.reason == "llm_call_cap":

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.arenas.records import (
     Arena,
@@ -30,8 +31,7 @@ from astra_synth.arenas.records import (
 from astra_synth.arenas.validate import ValidationConfig, static_check, tool_battery
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.structured import CallCap, structured_chat
-from astra_synth.prompts import load_prompt
+from astra_synth.llm.structured import CallCap
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
@@ -200,8 +200,7 @@ class SynthesizeTools:
         self.validation = validation or ValidationConfig()
 
     def prompt_hashes(self) -> dict[str, str]:
-        names = ("tool_document.md", "tool_scale.md", "tool_call.md", "tool_code.md")
-        return {n: load_prompt("astra_synth.arenas", n).sha256 for n in names}
+        return prompt_hashes("tool_document.md", "tool_scale.md", "tool_call.md", "tool_code.md")
 
     async def process(self, item: QAInstance, ctx: StageContext) -> ToolInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "tool_synthesis needs an LLM and a sandbox"
@@ -222,24 +221,8 @@ class SynthesizeTools:
             raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
         return ToolInstance(**item.model_dump(), tools=tools)
 
-    async def _ask(self, llm: LLMClient, cap: CallCap, prompt: str, schema: type[Any], **values: Any) -> Any:
-        text = load_prompt("astra_synth.arenas", prompt).render(**values)
-        return await structured_chat(
-            llm,
-            [{"role": "user", "content": text}],
-            schema,
-            stage=self.name,
-            max_reasks=self.max_reasks,
-            max_tokens=2000,
-            cap=cap,
-        )
-
-    async def _document(
-        self, llm: LLMClient, cap: CallCap, item: QAInstance, sub: SubQuestion
-    ) -> tuple[FunctionSpec, bool]:
-        draft: ToolDocDraft = await self._ask(
-            llm,
-            cap,
+    async def _document(self, ask: Asker, item: QAInstance, sub: SubQuestion) -> tuple[FunctionSpec, bool]:
+        draft: ToolDocDraft = await ask(
             "tool_document.md",
             ToolDocDraft,
             question=sub.question,
@@ -247,9 +230,7 @@ class SynthesizeTools:
         )
         spec = draft.spec()
         try:
-            refined: ToolDocDraft = await self._ask(
-                llm, cap, "tool_scale.md", ToolDocDraft, document=_doc_json(spec)
-            )
+            refined: ToolDocDraft = await ask("tool_scale.md", ToolDocDraft, document=_doc_json(spec))
             scaled = refined.spec()
         except Rejection as exc:
             if exc.reason == "llm_call_cap":
@@ -263,11 +244,12 @@ class SynthesizeTools:
         self, llm: LLMClient, sandbox: ToolExecutor, item: QAInstance, sub: SubQuestion
     ) -> SynthesizedTool:
         cap = CallCap(self.max_llm_calls)
+        ask = Asker(llm, self.name, cap, self.max_reasks)
         last = "no attempt"
         attempts = 0
         for _ in range(self.outer_attempts):
             try:
-                spec, scaled = await self._document(llm, cap, item, sub)
+                spec, scaled = await self._document(ask, item, sub)
             except (ValueError, Rejection) as exc:
                 _reraise_cap(exc)
                 last = f"tool document unusable: {exc}"
@@ -276,7 +258,7 @@ class SynthesizeTools:
             for _ in range(self.inner_attempts):
                 attempts += 1
                 try:
-                    tool = await self._attempt(llm, cap, sandbox, item, sub, spec, feedback)
+                    tool = await self._attempt(ask, sandbox, item, sub, spec, feedback)
                 except Rejection as exc:
                     _reraise_cap(exc)
                     last = f"{exc.reason}: {exc.detail}"[:600]
@@ -290,8 +272,7 @@ class SynthesizeTools:
 
     async def _attempt(
         self,
-        llm: LLMClient,
-        cap: CallCap,
+        ask: Asker,
         sandbox: ToolExecutor,
         item: QAInstance,
         sub: SubQuestion,
@@ -299,9 +280,7 @@ class SynthesizeTools:
         feedback: str,
     ) -> SynthesizedTool | str:
         """One call + code attempt: the accepted tool, or why it was not accepted."""
-        args = await self._ask(
-            llm,
-            cap,
+        args = await ask(
             "tool_call.md",
             call_model(spec),
             document=_doc_json(spec),
@@ -309,9 +288,7 @@ class SynthesizeTools:
             context=context_block(item, sub),
         )
         call = GoldenCall(name=spec.name, arguments=args.model_dump(exclude_none=True))
-        draft: CodeDraft = await self._ask(
-            llm,
-            cap,
+        draft: CodeDraft = await ask(
             "tool_code.md",
             CodeDraft,
             name=spec.name,
@@ -335,7 +312,7 @@ class SynthesizeTools:
             golden_call=call,
             scaled=False,
             checks=checks,
-            llm_calls=cap.used,
+            llm_calls=ask.cap.used,
             attempts=1,
         )
 
