@@ -3,7 +3,7 @@
 Sandboxed code must run under an interpreter the sandbox uids can read: pyenv's Python lives under
 ``/root`` (mode 0700), so the Debian ``/usr/bin/python3`` is preferred. The environment is built from
 scratch (nothing of the caller's leaks in) and fixes ``PYTHONHASHSEED`` so hashes and set order are the
-same in every worker; ``-s -P`` rather than ``-I`` because ``-I`` ignores ``PYTHONHASHSEED``.
+same in every worker; ``-S -P`` rather than ``-I`` because ``-I`` ignores ``PYTHONHASHSEED``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def jail_env() -> dict[str, str]:
 
 
 def python_command(python: str, *args: str) -> list[str]:
-    return [python, "-s", "-P", "-B", *args]
+    """No site (sys.path = stdlib + this package), no script directory, no bytecode written."""
+    return [python, "-S", "-P", "-B", *args]
 
 
 def jail_command(python: str, module: str, *args: str) -> list[str]:
