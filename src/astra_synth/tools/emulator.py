@@ -210,7 +210,7 @@ class EmulatedSession:
         user = call.render(
             server_title=self.server.title,
             server_description=self.server.description or "(no description)",
-            tool=json.dumps(spec.openai()["function"], ensure_ascii=False, indent=1),
+            tool=json.dumps(spec.openai()["function"], ensure_ascii=False),
             history_count=f"{len(self.history)} call(s)",
             history=render_history(self.history, self.emulator.config.max_history_chars),
             user_query=query,
