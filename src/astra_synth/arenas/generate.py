@@ -23,8 +23,8 @@ class SubQuestionDraft(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: int = Field(ge=1, le=MAX_SUBS * 2)
-    question: str = Field(min_length=3, max_length=240)
-    answer: str = Field(min_length=1, max_length=120)
+    question: str = Field(min_length=3)
+    answer: str = Field(min_length=1)
     depends_on: list[int] = Field(default_factory=list, max_length=MAX_SUBS)
     hop_level: int = Field(ge=1, le=MAX_SUBS)
 
@@ -34,8 +34,8 @@ class QADraft(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    main_question: str = Field(min_length=10, max_length=400)
-    final_answer: str = Field(min_length=1, max_length=240)
+    main_question: str = Field(min_length=10)
+    final_answer: str = Field(min_length=1)
     sub_questions: list[SubQuestionDraft] = Field(min_length=1, max_length=MAX_SUBS)
 
     @model_validator(mode="after")

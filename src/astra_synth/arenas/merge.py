@@ -41,7 +41,7 @@ from astra_synth.sandbox.executor import ToolExecutor
 class Cluster(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    intent: str = Field(default="", max_length=200)
+    intent: str = ""
     ids: list[str] = Field(min_length=1, max_length=16)
 
 
@@ -74,7 +74,7 @@ def clusters_schema(ids: list[str]) -> type[Clusters]:
 class Description(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: str = Field(min_length=10, max_length=600)
+    description: str = Field(min_length=10)
 
 
 class ArenaTool(BaseModel):

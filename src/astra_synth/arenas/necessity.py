@@ -20,9 +20,9 @@ from astra_synth.runs.stage import StageContext
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=8)
+    id: str = Field(min_length=1)
     needs_tool: bool
-    reason: str = Field(default="", max_length=300)
+    reason: str = ""
 
 
 class Decisions(BaseModel):

@@ -44,7 +44,7 @@ class ParamDraft(BaseModel):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     type: ParamType
-    description: str = Field(min_length=1, max_length=300)
+    description: str = Field(min_length=1)
     required: bool = True
     enum: list[str] = Field(default_factory=list, max_length=8)
 
@@ -53,7 +53,7 @@ class ToolDocDraft(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{2,47}$")
-    description: str = Field(min_length=10, max_length=600)
+    description: str = Field(min_length=10)
     parameters: list[ParamDraft] = Field(min_length=1, max_length=6)
 
     def spec(self) -> FunctionSpec:
@@ -78,7 +78,7 @@ class ToolDocDraft(BaseModel):
 class CodeDraft(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str = Field(min_length=20, max_length=8000)
+    code: str = Field(min_length=20)
 
 
 class SynthesizedTool(BaseModel):

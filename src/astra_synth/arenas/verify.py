@@ -28,9 +28,9 @@ from astra_synth.runs.stage import StageContext
 class Verdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(min_length=1, max_length=8)
+    id: str = Field(min_length=1)
     ok: bool
-    reason: str = Field(default="", max_length=300)
+    reason: str = ""
 
 
 class Verdicts(BaseModel):
@@ -49,7 +49,7 @@ class Completeness(BaseModel):
 
     requirements: list[str] = Field(default_factory=list, max_length=10)
     complete: bool
-    reason: str = Field(default="", max_length=400)
+    reason: str = ""
 
 
 T = TypeVar("T", bound=BaseModel)
