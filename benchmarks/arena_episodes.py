@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from astra_synth.arenas.golden import play_golden
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.sandbox import get_executor
@@ -24,15 +25,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "arenas.sample.jsonl
 
 def episode(arena: Arena, executor: ToolExecutor) -> float:
     env = ArenaEnv(arena, executor)
-    env.reset()
-    for layer in sorted({s.hop_level for s in arena.subtasks}):
-        calls = [
-            s.golden_call.as_tool_call(s.id)
-            for s in arena.subtasks
-            if s.hop_level == layer and s.golden_call is not None
-        ]
-        if calls:
-            env.step(calls)
+    play_golden(env)
     return env.reward().reward
 
 
