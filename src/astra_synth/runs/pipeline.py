@@ -306,12 +306,10 @@ class _Session:
             sandbox=self.sandbox,
             config=self.pipeline.stage_configs.get(stage.name),
         )
+        # Only the stage's own failures are caught here; a failing run directory (disk full) ends the run.
         try:
             result = await stage.process(value, ctx)
-            if isinstance(result, Rejected):
-                self._reject(stage, store, item, result.reason, result.detail)
-            else:
-                store.record_ok(item.key, _ok_records(stage, item, result))
+            outcome = result if isinstance(result, Rejected) else _ok_records(stage, item, result)
         except BudgetExceeded as exc:
             if not self.budget_hit:
                 log.warning("stopping: %s", exc)
@@ -330,6 +328,11 @@ class _Session:
                     traceback=frames[-_TRACEBACK_CHARS:],
                 )
             )
+        else:
+            if isinstance(outcome, Rejected):
+                self._reject(stage, store, item, outcome.reason, outcome.detail)
+            else:
+                store.record_ok(item.key, outcome)
 
     def _reject(
         self, stage: Stage[Any, Any], store: StageStore, item: _Item, reason: str, detail: str
