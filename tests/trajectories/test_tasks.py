@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from astra_synth.errors import Rejection
@@ -51,12 +53,14 @@ async def test_server_only_tasks_need_the_requested_number_of_known_tools(
 ) -> None:
     scripted_llm.on(
         "needs exactly 2 of these tools",
-        json_reply({"target_tools": ["search_notes", "erase_disk"], "question": "q1"}),
-        json_reply({"target_tools": ["search_notes"], "question": "q2"}),
+        json_reply({"target_tools": ["search_notes", "erase_disk"], "question": "q1"}),  # schema: re-asked
+        json_reply({"target_tools": ["search_notes", "search_notes"], "question": "q2"}),  # not distinct
         json_reply({"target_tools": ["search_notes", "share_note"], "question": "Send Bo my gym plan."}),
     )
     seed = ChainSeed(server=notes_server, origin="server_only", num_tools=2)
-    tasks = await TaskGenerateStage(TaskGenConfig(samples=3)).process(seed, make_ctx("tasks"))
+    tasks = await TaskGenerateStage(TaskGenConfig(samples=2)).process(seed, make_ctx("tasks"))
+    schema = scripted_llm.chat_requests()[0]["response_format"]["json_schema"]["schema"]
+    assert "erase_disk" not in json.dumps(schema) and "share_note" in json.dumps(schema)
     assert [(t.mode, t.question, t.target_tools) for t in tasks] == [
         ("server", "Send Bo my gym plan.", ["search_notes", "share_note"])
     ]

@@ -9,8 +9,9 @@ is dropped; a seed with no usable sample is rejected.
 from __future__ import annotations
 
 import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
@@ -36,6 +37,14 @@ class ChainTaskAnswer(BaseModel):
 
 class ServerTaskAnswer(ChainTaskAnswer):
     target_tools: list[str] = Field(min_length=1, max_length=8)
+
+
+def server_task_schema(seed: ChainSeed) -> type[ServerTaskAnswer]:
+    """Target tools as an enum of the server's tool names, exactly ``num_tools`` of them: constrained
+    decoding then cannot name a tool that does not exist (validation still checks distinctness)."""
+    names: Any = Literal[tuple(t.name for t in seed.server.tools)]
+    bounds = Field(min_length=seed.num_tools, max_length=seed.num_tools)
+    return create_model("ServerTaskAnswer", __base__=ServerTaskAnswer, target_tools=(list[names], bounds))
 
 
 def tools_text(server: ServerRecord) -> str:
@@ -92,7 +101,7 @@ class TaskGenerateStage:
     async def process(self, item: ChainSeed, ctx: StageContext) -> list[Task]:
         assert ctx.llm is not None, "tasks needs an LLM"
         cfg = self.config
-        schema: type[ChainTaskAnswer] = ServerTaskAnswer if item.origin == "server_only" else ChainTaskAnswer
+        schema = server_task_schema(item) if item.origin == "server_only" else ChainTaskAnswer
         text = self.render(item)
         tasks: list[Task] = []
         problems: list[str] = []
