@@ -357,3 +357,13 @@ def test_pipeline_refuses_ambiguous_stage_layouts() -> None:
         Pipeline("p", [bad])
     with pytest.raises(ValueError, match="unknown stages"):
         Pipeline("p", [Jitter()], stage_configs={"nope": Config()})
+
+
+async def test_progress_bars_render_per_stage_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _pipeline(Jitter(), Split()).run(
+        [Num(n=n) for n in range(1, 4)], tmp_path, RunOptions(progress=True)
+    )
+    err = capsys.readouterr().err
+    assert "jitter" in err and "split" in err and "ok 3" in err
