@@ -17,7 +17,12 @@ _STATUSES = frozenset(get_args(ToolStatus))
 
 
 def jail_policy(
-    limits: SandboxLimits, report: ProbeReport, scratch: str, uid: int | None, no_fork: bool
+    limits: SandboxLimits,
+    report: ProbeReport,
+    scratch: str,
+    uid: int | None,
+    no_fork: bool,
+    pyseccomp_path: str | None = None,
 ) -> Policy:
     """The child policy for ``limits`` with every layer the probe found available."""
     return Policy(
@@ -30,7 +35,7 @@ def jail_policy(
         no_fork=no_fork,
         landlock=report.landlock_abi >= 1,
         seccomp=report.layer_ok("seccomp"),
-        pyseccomp_path=interpreter.pyseccomp_path(),
+        pyseccomp_path=pyseccomp_path or interpreter.pyseccomp_path(),
     )
 
 

@@ -97,6 +97,7 @@ class ForkServerExecutor(ToolExecutor):
         os.chmod(self._base, 0o711)
         # Scratch space goes even if close() is never called (workers end with their stdin pipe).
         self._remove_base = weakref.finalize(self, shutil.rmtree, self._base, True)
+        self._jail = interpreter.stage_jail(self._base)
         if self.refusal is None:
             self._start_pool()
 
@@ -120,7 +121,8 @@ class ForkServerExecutor(ToolExecutor):
         uid = self._uid_base + index if self.tier == "T1" else None
         if os.geteuid() == 0 and uid is None:
             os.chown(scratch, interpreter.NOBODY, interpreter.NOBODY)  # rootless tiers run as nobody
-        return jail_policy(self.limits, self.report, scratch, uid, no_fork=self.tier != "T1")
+        no_fork = self.tier != "T1"
+        return jail_policy(self.limits, self.report, scratch, uid, no_fork, self._jail.pyseccomp)
 
     def _spawn(self, index: int) -> _Worker:
         assert self.tier is not None
@@ -132,7 +134,7 @@ class ForkServerExecutor(ToolExecutor):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
-            env=interpreter.jail_env(),
+            env=interpreter.jail_env(self._jail.pythonpath),
             cwd=self._base,
             start_new_session=True,
         )

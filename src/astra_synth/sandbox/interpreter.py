@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -41,14 +43,48 @@ def pyseccomp_path() -> str | None:
     return spec.origin if spec is not None else None
 
 
-def jail_env() -> dict[str, str]:
+def jail_env(pythonpath: str | None = None) -> dict[str, str]:
+    """The whole environment of a sandbox interpreter; ``pythonpath`` defaults to the installed package."""
     return {
         "PYTHONHASHSEED": "0",
-        "PYTHONPATH": package_root(),
+        "PYTHONPATH": pythonpath or package_root(),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
     }
+
+
+@dataclass(frozen=True)
+class StagedJail:
+    """A copy of the jail that every uid can read: where to import it from, and pyseccomp's file."""
+
+    pythonpath: str
+    pyseccomp: str | None
+
+
+def stage_jail(directory: str) -> StagedJail:
+    """Copy the jail's modules (and ``pyseccomp``'s one file) under ``directory``, world-readable.
+
+    The rootless tiers run their workers as ``nobody``, who often cannot read the installed package (a
+    virtualenv or checkout under ``/root`` is mode 0700). Workers import these copies instead; they are
+    the installed files, byte for byte, and go with the directory.
+    """
+    package = Path(astra_synth.__file__).resolve().parent
+    lib = Path(directory) / "lib"
+    jail = (package / "sandbox" / "jail").glob("*.py")
+    for source in (package / "__init__.py", package / "sandbox" / "__init__.py", *jail):
+        target = lib / "astra_synth" / source.relative_to(package)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    for path in (lib, *lib.rglob("*")):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    seccomp = pyseccomp_path()
+    staged = None
+    if seccomp is not None:
+        staged = os.path.join(directory, "pyseccomp.py")  # outside ``lib``: loaded by path only
+        shutil.copyfile(seccomp, staged)
+        os.chmod(staged, 0o644)
+    return StagedJail(pythonpath=str(lib), pyseccomp=staged)
 
 
 def python_command(python: str, *args: str) -> list[str]:

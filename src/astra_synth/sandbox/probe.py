@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from functools import cache
 from typing import Literal
 
@@ -59,10 +60,10 @@ def tier_prefix(tier: Tier) -> list[str]:
     return interpreter.rootless_prefix()
 
 
-def _run(cmd: list[str]) -> tuple[bool, str]:
+def _run(cmd: list[str], pythonpath: str) -> tuple[bool, str]:
     try:
         proc = subprocess.run(
-            cmd, env=interpreter.jail_env(), capture_output=True, text=True, timeout=20, check=False
+            cmd, env=interpreter.jail_env(pythonpath), capture_output=True, text=True, timeout=20, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, str(exc)
@@ -78,10 +79,14 @@ def probe(python: str | None = None) -> ProbeReport:
     layers: list[Layer] = []
     root = os.geteuid() == 0
     layers.append(Layer(name="root", ok=root, detail=f"euid {os.geteuid()}"))
-    ns_ok, detail = _run(tier_prefix("T1") + check) if root else (False, "needs root")
-    layers.append(Layer(name="namespaces", ok=ns_ok, detail=detail))
-    userns_ok, detail = _run(tier_prefix("T2") + check)
-    layers.append(Layer(name="user namespaces", ok=userns_ok, detail=detail))
+    with tempfile.TemporaryDirectory(prefix="astra-probe-") as staging:
+        os.chmod(staging, 0o711)
+        path = interpreter.stage_jail(staging).pythonpath  # as executors do: readable by nobody
+        ns_ok, detail = _run(tier_prefix("T1") + check, path) if root else (False, "needs root")
+        layers.append(Layer(name="namespaces", ok=ns_ok, detail=detail))
+        userns_ok, detail = _run(tier_prefix("T2") + check, path)
+        layers.append(Layer(name="user namespaces", ok=userns_ok, detail=detail))
+        rootless_ok, rootless_detail = _run(tier_prefix("T3") + check, path)
     abi = landlock.abi_version()
     scoped = "signals scoped" if abi >= 6 else "signals NOT scoped (ABI < 6)"
     layers.append(
@@ -93,8 +98,7 @@ def probe(python: str | None = None) -> ProbeReport:
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
         seccomp_ok, detail = False, str(exc)
     layers.append(Layer(name="seccomp", ok=seccomp_ok, detail=detail))
-    rootless_ok, detail = _run(tier_prefix("T3") + check)
-    layers.append(Layer(name="rootless interpreter", ok=rootless_ok, detail=f"{python}: {detail}"))
+    layers.append(Layer(name="rootless interpreter", ok=rootless_ok, detail=f"{python}: {rootless_detail}"))
     available: list[Tier] = []
     if ns_ok:
         available.append("T1")
