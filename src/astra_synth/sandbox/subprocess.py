@@ -2,8 +2,8 @@
 
 Each call starts ``python -m astra_synth.sandbox.jail.oneshot``, which applies the same confinement as a
 fork-server child in the rootless tier (own uid when the caller is root, rlimits, Landlock, seccomp with
-fork denied) and runs the tool. No warm state, so about 25 ms of CPU per call; the fork server exists
-because of that number.
+fork denied) and runs the tool. No warm state: every call pays a new interpreter, tens of milliseconds
+of CPU (``benchmarks/sandbox_throughput.py``); the fork server exists because of that number.
 """
 
 from __future__ import annotations
