@@ -130,6 +130,7 @@ def test_dead_and_hung_workers_are_replaced() -> None:
         hung = ex.execute(env, "add", {"a": 1, "b": 2}, timeout_s=0.2)
         assert hung.status == "crashed"
         assert ex.execute(env, "add", {"a": 2, "b": 2}).result == 4
+    assert ex.execute(env, "add", {"a": 2, "b": 2}).status == "refused"  # closed: nothing restarts
 
 
 def test_refuses_when_no_tier_can_start() -> None:

@@ -27,7 +27,14 @@ from typing import IO, Any
 
 from astra_synth.sandbox import interpreter
 from astra_synth.sandbox.calls import call_seed, check_request, from_answer, from_exit, jail_policy
-from astra_synth.sandbox.executor import SandboxLimits, ToolCall, ToolExecutor, ToolResult, env_id_for
+from astra_synth.sandbox.executor import (
+    SandboxLimits,
+    ToolCall,
+    ToolExecutor,
+    ToolResult,
+    ToolStatus,
+    env_id_for,
+)
 from astra_synth.sandbox.jail import protocol
 from astra_synth.sandbox.jail.confine import Policy
 from astra_synth.sandbox.probe import Tier, probe, tier_prefix
@@ -92,6 +99,7 @@ class ForkServerExecutor(ToolExecutor):
         self._workers: dict[int, _Worker | None] = {}
         self._lock = threading.Lock()
         self._batch_pool: ThreadPoolExecutor | None = None
+        self._closed = False
         self._uid_base = interpreter.sandbox_uid_base()
         self._base = tempfile.mkdtemp(prefix="astra-forkserver-")
         os.chmod(self._base, 0o711)
@@ -126,6 +134,8 @@ class ForkServerExecutor(ToolExecutor):
 
     def _spawn(self, index: int) -> _Worker:
         assert self.tier is not None
+        if self._closed:
+            raise RuntimeError("executor closed")
         config = {"policy": self._policy(index).to_json(), "scratch_mb": self._scratch_mb}
         log = open(os.path.join(self._base, f"w{index}.log"), "wb")  # noqa: SIM115 - closed by _Worker.stop
         proc = subprocess.Popen(
@@ -140,7 +150,12 @@ class ForkServerExecutor(ToolExecutor):
         )
         worker = _Worker(index, proc, log)
         with self._lock:
-            self._workers[index] = worker
+            closed = self._closed
+            if not closed:
+                self._workers[index] = worker
+        if closed:  # close() ran meanwhile: this worker would outlive it
+            worker.stop(kill=True)
+            raise RuntimeError("executor closed")
         return worker
 
     def _await_ready(self, worker: _Worker) -> None:
@@ -197,7 +212,8 @@ class ForkServerExecutor(ToolExecutor):
         healthy = True
         try:
             if worker is None:
-                return ToolResult(ok=False, status="crashed", error=f"no sandbox worker: {why}")
+                status: ToolStatus = "refused" if self._closed else "crashed"
+                return ToolResult(ok=False, status=status, error=f"no sandbox worker: {why}")
             result, healthy = self._call(worker, source, env_id, fn, args, timeout)
             return result
         finally:
@@ -249,6 +265,7 @@ class ForkServerExecutor(ToolExecutor):
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             workers = [w for w in self._workers.values() if w is not None]
             self._workers = {}
             pool, self._batch_pool = self._batch_pool, None
