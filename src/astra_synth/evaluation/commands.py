@@ -15,8 +15,18 @@ from astra_synth.config import EndpointConfig, GlobalOptions, load_config
 from astra_synth.errors import InputError
 from astra_synth.evaluation.agent import AgentConfig
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, Summary, evaluate_arenas
+from astra_synth.evaluation.bfcl import (
+    BFCL_EVAL_VERSION,
+    CATEGORIES,
+    SUMMARY_FILE,
+    BfclError,
+    BfclReport,
+    ensure_bfcl_venv,
+    run_bfcl,
+    select_ids,
+)
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.local import endpoint_session
+from astra_synth.llm.local import LocalServerConfig, endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox import get_executor
 
@@ -82,4 +92,83 @@ def arenas(
         typer.echo(f"report: {out}")
     typer.echo(
         f"RESULT arenas={report.arenas} success_rate={report.success_rate.mean:.4f} f1={report.f1.mean:.4f}"
+    )
+
+
+BFCL_EMBEDDED_CTX = 8192
+"""SmolLM2's trained context: BFCL prompts (~28 tools, median ~6-7 k tokens) overflow 4096."""
+
+
+def print_bfcl_report(report: BfclReport) -> None:
+    table = Table(title=f"BFCL-v3 multi-turn (bfcl-eval=={report.bfcl_eval_version}): {report.model}")
+    for col in ("category", "accuracy", "correct / total", "inference errors"):
+        table.add_column(col, justify="right")
+    for s in report.categories:
+        table.add_row(s.category, f"{s.accuracy:.2%}", f"{s.correct} / {s.total}", str(s.inference_errors))
+    table.add_row("overall (mean)", f"{report.overall:.2%}", "", "")
+    Console().print(table)
+
+
+@app.command(
+    "bfcl",
+    help=f"BFCL-v3 multi-turn with bfcl-eval=={BFCL_EVAL_VERSION}, offline, in a venv this command manages "
+    "(created on first use). BFCL data is for evaluation only: never train on it. "
+    "A rerun with the same --out resumes the run.",
+)
+def bfcl(
+    ctx: typer.Context,
+    categories: Annotated[
+        str, typer.Option("--categories", help="Comma-separated BFCL multi-turn categories.")
+    ] = ",".join(CATEGORIES),
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N entries of each category.")
+    ] = None,
+    ids: Annotated[
+        Path | None,
+        typer.Option(
+            "--ids",
+            exists=True,
+            dir_okay=False,
+            help="Entries to run, in BFCL's test_case_ids_to_generate.json format {category: [id, ...]}.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="BFCL project root: its result/ and score/ files, our summary.")
+    ] = Path("runs/bfcl"),
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="Entries in flight (default: endpoint's limit).")
+    ] = None,
+) -> None:
+    """Print per-category accuracy and the mean; keep BFCL's result and score files in --out."""
+    options = ctx.find_root().obj or GlobalOptions()
+    chosen = [c.strip() for c in categories.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in CATEGORIES]
+    if unknown or not chosen:
+        typer.echo(f"--categories: choose from {', '.join(CATEGORIES)} (got {categories!r})", err=True)
+        raise typer.Exit(2)
+    if limit is not None and ids is not None:
+        typer.echo("give --limit or --ids, not both", err=True)
+        raise typer.Exit(2)
+    endpoint = load_config(EndpointConfig, None, {"base_url": options.base_url, "model": options.model})
+    try:
+        venv = ensure_bfcl_venv()
+        selection = select_ids(venv, [c for c in CATEGORIES if c in chosen], limit, ids)
+        with endpoint_session(endpoint, LocalServerConfig(n_ctx=BFCL_EMBEDDED_CTX)) as ep:
+            report = run_bfcl(
+                ep,
+                selection,
+                out,
+                venv,
+                endpoint_label=options.base_url or "embedded",
+                threads=threads or ep.max_concurrency,
+            )
+    except BfclError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    print_bfcl_report(report)
+    typer.echo(f"summary: {report.out_dir / SUMMARY_FILE}")
+    per_category = " ".join(f"bfcl_{s.category}={s.accuracy:.4f}" for s in report.categories)
+    typer.echo(
+        f"RESULT bfcl_overall={report.overall:.4f} {per_category} entries={report.entries} "
+        f"wall_s={report.wall_s:.1f} bfcl_eval={report.bfcl_eval_version}"
     )

@@ -1,0 +1,316 @@
+"""BFCL-v3 multi-turn, fully offline, through the pinned ``bfcl-eval`` wheel in a venv of its own.
+
+BFCL data is for **evaluation only**: never train on it, never feed it to synthesis. Its scores are only
+comparable between runs with the same ``bfcl-eval`` version and protocol, so the version is pinned and
+written into every summary.
+
+Why a separate venv: ``bfcl-eval``'s metadata pulls sentence-transformers → CUDA torch (+ ~15 nvidia wheels)
+and faiss, used only by categories we do not run, and its CLI imports every vendor SDK at start-up. The venv
+is created once per machine (``$ASTRA_CACHE_DIR`` or ``~/.cache/astra-synth``, under a file lock) from
+``bfcl_constraints.txt``, a complete lock installed with ``--no-deps``. Why a subprocess: BFCL keeps
+executable-backend state in module globals and runs its own CLI; we drive that CLI through
+``bfcl_runner.py`` with ``BFCL_PROJECT_ROOT`` = the output folder, so BFCL's own result and score files are
+what we report from.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from astra_synth.config import EndpointConfig
+from astra_synth.runs.jsonl import write_json_atomic
+from astra_synth.training.models import cache_root
+
+BFCL_EVAL_VERSION = "2026.3.23"
+DATA_PREFIX = "BFCL_v4"
+"""File prefix of this version's data, result and score files (the multi-turn set is BFCL-v3, fixed)."""
+Category = Literal[
+    "multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"
+]
+CATEGORIES: tuple[Category, ...] = (
+    "multi_turn_base",
+    "multi_turn_miss_func",
+    "multi_turn_miss_param",
+    "multi_turn_long_context",
+)
+REGISTRY_NAME = "astra-fc"
+"""Our model's name inside BFCL (result folder); no ``_``: BFCL's CSV step maps ``_`` back to ``/``."""
+LOCK_FILE = Path(__file__).with_name("bfcl_constraints.txt")
+RUNNER = Path(__file__).with_name("bfcl_runner.py")
+_VENV_MARKER = "astra-bfcl-venv.json"
+_RUN_FILE = "astra_bfcl_run.json"
+SUMMARY_FILE = "bfcl_summary.json"
+_INFERENCE_ERROR = "Error during inference"
+
+
+class BfclError(RuntimeError):
+    """BFCL could not be set up or run; the message says which step and shows its output tail."""
+
+
+class BfclVenv(BaseModel):
+    """A ready BFCL venv (the marker file written after a successful install)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = 1
+    root: Path
+    python: Path
+    purelib: Path = Field(description="site-packages: BFCL's data files are read from here.")
+    lock_sha256: str
+    bfcl_eval_version: str
+
+    @property
+    def data_dir(self) -> Path:
+        return self.purelib / "bfcl_eval" / "data"
+
+
+class CategoryScore(BaseModel):
+    category: Category
+    accuracy: float = Field(ge=0, le=1)
+    correct: int
+    total: int
+    inference_errors: int = Field(description="Entries BFCL recorded as failed requests (scored wrong).")
+
+
+class BfclReport(BaseModel):
+    """What ``astra eval bfcl`` prints and writes as ``bfcl_summary.json``."""
+
+    schema_version: int = 1
+    bfcl_eval_version: str = BFCL_EVAL_VERSION
+    model: str
+    endpoint: str = Field(description="The --base-url, or 'embedded'.")
+    categories: list[CategoryScore]
+    overall: float = Field(
+        description="Unweighted mean over the categories run (BFCL's overall counts missing ones as 0)."
+    )
+    entries: int
+    wall_s: float
+    out_dir: Path
+
+
+class _RunIdentity(BaseModel):
+    """What an output folder holds results for; BFCL resumes only a run with the same identity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bfcl_eval_version: str
+    model: str
+    endpoint: str
+    ids: dict[str, list[str]]
+
+
+def default_venv_dir() -> Path:
+    return cache_root() / "bfcl-venv"
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _run(args: list[str], what: str, env: dict[str, str] | None = None) -> str:
+    """Run a step to completion; its stdout, or a BfclError with the output tail."""
+    try:
+        proc = subprocess.run(args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        raise BfclError(f"{what}: cannot run {args[0]}: {exc}") from exc
+    if proc.returncode != 0:
+        raise BfclError(f"{what} failed (exit {proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}")
+    return proc.stdout
+
+
+def _read_marker(root: Path, lock_sha: str) -> BfclVenv | None:
+    try:
+        venv = BfclVenv.model_validate_json((root / _VENV_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValidationError):
+        return None
+    fresh = venv.lock_sha256 == lock_sha and venv.bfcl_eval_version == BFCL_EVAL_VERSION
+    return venv if fresh and venv.python.is_file() else None
+
+
+def ensure_bfcl_venv(root: Path | None = None) -> BfclVenv:
+    """The BFCL venv, created (about a minute, network to PyPI) if missing or built from another lock.
+
+    Concurrent callers wait on a file lock; a half-built venv (no marker) is wiped and rebuilt.
+    """
+    root = root or default_venv_dir()
+    lock_sha = hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
+    if (venv := _read_marker(root, lock_sha)) is not None:
+        return venv
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        lock = (root.parent / f"{root.name}.lock").open("w")
+    except OSError as exc:
+        raise BfclError(f"cannot create the BFCL venv under {root.parent}: {exc}") from exc
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (venv := _read_marker(root, lock_sha)) is not None:  # built while we waited
+            return venv
+        shutil.rmtree(root, ignore_errors=True)
+        where = f"creating the BFCL venv at {root} (set ASTRA_CACHE_DIR to put it elsewhere)"
+        _run([sys.executable, "-m", "venv", str(root)], where)
+        python = root / "bin" / "python"
+        _run(
+            [str(python), "-m", "pip", "install", "-q", "--no-deps", "-r", str(LOCK_FILE)],
+            f"{where}: pip install of the pinned bfcl-eval=={BFCL_EVAL_VERSION} set",
+        )
+        purelib = _run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], where
+        ).strip()
+        venv = BfclVenv(
+            root=root,
+            python=python,
+            purelib=Path(purelib),
+            lock_sha256=lock_sha,
+            bfcl_eval_version=BFCL_EVAL_VERSION,
+        )
+        if not (venv.data_dir / f"{DATA_PREFIX}_multi_turn_base.json").is_file():
+            raise BfclError(f"{where}: bfcl-eval installed but its data is missing under {venv.data_dir}")
+        write_json_atomic(root / _VENV_MARKER, venv.model_dump(mode="json"))
+        return venv
+
+
+def category_ids(venv: BfclVenv, category: Category) -> list[str]:
+    """Entry ids of a category in BFCL's file order."""
+    path = venv.data_dir / f"{DATA_PREFIX}_{category}.json"
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line)["id"] for line in fh if line.strip()]
+
+
+def select_ids(
+    venv: BfclVenv, categories: list[Category], limit: int | None = None, ids_file: Path | None = None
+) -> dict[str, list[str]]:
+    """The entries to run: all, the first ``limit`` per category, or those in ``ids_file``.
+
+    ``ids_file`` uses BFCL's own ``test_case_ids_to_generate.json`` format: ``{category: [id, ...]}``;
+    categories not selected are ignored, unknown ids are an error.
+    """
+    known = {c: category_ids(venv, c) for c in categories}
+    if ids_file is None:
+        return {c: ids[:limit] for c, ids in known.items()}
+    try:
+        wanted = json.loads(ids_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BfclError(f"{ids_file}: cannot read an ids file: {exc}") from exc
+    if not isinstance(wanted, dict):
+        raise BfclError(f"{ids_file}: expected {{category: [id, ...]}}")
+    selection: dict[str, list[str]] = {}
+    for c in categories:
+        ids = wanted.get(c, [])
+        unknown = sorted(set(ids) - set(known[c])) if isinstance(ids, list) else ids
+        if unknown:
+            raise BfclError(f"{ids_file}: not ids of {c}: {unknown}")
+        if ids:
+            selection[c] = [i for i in known[c] if i in set(ids)]
+    if not selection:
+        raise BfclError(f"{ids_file}: no ids for the selected categories {categories}")
+    return selection
+
+
+def _check_identity(out: Path, identity: _RunIdentity) -> None:
+    """Resume only the same run: mixing results of two models or selections would corrupt the scores."""
+    path = out / _RUN_FILE
+    if path.is_file():
+        try:
+            previous = _RunIdentity.model_validate_json(path.read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            raise BfclError(f"{path}: unreadable run record; use another --out ({exc})") from exc
+        if previous != identity:
+            raise BfclError(
+                f"{out} holds a BFCL run for another model, endpoint, version or id selection "
+                f"({previous.model} at {previous.endpoint}); use another --out"
+            )
+    elif (out / "result" / REGISTRY_NAME).exists():
+        raise BfclError(f"{out} holds BFCL results this command did not record; use another --out")
+    write_json_atomic(path, identity.model_dump(mode="json"))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, object]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _score(out: Path, category: Category) -> CategoryScore:
+    """BFCL's verdict for one category, plus the entries whose generation itself failed."""
+    result = out / "result" / REGISTRY_NAME / "multi_turn" / f"{DATA_PREFIX}_{category}_result.json"
+    score = out / "score" / REGISTRY_NAME / "multi_turn" / f"{DATA_PREFIX}_{category}_score.json"
+    try:
+        head = _read_jsonl(score)[0]
+        errors = sum(
+            1
+            for entry in _read_jsonl(result)
+            if isinstance(entry.get("result"), str) and str(entry["result"]).startswith(_INFERENCE_ERROR)
+        )
+        return CategoryScore(
+            category=category,
+            accuracy=float(str(head["accuracy"])),
+            correct=int(str(head["correct_count"])),
+            total=int(str(head["total_count"])),
+            inference_errors=errors,
+        )
+    except (OSError, IndexError, KeyError, ValueError) as exc:
+        raise BfclError(f"BFCL wrote no readable score for {category} ({exc})") from exc
+
+
+def run_bfcl(
+    endpoint: EndpointConfig,
+    selection: dict[str, list[str]],
+    out: Path,
+    venv: BfclVenv,
+    *,
+    endpoint_label: str,
+    threads: int,
+) -> BfclReport:
+    """Generate with BFCL's FC handler against ``endpoint``, then let BFCL score it; resumable.
+
+    BFCL skips entries already in its result files, so a rerun into the same ``out`` continues a killed run.
+    """
+    if endpoint.base_url is None:
+        raise BfclError("run_bfcl needs a running endpoint (use endpoint_session)")
+    t0 = time.monotonic()
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    identity = _RunIdentity(
+        bfcl_eval_version=BFCL_EVAL_VERSION, model=endpoint.model, endpoint=endpoint_label, ids=selection
+    )
+    _check_identity(out, identity)
+    write_json_atomic(out / "test_case_ids_to_generate.json", selection)
+    env = {
+        **os.environ,
+        "BFCL_PROJECT_ROOT": str(out),
+        "OPENAI_BASE_URL": endpoint.base_url,
+        "OPENAI_API_KEY": endpoint.api_key(),
+        "ASTRA_BFCL_MODEL": endpoint.model,
+        "ASTRA_BFCL_REGISTRY_NAME": REGISTRY_NAME,
+    }
+    categories = [c for c in CATEGORIES if c in selection]
+    cli = [str(venv.python), str(RUNNER)]
+    model_and_categories = ["--model", REGISTRY_NAME, "--test-category", ",".join(categories)]
+    _run(
+        [*cli, "generate", *model_and_categories, "--run-ids", "--num-threads", str(threads)],
+        "BFCL generate",
+        env,
+    )
+    _run([*cli, "evaluate", *model_and_categories, "--partial-eval"], "BFCL evaluate", env)
+    scores = [_score(out, c) for c in categories]
+    report = BfclReport(
+        model=endpoint.model,
+        endpoint=endpoint_label,
+        categories=scores,
+        overall=sum(s.accuracy for s in scores) / len(scores),
+        entries=sum(s.total for s in scores),
+        wall_s=time.monotonic() - t0,
+        out_dir=out,
+    )
+    write_json_atomic(out / SUMMARY_FILE, report.model_dump(mode="json"))
+    return report

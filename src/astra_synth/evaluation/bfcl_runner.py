@@ -1,0 +1,47 @@
+"""BFCL's own CLI with one extra registry entry; run by the BFCL venv's interpreter, never imported by astra.
+
+``bfcl-eval`` lives in a venv of its own (see :mod:`astra_synth.evaluation.bfcl`), so this file imports only
+``bfcl_eval`` and the standard library. BFCL's ``gpt-*`` names use the Responses API, so any endpoint that
+speaks chat.completions needs its own name mapped to ``OpenAICompletionsHandler`` (native function calling,
+``tools=``, ``role: tool`` results). The handler reads ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY`` itself;
+the name it sends as ``model`` comes from ``ASTRA_BFCL_MODEL``, the registry name (result folder) from
+``ASTRA_BFCL_REGISTRY_NAME``.
+
+Usage: ``<bfcl-venv>/bin/python bfcl_runner.py generate|evaluate [BFCL options]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def main() -> None:
+    from bfcl_eval.constants.model_config import (  # type: ignore[import-not-found]
+        MODEL_CONFIG_MAPPING,
+        ModelConfig,
+    )
+    from bfcl_eval.model_handler.api_inference.openai_completion import (  # type: ignore[import-not-found]
+        OpenAICompletionsHandler,
+    )
+
+    registry_name = os.environ["ASTRA_BFCL_REGISTRY_NAME"]
+    MODEL_CONFIG_MAPPING[registry_name] = ModelConfig(
+        model_name=os.environ["ASTRA_BFCL_MODEL"],
+        display_name=f"{os.environ['ASTRA_BFCL_MODEL']} (astra-synth, FC)",
+        url="",
+        org="astra-synth",
+        license="n/a",
+        model_handler=OpenAICompletionsHandler,
+        input_price=None,
+        output_price=None,
+        is_fc_model=True,
+        underscore_to_dot=True,
+    )
+    # Imported after the registry entry exists: the CLI validates model names against the mapping.
+    from bfcl_eval.__main__ import cli  # type: ignore[import-not-found]
+
+    cli()
+
+
+if __name__ == "__main__":
+    main()
