@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.scripted import Reply, ScriptedLLM, invalid_json_reply, json_reply, server_error_reply
 from astra_synth.tools.emulator import (
+    EmulatedResponse,
     EmulatorConfig,
     ToolEmulator,
     argument_problem,
@@ -212,3 +214,10 @@ def test_long_history_shortens_the_oldest_results_but_keeps_every_call() -> None
     assert [int(m) for m in re.findall(r"^- t(\d+)\(", text, flags=re.M)] == list(range(20))
     assert text.splitlines()[-1] == "- t19({}) -> " + "x" * 2000  # the latest stays whole
     assert "(shortened)" in text.splitlines()[0]
+
+
+def test_response_schema_is_grammar_convertible() -> None:
+    """llama.cpp turns the schema into a grammar; an untyped field would make it decode unconstrained."""
+    grammar = json_schema_to_gbnf(json.dumps(EmulatedResponse.model_json_schema()))
+    assert 'status ::= "\\"ok\\"" | "\\"error\\""' in grammar
+    assert "result ::=" in grammar

@@ -45,6 +45,7 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "null": (type(None),),
 }
+_JSON_TYPES = ("object", "array", "string", "number", "boolean", "null")
 _OLD_RESULT_CHARS = 300  # how much of an old result survives when the history must be shortened
 
 
@@ -77,7 +78,9 @@ class EmulatedResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["ok", "error"]
-    result: Any = None
+    # An explicit "any JSON value" schema: grammar-constrained decoders (llama.cpp) reject an untyped field
+    # and would then decode without any constraint at all.
+    result: Any = Field(default=None, json_schema_extra={"anyOf": [{"type": t} for t in _JSON_TYPES]})
     error_message: str | None = None
 
     @model_validator(mode="after")
