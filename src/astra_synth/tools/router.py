@@ -16,9 +16,16 @@ from typing import Any, Self
 
 from astra_synth.tools.cassette import Cassette
 from astra_synth.tools.emulator import EmulatedSession, ToolEmulator
-from astra_synth.tools.mcp import McpCallError, McpSession
-from astra_synth.tools.outcome import ToolOutcome
+from astra_synth.tools.mcp import CallErrorKind, McpCallError, McpSession
+from astra_synth.tools.outcome import OutcomeStatus, ToolOutcome
 from astra_synth.tools.spec import EmulatedTransport, ServerRecord
+
+# A protocol error means the server answered nonsense: to the agent that is the server failing.
+_CALL_ERROR_STATUS: dict[CallErrorKind, OutcomeStatus] = {
+    "timeout": "timeout",
+    "unreachable": "unreachable",
+    "protocol": "server_error",
+}
 
 
 class ToolRouter:
@@ -82,8 +89,10 @@ class ToolRouter:
                 server_id=server.id, tool=tool, arguments=arguments, status="unknown_tool",
                 error=f"{server.id} has no tool {tool!r}", provenance="real",
             )  # fmt: skip
-        if self.cassette is not None and (found := self.cassette.lookup(server.id, tool, arguments)):
-            return found
+        if self.cassette is not None:
+            found = self.cassette.lookup(server.id, tool, arguments)
+            if found is not None:
+                return found
         outcome = await self._call_live(server, tool, arguments)
         if self.cassette is not None:
             self.cassette.record(outcome)
@@ -103,13 +112,7 @@ class ToolRouter:
         try:
             result = await live.call(tool, arguments)
         except McpCallError as exc:
-            status = (
-                "timeout"
-                if exc.kind == "timeout"
-                else "unreachable"
-                if exc.kind == "unreachable"
-                else "server_error"
-            )
+            status: OutcomeStatus = _CALL_ERROR_STATUS[exc.kind]
             return ToolOutcome(
                 **fields,
                 status=status,
