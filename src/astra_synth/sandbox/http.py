@@ -31,7 +31,7 @@ from astra_synth.sandbox.executor import SandboxLimits, ToolCall, ToolExecutor, 
 
 TOKEN_ENV = "ASTRA_SANDBOX_TOKEN"
 RESULT_MARKER = "\x1eRESULT"
-_CLIENT_SLACK_S = 30.0  # the HTTP timeout exceeds the slowest call in a batch by this much
+_CLIENT_SLACK_S = 30.0  # the HTTP timeout exceeds the batch's worst-case run time by this much
 
 
 class LoadRequest(BaseModel):
@@ -143,7 +143,8 @@ class _RemoteExecutor(ToolExecutor):
         return self.execute_batch([ToolCall(env_id=env_id, fn=fn, args=args, timeout_s=timeout_s)])[0]
 
     def _http_timeout(self, calls: list[ToolCall]) -> float:
-        return max((c.timeout_s or self.limits.timeout_s) for c in calls) + _CLIENT_SLACK_S
+        """Worst case: the server runs the batch on one worker, call after call."""
+        return sum((c.timeout_s or self.limits.timeout_s) for c in calls) + _CLIENT_SLACK_S
 
     def close(self) -> None:
         self._client.close()
