@@ -130,3 +130,12 @@ def lora_config(settings: LoraSettings | None) -> Any:
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
+
+
+def hardware_args() -> dict[str, Any]:
+    """Trainer flags for this machine: CPU needs fp32 and no gradient checkpointing (TRL defaults both on)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "gradient_checkpointing": True}
+    return {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}

@@ -1,0 +1,209 @@
+"""The multi-turn agent loop of RL and held-out evaluation: a HF model playing ``ArenaEnv`` episodes.
+
+Per turn every unfinished episode of the batch is generated at once (left-padded); the new text's
+``<tool_call>{json}</tool_call>`` blocks are parsed as data (never evaluated) and handed to ``ArenaEnv.step``,
+which executes them in the sandbox. Tool results enter the token stream as the chat template renders them:
+the template is prefix-preserving, so the tokens to append are the text the template adds after the
+assistant turn, and the model's own tokens are never re-tokenised. ``env_mask`` marks model tokens 1 and
+template/tool tokens 0, which is exactly what the GRPO loss must see. An episode ends when the model stops
+calling tools, after ``max_turns``, or when the completion budget (model + tool tokens, as in TRL) is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.arenas.runtime import ArenaEnv
+from astra_synth.training.distractors import DistractorDraw
+from astra_synth.training.reward import RewardBreakdown
+
+_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+
+
+class EpisodeSettings(BaseModel):
+    """Sampling and the limits of one episode (ASTRA: max turns / max sequence length)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_turns: int = Field(default=4, ge=1, description="Assistant turns per episode.")
+    max_new_tokens: int = Field(default=128, ge=1, description="Tokens per assistant turn.")
+    max_completion_tokens: int = Field(default=512, ge=8, description="Model + tool tokens per episode.")
+    temperature: float = Field(default=1.0, ge=0, description="0 = greedy.")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+
+
+class Episode(BaseModel):
+    """One finished episode: the tokens to train on, the conversation and its reward breakdown."""
+
+    arena_id: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    env_mask: list[int]
+    messages: list[dict[str, Any]]
+    breakdown: RewardBreakdown
+    distractors: DistractorDraw | None = None
+    final_message: str = ""
+    budget_exhausted: bool = False
+
+
+def parse_tool_calls(text: str) -> list[dict[str, Any]]:
+    """OpenAI ``tool_calls`` from hermes ``<tool_call>`` blocks; an unparseable block still counts as a call.
+
+    A block whose JSON is broken becomes a call with no usable name, so the env answers it with an error
+    message and the reward's precision pays for it.
+    """
+    calls = []
+    for i, raw in enumerate(_TOOL_CALL.findall(text)):
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            body = None
+        if isinstance(body, dict) and isinstance(body.get("name"), str):
+            arguments = body.get("arguments", {})
+            function = {
+                "name": body["name"],
+                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+            }
+        else:
+            function = {"name": "", "arguments": raw}
+        calls.append({"id": f"call_{i}", "type": "function", "function": function})
+    return calls
+
+
+def content_without_calls(text: str) -> str:
+    """The assistant's visible text: the turn with its tool-call blocks removed."""
+    return _TOOL_CALL.sub("", text).strip()
+
+
+@dataclass
+class _Running:
+    env: ArenaEnv
+    tools: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    prompt_ids: list[int]
+    draw: DistractorDraw | None
+    completion_ids: list[int] = field(default_factory=list)
+    env_mask: list[int] = field(default_factory=list)
+    final: str = ""
+    done: bool = False
+    budget_exhausted: bool = False
+
+
+class EpisodeRunner:
+    """Plays batches of episodes with one model and tokenizer (whose chat template renders tools)."""
+
+    def __init__(self, tokenizer: Any, settings: EpisodeSettings | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.settings = settings or EpisodeSettings()
+        self._eos_text: str = tokenizer.eos_token
+        self._eos_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None}
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], generation: bool) -> str:
+        text: str = self.tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=generation
+        )
+        return text
+
+    def _ids(self, text: str) -> list[int]:
+        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def play(self, model: Any, envs: list[tuple[ArenaEnv, DistractorDraw | None]]) -> list[Episode]:
+        """Run one episode per env to the end; results in input order."""
+        running = []
+        for env, draw in envs:
+            messages, tools = env.reset()
+            prompt = self._ids(self._render(messages, tools, generation=True))
+            running.append(_Running(env=env, tools=tools, messages=messages, prompt_ids=prompt, draw=draw))
+        for _ in range(self.settings.max_turns):
+            active = [r for r in running if not r.done]
+            if not active:
+                break
+            outputs = self._generate(model, [r.prompt_ids + r.completion_ids for r in active], active)
+            for episode, new_ids in zip(active, outputs, strict=True):
+                self._advance(episode, new_ids)
+        for episode in running:
+            episode.done = True
+        return [self._finish(r) for r in running]
+
+    def _budget(self, episode: _Running) -> int:
+        return self.settings.max_completion_tokens - len(episode.completion_ids)
+
+    def _generate(self, model: Any, sequences: list[list[int]], active: list[_Running]) -> list[list[int]]:
+        import torch
+
+        budget = max(self._budget(r) for r in active)
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        device = next(model.parameters()).device
+        input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
+        attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": self.settings.temperature, "top_p": self.settings.top_p}
+            if self.settings.temperature > 0
+            else {"do_sample": False}
+        )
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=min(self.settings.max_new_tokens, budget),
+                pad_token_id=pad,
+                eos_token_id=sorted(self._eos_ids),
+                **sampling,
+            )
+        results = []
+        for row, episode in zip(out[:, width:].tolist(), active, strict=True):
+            row = row[: self._budget(episode)]
+            end = next((i for i, t in enumerate(row) if t in self._eos_ids), None)
+            results.append(row[: end + 1] if end is not None else row)
+        return results
+
+    def _advance(self, episode: _Running, new_ids: list[int]) -> None:
+        """Append one assistant turn; run its tool calls and append their rendering, or end the episode."""
+        episode.completion_ids += new_ids
+        episode.env_mask += [1] * len(new_ids)
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        calls = parse_tool_calls(text)
+        assistant: dict[str, Any] = {"role": "assistant", "content": content_without_calls(text)}
+        if calls:
+            assistant["tool_calls"] = calls
+        episode.messages.append(assistant)
+        ended = not new_ids or new_ids[-1] not in self._eos_ids
+        if not calls or ended:
+            episode.final = assistant["content"]
+            episode.done = True
+            episode.budget_exhausted = ended and self._budget(episode) <= 0
+            if calls:  # cut off mid-turn: the calls were emitted, they count
+                episode.env.step(calls)
+            return
+        tool_messages = episode.env.step(calls)
+        before = self._render(episode.messages, episode.tools, generation=False)
+        after = self._render([*episode.messages, *tool_messages], episode.tools, generation=True)
+        tail = before[before.rfind(self._eos_text) + len(self._eos_text) :]
+        env_ids = self._ids(tail + after[len(before) :])
+        episode.messages.extend(tool_messages)
+        if len(env_ids) >= self._budget(episode):
+            episode.done = True  # the tool results do not fit: the episode ends here, as in TRL
+            episode.budget_exhausted = True
+            return
+        episode.completion_ids += env_ids
+        episode.env_mask += [0] * len(env_ids)
+
+    def _finish(self, episode: _Running) -> Episode:
+        return Episode(
+            arena_id=episode.env.arena.id,
+            prompt_ids=episode.prompt_ids,
+            completion_ids=episode.completion_ids,
+            env_mask=episode.env_mask,
+            messages=episode.messages,
+            breakdown=episode.env.reward(episode.final),
+            distractors=episode.draw,
+            final_message=episode.final,
+            budget_exhausted=episode.budget_exhausted,
+        )

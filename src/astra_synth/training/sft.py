@@ -1,0 +1,153 @@
+"""SFT warm-up with TRL's ``SFTTrainer`` on OpenAI-format tool conversations (ASTRA §C.5).
+
+Inputs are JSONL rows ``{"messages": [...], "tools": [...]}``: the golden arena conversations
+(:func:`~astra_synth.arenas.golden.golden_example`) and pipeline A's SFT export share the format. Before they
+reach ``datasets``, tool-call ``arguments`` become JSON strings and ``tools`` one JSON string per row: Arrow
+unifies dicts across rows into one struct, so ``{"country": "France"}`` would come back with ``"city": null``
+from another row and the model would learn to emit null keys. Loss is on assistant tokens only (TRL swaps in
+the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.errors import InputError
+from astra_synth.training.metrics import JsonlMetrics, read_metrics
+from astra_synth.training.models import (
+    LoraSettings,
+    hardware_args,
+    load_tokenizer,
+    lora_config,
+    resolve_model,
+)
+
+
+class SFTSettings(BaseModel):
+    """What ``astra train sft`` runs; the defaults follow the paper's recipe scaled to one machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "embedded"
+    epochs: float = Field(default=2.0, gt=0)
+    max_steps: int = Field(
+        default=-1, description="Stop after this many optimiser steps (-1: epochs decide)."
+    )
+    learning_rate: float = Field(default=5e-6, gt=0)
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    batch_size: int = Field(default=4, ge=1, description="Per-device batch size.")
+    grad_accum: int = Field(default=1, ge=1)
+    max_length: int = Field(default=2048, ge=64, description="Longer conversations are truncated.")
+    lora: LoraSettings | None = None
+    seed: int = 0
+    save_steps: int = Field(default=500, ge=1)
+    logging_steps: int = Field(default=1, ge=1)
+
+
+class SFTResult(BaseModel):
+    """Where the model went and the training-loss curve."""
+
+    out: Path
+    steps: int
+    losses: list[float]
+    examples: int
+
+
+def _string_arguments(message: dict[str, Any]) -> dict[str, Any]:
+    calls = message.get("tool_calls")
+    if not calls:
+        return {k: v for k, v in message.items() if k != "tool_calls"}
+    fixed = []
+    for call in calls:
+        function = dict(call["function"])
+        if not isinstance(function.get("arguments"), str):
+            function["arguments"] = json.dumps(function.get("arguments") or {}, ensure_ascii=False)
+        fixed.append({**call, "function": function})
+    return {**message, "tool_calls": fixed}
+
+
+def to_trl_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One training row as TRL needs it: messages with string arguments, tools as a JSON string."""
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("row has no 'messages' list")
+    if not any(m.get("role") == "assistant" for m in messages):
+        raise ValueError("row has no assistant message to learn from")
+    tools = row.get("tools") or []
+    return {
+        "messages": [_string_arguments(m) for m in messages],
+        "tools": tools if isinstance(tools, str) else json.dumps(tools, ensure_ascii=False),
+    }
+
+
+def read_sft_rows(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every row of the given JSONL files in TRL's form; a bad line raises :class:`InputError`."""
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(to_trl_row(json.loads(line)))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                errors.append(f"{path}:{lineno}: {exc}")
+    if errors:
+        raise InputError("\n".join(errors))
+    if not rows:
+        raise InputError(f"no SFT rows in {', '.join(map(str, paths))}")
+    return rows
+
+
+def run_sft(data: list[Path], out: Path, settings: SFTSettings | None = None) -> SFTResult:
+    """Fine-tune on ``data`` and save the model (or the LoRA adapter) and tokenizer to ``out``."""
+    from datasets import Dataset  # type: ignore[import-untyped]
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    settings = settings or SFTSettings()
+    rows = read_sft_rows(data)
+    model_path = resolve_model(settings.model)
+    tokenizer = load_tokenizer(model_path)
+    args = SFTConfig(
+        output_dir=str(out),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        max_length=settings.max_length,
+        packing=False,
+        assistant_only_loss=True,
+        seed=settings.seed,
+        logging_steps=settings.logging_steps,
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        report_to=["tensorboard"],  # event files under out/runs/
+        dataset_num_proc=None,
+        **hardware_args(),
+    )
+    metrics_path = out / "metrics.jsonl"
+    trainer = SFTTrainer(
+        model=model_path,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora_config(settings.lora),
+        callbacks=[JsonlMetrics(metrics_path)],
+    )
+    trainer.train()
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    losses = [float(r["loss"]) for r in read_metrics(metrics_path) if r.get("loss") is not None]
+    return SFTResult(out=out, steps=trainer.state.global_step, losses=losses, examples=len(rows))
