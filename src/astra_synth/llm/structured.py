@@ -59,6 +59,12 @@ class _Invalid(ValueError):
     """One answer failed; the message is what the model is told on the re-ask."""
 
 
+@functools.lru_cache(maxsize=512)
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """Building a pydantic JSON schema costs milliseconds; it is asked for on every request. Read-only."""
+    return schema.model_json_schema()
+
+
 def response_format_for(
     schema: type[BaseModel], mode: Literal["auto", "llama_cpp", "openai", "none"]
 ) -> dict[str, Any] | None:
@@ -67,7 +73,7 @@ def response_format_for(
     llama.cpp's server answers HTTP 500 to OpenAI's ``json_schema`` form, so it gets ``json_object`` +
     ``schema``; ``auto`` means OpenAI's form (the embedded-server code sets ``llama_cpp`` explicitly).
     """
-    json_schema = schema.model_json_schema()
+    json_schema = _json_schema(schema)
     if mode == "llama_cpp":
         return {"type": "json_object", "schema": json_schema}
     if mode in ("openai", "auto"):
@@ -79,7 +85,7 @@ def response_format_for(
 def _schema_prompt(schema: type[BaseModel]) -> str:
     return (
         "Answer with exactly one JSON object and nothing else. It must match this JSON schema:\n"
-        + json.dumps(schema.model_json_schema(), separators=(",", ":"))
+        + json.dumps(_json_schema(schema), separators=(",", ":"))
     )
 
 
