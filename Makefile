@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 # any machine of this kind. pip keeps the wheel in its cache, so later installs take seconds.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install system-deps lint test demo clean
+.PHONY: install system-deps lint bfcl-venv test demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# `astra eval bfcl` runs the pinned bfcl-eval in a venv of its own (in the cache dir); built once per machine.
+bfcl-venv: install
+	$(BIN)/python -c "from astra_synth.evaluation.bfcl import ensure_bfcl_venv; ensure_bfcl_venv()"
+
+test: lint bfcl-venv
 	$(BIN)/pytest
 
 demo: install
