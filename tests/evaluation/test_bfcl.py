@@ -1,4 +1,5 @@
-"""``astra eval bfcl``: the real bfcl-eval in its managed venv, generating and scoring against a scripted endpoint.
+"""``astra eval bfcl``: the real bfcl-eval in its managed venv, generating and scoring against a scripted
+endpoint.
 
 A model that never calls a tool must score 0 in every category; one that replays BFCL's own ground truth
 (read from the installed wheel's data) must score ≥ 99 %. Together they show the handler, the tool-result
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 from astra_synth.cli import app
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,
+    CATEGORIES,
     DATA_PREFIX,
     REGISTRY_NAME,
     SUMMARY_FILE,
@@ -109,12 +111,7 @@ def test_model_that_never_calls_a_tool_scores_zero_and_reruns_resume(
     assert code == 0, output
     report = BfclReport.model_validate_json((out / SUMMARY_FILE).read_text())
     assert report.bfcl_eval_version == BFCL_EVAL_VERSION
-    assert [s.category for s in report.categories] == [
-        "multi_turn_base",
-        "multi_turn_miss_func",
-        "multi_turn_miss_param",
-        "multi_turn_long_context",
-    ]
+    assert tuple(s.category for s in report.categories) == CATEGORIES
     assert all(
         (s.accuracy, s.correct, s.total, s.inference_errors) == (0, 0, 2, 0) for s in report.categories
     )
@@ -143,24 +140,7 @@ def test_model_that_never_calls_a_tool_scores_zero_and_reruns_resume(
 
 def test_model_replaying_the_ground_truth_scores_at_least_99_percent(venv: BfclVenv, tmp_path: Path) -> None:
     # Different entry numbers per category: base_k, miss_func_k, … share their first questions.
-    selection = {
-        "multi_turn_base": ["multi_turn_base_0", "multi_turn_base_1", "multi_turn_base_2"],
-        "multi_turn_miss_func": [
-            "multi_turn_miss_func_3",
-            "multi_turn_miss_func_4",
-            "multi_turn_miss_func_5",
-        ],
-        "multi_turn_miss_param": [
-            "multi_turn_miss_param_6",
-            "multi_turn_miss_param_7",
-            "multi_turn_miss_param_8",
-        ],
-        "multi_turn_long_context": [
-            "multi_turn_long_context_9",
-            "multi_turn_long_context_10",
-            "multi_turn_long_context_11",
-        ],
-    }
+    selection = {c: [f"{c}_{3 * i + k}" for k in range(3)] for i, c in enumerate(CATEGORIES)}
     ids_file = tmp_path / "ids.json"
     ids_file.write_text(json.dumps(selection))
     with ScriptedLLM(handler=_oracle(venv, selection)) as llm:
