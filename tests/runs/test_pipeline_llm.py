@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import scripted_pipeline as sp
 
 from astra_synth.config import BudgetConfig
 from astra_synth.llm.cache import ResponseCache
@@ -20,6 +19,7 @@ from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
 from astra_synth.llm.scripted import ScriptedLLM
 from astra_synth.runs.pipeline import RunOptions
+from tests.runs import scripted_pipeline as sp
 
 SCRIPT = Path(sp.__file__)
 STAGES = ("ask", "explode", "judge")
