@@ -11,9 +11,11 @@ from astra_synth import __version__
 from astra_synth.arenas import commands as arenas_commands
 from astra_synth.config import GlobalOptions
 from astra_synth.evaluation import commands as eval_commands
+from astra_synth.evaluation.serve import app as serve_app
 from astra_synth.llm import commands as llm_commands
 from astra_synth.sandbox import commands as sandbox_commands
 from astra_synth.tools import commands as tools_commands
+from astra_synth.training import commands as training_commands
 from astra_synth.trajectories import commands as trajectories_commands
 
 app = typer.Typer(
@@ -61,11 +63,12 @@ def _pending(name: str, issue: int, what: str) -> typer.Typer:
 
 
 app.add_typer(llm_commands.app)  # serve-local
+app.add_typer(serve_app)  # serve
 app.add_typer(tools_commands.app, name="tools")
 app.add_typer(trajectories_commands.app, name="trajectories")
 app.add_typer(arenas_commands.app, name="arenas")
 app.add_typer(sandbox_commands.app, name="sandbox")
-app.add_typer(_pending("train", 5, "SFT and multi-turn GRPO with TRL."), name="train")
+app.add_typer(training_commands.app, name="train")
 app.add_typer(eval_commands.app, name="eval")
 app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")
 app.add_typer(_pending("demo", 7, "The one-command end-to-end demo."), name="demo")

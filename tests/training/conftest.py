@@ -10,8 +10,10 @@ import pytest
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.sft import SFTResult
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
+SFT_STEPS = 4
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +33,37 @@ def embedded_model() -> Path:
     from astra_synth.training.models import embedded_checkpoint
 
     return embedded_checkpoint()
+
+
+SHORT_ARENAS = ("travel-flight-duration", "logistics-chargeable-weight", "energy-tariff-costs")
+"""The arenas with the shortest golden conversations: they keep CPU training steps in seconds."""
+
+
+@pytest.fixture(scope="session")
+def short_arenas(sample_arenas: list[Arena]) -> list[Arena]:
+    return [a for a in sample_arenas if a.id in SHORT_ARENAS]
+
+
+@pytest.fixture(scope="session")
+def sft_result(
+    tmp_path_factory: pytest.TempPathFactory,
+    executor: ToolExecutor,
+    short_arenas: list[Arena],
+    embedded_model: Path,
+) -> SFTResult:
+    """A few SFT steps on golden conversations; GRPO tests start from it so the policy calls tools."""
+    from astra_synth.arenas.golden import golden_example
+    from astra_synth.training.sft import SFTSettings, run_sft
+
+    work = tmp_path_factory.mktemp("sft")
+    data = work / "golden.jsonl"
+    data.write_text("".join(golden_example(a, executor).model_dump_json() + "\n" for a in short_arenas))
+    settings = SFTSettings(
+        model=str(embedded_model),
+        max_steps=SFT_STEPS,
+        learning_rate=3e-4,
+        batch_size=3,
+        max_length=640,
+        warmup_ratio=0.0,
+    )
+    return run_sft([data], work / "model", settings)

@@ -1,0 +1,305 @@
+"""Multi-turn GRPO on arenas with TRL's ``GRPOTrainer`` (ASTRA §C.1–C.4): DAPO token loss, no KL, F1 reward.
+
+Why ``rollout_func`` and not ``environment_factory``: TRL reads an environment's tools from its *class*, so
+thousands of synthesized arenas (each with its own tools plus per-episode distractors) would need one
+generated class per arena; and the trainer's built-in loop can neither drop zero-variance groups nor roll
+extra prompts. A ``rollout_func`` owns the whole episode instead: it plays the scheduled arenas through
+:class:`~astra_synth.training.episodes.EpisodeRunner` (sandboxed ``ArenaEnv``, distractors per episode),
+fills the batch adaptively (:mod:`~astra_synth.training.batching`: buffered valid groups first, extra arenas
+rolled until the batch holds only groups with reward std > δ, a bounded number of times) and returns token
+ids with an ``env_mask`` so tool output never enters the loss. The F1 reward and its parts travel as extra
+fields to one reward function, which also logs recall, precision, calls, turns and the fill statistics.
+
+The dataset column ``prompt`` is the arena id (TRL's sampler schedules arenas; the rollout renders the
+chat). Because of batch filling the arenas trained on may differ from those scheduled; ``rollouts.jsonl``
+records what was actually played (arena, distractors, reward breakdown, whether the group was masked).
+Resume restores model, optimiser, scheduler and RNG state from a checkpoint; the carry-over buffer is not
+part of a checkpoint and starts empty.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from astra_synth.arenas.records import Arena
+from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
+from astra_synth.training.distractors import DistractorConfig, DistractorSampler
+from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeSettings
+from astra_synth.training.metrics import JsonlMetrics
+from astra_synth.training.models import (
+    LoraSettings,
+    hardware_args,
+    load_tokenizer,
+    lora_config,
+    resolve_model,
+)
+
+
+class RLSettings(BaseModel):
+    """What ``astra train rl`` runs. Paper values where published: lr 2e-6, no KL, token-level loss."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "embedded"
+    max_steps: int = Field(default=100, ge=1)
+    group_size: int = Field(default=4, ge=2, description="Rollouts per arena (GRPO group).")
+    groups_per_device: int = Field(default=2, ge=1, description="Arena groups per optimiser step and device.")
+    learning_rate: float = Field(default=2e-6, gt=0)
+    epsilon: float = Field(default=0.2, gt=0, description="PPO clip range.")
+    episode: EpisodeSettings = Field(default_factory=EpisodeSettings)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    fill: FillConfig = Field(default_factory=FillConfig)
+    distractors: DistractorConfig | None = Field(default_factory=DistractorConfig)
+    embedder: Literal["local"] = "local"
+    lora: LoraSettings | None = None
+    seed: int = 0
+    save_steps: int = Field(default=50, ge=1)
+    save_total_limit: int = Field(default=2, ge=1)
+    logging_steps: int = Field(default=1, ge=1)
+
+
+class RLResult(BaseModel):
+    """Where the policy went and the per-step rewards that were logged."""
+
+    out: Path
+    steps: int
+    rewards: list[float]
+
+
+class ArenaRollouts:
+    """TRL ``rollout_func``: plays arena groups with batch filling; one instance per trainer process."""
+
+    def __init__(
+        self,
+        arenas: Sequence[Arena],
+        executor: ToolExecutor,
+        runner: EpisodeRunner,
+        settings: RLSettings,
+        sampler: DistractorSampler | None,
+        log_path: Path | None,
+    ) -> None:
+        self.arenas = {a.id: a for a in arenas}
+        self.executor = executor
+        self.runner = runner
+        self.settings = settings
+        self.sampler = sampler
+        self.log_path = log_path
+        self.filler: BatchFiller[list[Episode]] = BatchFiller(
+            target=settings.groups_per_device, config=settings.fill
+        )
+        self._rng = random.Random(settings.seed)
+        self._episodes = 0
+        self.last_fill: FillResult[list[Episode]] | None = None
+
+    def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[Episode]]]:
+        """One group of ``group_size`` episodes per arena id, all generated in one batch per turn."""
+        envs = []
+        for arena_id in arena_ids:
+            arena = self.arenas[arena_id]
+            for _ in range(self.settings.group_size):
+                self._episodes += 1
+                seed = self._rng.randrange(1 << 30)
+                draw = self.sampler.sample(arena, episode=seed) if self.sampler else None
+                extra = self.sampler.extra_tools(draw) if self.sampler and draw else None
+                envs.append((ArenaEnv(arena, self.executor, self.settings.env, extra, seed=seed), draw))
+        episodes = self.runner.play(model, envs)
+        size = self.settings.group_size
+        groups = []
+        for i, arena_id in enumerate(arena_ids):
+            members = episodes[i * size : (i + 1) * size]
+            rewards = [e.breakdown.reward for e in members]
+            groups.append(Group(key=f"{arena_id}#{self._episodes}", rewards=rewards, payload=members))
+        return groups
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        from trl.models.utils import unwrap_model_for_generation
+
+        size = self.settings.group_size
+        scheduled = [str(p) for p in prompts[::size]]
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
+            was_training = model.training
+            model.eval()
+            first = [True]
+
+            def roll(count: int) -> list[Group[list[Episode]]]:
+                if first[0] and count == len(scheduled):
+                    first[0] = False
+                    return self.play_groups(model, scheduled)
+                return self.play_groups(model, self._rng.choices(sorted(self.arenas), k=count))
+
+            self.filler.target = len(scheduled)
+            fill = self.filler.fill(roll)
+            if was_training:
+                model.train()
+        self.last_fill = fill
+        self._log(fill, trainer.state.global_step)
+        return self._as_trl(fill)
+
+    def _as_trl(self, fill: FillResult[list[Episode]]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_ids": [],
+            "completion_ids": [],
+            "logprobs": None,
+            "env_mask": [],
+            "f1": [],
+            "recall": [],
+            "precision": [],
+            "calls": [],
+            "turns": [],
+            "played_arena": [],
+        }
+        for group in fill.groups:
+            for ep in group.payload:
+                out["prompt_ids"].append(ep.prompt_ids)
+                # An empty completion cannot be padded into a batch; one EOS keeps the row (masked below).
+                completion = ep.completion_ids or [self.runner.tokenizer.eos_token_id]
+                mask = ep.env_mask or [0]
+                out["completion_ids"].append(completion)
+                out["env_mask"].append([0] * len(mask) if group.masked else mask)
+                out["f1"].append(ep.breakdown.reward)
+                out["recall"].append(ep.breakdown.recall)
+                out["precision"].append(ep.breakdown.precision)
+                out["calls"].append(ep.breakdown.calls)
+                out["turns"].append(ep.breakdown.turns)
+                out["played_arena"].append(ep.arena_id)
+        out["fill_frac_zero_variance"] = fill.frac_zero_variance
+        out["fill_rolls"] = fill.rolls
+        out["fill_padded"] = fill.padded
+        out["fill_from_buffer"] = fill.from_buffer
+        out["fill_buffered"] = fill.buffered
+        return out
+
+    def _log(self, fill: FillResult[list[Episode]], step: int) -> None:
+        if self.log_path is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as fh:
+            for group in fill.groups:
+                for ep in group.payload:
+                    record = {
+                        "step": step,
+                        "group": group.key,
+                        "masked": group.masked,
+                        "arena_id": ep.arena_id,
+                        "reward": ep.breakdown.model_dump(),
+                        "distractors": ep.distractors.model_dump() if ep.distractors else None,
+                        "completion_tokens": len(ep.completion_ids),
+                        "budget_exhausted": ep.budget_exhausted,
+                        "messages": ep.messages,
+                    }
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+_FILL_KEYS = ("fill_frac_zero_variance", "fill_rolls", "fill_padded", "fill_from_buffer", "fill_buffered")
+
+
+def arena_f1(
+    completions: list[Any],
+    f1: list[float],
+    recall: list[float],
+    precision: list[float],
+    calls: list[int],
+    turns: list[int],
+    log_metric: Callable[[str, float], None] | None = None,
+    **kwargs: Any,
+) -> list[float | None]:
+    """The reward TRL optimises: each episode's F1, computed in the rollout from executed tool calls."""
+    if log_metric is not None:
+        n = max(1, len(f1))
+        log_metric("arena/recall", sum(recall) / n)
+        log_metric("arena/precision", sum(precision) / n)
+        log_metric("arena/calls", sum(calls) / n)
+        log_metric("arena/turns", sum(turns) / n)
+        for key in _FILL_KEYS:
+            values = kwargs.get(key)
+            value = values[0] if isinstance(values, list) else values
+            if value is not None:
+                log_metric(f"fill/{key.removeprefix('fill_')}", float(value))
+    return [float(x) for x in f1]
+
+
+def _latest_checkpoint(out: Path) -> str | None:
+    found = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return str(found[-1]) if found else None
+
+
+def run_rl(
+    arenas: Sequence[Arena],
+    executor: ToolExecutor,
+    out: Path,
+    settings: RLSettings | None = None,
+    resume: bool | Path = False,
+) -> RLResult:
+    """Train with GRPO on ``arenas``; ``resume=True`` continues from the newest checkpoint in ``out``."""
+    import torch
+    from datasets import Dataset  # type: ignore[import-untyped]
+    from trl.trainer.grpo_config import GRPOConfig
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    settings = settings or RLSettings()
+    if settings.episode.temperature <= 0:
+        raise ValueError("GRPO samples its groups: episode.temperature must be > 0")
+    model_path = resolve_model(settings.model)
+    tokenizer = load_tokenizer(model_path)
+    tokenizer.padding_side = "left"
+    sampler = None
+    if settings.distractors is not None and settings.distractors.k_per_band > 0:
+        from astra_synth.training.distractors import LocalEmbedder, VectorCache
+        from astra_synth.training.models import cache_root
+
+        vectors = VectorCache(cache_root() / "embeddings")
+        sampler = DistractorSampler(arenas, LocalEmbedder(), vectors, settings.distractors)
+    rank = int(torch.distributed.get_rank()) if torch.distributed.is_initialized() else 0
+    log_name = "rollouts.jsonl" if rank == 0 else f"rollouts.rank{rank}.jsonl"
+    rollouts = ArenaRollouts(
+        arenas, executor, EpisodeRunner(tokenizer, settings.episode), settings, sampler, out / log_name
+    )
+    args = GRPOConfig(
+        output_dir=str(out),
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="constant",
+        per_device_train_batch_size=settings.groups_per_device * settings.group_size,
+        num_generations=settings.group_size,
+        max_completion_length=settings.episode.max_completion_tokens,
+        temperature=settings.episode.temperature,  # TRL scales logits by it when scoring tokens
+        loss_type="dapo",
+        beta=0.0,
+        epsilon=settings.epsilon,
+        seed=settings.seed,
+        logging_steps=settings.logging_steps,
+        save_steps=settings.save_steps,
+        save_total_limit=settings.save_total_limit,
+        report_to=["tensorboard"],  # event files under out/runs/
+        **hardware_args(),
+    )
+    trainer = GRPOTrainer(
+        model=model_path,
+        reward_funcs=[arena_f1],
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": a.id} for a in arenas]),
+        processing_class=tokenizer,
+        peft_config=lora_config(settings.lora),
+        rollout_func=rollouts,
+        callbacks=[JsonlMetrics(out / "metrics.jsonl")],
+    )
+    checkpoint: str | None = None
+    if resume:
+        checkpoint = str(resume) if isinstance(resume, Path) else _latest_checkpoint(out)
+        if checkpoint is None:
+            raise FileNotFoundError(f"--resume: no checkpoint-* folder in {out}")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    from astra_synth.training.metrics import read_metrics
+
+    rewards = [float(r["reward"]) for r in read_metrics(out / "metrics.jsonl") if r.get("reward") is not None]
+    return RLResult(out=out, steps=trainer.state.global_step, rewards=rewards)

@@ -1,0 +1,105 @@
+"""GRPO on arenas: masked groups never reach the loss; real steps through the sandbox; resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from astra_synth.arenas.records import Arena
+from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.batching import FillResult, Group
+from astra_synth.training.distractors import DistractorConfig
+from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeSettings
+from astra_synth.training.grpo import ArenaRollouts, RLSettings, arena_f1, run_rl
+from astra_synth.training.metrics import read_metrics
+from astra_synth.training.models import load_tokenizer
+from astra_synth.training.reward import RewardBreakdown
+from astra_synth.training.sft import SFTResult
+
+
+def _episode(reward: float) -> Episode:
+    breakdown = RewardBreakdown(reward=reward, recall=reward, precision=reward, calls=1, solved={}, turns=1)
+    return Episode(
+        arena_id="a",
+        prompt_ids=[1, 2],
+        completion_ids=[3, 4, 5],
+        env_mask=[1, 0, 1],
+        messages=[],
+        breakdown=breakdown,
+    )
+
+
+def test_masked_groups_carry_no_loss_tokens(
+    embedded_model: Path, short_arenas: list[Arena], executor: ToolExecutor
+) -> None:
+    settings = RLSettings(group_size=2, groups_per_device=2)
+    rollouts = ArenaRollouts(
+        short_arenas, executor, EpisodeRunner(load_tokenizer(str(embedded_model))), settings, None, None
+    )
+    valid = Group(key="v", rewards=[0.0, 1.0], payload=[_episode(0.0), _episode(1.0)])
+    flat = Group(key="f", rewards=[0.5, 0.5], payload=[_episode(0.5), _episode(0.5)], masked=True)
+    fill = FillResult(
+        groups=[valid, flat], rolls=4, rolled=8, zero_variance=7, from_buffer=0, padded=1, buffered=0
+    )
+    out = rollouts._as_trl(fill)
+    assert out["env_mask"] == [[1, 0, 1], [1, 0, 1], [0, 0, 0], [0, 0, 0]]
+    assert out["f1"] == [0.0, 1.0, 0.5, 0.5]
+    assert out["fill_frac_zero_variance"] == 7 / 8 and out["fill_padded"] == 1
+
+    logged: dict[str, float] = {}
+    rewards = arena_f1(
+        completions=[""] * 4,
+        f1=out["f1"],
+        recall=out["recall"],
+        precision=out["precision"],
+        calls=out["calls"],
+        turns=out["turns"],
+        log_metric=logged.__setitem__,
+        fill_frac_zero_variance=out["fill_frac_zero_variance"],
+    )
+    assert rewards == [0.0, 1.0, 0.5, 0.5]
+    assert logged["arena/calls"] == 1.0 and logged["fill/frac_zero_variance"] == 7 / 8
+
+
+def test_grpo_steps_through_the_sandbox_then_resume(
+    sft_result: SFTResult, short_arenas: list[Arena], executor: ToolExecutor, tmp_path: Path
+) -> None:
+    settings = RLSettings(
+        model=str(sft_result.out),
+        max_steps=2,
+        group_size=2,
+        groups_per_device=2,
+        learning_rate=1e-5,
+        episode=EpisodeSettings(max_turns=2, max_new_tokens=40, max_completion_tokens=140),
+        distractors=DistractorConfig(k_per_band=1),
+        save_steps=1,
+    )
+    out = tmp_path / "rl"
+    result = run_rl(short_arenas, executor, out, settings)
+    assert result.steps == 2
+    logged = read_metrics(out / "metrics.jsonl")
+    steps = [r for r in logged if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for key in ("arena/recall", "arena/precision", "arena/calls", "arena/turns", "fill/frac_zero_variance"):
+        assert all(key in r for r in steps), key
+    assert result.rewards == [r["reward"] for r in steps]
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+
+    played = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert len(played) >= 2 * 4  # two steps × two groups × two episodes
+    assert {p["arena_id"] for p in played} <= {a.id for a in short_arenas}
+    assert all(p["distractors"] is not None for p in played)
+    assert sum(p["reward"]["calls"] for p in played) > 0  # the SFT'd policy called tools in the sandbox
+    by_group: dict[str, list[float]] = {}
+    for p in played:
+        by_group.setdefault(p["group"], []).append(p["reward"]["reward"])
+    for p in played:
+        if p["masked"]:
+            assert len(set(by_group[p["group"]])) == 1
+
+    resumed = run_rl(short_arenas, executor, out, settings.model_copy(update={"max_steps": 3}), resume=True)
+    assert resumed.steps == 3
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert [h["step"] for h in state["log_history"] if "reward" in h] == [1, 2, 3]
+    replayed = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert {p["step"] for p in replayed[len(played) :]} == {2}  # only the missing step was rolled

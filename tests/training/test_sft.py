@@ -1,0 +1,66 @@
+"""SFT: rows reach TRL with string arguments; a few real steps lower the loss and teach the call format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from astra_synth.arenas.records import Arena
+from astra_synth.arenas.runtime import ArenaEnv
+from astra_synth.errors import InputError
+from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.episodes import EpisodeRunner, EpisodeSettings
+from astra_synth.training.metrics import read_metrics
+from astra_synth.training.models import load_tokenizer
+from astra_synth.training.sft import SFTResult, read_sft_rows, to_trl_row
+
+
+def test_rows_get_string_arguments_and_json_tools(tmp_path: Path) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
+    row = to_trl_row(
+        {
+            "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": "2"},
+                {"role": "assistant", "content": "2"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        }
+    )
+    assert row["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"x": 1}'
+    assert json.loads(row["tools"])[0]["function"]["name"] == "f"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "q"}]}\nnot json\n')
+    with pytest.raises(InputError) as err:
+        read_sft_rows([bad])
+    assert f"{bad}:1: row has no assistant message" in str(err.value)
+    assert f"{bad}:2:" in str(err.value)
+
+
+def test_sft_lowers_loss_and_the_model_emits_a_tool_call(
+    sft_result: SFTResult, short_arenas: list[Arena], executor: ToolExecutor
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    assert len(sft_result.losses) == sft_result.steps >= 2
+    assert sft_result.losses[-1] < sft_result.losses[0]
+    logged = read_metrics(sft_result.out / "metrics.jsonl")
+    assert any("train_runtime" in r for r in logged)
+    assert list((sft_result.out / "runs").rglob("events.out.tfevents.*"))  # TensorBoard
+
+    model = AutoModelForCausalLM.from_pretrained(sft_result.out, dtype=torch.float32)
+    runner = EpisodeRunner(
+        load_tokenizer(str(sft_result.out)),
+        EpisodeSettings(max_turns=1, max_new_tokens=48, max_completion_tokens=64, temperature=0),
+    )
+    arena = short_arenas[0]
+    (episode,) = runner.play(model, [(ArenaEnv(arena, executor), None)])
+    first = episode.messages[0]
+    assert first["role"] == "assistant"
+    names = [c["function"]["name"] for c in first.get("tool_calls", [])]
+    assert names, f"no parseable tool call in {first!r}"
+    assert set(names) <= {t.function.name for t in arena.tools}
