@@ -123,10 +123,10 @@ def test_model_that_never_calls_a_tool_scores_zero_and_reruns_resume(
     failures = _jsonl(score)[1:]
     assert {f["id"] for f in failures} == {"multi_turn_base_0", "multi_turn_base_1"}
     assert all(f["error"]["error_type"] == "multi_turn:empty_turn_model_response" for f in failures)
-    # FC protocol: our model name, the tools, no system prompt.
+    # FC protocol: our model name, the tools (explicitly "auto"), no system prompt.
     requests = never_calls.chat_requests()
     assert len(requests) >= 8
-    assert all(r["model"] == "scripted" and r["tools"] for r in requests)
+    assert all(r["model"] == "scripted" and r["tools"] and r["tool_choice"] == "auto" for r in requests)
     assert all(m["role"] != "system" for r in requests for m in r["messages"])
 
     # Same run again: BFCL finds every entry generated and sends nothing; another selection is refused.

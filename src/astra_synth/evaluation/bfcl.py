@@ -51,6 +51,7 @@ RUNNER = Path(__file__).with_name("bfcl_runner.py")
 _VENV_MARKER = "astra-bfcl-venv.json"
 _RUN_FILE = "astra_bfcl_run.json"
 SUMMARY_FILE = "bfcl_summary.json"
+GENERATE_LOG = "bfcl_generate.log"
 _INFERENCE_ERROR = "Error during inference"
 
 
@@ -118,15 +119,28 @@ def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _run(args: list[str], what: str, env: dict[str, str] | None = None) -> str:
-    """Run a step to completion; its stdout, or a BfclError with the output tail."""
+def _run(args: list[str], what: str, env: dict[str, str] | None = None, log: Path | None = None) -> str:
+    """Run a step to completion; its stdout, or a BfclError with the output tail.
+
+    With ``log``, the output streams into that file instead (BFCL's progress bar and per-entry errors of a
+    run that may take hours) and the return value is empty.
+    """
     try:
-        proc = subprocess.run(args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if log is None:
+            proc = subprocess.run(args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            code, stdout, output = proc.returncode, proc.stdout, proc.stdout + proc.stderr
+        else:
+            with log.open("w", encoding="utf-8") as fh:
+                code = subprocess.run(
+                    args, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                ).returncode
+            stdout, output = "", log.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise BfclError(f"{what}: cannot run {args[0]}: {exc}") from exc
-    if proc.returncode != 0:
-        raise BfclError(f"{what} failed (exit {proc.returncode}):\n{_tail(proc.stdout + proc.stderr)}")
-    return proc.stdout
+    if code != 0:
+        where = f" (full log: {log})" if log else ""
+        raise BfclError(f"{what} failed (exit {code}){where}:\n{_tail(output)}")
+    return stdout
 
 
 def _read_marker(root: Path, lock_sha: str) -> BfclVenv | None:
@@ -300,8 +314,10 @@ def run_bfcl(
         [*cli, "generate", *model_and_categories, "--run-ids", "--num-threads", str(threads)],
         "BFCL generate",
         env,
+        out / GENERATE_LOG,
     )
-    _run([*cli, "evaluate", *model_and_categories, "--partial-eval"], "BFCL evaluate", env)
+    evaluate = [*cli, "evaluate", *model_and_categories, "--partial-eval"]
+    _run(evaluate, "BFCL evaluate", env, out / "bfcl_evaluate.log")
     scores = [_score(out, c) for c in categories]
     report = BfclReport(
         model=endpoint.model,

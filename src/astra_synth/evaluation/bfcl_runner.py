@@ -7,12 +7,17 @@ speaks chat.completions needs its own name mapped to ``OpenAICompletionsHandler`
 the name it sends as ``model`` comes from ``ASTRA_BFCL_MODEL``, the registry name (result folder) from
 ``ASTRA_BFCL_REGISTRY_NAME``.
 
+One change to BFCL's requests: ``tool_choice="auto"`` is sent with ``tools``. That is OpenAI's default, so
+a compliant server answers the same; llama-cpp-python's ``chatml-function-calling`` (our embedded server)
+instead reads a missing ``tool_choice`` as "none" and drops the tools from the prompt.
+
 Usage: ``<bfcl-venv>/bin/python bfcl_runner.py generate|evaluate [BFCL options]``.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def main() -> None:
@@ -24,6 +29,12 @@ def main() -> None:
         OpenAICompletionsHandler,
     )
 
+    class AutoToolChoiceHandler(OpenAICompletionsHandler):  # type: ignore[misc]
+        def generate_with_backoff(self, **kwargs: Any) -> Any:
+            if kwargs.get("tools"):
+                kwargs.setdefault("tool_choice", "auto")
+            return super().generate_with_backoff(**kwargs)
+
     registry_name = os.environ["ASTRA_BFCL_REGISTRY_NAME"]
     MODEL_CONFIG_MAPPING[registry_name] = ModelConfig(
         model_name=os.environ["ASTRA_BFCL_MODEL"],
@@ -31,7 +42,7 @@ def main() -> None:
         url="",
         org="astra-synth",
         license="n/a",
-        model_handler=OpenAICompletionsHandler,
+        model_handler=AutoToolChoiceHandler,
         input_price=None,
         output_price=None,
         is_fc_model=True,

@@ -18,6 +18,7 @@ from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, Summ
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,
     CATEGORIES,
+    GENERATE_LOG,
     SUMMARY_FILE,
     BfclError,
     BfclReport,
@@ -153,6 +154,8 @@ def bfcl(
     try:
         venv = ensure_bfcl_venv()
         selection = select_ids(venv, [c for c in CATEGORIES if c in chosen], limit, ids)
+        entries = sum(len(v) for v in selection.values())
+        typer.echo(f"BFCL: {entries} entries; progress in {out / GENERATE_LOG}", err=True)
         with endpoint_session(endpoint, LocalServerConfig(n_ctx=BFCL_EMBEDDED_CTX)) as ep:
             report = run_bfcl(
                 ep,
