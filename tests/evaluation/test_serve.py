@@ -1,0 +1,102 @@
+"""``astra serve``: tool-call parsing, and the embedded checkpoint answering the OpenAI client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from astra_synth.evaluation.serve import parse_tool_calls
+from astra_synth.llm.local import free_port
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def test_parse_hermes_calls_into_openai_tool_calls() -> None:
+    text = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    content, calls = parse_tool_calls(text, {"get_weather"})
+    assert content == "Let me check."
+    assert calls[0]["function"]["name"] == "get_weather"
+    assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
+
+
+def test_unknown_tools_and_garbage_stay_text() -> None:
+    text = '<tool_call>\n{"name": "rm_rf", "arguments": {}}\n</tool_call>'
+    assert parse_tool_calls(text, {"get_weather"}) == (text, [])
+    content, calls = parse_tool_calls("<tool_call>\nnot json at all", {"get_weather"})
+    assert calls == [] and content.startswith("<tool_call>")
+
+
+def test_truncated_call_is_repaired() -> None:
+    _, calls = parse_tool_calls(
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"', {"get_weather"}
+    )
+    assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Oslo"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_embedded_checkpoint_answers_the_openai_client_with_a_parsed_tool_call() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "astra_synth.cli",
+            "serve",
+            "--model",
+            "embedded",
+            "--port",
+            str(port),
+            "--max-new-tokens",
+            "48",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 600
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            try:
+                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "astra serve did not come up"
+            time.sleep(1)
+        client = openai.OpenAI(base_url=base, api_key="x", timeout=600)
+        reply = client.chat.completions.create(
+            model="embedded",
+            messages=[
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the weather in Paris?"},
+            ],
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=48,
+        )
+        message = reply.choices[0].message
+        assert reply.choices[0].finish_reason == "tool_calls"
+        assert message.tool_calls and message.tool_calls[0].function.name == "get_weather"
+        assert isinstance(json.loads(message.tool_calls[0].function.arguments), dict)
+        assert reply.usage is not None and reply.usage.completion_tokens > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
