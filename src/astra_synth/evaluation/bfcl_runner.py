@@ -7,9 +7,11 @@ speaks chat.completions needs its own name mapped to ``OpenAICompletionsHandler`
 the name it sends as ``model`` comes from ``ASTRA_BFCL_MODEL``, the registry name (result folder) from
 ``ASTRA_BFCL_REGISTRY_NAME``.
 
-One change to BFCL's requests: ``tool_choice="auto"`` is sent with ``tools``. That is OpenAI's default, so
-a compliant server answers the same; llama-cpp-python's ``chatml-function-calling`` (our embedded server)
-instead reads a missing ``tool_choice`` as "none" and drops the tools from the prompt.
+Two changes to BFCL's requests, both no-ops for a server that follows OpenAI's API, needed by
+llama-cpp-python (our embedded server): ``tool_choice="auto"`` is sent with ``tools`` (OpenAI's default;
+``chatml-function-calling`` reads a missing one as "none" and drops the tools from the prompt), and
+``null`` fields of echoed assistant messages are left out (its request schema refuses ``content: null``
+next to ``tool_calls``).
 
 Usage: ``<bfcl-venv>/bin/python bfcl_runner.py generate|evaluate [BFCL options]``.
 """
@@ -33,6 +35,9 @@ def main() -> None:
         def generate_with_backoff(self, **kwargs: Any) -> Any:
             if kwargs.get("tools"):
                 kwargs.setdefault("tool_choice", "auto")
+            kwargs["messages"] = [
+                m.model_dump(exclude_none=True) if hasattr(m, "model_dump") else m for m in kwargs["messages"]
+            ]
             return super().generate_with_backoff(**kwargs)
 
     registry_name = os.environ["ASTRA_BFCL_REGISTRY_NAME"]
