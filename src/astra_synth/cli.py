@@ -10,6 +10,7 @@ import typer
 from astra_synth import __version__
 from astra_synth.arenas import commands as arenas_commands
 from astra_synth.config import GlobalOptions
+from astra_synth.demo_command import app as demo_app
 from astra_synth.evaluation import commands as eval_commands
 from astra_synth.evaluation.serve import app as serve_app
 from astra_synth.llm import commands as llm_commands
@@ -71,7 +72,7 @@ app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(training_commands.app, name="train")
 app.add_typer(eval_commands.app, name="eval")
 app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")
-app.add_typer(_pending("demo", 7, "The one-command end-to-end demo."), name="demo")
+app.add_typer(demo_app)  # demo
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import json_repair
@@ -27,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from astra_synth.config import EndpointConfig
 from astra_synth.training.models import load_tokenizer, resolve_model
 
 _CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
@@ -166,3 +169,25 @@ def serve(
     typer.echo(f"base_url: http://{host}:{port}/v1", err=False)
     typer.echo(f"model: {chat.name}")
     uvicorn.run(build_app(chat), host=host, port=port, log_level="warning")
+
+
+@contextmanager
+def serving(model: str, *, max_new_tokens: int = 256) -> Iterator[EndpointConfig]:
+    """Serve ``model`` on a free loopback port in this process for the block; yields its endpoint."""
+    from astra_synth.llm.local import free_port
+
+    chat = ChatModel(model, max_new_tokens=max_new_tokens)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(chat), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="astra-serve", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"could not serve {model} on port {port}")
+            time.sleep(0.05)
+        yield EndpointConfig(base_url=f"http://127.0.0.1:{port}/v1", model=chat.name, max_concurrency=1)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
