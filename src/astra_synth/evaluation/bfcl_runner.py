@@ -10,8 +10,8 @@ the name it sends as ``model`` comes from ``ASTRA_BFCL_MODEL``, the registry nam
 Two changes to BFCL's requests, both no-ops for a server that follows OpenAI's API, needed by
 llama-cpp-python (our embedded server): ``tool_choice="auto"`` is sent with ``tools`` (OpenAI's default;
 ``chatml-function-calling`` reads a missing one as "none" and drops the tools from the prompt), and
-``null`` fields of echoed assistant messages are left out (its request schema refuses ``content: null``
-next to ``tool_calls``).
+echoed assistant messages carry ``content: ""`` instead of ``null`` and no other ``null`` fields (its
+request schema refuses ``null`` there and its chat template needs a ``content``).
 
 Usage: ``<bfcl-venv>/bin/python bfcl_runner.py generate|evaluate [BFCL options]``.
 """
@@ -20,6 +20,15 @@ from __future__ import annotations
 
 import os
 from typing import Any
+
+
+def _plain(message: Any) -> Any:
+    """An echoed SDK message object as a dict without ``null`` fields; ``content`` is always a string."""
+    if not hasattr(message, "model_dump"):
+        return message
+    plain = message.model_dump(exclude_none=True)
+    plain.setdefault("content", "")
+    return plain
 
 
 def main() -> None:
@@ -35,9 +44,7 @@ def main() -> None:
         def generate_with_backoff(self, **kwargs: Any) -> Any:
             if kwargs.get("tools"):
                 kwargs.setdefault("tool_choice", "auto")
-            kwargs["messages"] = [
-                m.model_dump(exclude_none=True) if hasattr(m, "model_dump") else m for m in kwargs["messages"]
-            ]
+            kwargs["messages"] = [_plain(m) for m in kwargs["messages"]]
             return super().generate_with_backoff(**kwargs)
 
     registry_name = os.environ["ASTRA_BFCL_REGISTRY_NAME"]
