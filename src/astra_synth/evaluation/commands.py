@@ -130,7 +130,7 @@ def bfcl(
             "--ids",
             exists=True,
             dir_okay=False,
-            help="Entries to run, in BFCL's test_case_ids_to_generate.json format {category: [id, ...]}.",
+            help="Entries to run: BFCL's test_case_ids_to_generate.json format (category → list of ids).",
         ),
     ] = None,
     out: Annotated[
