@@ -13,7 +13,7 @@ from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.sft import SFTResult
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
-SFT_STEPS = 4
+SFT_STEPS = 3
 
 
 @pytest.fixture(scope="session")

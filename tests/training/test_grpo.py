@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from astra_synth.arenas.records import Arena
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.training.batching import FillResult, Group
+from astra_synth.training.batching import FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig
 from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeSettings
 from astra_synth.training.grpo import ArenaRollouts, RLSettings, arena_f1, run_rl
@@ -61,6 +63,8 @@ def test_masked_groups_carry_no_loss_tokens(
     assert logged["arena/calls"] == 1.0 and logged["fill/frac_zero_variance"] == 7 / 8
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1500)  # SFT warm-up fixture + 3 real GRPO steps on 2 shared CPU cores
 def test_grpo_steps_through_the_sandbox_then_resume(
     sft_result: SFTResult, short_arenas: list[Arena], executor: ToolExecutor, tmp_path: Path
 ) -> None:
@@ -70,8 +74,9 @@ def test_grpo_steps_through_the_sandbox_then_resume(
         group_size=2,
         groups_per_device=2,
         learning_rate=1e-5,
-        episode=EpisodeSettings(max_turns=2, max_new_tokens=40, max_completion_tokens=140),
+        episode=EpisodeSettings(max_turns=2, max_new_tokens=32, max_completion_tokens=120),
         distractors=DistractorConfig(k_per_band=1),
+        fill=FillConfig(max_rolls=1),  # extra rolls are covered by test_batching; keep CPU steps short
         save_steps=1,
     )
     out = tmp_path / "rl"

@@ -40,6 +40,8 @@ def test_rows_get_string_arguments_and_json_tools(tmp_path: Path) -> None:
     assert f"{bad}:2:" in str(err.value)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # a few real SFT steps of a 135M model on 2 shared CPU cores
 def test_sft_lowers_loss_and_the_model_emits_a_tool_call(
     sft_result: SFTResult, short_arenas: list[Arena], executor: ToolExecutor
 ) -> None:

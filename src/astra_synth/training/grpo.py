@@ -96,7 +96,7 @@ class ArenaRollouts:
             target=settings.groups_per_device, config=settings.fill
         )
         self._rng = random.Random(settings.seed)
-        self._episodes = 0
+        self._groups = 0
         self.last_fill: FillResult[list[Episode]] | None = None
 
     def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[Episode]]]:
@@ -105,7 +105,6 @@ class ArenaRollouts:
         for arena_id in arena_ids:
             arena = self.arenas[arena_id]
             for _ in range(self.settings.group_size):
-                self._episodes += 1
                 seed = self._rng.randrange(1 << 30)
                 draw = self.sampler.sample(arena, episode=seed) if self.sampler else None
                 extra = self.sampler.extra_tools(draw) if self.sampler and draw else None
@@ -116,7 +115,8 @@ class ArenaRollouts:
         for i, arena_id in enumerate(arena_ids):
             members = episodes[i * size : (i + 1) * size]
             rewards = [e.breakdown.reward for e in members]
-            groups.append(Group(key=f"{arena_id}#{self._episodes}", rewards=rewards, payload=members))
+            self._groups += 1
+            groups.append(Group(key=f"{arena_id}#{self._groups}", rewards=rewards, payload=members))
         return groups
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
