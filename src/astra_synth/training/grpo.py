@@ -20,6 +20,7 @@ part of a checkpoint and starts empty.
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -239,7 +240,6 @@ def run_rl(
     resume: bool | Path = False,
 ) -> RLResult:
     """Train with GRPO on ``arenas``; ``resume=True`` continues from the newest checkpoint in ``out``."""
-    import torch
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
@@ -257,7 +257,7 @@ def run_rl(
 
         vectors = VectorCache(cache_root() / "embeddings")
         sampler = DistractorSampler(arenas, LocalEmbedder(), vectors, settings.distractors)
-    rank = int(torch.distributed.get_rank()) if torch.distributed.is_initialized() else 0
+    rank = int(os.environ.get("RANK", "0"))  # torchrun/accelerate set it before the process group exists
     log_name = "rollouts.jsonl" if rank == 0 else f"rollouts.rank{rank}.jsonl"
     rollouts = ArenaRollouts(
         arenas, executor, EpisodeRunner(tokenizer, settings.episode), settings, sampler, out / log_name

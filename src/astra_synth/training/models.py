@@ -137,5 +137,7 @@ def hardware_args() -> dict[str, Any]:
     import torch
 
     if torch.cuda.is_available():
-        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "activation_checkpointing": True}
-    return {"use_cpu": True, "bf16": False, "activation_checkpointing": False}
+        flags = {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "activation_checkpointing": True}
+    else:
+        flags = {"use_cpu": True, "bf16": False, "activation_checkpointing": False}
+    return {**flags, "ddp_find_unused_parameters": False}  # every weight takes part in the loss
