@@ -117,6 +117,9 @@ async def run_agent(
                     transcript,
                     stage=stage,
                     tools=tools or None,
+                    # llama-cpp-python's function-calling format reads a missing tool_choice as "none"
+                    # and drops the tools; "auto" is every other server's default anyway.
+                    tool_choice="auto" if tools else None,
                     temperature=config.temperature,
                     max_tokens=config.max_tokens,
                     seed=seed,
