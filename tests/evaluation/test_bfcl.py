@@ -107,7 +107,7 @@ def test_model_that_never_calls_a_tool_scores_zero_and_reruns_resume(
     venv: BfclVenv, never_calls: ScriptedLLM, tmp_path: Path
 ) -> None:
     out = tmp_path / "noop"
-    code, output = _run(never_calls, out, "--limit", "2")
+    code, output = _run(never_calls, out, "--limit", "2", "--max-tokens", "64")
     assert code == 0, output
     report = BfclReport.model_validate_json((out / SUMMARY_FILE).read_text())
     assert report.bfcl_eval_version == BFCL_EVAL_VERSION
@@ -123,18 +123,19 @@ def test_model_that_never_calls_a_tool_scores_zero_and_reruns_resume(
     failures = _jsonl(score)[1:]
     assert {f["id"] for f in failures} == {"multi_turn_base_0", "multi_turn_base_1"}
     assert all(f["error"]["error_type"] == "multi_turn:empty_turn_model_response" for f in failures)
-    # FC protocol: our model name, the tools (explicitly "auto"), no system prompt.
+    # FC protocol: our model name, the tools (explicitly "auto"), no system prompt; the cap we asked for.
     requests = never_calls.chat_requests()
-    assert len(requests) >= 8
+    assert len(requests) >= 8 and report.max_tokens == 64
     assert all(r["model"] == "scripted" and r["tools"] and r["tool_choice"] == "auto" for r in requests)
+    assert all(r["max_tokens"] == 64 for r in requests)
     assert all(m["role"] != "system" for r in requests for m in r["messages"])
 
     # Same run again: BFCL finds every entry generated and sends nothing; another selection is refused.
     never_calls.reset()
-    code, output = _run(never_calls, out, "--limit", "2")
+    code, output = _run(never_calls, out, "--limit", "2", "--max-tokens", "64")
     assert code == 0, output
     assert never_calls.chat_requests() == []
-    code, output = _run(never_calls, out, "--limit", "1")
+    code, output = _run(never_calls, out, "--limit", "1", "--max-tokens", "64")
     assert code == 1 and "another" in output
 
 
@@ -150,6 +151,7 @@ def test_model_replaying_the_ground_truth_scores_at_least_99_percent(venv: BfclV
     assert {s.category: s.total for s in report.categories} == dict.fromkeys(selection, 3)
     assert all(s.accuracy >= 0.99 for s in report.categories), output
     assert report.overall >= 0.99
+    assert all("max_tokens" not in r for r in llm.chat_requests())  # BFCL's protocol: no cap
     echoed = [m for r in llm.chat_requests() for m in r["messages"] if m["role"] == "assistant"]
     assert echoed and all(None not in m.values() and m["content"] == "" for m in echoed if "tool_calls" in m)
     assert output.strip().splitlines()[-1].startswith("RESULT bfcl_overall=1.0000 ")

@@ -91,6 +91,7 @@ class BfclReport(BaseModel):
     bfcl_eval_version: str = BFCL_EVAL_VERSION
     model: str
     endpoint: str = Field(description="The --base-url, or 'embedded'.")
+    max_tokens: int | None = Field(description="Cap per response; None = BFCL's protocol (no cap).")
     categories: list[CategoryScore]
     overall: float = Field(
         description="Unweighted mean over the categories run (BFCL's overall counts missing ones as 0)."
@@ -108,6 +109,7 @@ class _RunIdentity(BaseModel):
     bfcl_eval_version: str
     model: str
     endpoint: str
+    max_tokens: int | None
     ids: dict[str, list[str]]
 
 
@@ -284,6 +286,7 @@ def run_bfcl(
     *,
     endpoint_label: str,
     threads: int,
+    max_tokens: int | None = None,
 ) -> BfclReport:
     """Generate with BFCL's FC handler against ``endpoint``, then let BFCL score it; resumable.
 
@@ -295,7 +298,11 @@ def run_bfcl(
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     identity = _RunIdentity(
-        bfcl_eval_version=BFCL_EVAL_VERSION, model=endpoint.model, endpoint=endpoint_label, ids=selection
+        bfcl_eval_version=BFCL_EVAL_VERSION,
+        model=endpoint.model,
+        endpoint=endpoint_label,
+        max_tokens=max_tokens,
+        ids=selection,
     )
     _check_identity(out, identity)
     write_json_atomic(out / "test_case_ids_to_generate.json", selection)
@@ -307,6 +314,8 @@ def run_bfcl(
         "ASTRA_BFCL_MODEL": endpoint.model,
         "ASTRA_BFCL_REGISTRY_NAME": REGISTRY_NAME,
     }
+    if max_tokens is not None:
+        env["ASTRA_BFCL_MAX_TOKENS"] = str(max_tokens)
     categories = [c for c in CATEGORIES if c in selection]
     cli = [str(venv.python), str(RUNNER)]
     model_and_categories = ["--model", REGISTRY_NAME, "--test-category", ",".join(categories)]
@@ -322,6 +331,7 @@ def run_bfcl(
     report = BfclReport(
         model=endpoint.model,
         endpoint=endpoint_label,
+        max_tokens=max_tokens,
         categories=scores,
         overall=sum(s.accuracy for s in scores) / len(scores),
         entries=sum(s.total for s in scores),

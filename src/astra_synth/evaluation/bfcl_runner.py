@@ -11,7 +11,9 @@ Two changes to BFCL's requests, both no-ops for a server that follows OpenAI's A
 llama-cpp-python (our embedded server): ``tool_choice="auto"`` is sent with ``tools`` (OpenAI's default;
 ``chatml-function-calling`` reads a missing one as "none" and drops the tools from the prompt), and
 echoed assistant messages carry ``content: ""`` instead of ``null`` and no other ``null`` fields (its
-request schema refuses ``null`` there and its chat template needs a ``content``).
+request schema refuses ``null`` there and its chat template needs a ``content``). ``ASTRA_BFCL_MAX_TOKENS``,
+when set, caps every response: BFCL sends no cap, and a small model can otherwise write until its
+context is full.
 
 Usage: ``<bfcl-venv>/bin/python bfcl_runner.py generate|evaluate [BFCL options]``.
 """
@@ -45,6 +47,8 @@ def main() -> None:
             if kwargs.get("tools"):
                 kwargs.setdefault("tool_choice", "auto")
             kwargs["messages"] = [_plain(m) for m in kwargs["messages"]]
+            if max_tokens := os.environ.get("ASTRA_BFCL_MAX_TOKENS"):
+                kwargs["max_tokens"] = int(max_tokens)
             return super().generate_with_backoff(**kwargs)
 
     registry_name = os.environ["ASTRA_BFCL_REGISTRY_NAME"]

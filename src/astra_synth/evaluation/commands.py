@@ -139,6 +139,15 @@ def bfcl(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="Entries in flight (default: endpoint's limit).")
     ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--max-tokens",
+            min=1,
+            help="Cap each response (recorded in the summary). BFCL sends none; small local models may "
+            "otherwise write until their context is full.",
+        ),
+    ] = None,
 ) -> None:
     """Print per-category accuracy and the mean; keep BFCL's result and score files in --out."""
     options = ctx.find_root().obj or GlobalOptions()
@@ -164,6 +173,7 @@ def bfcl(
                 venv,
                 endpoint_label=options.base_url or "embedded",
                 threads=threads or ep.max_concurrency,
+                max_tokens=max_tokens,
             )
     except BfclError as exc:
         typer.echo(str(exc), err=True)
