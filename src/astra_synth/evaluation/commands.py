@@ -27,7 +27,7 @@ from astra_synth.evaluation.bfcl import (
     select_ids,
 )
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.local import LocalServerConfig, endpoint_session
+from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox import get_executor
 
@@ -96,10 +96,6 @@ def arenas(
     )
 
 
-BFCL_EMBEDDED_CTX = 8192
-"""SmolLM2's trained context: BFCL prompts (~28 tools, median ~6-7 k tokens) overflow 4096."""
-
-
 def print_bfcl_report(report: BfclReport) -> None:
     table = Table(title=f"BFCL-v3 multi-turn (bfcl-eval=={report.bfcl_eval_version}): {report.model}")
     for col in ("category", "accuracy", "correct / total", "inference errors"):
@@ -144,8 +140,8 @@ def bfcl(
         typer.Option(
             "--max-tokens",
             min=1,
-            help="Cap each response (recorded in the summary). BFCL sends none; small local models may "
-            "otherwise write until their context is full.",
+            help="Cap each response (recorded in the summary). BFCL sends none; small models may otherwise "
+            "write until their context is full. The embedded server's tool-calling format ignores it.",
         ),
     ] = None,
 ) -> None:
@@ -165,7 +161,7 @@ def bfcl(
         selection = select_ids(venv, [c for c in CATEGORIES if c in chosen], limit, ids)
         entries = sum(len(v) for v in selection.values())
         typer.echo(f"BFCL: {entries} entries; progress in {out / GENERATE_LOG}", err=True)
-        with endpoint_session(endpoint, LocalServerConfig(n_ctx=BFCL_EMBEDDED_CTX)) as ep:
+        with endpoint_session(endpoint) as ep:
             report = run_bfcl(
                 ep,
                 selection,
