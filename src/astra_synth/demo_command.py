@@ -1,4 +1,4 @@
-"""``astra demo``: mounted by cli.py."""
+"""``astra demo``: mounted by cli.py; the demo (and torch with it) is imported only when it runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from astra_synth.config import ConfigError, load_config
-from astra_synth.demo import DemoConfig, run_demo
 
 app = typer.Typer()
 
@@ -25,6 +24,8 @@ def demo(
     ] = Path("runs/demo"),
 ) -> None:
     """Arenas from seeds → SFT on golden episodes → GRPO → held-out evaluation before/after, on the CPU."""
+    from astra_synth.demo import DemoConfig, run_demo
+
     try:
         cfg = load_config(DemoConfig, config)
     except ConfigError as exc:
