@@ -187,7 +187,8 @@ def run_demo(config: DemoConfig, run_dir: Path, console: Console | None = None) 
     def rl() -> Trained:
         settings = config.rl.model_copy(update={"model": str(sft_done.out)})
         with get_executor(config.eval.executor) as sandbox:
-            result = run_rl(train, sandbox, run_dir / "rl", settings, resume=True)
+            resume = any((run_dir / "rl").glob("checkpoint-*"))  # an interrupted demo continues its RL
+            result = run_rl(train, sandbox, run_dir / "rl", settings, resume=resume)
         return Trained(out=result.out, steps=result.steps, curve=result.rewards)
 
     rl_done = steps.run("rl", Trained, rl)
