@@ -26,6 +26,7 @@ from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.batching import FillConfig
 from astra_synth.training.episodes import EpisodeRunner, EpisodeSettings
 from astra_synth.training.grpo import RLSettings, run_rl
 from astra_synth.training.metrics import read_metrics
@@ -72,13 +73,14 @@ def main() -> None:
     parser.add_argument("--max-turns", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-completion", type=int, default=1024)
+    parser.add_argument("--max-rolls", type=int, default=4, help="Batch-filling rolls per step.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--quick", action="store_true", help="Tiny CPU settings (a smoke run of this script)."
     )
     args = parser.parse_args()
     if args.quick:
-        args.sft_epochs, args.rl_steps, args.group_size, args.groups = 0.5, 1, 2, 1
+        args.sft_epochs, args.rl_steps, args.group_size, args.groups, args.max_rolls = 0.5, 1, 2, 1, 1
         args.max_turns, args.max_new_tokens, args.max_completion, args.heldout = 2, 48, 160, 2
 
     arenas = read_arenas(args.arenas)
@@ -126,6 +128,7 @@ def main() -> None:
                 groups_per_device=args.groups,
                 learning_rate=args.rl_lr,
                 episode=episode,
+                fill=FillConfig(max_rolls=args.max_rolls),
                 save_steps=max(args.rl_steps, 1),
                 seed=args.seed,
             ),
