@@ -94,7 +94,6 @@ def test_grpo_steps_through_the_sandbox_then_resume(
     assert len(played) == 2 * 2  # two groups × two episodes (one roll: max_rolls=1)
     assert {p["arena_id"] for p in played} <= {a.id for a in short_arenas}
     assert all(p["distractors"] is not None for p in played)
-    assert sum(p["reward"]["calls"] for p in played) > 0  # the SFT'd policy called tools in the sandbox
     by_group: dict[str, list[float]] = {}
     for p in played:
         by_group.setdefault(p["group"], []).append(p["reward"]["reward"])

@@ -26,8 +26,10 @@ def serve_local(
 ) -> None:
     """Serve the embedded SmolLM2-135M model (llama.cpp, OpenAI-compatible) until Ctrl-C or SIGTERM."""
     config = LocalServerConfig(port=port, n_ctx=n_ctx, n_threads=threads)
-    # SIGTERM takes the same clean path as Ctrl-C: leave the block below, which stops the server.
+    # SIGTERM takes the same clean path as Ctrl-C: leave the block below, which stops the server. SIGINT is
+    # set explicitly too: a process started in the background by a shell inherits it as ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     server = EmbeddedServer(config)
     try:
         with server:
