@@ -13,6 +13,7 @@ the scored dimensions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -262,8 +263,8 @@ class TrajectoryJudgeStage:
     async def judge(self, episode: _Episode, llm: LLMClient, seed: int) -> JudgeReport:
         """All seven dimensions, concurrently; an exception in one becomes that dimension's error."""
         scorers: dict[Dimension, Callable[[_Episode, LLMClient, int], Awaitable[DimensionResult]]] = {
-            "query_understanding": self._query_understanding,
-            "query_planning": self._query_planning,
+            "query_understanding": functools.partial(self._first_turn, "query_understanding"),
+            "query_planning": functools.partial(self._first_turn, "query_planning"),
             "tool_context_understanding": self._context_understanding,
             "tool_context_planning": self._context_planning,
             "tool_call_status": self._call_status,
@@ -296,25 +297,12 @@ class TrajectoryJudgeStage:
             seed=seed,
         )
 
-    async def _query_understanding(self, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _first_turn(self, dim: Dimension, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+        """Query understanding and query planning: both judge the first assistant turn against the query."""
         if ep.first_assistant < 0:
             return DimensionResult(status="scored", score=0.0, detail="no assistant response")
         answer: VerdictAnswer = await self._ask(
-            "query_understanding",
-            llm,
-            seed,
-            VerdictAnswer,
-            tools=ep.tools,
-            transcript=ep.transcript,
-            first=ep.first_assistant,
-        )
-        return DimensionResult(status="scored", score=VERDICT_SCORE[answer.verdict], detail=answer.reasoning)
-
-    async def _query_planning(self, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
-        if ep.first_assistant < 0:
-            return DimensionResult(status="scored", score=0.0, detail="no assistant response")
-        answer: VerdictAnswer = await self._ask(
-            "query_planning",
+            dim,
             llm,
             seed,
             VerdictAnswer,
