@@ -43,6 +43,18 @@ class StageManifest(BaseModel):
     usage: StageUsage = Field(default_factory=StageUsage)
 
 
+class ContaminationSummary(BaseModel):
+    """What the benchmark-contamination firewall did to a run's export (written by the export, read by cards
+    and the report)."""
+
+    checked: int = 0
+    dropped: int = 0
+    by_reason: dict[str, int] = Field(default_factory=dict, description="Dropped items per reason.")
+    benchmarks: list[str] = Field(default_factory=list, description="Benchmark sources compared against.")
+    method: str = Field(default="", description="Text similarity used: embedder id, or 'ngram'.")
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -58,6 +70,7 @@ class Manifest(BaseModel):
     sessions: int = Field(default=0, description="How many times the run was started or resumed.")
     input_rejects: int = 0
     stages: list[StageManifest] = Field(default_factory=list)
+    contamination: ContaminationSummary | None = None
 
     def stage(self, name: str) -> StageManifest | None:
         return next((s for s in self.stages if s.name == name), None)
