@@ -9,14 +9,9 @@ import pytest
 
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv
+from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.training.distractors import (
-    DistractorConfig,
-    DistractorSampler,
-    LocalEmbedder,
-    VectorCache,
-    tool_document,
-)
+from astra_synth.training.distractors import DistractorConfig, DistractorSampler, tool_document
 
 
 @pytest.fixture(scope="module")

