@@ -154,13 +154,22 @@ def _read_marker(root: Path, lock_sha: str) -> BfclVenv | None:
     return venv if fresh and venv.python.is_file() else None
 
 
+def _lock_sha() -> str:
+    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
+
+
+def ready_bfcl_venv(root: Path | None = None) -> BfclVenv | None:
+    """The BFCL venv if one built from the current lock exists; never builds one."""
+    return _read_marker(root or default_venv_dir(), _lock_sha())
+
+
 def ensure_bfcl_venv(root: Path | None = None) -> BfclVenv:
     """The BFCL venv, created (about a minute, network to PyPI) if missing or built from another lock.
 
     Concurrent callers wait on a file lock; a half-built venv (no marker) is wiped and rebuilt.
     """
     root = root or default_venv_dir()
-    lock_sha = hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
+    lock_sha = _lock_sha()
     if (venv := _read_marker(root, lock_sha)) is not None:
         return venv
     try:
