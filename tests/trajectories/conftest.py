@@ -27,8 +27,7 @@ def _tool(name: str, description: str, **params: str) -> ToolSpec:
     )
 
 
-@pytest.fixture
-def notes_server() -> ServerRecord:
+def make_notes_server() -> ServerRecord:
     """A four-tool note-taking service: search → read → update/share is a natural chain."""
     return ServerRecord(
         id="notes",
@@ -42,6 +41,11 @@ def notes_server() -> ServerRecord:
             _tool("share_note", "Share a note with a person by email.", note_id="Note id", email="Address"),
         ],
     )
+
+
+@pytest.fixture
+def notes_server() -> ServerRecord:
+    return make_notes_server()
 
 
 ContextFactory = Callable[[str], StageContext]

@@ -7,6 +7,7 @@ them (it needs every verified score, so it cannot be a per-item stage)::
     run_dir/selection.json                                             (percentile, threshold, kept, dropped)
     run_dir/synth/     tool_synthesis → merge → arena_check
     run_dir/arenas.jsonl, arenas.parquet, manifest.json                (funnel, threshold, cost per arena)
+    run_dir/README.md                                                  (dataset card)
 
 Resuming reruns nothing that finished: both pipelines skip recorded ids and the LLM cache answers the rest.
 """
@@ -31,6 +32,7 @@ from astra_synth.arenas.synthesize import SynthesizeTools
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import Verify, select_by_percentile
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
+from astra_synth.export.card import write_card
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
@@ -193,6 +195,7 @@ async def run_arenas(
             "stages": {"qa": "qa/manifest.json", "synth": "synth/manifest.json"},
         },
     )
+    write_card(run_dir)
     return funnel
 
 

@@ -34,6 +34,9 @@ class StageUsage(BaseModel):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __add__(self, other: StageUsage) -> StageUsage:
+        return StageUsage(**{f: getattr(self, f) + getattr(other, f) for f in StageUsage.model_fields})
+
 
 class Ledger:
     """Thread-safe accumulator of :class:`StageUsage` keyed by stage name."""
@@ -86,11 +89,7 @@ class Ledger:
 
     def total(self) -> StageUsage:
         with self._lock:
-            t = StageUsage()
-            for u in self._by_stage.values():
-                for field in StageUsage.model_fields:
-                    setattr(t, field, getattr(t, field) + getattr(u, field))
-            return t
+            return sum(self._by_stage.values(), StageUsage())
 
     def by_stage(self) -> dict[str, StageUsage]:
         with self._lock:

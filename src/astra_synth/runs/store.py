@@ -19,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -58,6 +58,12 @@ class RejectRecord(BaseModel):
     reason: str
     detail: str = ""
     parent_id: str | None = None
+
+
+def reject_reasons(stage_dir: Path) -> dict[str, int]:
+    """Rejected items per reason in one stage folder, most frequent first (for funnels and dataset cards)."""
+    reasons = Counter(r.reason for r in load_records(stage_dir / "rejects.jsonl", RejectRecord))
+    return dict(reasons.most_common())
 
 
 class ErrorRecord(BaseModel):

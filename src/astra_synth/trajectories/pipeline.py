@@ -6,7 +6,7 @@ every task with every other, so it cannot be a per-item stage)::
     run_dir/synth/      graph → chains → tasks → augment          (manifest.json, ok/rejects per stage)
     run_dir/dedupe.json                                            (method, kept ids, dropped with reason)
     run_dir/rollout/    score → rollout → judge                   (rollout/ok.jsonl: every trajectory)
-    run_dir/sft/        sft.jsonl, sft.parquet, provenance.jsonl
+    run_dir/sft/        sft.jsonl, sft.parquet, provenance.jsonl, README.md (dataset card)
     run_dir/funnel.json                                            (counts and reject reasons per stage)
 
 A resume recomputes nothing finished: the runner skips recorded ids, dedupe is deterministic in input
@@ -22,13 +22,14 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
+from astra_synth.export.card import write_card
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
 from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import load_records, write_json_atomic
 from astra_synth.runs.pipeline import Pipeline, RunOptions, RunResult
-from astra_synth.runs.store import OkRecord, RejectRecord
+from astra_synth.runs.store import OkRecord, reject_reasons
 from astra_synth.tools.cassette import Cassette, CassetteMode
 from astra_synth.tools.emulator import EmulatorConfig, ToolEmulator
 from astra_synth.tools.registry import load_servers
@@ -109,8 +110,6 @@ class Funnel(BaseModel):
 def _stage_funnel(result: RunResult, run_dir: Path) -> list[StageFunnel]:
     out = []
     for entry in result.manifest.stages:
-        rejects = load_records(run_dir / entry.name / "rejects.jsonl", RejectRecord)
-        reasons = Counter(r.reason for r in rejects)
         c = entry.counts
         out.append(
             StageFunnel(
@@ -120,7 +119,7 @@ def _stage_funnel(result: RunResult, run_dir: Path) -> list[StageFunnel]:
                 outputs=c.outputs,
                 rejected=c.rejected,
                 errors=c.errors,
-                reject_reasons=dict(reasons.most_common()),
+                reject_reasons=reject_reasons(run_dir / entry.name),
             )
         )
     return out
@@ -233,6 +232,8 @@ async def run_trajectories(
         export=summary,
     )
     write_json_atomic(run_dir / "funnel.json", funnel.model_dump(mode="json"))
+    if summary is not None and config.parquet:  # the card describes the parquet
+        write_card(run_dir)
     return funnel
 
 

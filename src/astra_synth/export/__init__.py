@@ -1,0 +1,1 @@
+"""Publishing a finished run: dataset cards and the Hugging Face folder layout."""

@@ -1,0 +1,36 @@
+"""``astra export …``: publish a finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from astra_synth.export.card import DEFAULT_LICENSE
+from astra_synth.export.hf import export_hf
+from astra_synth.export.rundir import RunDirError
+
+app = typer.Typer(help="Publish a finished run (dataset card + Hugging Face layout).", no_args_is_help=True)
+
+
+@app.command("hf")
+def hf(
+    run_dir: Annotated[Path, typer.Argument(help="A finished trajectories or arenas run directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write (README.md card + data/*.parquet).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT when it is not empty.")] = False,
+    license_id: Annotated[
+        str,
+        typer.Option("--license", help="Licence id for the card's front matter (other = mixed sources)."),
+    ] = DEFAULT_LICENSE,
+) -> None:
+    """Write a folder ready to push to the Hugging Face Hub; `datasets.load_dataset(OUT)` reads it.
+
+    Refuses (exit 2) an unfinished run, a run without its parquet, and a non-empty OUT without --force.
+    """
+    try:
+        result = export_hf(run_dir, out, force=force, license_id=license_id)
+    except RunDirError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{result.kind}: {result.rows} rows → {result.out} ({', '.join(result.files)})")

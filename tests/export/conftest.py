@@ -1,0 +1,53 @@
+"""Real run directories for the card and export tests: both pipelines run once per session against the
+scripted server, with the scripts their own pipeline tests use."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from astra_synth.arenas.pipeline import run_arenas
+from astra_synth.config import load_config
+from astra_synth.llm.scripted import ScriptedLLM
+from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
+from tests.arenas.test_pipeline import config as arenas_config
+from tests.arenas.test_pipeline import script as script_arenas
+from tests.trajectories.conftest import make_notes_server
+from tests.trajectories.test_pipeline import _answer as answer_trajectories
+from tests.trajectories.test_pipeline import _config as trajectories_config
+
+RunCopy = Callable[[Path], Path]
+
+
+@pytest.fixture(scope="session")
+def trajectories_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished pipeline-A run (5 SFT rows); treat as read-only, take a ``run_copy`` to change it."""
+    root = tmp_path_factory.mktemp("traj")
+    with ScriptedLLM() as server:
+        server.handler = answer_trajectories
+        path = trajectories_config(root, make_notes_server())
+        config = load_config(TrajectoriesConfig, path, {"endpoint.base_url": server.base_url})
+        asyncio.run(run_trajectories(config, root / "run", progress=False))
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def arenas_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished pipeline-B run; read-only like ``trajectories_run``."""
+    root = tmp_path_factory.mktemp("arenas")
+    with ScriptedLLM() as server:
+        script_arenas(server)
+        asyncio.run(run_arenas(arenas_config(server, root), root / "run", progress=False))
+    return root / "run"
+
+
+@pytest.fixture
+def run_copy(tmp_path: Path) -> RunCopy:
+    def copy(run: Path) -> Path:
+        return Path(shutil.copytree(run, tmp_path / "run"))
+
+    return copy
