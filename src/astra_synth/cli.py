@@ -12,6 +12,7 @@ from astra_synth.arenas import commands as arenas_commands
 from astra_synth.config import GlobalOptions
 from astra_synth.demo_command import app as demo_app
 from astra_synth.evaluation import commands as eval_commands
+from astra_synth.evaluation.contamination_command import app as contamination_app
 from astra_synth.evaluation.serve import app as serve_app
 from astra_synth.export import commands as export_commands
 from astra_synth.llm import commands as llm_commands
@@ -72,6 +73,7 @@ app.add_typer(arenas_commands.app, name="arenas")
 app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(training_commands.app, name="train")
 app.add_typer(eval_commands.app, name="eval")
+app.add_typer(contamination_app)  # check-contamination
 app.add_typer(export_commands.app, name="export")
 app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")
 app.add_typer(demo_app)  # demo

@@ -6,6 +6,7 @@ them (it needs every verified score, so it cannot be a per-item stage)::
     run_dir/qa/        qa_generate → tool_necessity → verify          (manifest.json, ok/rejects per stage)
     run_dir/selection.json                                             (percentile, threshold, kept, dropped)
     run_dir/synth/     tool_synthesis → merge → arena_check
+    run_dir/contamination.json, contamination_rejects.jsonl            (benchmark firewall: report, drops)
     run_dir/arenas.jsonl, arenas.parquet, manifest.json                (funnel, threshold, cost per arena)
     run_dir/README.md                                                  (dataset card)
 
@@ -32,6 +33,7 @@ from astra_synth.arenas.synthesize import SynthesizeTools
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import Verify, select_by_percentile
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
+from astra_synth.evaluation.contamination import ContaminationConfig, arena_probe, screen
 from astra_synth.export.card import write_card
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
@@ -83,6 +85,7 @@ class ArenasConfig(StrictModel):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
 
 
 class Funnel(BaseModel):
@@ -96,6 +99,7 @@ class Funnel(BaseModel):
     tools_synthesized: int
     merged: int
     arenas: int
+    contaminated: int = Field(default=0, description="Arenas dropped by the contamination firewall.")
     llm_calls: int
     llm_calls_per_arena: float | None
     status: str
@@ -166,6 +170,11 @@ async def run_arenas(
                     selected, run_dir / "synth", options, llm=llm, sandbox=sandbox, ledger=ledger
                 )
     arenas = [Arena.model_validate(r.data) for r in synth_result.outputs] if synth_result else []
+    contamination = None
+    if config.contamination.enabled:
+        report = screen([arena_probe(a) for a in arenas], config.contamination, run_dir)
+        arenas = [a for a in arenas if a.id not in report.dropped_ids]
+        contamination = report.summary
     write_arenas(run_dir / "arenas.jsonl", arenas)
     write_parquet(run_dir / "arenas.parquet", arenas)
     total_calls = ledger.total().calls
@@ -181,6 +190,7 @@ async def run_arenas(
         tools_synthesized=_ok(synth_result.manifest, "tool_synthesis") if synth_result else 0,
         merged=_ok(synth_result.manifest, "merge") if synth_result else 0,
         arenas=len(arenas),
+        contaminated=contamination.dropped if contamination else 0,
         llm_calls=total_calls,
         llm_calls_per_arena=(total_calls / len(arenas)) if arenas else None,
         status=status,
@@ -193,6 +203,7 @@ async def run_arenas(
             "funnel": funnel.model_dump(),
             "usage": {k: v.model_dump() for k, v in ledger.by_stage().items()},
             "stages": {"qa": "qa/manifest.json", "synth": "synth/manifest.json"},
+            "contamination": contamination.model_dump() if contamination else None,
         },
     )
     write_card(run_dir)

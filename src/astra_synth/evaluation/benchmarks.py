@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from astra_synth.errors import InputError
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,
     CATEGORIES,
@@ -61,7 +62,7 @@ _BFCL_CLASS_DOCS = {
 """The multi-turn classes and their tool-doc files (BFCL's mapping without the memory/web-search ones)."""
 
 
-class BenchmarkFormatError(ValueError):
+class BenchmarkFormatError(InputError):
     """A benchmark file that fits none of the known formats; the message names file, line or item, and why."""
 
 

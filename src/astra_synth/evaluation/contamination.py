@@ -44,8 +44,9 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from astra_synth.arenas.records import Arena
+from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.config import StrictModel
+from astra_synth.errors import InputError
 from astra_synth.evaluation.benchmarks import (
     BenchmarkItem,
     BenchmarkSource,
@@ -56,8 +57,8 @@ from astra_synth.evaluation.benchmarks import (
     load_bfcl_multi_turn,
 )
 from astra_synth.llm.embeddings import Embedder, LocalEmbedder, VectorCache
-from astra_synth.runs.jsonl import write_bytes_atomic, write_json_atomic
-from astra_synth.runs.manifest import ContaminationSummary
+from astra_synth.runs.jsonl import read_jsonl, write_bytes_atomic, write_json_atomic
+from astra_synth.runs.manifest import ContaminationSummary, Manifest
 from astra_synth.runs.store import RejectRecord
 from astra_synth.training.models import cache_root
 
@@ -567,6 +568,45 @@ def arena_probe(arena: Arena) -> Probe:
     )
 
 
+class _SftRow(BaseModel):
+    id: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+InputFormat = Literal["auto", "sft", "arenas"]
+
+
+def _detect_format(path: Path) -> Literal["sft", "arenas"]:
+    try:
+        with path.open("rb") as fh:
+            first = next((line for line in fh if line.strip()), b"")
+        head = json.loads(first) if first else None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}:1: expected a JSON line of an SFT set or an arena file ({exc})") from exc
+    if isinstance(head, dict) and "subtasks" in head:
+        return "arenas"
+    if isinstance(head, dict) and "messages" in head:
+        return "sft"
+    raise InputError(
+        f"{path}:1: expected an SFT row (id, messages, tools) or an arena (…, subtasks); see --format"
+    )
+
+
+def read_probes(path: Path, fmt: InputFormat = "auto") -> list[Probe]:
+    """Probes of an exported file: ``sft.jsonl`` rows or ``arenas.jsonl`` arenas."""
+    kind = _detect_format(path) if fmt == "auto" else fmt
+    if kind == "arenas":
+        return [arena_probe(a) for a in read_arenas(path)]
+    try:
+        loaded = read_jsonl(path, _SftRow)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if loaded.errors:
+        raise InputError("\n".join(str(error) for _, _, error in loaded.errors))
+    return [chat_probe(row.id, row.messages, row.tools) for _, row in loaded.items]
+
+
 def screen(probes: Sequence[Probe], config: ContaminationConfig, out_dir: Path) -> ContaminationReport:
     """The export-time check; writes the full report and the rejects into the export folder."""
     report = Firewall.from_config(config).check(probes)
@@ -584,3 +624,10 @@ def screen(probes: Sequence[Probe], config: ContaminationConfig, out_dir: Path) 
         out_dir / REJECTS_FILE, b"".join(r.model_dump_json().encode() + b"\n" for r in rejects)
     )
     return report
+
+
+def record_contamination(manifest_path: Path, summary: ContaminationSummary) -> None:
+    """Put the export's summary into a finished sub-run's ``manifest.json`` (read by cards and the report)."""
+    manifest = Manifest.model_validate_json(manifest_path.read_bytes())
+    manifest.contamination = summary
+    write_json_atomic(manifest_path, manifest.model_dump(mode="json"))

@@ -6,6 +6,7 @@ every task with every other, so it cannot be a per-item stage)::
     run_dir/synth/      graph → chains → tasks → augment          (manifest.json, ok/rejects per stage)
     run_dir/dedupe.json                                            (method, kept ids, dropped with reason)
     run_dir/rollout/    score → rollout → judge                   (rollout/ok.jsonl: every trajectory)
+    run_dir/sft/        contamination.json, contamination_rejects.jsonl (benchmark firewall)
     run_dir/sft/        sft.jsonl, sft.parquet, provenance.jsonl, README.md (dataset card)
     run_dir/funnel.json                                            (counts and reject reasons per stage)
 
@@ -22,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
+from astra_synth.evaluation.contamination import ContaminationConfig, record_contamination
 from astra_synth.export.card import write_card
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
@@ -68,6 +70,7 @@ class TrajectoriesConfig(StrictModel):
     cassette_mode: CassetteMode = "auto"
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     parquet: bool = Field(default=True, description="Also write sft.parquet.")
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
 
     @model_validator(mode="after")
     def _resolve_paths(self, info: ValidationInfo) -> TrajectoriesConfig:
@@ -211,7 +214,13 @@ async def run_trajectories(
         if rollout_result is not None and finished
         else []
     )
-    summary = export_sft(judged, run_dir / "sft", parquet=config.parquet) if finished else None
+    summary = (
+        export_sft(judged, run_dir / "sft", parquet=config.parquet, contamination=config.contamination)
+        if finished
+        else None
+    )
+    if summary is not None and summary.contamination is not None:
+        record_contamination(run_dir / "rollout" / "manifest.json", summary.contamination)
     by_id = {r.id: r for r in load_records(run_dir / "rollout" / "rollout" / "ok.jsonl", OkRecord)}
     rollouts = list(by_id.values())
     statuses = Counter(_field(r, "status") for r in rollouts)
