@@ -2,7 +2,8 @@
 # Installs the Debian packages the project needs, once. Idempotent and quiet when everything is present.
 set -euo pipefail
 need=()
-for pkg in util-linux libseccomp2 python3; do  # unshare + setpriv, seccomp, worker interpreter
+# unshare + setpriv, seccomp, worker interpreter; headless chromium for the report's browser test
+for pkg in util-linux libseccomp2 python3 chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -16,6 +16,7 @@ from astra_synth.evaluation.contamination_command import app as contamination_ap
 from astra_synth.evaluation.serve import app as serve_app
 from astra_synth.export import commands as export_commands
 from astra_synth.llm import commands as llm_commands
+from astra_synth.report import commands as report_commands
 from astra_synth.sandbox import commands as sandbox_commands
 from astra_synth.tools import commands as tools_commands
 from astra_synth.training import commands as training_commands
@@ -53,18 +54,6 @@ def _root(
     ctx.obj = GlobalOptions(base_url=base_url, model=model)
 
 
-def _pending(name: str, issue: int, what: str) -> typer.Typer:
-    """A command group that a later issue fills; it says so instead of pretending to work."""
-    group = typer.Typer(help=f"{what} (not built yet: issue #{issue})", invoke_without_command=True)
-
-    @group.callback()
-    def _not_built() -> None:
-        typer.echo(f"`astra {name}` is not built yet (issue #{issue}).", err=True)
-        raise typer.Exit(2)
-
-    return group
-
-
 app.add_typer(llm_commands.app)  # serve-local
 app.add_typer(serve_app)  # serve
 app.add_typer(tools_commands.app, name="tools")
@@ -75,7 +64,7 @@ app.add_typer(training_commands.app, name="train")
 app.add_typer(eval_commands.app, name="eval")
 app.add_typer(contamination_app)  # check-contamination
 app.add_typer(export_commands.app, name="export")
-app.add_typer(_pending("report", 8, "Static HTML run report."), name="report")
+app.add_typer(report_commands.app)  # report
 app.add_typer(demo_app)  # demo
 
 

@@ -1,0 +1,595 @@
+"""The report's pages: an overview (funnels, rejects, usage, scores, graphs, curves) and paginated viewers.
+
+Each page is a standalone HTML file with inline CSS and inline SVG; links are relative, so the folder can
+be copied anywhere and opened from ``file://``. Viewers are paginated so that a run with a hundred
+thousand trajectories still gives pages a browser opens quickly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+from rich.progress import track
+
+from astra_synth.arenas.records import Arena
+from astra_synth.llm.ledger import StageUsage
+from astra_synth.report.html import Html, el, join, page, table
+from astra_synth.report.load import (
+    ArenasRun,
+    PipelineView,
+    RunData,
+    TrainingRun,
+    TrajectoriesRun,
+    TrajectoryView,
+    load_run,
+)
+from astra_synth.report.svg import graph_picture, histogram, line_chart, stacked_bars
+from astra_synth.runs.jsonl import write_bytes_atomic
+from astra_synth.runs.manifest import ContaminationSummary
+
+TRAJECTORIES_PER_PAGE = 50
+ARENAS_PER_PAGE = 100
+MAX_TEXT_CHARS = 20_000
+"""Longer message or tool texts are cut in the viewer (the run files keep them whole)."""
+TASK_SCORE_RANGE = (1.0, 5.0)
+
+
+def _slug(kind: str, path: str) -> str:
+    return f"{kind}-{path.replace('/', '-')}" if path else kind
+
+
+def _label(path: str) -> str:
+    return path or "."
+
+
+def _pages(prefix: str, count: int, per_page: int) -> list[str]:
+    return [f"{prefix}-{i + 1}.html" for i in range((count + per_page - 1) // per_page)]
+
+
+def _pager(names: list[str], current: int) -> Html:
+    if len(names) < 2:
+        return Html("")
+    return el(
+        "nav",
+        "Pages: ",
+        *(el("strong", i + 1) if i == current else el("a", i + 1, href=n) for i, n in enumerate(names)),
+        class_="pages",
+    )
+
+
+def _money(value: float) -> str:
+    return f"${value:.4f}"
+
+
+def _text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=1)
+    if len(text) > MAX_TEXT_CHARS:
+        return text[:MAX_TEXT_CHARS] + f"\n… ({len(text) - MAX_TEXT_CHARS} more characters in the run files)"
+    return text
+
+
+# ---------------------------------------------------------------- overview sections
+
+
+def funnel_section(pipelines: Sequence[PipelineView]) -> Html:
+    stages = [(p, s) for p in pipelines for s in p.stages]
+    if not stages:
+        return el("p", "No stage has run yet.")
+    chart = stacked_bars(
+        [(s.name, [s.counts.ok, s.counts.rejected, s.counts.errors]) for _, s in stages],
+        ["ok", "rejected", "errors"],
+        label="Items per stage",
+    )
+    rows = [
+        [
+            s.name,
+            p.pipeline,
+            s.counts.inputs,
+            s.counts.ok,
+            s.counts.outputs,
+            s.counts.rejected,
+            s.counts.errors,
+            f"{s.seconds:.1f}",
+        ]
+        for p, s in stages
+    ]
+    status = [
+        el(
+            "span",
+            f"{p.pipeline}: {p.status}",
+            class_="badge " + ("ok" if p.status == "finished" else "warn"),
+        )
+        for p in pipelines
+    ]
+    errors = [el("p", f"{p.pipeline} failed: {p.error}", class_="badge bad") for p in pipelines if p.error]
+    return join(
+        el("h3", "Stage funnel"),
+        el("p", *status),
+        *errors,
+        chart,
+        table(
+            ["stage", "pipeline", "inputs", "ok", "outputs", "rejected", "errors", "seconds"],
+            rows,
+            numeric_from=2,
+        ),
+    )
+
+
+def rejects_section(pipelines: Sequence[PipelineView]) -> Html:
+    rows: list[list[object]] = []
+    for p in pipelines:
+        for s in p.stages:
+            rows.extend([s.name, "rejected", reason, n] for reason, n in s.reject_reasons.items())
+            rows.extend([s.name, "error", kind, n] for kind, n in s.error_types.items())
+    if not rows:
+        return join(el("h3", "Reject reasons"), el("p", "Nothing was rejected and nothing failed."))
+    return join(
+        el("h3", "Reject reasons"), table(["stage", "outcome", "reason", "items"], rows, numeric_from=3)
+    )
+
+
+def usage_section(
+    pipelines: Sequence[PipelineView], accepted: int, what: str, *, all_calls: int | None = None
+) -> Html:
+    """Calls, tokens and cost per stage, their total, and the total divided by the accepted items.
+
+    ``all_calls`` is the run's own count where it keeps one: calls made between the runner pipelines
+    (deduplication's embeddings) appear in no stage manifest, so they get a row of their own.
+    """
+    stages = [s for p in pipelines for s in p.stages]
+
+    def row(name: str, u: StageUsage) -> list[object]:
+        return [
+            name,
+            u.calls,
+            u.cached_calls,
+            u.failed_calls,
+            u.prompt_tokens,
+            u.completion_tokens,
+            _money(u.cost_usd),
+        ]
+
+    total = sum((s.usage for s in stages), StageUsage())
+    rows = [row(s.name, s.usage) for s in stages]
+    if all_calls is not None and all_calls > total.calls:
+        rows.append(["between pipelines (dedupe)", all_calls - total.calls, "", "", "", "", ""])
+        total.calls = all_calls
+    rows.append(row("total", total))
+    if accepted:
+        rows.append(
+            [
+                f"per accepted {what}",
+                f"{total.calls / accepted:.1f}",
+                "",
+                "",
+                f"{total.prompt_tokens / accepted:.0f}",
+                f"{total.completion_tokens / accepted:.0f}",
+                _money(total.cost_usd / accepted),
+            ]
+        )
+    header = ["stage", "LLM calls", "cached", "failed", "prompt tokens", "completion tokens", "cost"]
+    return join(
+        el("h3", "LLM usage"),
+        el("p", f"{accepted} accepted {what}(s)."),
+        table(header, rows),
+    )
+
+
+def contamination_section(found: Sequence[tuple[str, ContaminationSummary | None]]) -> Html:
+    """What the benchmark firewall checked and dropped, per (pipeline or run, its summary)."""
+    parts: list[Html] = []
+    for label, c in found:
+        if c is None:
+            continue
+        benchmarks = ", ".join(c.benchmarks) or "no benchmark"
+        parts.append(
+            el(
+                "p",
+                f"{label}: {c.checked} checked, {c.dropped} dropped against {benchmarks} "
+                f"({c.method or 'method not recorded'}).",
+            )
+        )
+        if c.by_reason:
+            parts.append(table(["reason", "dropped"], [[k, v] for k, v in c.by_reason.items()]))
+    return join(el("h3", "Benchmark contamination"), *parts) if parts else Html("")
+
+
+def _scored(views: Sequence[TrajectoryView]) -> dict[str, list[float]]:
+    dims: dict[str, list[float]] = {}
+    for v in views:
+        if v.judge is None:
+            continue
+        for name, result in v.judge.dimensions.items():
+            if result.score is not None:
+                dims.setdefault(name, []).append(result.score)
+    return dims
+
+
+def scores_section(run: TrajectoriesRun) -> Html:
+    judge = _scored(run.trajectories)
+    tasks: dict[str, list[float]] = {}
+    for v in run.trajectories:
+        if v.trajectory.task.scores is not None:
+            for name, score in v.trajectory.task.scores.as_dict().items():
+                tasks.setdefault(name, []).append(float(score))
+    parts: list[Html] = [el("h3", "Judge scores per dimension")]
+    if judge:
+        parts.append(
+            el("div", *(histogram(v, lo=0, hi=1, bins=5, label=k) for k, v in judge.items()), class_="charts")
+        )
+    else:
+        parts.append(el("p", "No trajectory has been judged yet."))
+    if tasks:
+        lo, hi = TASK_SCORE_RANGE
+        parts.append(el("h3", "Task scores per dimension (1–5)"))
+        parts.append(
+            el(
+                "div",
+                *(histogram(v, lo=lo, hi=hi + 1, bins=5, label=k) for k, v in tasks.items()),
+                class_="charts",
+            )
+        )
+    return join(*parts)
+
+
+def graphs_section(run: TrajectoriesRun) -> Html:
+    if not run.graphs:
+        return Html("")
+    pictures = [
+        el(
+            "figure",
+            graph_picture(g.nodes, g.edges, label=f"tool graph of {g.server}"),
+            el("figcaption", f"{g.server}: {len(g.nodes)} tools, {len(g.edges)} transitions"),
+        )
+        for g in run.graphs
+    ]
+    return join(
+        el("h3", "Tool transition graphs"),
+        el(
+            "p",
+            "Edges: consecutive tools in the chains the graph stage seeded (proposed and walked); "
+            "width grows with how often the transition occurs.",
+        ),
+        el("div", *pictures, class_="charts"),
+    )
+
+
+def rollouts_summary(run: TrajectoriesRun) -> Html:
+    statuses = Counter(v.trajectory.status for v in run.trajectories)
+    routes: Counter[str] = Counter()
+    for v in run.trajectories:
+        routes.update(v.trajectory.execution)
+    rows: list[list[object]] = [["rollout status", k, n] for k, n in statuses.items()]
+    rows += [["tool route", k, n] for k, n in routes.items()]
+    rows += [["dedupe dropped", k, n] for k, n in run.dedupe_dropped.items()]
+    if not rows:
+        return Html("")
+    return join(el("h3", "Rollouts"), table(["what", "value", "count"], rows, numeric_from=2))
+
+
+def curves_section(run: TrainingRun) -> Html:
+    charts = [line_chart(c.points, label=c.metric) for c in run.curves]
+    body = el("div", *charts, class_="charts") if charts else el("p", "No known metric logged yet.")
+    return el("section", el("h2", f"Training curves: {_label(run.path)}"), body)
+
+
+def demo_section(data: RunData) -> Html:
+    rows = []
+    scores: dict[str, dict[str, float]] = {}
+    for step in data.demo:
+        if isinstance(step.data.get("scores"), dict):
+            scores[step.name] = step.data["scores"]
+        summary = ", ".join(f"{k}={v}" for k, v in step.data.items() if isinstance(v, int | float | str))
+        rows.append([step.name, summary])
+    parts: list[Html] = [el("h2", "Demo steps"), table(["step", "result"], rows, numeric_from=99)]
+    if scores:
+        metrics = sorted({m for s in scores.values() for m in s})
+        parts.append(el("h3", "Held-out evaluation"))
+        parts.append(
+            table(
+                ["metric", *scores],
+                [[m, *(f"{s.get(m, float('nan')):.3f}" for s in scores.values())] for m in metrics],
+            )
+        )
+    return el("section", *parts)
+
+
+def trajectories_overview(run: TrajectoriesRun, viewer: list[str]) -> Html:
+    links = (
+        el("p", el("a", f"Open the trajectory viewer ({len(run.trajectories)} rollouts)", href=viewer[0]))
+        if viewer
+        else el("p", "No rollouts yet.")
+    )
+    return el(
+        "section",
+        el("h2", f"Trajectories run: {_label(run.path)}"),
+        links,
+        funnel_section(run.pipelines),
+        rejects_section(run.pipelines),
+        usage_section(run.pipelines, run.accepted, "trajectory", all_calls=run.llm_calls),
+        contamination_section([(f"run {_label(run.path)}", run.contamination)]),
+        rollouts_summary(run),
+        scores_section(run),
+        graphs_section(run),
+    )
+
+
+def _card_row(arena: Arena, href: str) -> list[object]:
+    card = arena.report
+    if card is None:
+        return [el("a", arena.id, href=href), arena.domain, "–", "–", "–", "no report card"]
+    passed = sum(c.ok for c in card.checks)
+    worst = max(card.probe_rewards.values(), default=0.0)
+    return [
+        el("a", arena.id, href=href),
+        arena.domain,
+        f"{passed}/{len(card.checks)}",
+        "yes" if card.replay_ok else "no",
+        f"{worst:.2f}",
+        el("span", "passed" if card.passed else "failed", class_="badge " + ("ok" if card.passed else "bad")),
+    ]
+
+
+def arenas_overview(run: ArenasRun, viewer: list[str]) -> Html:
+    rows = [_card_row(a, f"{viewer[i // ARENAS_PER_PAGE]}#arena-{i}") for i, a in enumerate(run.arenas)]
+    cards = (
+        table(["arena", "domain", "checks", "replay", "worst probe", "card"], rows, numeric_from=2)
+        if rows
+        else el("p", "No arena has passed the final check yet.")
+    )
+    dropped = (
+        join(
+            el("h3", "Dropped by the final check"),
+            table(
+                ["item", "reason", "detail"],
+                [[r.id, r.reason, r.detail] for r in run.rejected],
+                numeric_from=9,
+            ),
+        )
+        if run.rejected
+        else Html("")
+    )
+    return el(
+        "section",
+        el("h2", f"Arenas run: {_label(run.path)}"),
+        funnel_section(run.pipelines),
+        rejects_section(run.pipelines),
+        usage_section(run.pipelines, run.accepted, "arena"),
+        contamination_section([(f"run {_label(run.path)}", run.contamination)]),
+        el("h3", "Arena report cards"),
+        cards,
+        dropped,
+    )
+
+
+def pipeline_overview(p: PipelineView) -> Html:
+    return el(
+        "section",
+        el("h2", f"Pipeline {p.pipeline}: {_label(p.path)}"),
+        funnel_section([p]),
+        rejects_section([p]),
+        usage_section([p], 0, "item"),
+        contamination_section([(p.pipeline, p.contamination)]),
+    )
+
+
+# ---------------------------------------------------------------- viewers
+
+
+def _route_badges(execution: dict[str, int]) -> list[Html]:
+    if not execution:
+        return [el("span", "no tool calls", class_="badge")]
+    return [
+        el(
+            "span",
+            f"{route} × {n}",
+            class_="badge " + ("warn" if route == "emulated" else "ok"),
+            title="emulated: answered by the LLM tool emulator; otherwise a real (or replayed) server",
+        )
+        for route, n in sorted(execution.items())
+    ]
+
+
+def _message(message: dict[str, Any]) -> Html:
+    role = str(message.get("role", "?"))
+    parts: list[Html] = [el("strong", role)]
+    if message.get("tool_call_id"):
+        parts.append(el("span", f" result of {message['tool_call_id']}", class_="badge"))
+    content = message.get("content")
+    if content not in (None, ""):
+        parts.append(el("pre", _text(content)))
+    for call in message.get("tool_calls") or []:
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        arguments = function.get("arguments", "")
+        with suppress(TypeError, ValueError):  # else shown as the model wrote it
+            arguments = json.dumps(json.loads(arguments), ensure_ascii=False, indent=1)
+        parts.append(
+            el(
+                "div",
+                el("span", "tool call", class_="badge"),
+                el("code", function.get("name", "?")),
+                el("span", f" {call.get('id', '')}" if isinstance(call, dict) else ""),
+                el("pre", _text(arguments)),
+            )
+        )
+    return el("div", *parts, class_=f"msg {role}")
+
+
+def trajectory_card(view: TrajectoryView, anchor: str) -> Html:
+    t = view.trajectory
+    if view.judge is not None:
+        verdict = el("span", f"accepted (overall {view.judge.overall:.2f})", class_="badge ok")
+    elif view.judge_reject is not None:
+        verdict = el("span", f"rejected: {view.judge_reject.reason}", class_="badge bad")
+    else:
+        verdict = el("span", "not judged", class_="badge")
+    scores = (
+        table(
+            ["dimension", "status", "score", "detail"],
+            [
+                [k, d.status, "–" if d.score is None else f"{d.score:.2f}", d.detail]
+                for k, d in view.judge.dimensions.items()
+            ],
+            numeric_from=2,
+        )
+        if view.judge is not None
+        else el("pre", view.judge_reject.detail)
+        if view.judge_reject is not None and view.judge_reject.detail
+        else Html("")
+    )
+    return el(
+        "section",
+        el("h3", t.task.question),
+        el(
+            "p",
+            el("span", t.status, class_="badge " + ("ok" if t.status == "completed" else "bad")),
+            verdict,
+            *_route_badges(t.execution),
+            el("span", f"server {t.task.server.id}", class_="badge"),
+            el(
+                "span",
+                f"{t.llm_calls} LLM calls, {t.tool_calls} tool calls, {t.tool_failures} failed",
+                class_="badge",
+            ),
+        ),
+        el("p", "target tools: ", el("code", ", ".join(t.task.target_tools)), f"  · id {view.id}"),
+        scores,
+        el(
+            "details",
+            el("summary", f"{len(t.messages)} messages"),
+            *(_message(m) for m in t.messages),
+            open=True,
+        ),
+        id=anchor,
+    )
+
+
+def arena_card(arena: Arena, anchor: str) -> Html:
+    card = arena.report
+    parts: list[Html] = [
+        el("h3", arena.id),
+        el(
+            "p",
+            el("span", arena.domain, class_="badge"),
+            el("span", arena.language, class_="badge"),
+            el("span", arena.scenario_type, class_="badge"),
+            el("span", arena.provenance.method, class_="badge"),
+        ),
+        el("pre", arena.messages[-1].content),
+    ]
+    if card is None:
+        parts.append(el("p", "No report card."))
+    else:
+        parts.append(
+            el(
+                "p",
+                el(
+                    "span",
+                    "passed" if card.passed else "failed",
+                    class_="badge " + ("ok" if card.passed else "bad"),
+                ),
+                el(
+                    "span",
+                    f"replay {'ok' if card.replay_ok else 'failed'}",
+                    class_="badge " + ("ok" if card.replay_ok else "bad"),
+                ),
+            )
+        )
+        parts.append(
+            table(
+                ["check", "result", "detail"],
+                [[c.name, "ok" if c.ok else "FAILED", c.detail] for c in card.checks],
+                numeric_from=9,
+            )
+        )
+        rewards = [["replay", k, f"{v:.3f}"] for k, v in card.replay_rewards.items()]
+        rewards += [["hacking probe", k, f"{v:.3f}"] for k, v in card.probe_rewards.items()]
+        parts.append(table(["play", "mode / probe", "reward"], rewards, numeric_from=2))
+    parts.append(
+        el(
+            "details",
+            el("summary", f"{len(arena.subtasks)} sub-tasks, {len(arena.tools)} tools"),
+            table(
+                ["id", "question", "answer", "tool"],
+                [[s.id, s.question, s.answer, s.tool or "–"] for s in arena.subtasks],
+                numeric_from=9,
+            ),
+        )
+    )
+    return el("section", *parts, id=anchor)
+
+
+# ---------------------------------------------------------------- the site
+
+
+def build_pages(data: RunData) -> dict[str, str]:
+    """File name → document, for every page of the report."""
+    nav: list[tuple[str, str]] = [("Overview", "index.html")]
+    viewers: dict[str, tuple[str, list[str]]] = {}
+    for run in data.trajectories:
+        names = _pages(_slug("trajectories", run.path), len(run.trajectories), TRAJECTORIES_PER_PAGE)
+        viewers[f"t:{run.path}"] = (f"Trajectories {_label(run.path)}", names)
+    for arenas in data.arenas:
+        names = _pages(_slug("arenas", arenas.path), len(arenas.arenas), ARENAS_PER_PAGE)
+        viewers[f"a:{arenas.path}"] = (f"Arenas {_label(arenas.path)}", names)
+    nav += [(label, names[0]) for label, names in viewers.values() if names]
+
+    pages: dict[str, str] = {}
+    title = f"Run report: {data.root.name}"
+    if data.empty:
+        body: object = el(
+            "p",
+            "Nothing here yet: this folder holds no pipeline manifest, no training metrics "
+            "and no demo steps. Run a pipeline into it, then report again.",
+            class_="empty",
+        )
+    else:
+        kinds = [
+            f"{len(data.trajectories)} trajectories run(s)",
+            f"{len(data.arenas)} arenas run(s)",
+            f"{len(data.pipelines)} other pipeline(s)",
+            f"{len(data.training)} training run(s)",
+        ]
+        body = join(
+            el("p", f"{data.root}: ", ", ".join(kinds), "." if not data.demo else ", a demo."),
+            *(trajectories_overview(r, viewers[f"t:{r.path}"][1]) for r in data.trajectories),
+            *(arenas_overview(r, viewers[f"a:{r.path}"][1]) for r in data.arenas),
+            *(pipeline_overview(p) for p in data.pipelines),
+            *(curves_section(t) for t in data.training),
+            demo_section(data) if data.demo else Html(""),
+        )
+    pages["index.html"] = page(title, body, nav=nav)
+
+    for run in data.trajectories:
+        label, names = viewers[f"t:{run.path}"]
+        for i, name in enumerate(names):
+            chunk = run.trajectories[i * TRAJECTORIES_PER_PAGE : (i + 1) * TRAJECTORIES_PER_PAGE]
+            cards = [trajectory_card(v, f"t-{i * TRAJECTORIES_PER_PAGE + j}") for j, v in enumerate(chunk)]
+            pages[name] = page(
+                f"{label} ({i + 1}/{len(names)})", join(_pager(names, i), *cards, _pager(names, i)), nav=nav
+            )
+    for arenas in data.arenas:
+        label, names = viewers[f"a:{arenas.path}"]
+        for i, name in enumerate(names):
+            shown = arenas.arenas[i * ARENAS_PER_PAGE : (i + 1) * ARENAS_PER_PAGE]
+            cards = [arena_card(a, f"arena-{i * ARENAS_PER_PAGE + j}") for j, a in enumerate(shown)]
+            pages[name] = page(
+                f"{label} ({i + 1}/{len(names)})", join(_pager(names, i), *cards, _pager(names, i)), nav=nav
+            )
+    return pages
+
+
+def write_report(run_dir: Path, out: Path | None = None, *, progress: bool = False) -> Path:
+    """Render the report of ``run_dir`` into ``out`` (default ``run_dir/report``); returns its index.html."""
+    data = load_run(run_dir)
+    out = out or run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    pages = build_pages(data)
+    for name, document in track(pages.items(), description="writing report pages", disable=not progress):
+        write_bytes_atomic(out / name, document.encode("utf-8"))
+    return out / "index.html"

@@ -1,0 +1,138 @@
+"""``astra report`` on real run directories: what each page shows, escaping, pagination, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from astra_synth.arenas.records import read_arenas
+from astra_synth.cli import app
+from astra_synth.report import pages
+from astra_synth.report.load import load_run
+from tests.report.conftest import HOSTILE, Runs
+
+
+def _read(folder: Path, name: str = "index.html") -> str:
+    return (folder / name).read_text(encoding="utf-8")
+
+
+def test_pipeline_runs_overview_matches_the_run_files(runs: Runs, reports: dict[str, Path]) -> None:
+    index = _read(reports["pipelines"])
+    funnel = json.loads((runs.pipelines / "traj" / "funnel.json").read_text())
+    for stage in funnel["stages"]:  # every stage of pipeline A is in the funnel table with its counts
+        row = re.search(rf"<tr><td>{stage['stage']}</td><td>trajectories\.\w+</td>(.*?)</tr>", index)
+        assert row, stage["stage"]
+        cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
+        assert cells[:5] == [str(stage[k]) for k in ("inputs", "ok", "outputs", "rejected", "errors")]
+    for stage in ("qa_generate", "tool_necessity", "verify", "tool_synthesis", "merge", "arena_check"):
+        assert f"<td>{stage}</td><td>arenas." in index
+    # LLM usage: pipeline A's total is every call the run made, and it is divided by the accepted rows
+    total = re.search(r"<tr><td>total</td><td class=\"num\">(\d+)</td>", index)
+    assert total and int(total.group(1)) == funnel["llm_calls"]
+    per_item = re.search(r"<td>per accepted trajectory</td><td class=\"num\">([\d.]+)</td>", index)
+    assert per_item and float(per_item.group(1)) == pytest.approx(
+        funnel["llm_calls"] / funnel["sft_rows"], 0.01
+    )
+    # one judge histogram per dimension, each counting every judged trajectory
+    for dim in ("query_understanding", "tool_call_status", "final_answer"):
+        assert f'<text x="24" y="14">{dim}</text>' in index
+    assert index.count(">5</text>") >= 7
+    assert "dedupe dropped" in index and '<td>emulated</td><td class="num">10</td>' in index
+    # the tool graph: the notes server's tools, and the one seeded transition drawn as an arrow
+    assert "<title>tool graph of notes</title>" in index
+    assert "<title>search_notes → read_note: " in index and "notes: 4 tools, 1 transitions" in index
+    assert re.search(r"arenas\.html|arenas-arenas-1\.html", index)
+    assert '<span class="badge ok">passed</span>' in index  # the scripted arena's report card
+
+
+def test_trajectory_viewer_shows_messages_calls_routes_and_scores(reports: dict[str, Path]) -> None:
+    viewer = _read(reports["pipelines"], "trajectories-traj-1.html")
+    assert viewer.count('<section id="t-') == 5
+    assert "Show me what my Lisbon note says." in viewer
+    assert "<code>search_notes</code>" in viewer and "&quot;note_id&quot;: &quot;n7&quot;" in viewer
+    assert "result of call_0_read_note" in viewer and "book the tram tour" in viewer
+    assert viewer.count('<span class="badge warn"') == 5 and "emulated × 2" in viewer
+    assert viewer.count("accepted (overall 1.00)") == 5
+    assert "<td>tool_conciseness</td><td>scored</td>" in viewer
+
+
+def test_model_text_is_escaped_never_markup(reports: dict[str, Path]) -> None:
+    viewer = _read(reports["pipelines"], "trajectories-traj-1.html")
+    assert HOSTILE not in viewer and "<script" not in viewer and "<img" not in viewer
+    assert "&lt;script&gt;console.error(&quot;injected&quot;)&lt;/script&gt;" in viewer
+
+
+def test_arena_cards_show_checks_replay_and_probes(runs: Runs, reports: dict[str, Path]) -> None:
+    cards = _read(reports["pipelines"], "arenas-arenas-1.html")
+    arenas = read_arenas(runs.pipelines / "arenas" / "arenas.jsonl")
+    assert cards.count('<section id="arena-') == len(arenas) >= 1
+    for arena in arenas:
+        assert arena.report is not None and arena.report.checks and arena.report.probe_rewards
+        for check in arena.report.checks:  # the whole check battery, one row each
+            assert f"<td>{check.name}</td><td>{'ok' if check.ok else 'FAILED'}</td>" in cards
+        for probe, reward in arena.report.probe_rewards.items():
+            assert f'<td>hacking probe</td><td>{probe}</td><td class="num">{reward:.3f}</td>' in cards
+    assert cards.count('<span class="badge ok">replay ok</span>') == len(arenas)
+
+
+def test_demo_run_shows_arenas_curves_and_evaluation(reports: dict[str, Path]) -> None:
+    index = _read(reports["demo"])
+    assert "Arenas run: arenas" in index
+    assert "Training curves: sft" in index and "Training curves: rl" in index
+    for metric in (
+        "loss",
+        "reward",
+        "arena/recall",
+        "arena/precision",
+        "arena/calls",
+        "fill/frac_zero_variance",
+    ):
+        assert f">{metric}</text>" in index
+    assert "<polyline" in index
+    assert "Held-out evaluation" in index and "<td>eval_after</td>" in index
+    assert '<td class="num">0.400</td>' in index  # f1 after training, from steps/eval_after.json
+    assert not list(reports["demo"].glob("trajectories-*"))
+
+
+def test_empty_run_says_so(reports: dict[str, Path]) -> None:
+    index = _read(reports["empty"])
+    assert "Nothing here yet" in index
+    assert sorted(p.name for p in reports["empty"].iterdir()) == ["index.html"]
+
+
+def test_pages_are_split_beyond_the_page_size(
+    runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "TRAJECTORIES_PER_PAGE", 2)
+    built = pages.build_pages(load_run(runs.pipelines))
+    names = sorted(n for n in built if n.startswith("trajectories-"))
+    assert names == ["trajectories-traj-1.html", "trajectories-traj-2.html", "trajectories-traj-3.html"]
+    assert [built[n].count('<section id="t-') for n in names] == [2, 2, 1]
+    assert '<a href="trajectories-traj-3.html">3</a>' in built[names[0]]
+
+
+def test_cli_writes_where_asked_and_prints_the_index(runs: Runs, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(runs.empty), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(tmp_path / "out" / "index.html")
+    assert (tmp_path / "out" / "index.html").is_file()
+
+
+def test_cli_errors_name_the_problem(runs: Runs, tmp_path: Path) -> None:
+    missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no such run directory" in missing.output
+    broken = tmp_path / "broken"
+    for src in (runs.pipelines / "traj").rglob("*"):
+        if src.is_file() and "report" not in src.parts:
+            dest = broken / src.relative_to(runs.pipelines / "traj")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(src.read_bytes())
+    with (broken / "rollout" / "rollout" / "ok.jsonl").open("a") as fh:
+        fh.write('{"id": "x"}\n')
+    result = CliRunner().invoke(app, ["report", str(broken)])
+    assert result.exit_code == 2
+    assert "rollout/rollout/ok.jsonl:6" in result.output
