@@ -10,9 +10,10 @@ from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
-from astra_synth.export.card import write_card
+from astra_synth.export.card import build_card, render_card, write_card
 from astra_synth.export.licences import UNKNOWN, server_licence
 from astra_synth.export.redact import REDACTED, redact
 from astra_synth.export.rundir import open_run
@@ -97,7 +98,21 @@ def test_trajectories_card_written_by_the_pipeline_matches_its_manifests(traject
     )
     assert "| personas | personas.jsonl |" in sources
     assert "- Tool results in the rollouts: emulated: 10" in sources
-    assert "**Not checked**" in section(body, "Benchmark contamination")
+    # whatever the export's firewall recorded (it may be switched off) is what the card says
+    recorded = open_run(trajectories_run).contamination()
+    text = section(body, "Benchmark contamination")
+    if recorded is None:
+        assert "**Not checked**" in text and "(it was not checked against any)" in body
+    else:
+        assert f"- Items checked: {recorded.checked}\n- Items dropped: {recorded.dropped}" in text
+
+
+def test_a_run_without_a_contamination_check_says_so(trajectories_run: Path) -> None:
+    run = open_run(trajectories_run)
+    card = build_card(run, data_file="sft.parquet").model_copy(update={"contamination": None})
+    _, body = split_card(render_card(card))
+    text = section(body, "Benchmark contamination")
+    assert text.strip() == "**Not checked**: no benchmark-contamination check ran on this export."
     assert "(it was not checked against any)" in body
 
 
@@ -113,13 +128,11 @@ def test_arenas_card_written_by_the_pipeline_matches_its_manifests(arenas_run: P
     assert "| QA generation, verification, tool synthesis | scripted | OpenAI-compatible endpoint |" in body
 
 
-def test_contamination_summary_from_the_manifest_is_in_the_card(
-    trajectories_run: Path, run_copy: RunCopy
-) -> None:
+@pytest.mark.parametrize("where", ["manifest", "report"])
+def test_contamination_summary_is_in_the_card(trajectories_run: Path, run_copy: RunCopy, where: str) -> None:
+    """Read from the sub-run manifest, or from the firewall's report next to the exported set."""
     run = run_copy(trajectories_run)
-    path = run / "rollout" / "manifest.json"
-    manifest = Manifest.model_validate_json(path.read_bytes())
-    manifest.contamination = ContaminationSummary(
+    summary = ContaminationSummary(
         checked=7,
         dropped=2,
         by_reason={"tool_signature": 1, "task_ngram": 1},
@@ -127,8 +140,14 @@ def test_contamination_summary_from_the_manifest_is_in_the_card(
         method="ngram",
         thresholds={"ngram_containment": 0.5},
     )
+    path = run / "rollout" / "manifest.json"
+    manifest = Manifest.model_validate_json(path.read_bytes())
+    manifest.contamination = summary if where == "manifest" else None
     path.write_text(manifest.model_dump_json())
-    assert open_run(run).contamination() == manifest.contamination
+    if where == "report":
+        report = {"summary": summary.model_dump(), "verdicts": []}
+        (run / "sft" / "contamination.json").write_text(json.dumps(report))
+    assert open_run(run).contamination() == summary
     _, body = split_card(write_card(run).read_text(encoding="utf-8"))
     text = section(body, "Benchmark contamination")
     assert "Not checked" not in text

@@ -53,14 +53,23 @@ class RunDir:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
     def contamination(self) -> ContaminationSummary | None:
-        """The firewall's summary: from the last sub-run manifest that holds one, else the run's own
-        ``manifest.json`` (pipeline B writes one of its own next to the parquet)."""
+        """The firewall's summary, wherever the export recorded it: a sub-run manifest, the report next to
+        the parquet (``contamination.json``: ``{"summary": …}``), the trajectories funnel's export summary, or
+        the arenas run's own ``manifest.json``."""
         for manifest in reversed(self.manifests.values()):
             if manifest.contamination is not None:
                 return manifest.contamination
-        top = self.json("manifest.json")
-        found = top.get("contamination") if isinstance(top, dict) else None
-        return ContaminationSummary.model_validate(found) if found else None
+        report = self.parquet.parent / "contamination.json"
+        funnel = self.json("funnel.json") or {}
+        top = self.json("manifest.json") or {}
+        for found in (
+            json.loads(report.read_text(encoding="utf-8")).get("summary") if report.exists() else None,
+            (funnel.get("export") or {}).get("contamination"),
+            top.get("contamination"),
+        ):
+            if found:
+                return ContaminationSummary.model_validate(found)
+        return None
 
 
 def _manifest(path: Path) -> Manifest:
