@@ -38,4 +38,5 @@ def test_the_environment_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
     env = interpreter.jail_env()
     assert env["PYTHONHASHSEED"] == "0" and "OPENAI_API_KEY" not in env
-    assert set(env) == {"PYTHONHASHSEED", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PATH", "LANG"}
+    expected = {"PYTHONHASHSEED", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "PATH", "LANG", "LD_BIND_NOW"}
+    assert set(env) == expected

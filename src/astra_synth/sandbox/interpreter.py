@@ -51,6 +51,8 @@ def jail_env(pythonpath: str | None = None) -> dict[str, str]:
         "PYTHONDONTWRITEBYTECODE": "1",
         "PATH": "/usr/bin:/bin",
         "LANG": "C.UTF-8",
+        # Resolve every symbol at load: lazily bound, each forked child would resolve (and copy) them anew.
+        "LD_BIND_NOW": "1",
     }
 
 

@@ -16,7 +16,7 @@ import sysconfig
 from dataclasses import dataclass
 from typing import Any
 
-from astra_synth.sandbox.jail import landlock, seccomp_filter
+from astra_synth.sandbox.jail import landlock, libc, seccomp_filter
 
 READ_ONLY_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/localtime", "/dev/urandom", "/dev/zero")
 READ_WRITE_DEVICES = ("/dev/null",)
@@ -24,7 +24,6 @@ READ_WRITE_DEVICES = ("/dev/null",)
 _PR_CAPBSET_DROP = 24
 _CAP_LAST = 63
 _CAPABILITY_VERSION_3 = 0x20080522
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
@@ -54,12 +53,19 @@ class Policy:
         return cls(**data)
 
 
+def capped(soft: int, hard: int, ceiling: int) -> tuple[int, int]:
+    """(soft, hard) never above ``ceiling``, the current hard limit (raising it needs CAP_SYS_RESOURCE)."""
+    if ceiling == resource.RLIM_INFINITY:
+        return soft, hard
+    return min(soft, ceiling), min(hard, ceiling)
+
+
+def clamped(which: int, soft: int, hard: int) -> tuple[int, int]:
+    return capped(soft, hard, resource.getrlimit(which)[1])
+
+
 def lower_limit(which: int, soft: int, hard: int) -> None:
-    """Set an rlimit, never above the current hard limit (raising it needs CAP_SYS_RESOURCE)."""
-    _, current = resource.getrlimit(which)
-    if current != resource.RLIM_INFINITY:
-        soft, hard = min(soft, current), min(hard, current)
-    resource.setrlimit(which, (soft, hard))
+    resource.setrlimit(which, clamped(which, soft, hard))
 
 
 def scrub_environment() -> None:
@@ -83,13 +89,11 @@ class _CapData(ctypes.Structure):
 def drop_capabilities() -> None:
     """Empty the bounding, effective, permitted and inheritable sets (root in a user namespace)."""
     for cap in range(_CAP_LAST + 1):
-        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: past last
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: past last
             break
     header = _CapHeader(version=_CAPABILITY_VERSION_3, pid=0)
     data = (_CapData * 2)()
-    if _libc.capset(ctypes.byref(header), data) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"capset: {os.strerror(err)}")
+    libc.check(libc.capset(ctypes.byref(header), data), "capset")
 
 
 class Jail:
@@ -107,22 +111,26 @@ class Jail:
         self.filter = (
             seccomp_filter.compile_filter(policy.no_fork, policy.pyseccomp_path) if policy.seccomp else None
         )
+        # Clamped here, once: every Python step a forked child takes costs it copy-on-write page faults.
+        limits = {
+            resource.RLIMIT_AS: policy.memory_mb << 20,
+            resource.RLIMIT_FSIZE: policy.max_file_bytes,
+            resource.RLIMIT_NOFILE: policy.max_open_files,
+            resource.RLIMIT_CORE: 0,
+        }
+        if policy.uid is not None:  # RLIMIT_NPROC counts per uid: only meaningful with a uid of our own
+            limits[resource.RLIMIT_NPROC] = policy.max_processes
+        self.rlimits = [(which, clamped(which, value, value)) for which, value in limits.items()]
+        self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
 
     def enter(self, cpu_seconds: int) -> None:
         """Confine the calling process for good: scratch cwd, rlimits, uid, Landlock, then seccomp."""
         p = self.policy
         os.chdir(p.scratch)
-        limits = {
-            resource.RLIMIT_AS: p.memory_mb << 20,
-            resource.RLIMIT_FSIZE: p.max_file_bytes,
-            resource.RLIMIT_NOFILE: p.max_open_files,
-            resource.RLIMIT_CORE: 0,
-        }
-        if p.uid is not None:  # RLIMIT_NPROC counts per uid: only meaningful with a uid of our own
-            limits[resource.RLIMIT_NPROC] = p.max_processes
-        for which, value in limits.items():
-            lower_limit(which, value, value)
-        lower_limit(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1)  # SIGXCPU, then SIGKILL
+        for which, pair in self.rlimits:
+            resource.setrlimit(which, pair)
+        # SIGXCPU, then SIGKILL
+        resource.setrlimit(resource.RLIMIT_CPU, capped(cpu_seconds, cpu_seconds + 1, self.cpu_hard))
         if p.uid is not None:
             os.setgroups([])
             os.setresgid(p.uid, p.uid, p.uid)

@@ -19,6 +19,8 @@ import sys
 from types import ModuleType
 from typing import Any
 
+from astra_synth.sandbox.jail import libc
+
 # Calls no tool function needs and that widen the kernel surface or escape the sandbox.
 DENIED_SYSCALLS = (
     "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
@@ -35,7 +37,6 @@ _CLONE_THREAD = 0x00010000
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2
-_libc = ctypes.CDLL(None, use_errno=True)
 _CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x80)
 
 
@@ -96,15 +97,12 @@ class Program:
             raise ValueError(f"not a BPF program: {len(bpf)} bytes")
         self._buffer = ctypes.create_string_buffer(bpf, len(bpf))
         self._fprog = _SockFprog(len(bpf) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
+        self._fprog_ref = ctypes.byref(self._fprog)
 
     def load(self) -> None:
         """Install for good in the calling process (sets no_new_privs, which seccomp requires)."""
-        if (
-            _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            or _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(self._fprog), 0, 0) != 0
-        ):
-            err = ctypes.get_errno()
-            raise OSError(err, f"installing the seccomp filter: {os.strerror(err)}")
+        libc.check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+        libc.check(libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, self._fprog_ref, 0, 0), "seccomp filter")
 
 
 def compile_filter(no_fork: bool, pyseccomp_path: str | None = None) -> Program:

@@ -14,6 +14,8 @@ from types import CodeType, ModuleType
 from typing import Any
 
 TOOL_FILENAME = "<tool>"
+# Built once in the worker: ``json.dumps`` with options builds an encoder per call, in every forked child.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def compile_tool(source: str) -> CodeType:
@@ -56,5 +58,4 @@ def call_tool(code: CodeType, fn: str, args: dict[str, Any], seed: int, max_outp
 
 def answer(status: str, result: Any = None, error: str | None = None) -> bytes:
     """The answer document; raises TypeError/ValueError when ``result`` is not JSON."""
-    body = {"status": status, "result": result, "error": error}
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODER.encode({"status": status, "result": result, "error": error}).encode("utf-8")

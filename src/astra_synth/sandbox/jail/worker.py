@@ -13,7 +13,6 @@ from inside it only while it has none.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -28,7 +27,7 @@ from collections import OrderedDict
 from types import CodeType
 from typing import Any
 
-from astra_synth.sandbox.jail import protocol
+from astra_synth.sandbox.jail import libc, protocol
 from astra_synth.sandbox.jail.confine import Jail, Policy, lower_limit, scrub_environment
 from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, describe
 
@@ -41,7 +40,6 @@ PREIMPORTS = (
 )  # fmt: skip
 _MS_NOSUID, _MS_NODEV = 2, 4
 _PR_SET_CHILD_SUBREAPER = 36
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Worker:
@@ -57,17 +55,22 @@ class Worker:
         elif not self.policy.no_fork:
             raise RuntimeError("without a pid namespace of its own the worker requires no_fork")
         else:
-            _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back here to be reaped
+            libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back here to be reaped
         for name in PREIMPORTS:
             importlib.import_module(name)
         self.jail = Jail(self.policy)
         self.devnull = os.open(os.devnull, os.O_RDWR)
+        self.max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.codes: OrderedDict[str, CodeType] = OrderedDict()
         self.netns = [name for _, name in socket.if_nameindex()] == ["lo"]
         # The worker compiles untrusted source: bound its own memory too (children lower it further).
         worker_bytes = (self.policy.memory_mb + 512) << 20
         lower_limit(resource.RLIMIT_AS, worker_bytes, worker_bytes)
         lower_limit(resource.RLIMIT_CORE, 0, 0)
+        if len(os.listdir("/proc/self/task")) != 1:
+            raise RuntimeError(
+                "the worker must have a single thread (it forks without Python's at-fork hooks)"
+            )
         gc.collect()
         gc.freeze()  # children then do not dirty the shared heap pages by collecting them
 
@@ -75,9 +78,10 @@ class Worker:
         """A size-limited tmpfs of the worker's own mount namespace: bounded, private, gone with it."""
         path = self.policy.scratch.encode()
         options = f"size={size_mb}m,mode=0700".encode()
-        if _libc.mount(b"tmpfs", path, b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"mounting the scratch tmpfs: {os.strerror(err)}")
+        libc.check(
+            libc.mount(b"tmpfs", path, b"tmpfs", _MS_NOSUID | _MS_NODEV, options),
+            "mounting the scratch tmpfs",
+        )
         if self.policy.uid is not None:
             os.chown(self.policy.scratch, self.policy.uid, self.policy.uid)
 
@@ -115,7 +119,7 @@ class Worker:
         """Fork, wait for the answer or the deadline, then leave nothing of the call behind."""
         read_fd, write_fd = os.pipe()
         deadline = time.monotonic() + float(request["timeout_s"])
-        pid = os.fork()
+        pid = libc.fork()  # the worker has one thread: see libc.fork
         if pid == 0:
             self._child(code, request, read_fd, write_fd)
         os.close(write_fd)
@@ -148,7 +152,7 @@ class Worker:
             for fd in keep:
                 os.closerange(low, fd)
                 low = fd + 1
-            os.closerange(low, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+            os.closerange(low, self.max_fds)
             try:
                 self.jail.enter(int(request["cpu_seconds"]))
             except BaseException as exc:
