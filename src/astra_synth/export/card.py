@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from astra_synth.export.licences import UNKNOWN, package_licence, server_licence
 from astra_synth.export.redact import redact, scrub_paths
-from astra_synth.export.rundir import RunDir, RunKind, open_run
+from astra_synth.export.rundir import RunDir, RunDirError, RunKind, open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.llm.local import GGUF_FILE
 from astra_synth.runs.jsonl import write_bytes_atomic
@@ -254,15 +254,52 @@ def _run_filters(run: RunDir) -> list[FilterStep]:
     ]
 
 
-def build_card(run: RunDir, *, data_file: str, license_id: str = DEFAULT_LICENSE) -> DatasetCard:
-    """The card of a run whose parquet is at ``data_file`` relative to where the card will be written."""
-    manifests = list(run.manifests.items())
-    if not manifests:
-        raise ValueError(f"{run.path}: no sub-run manifests")
-    first = manifests[0][1]
-    config: dict[str, Any] = redact(first.config or {})  # everything shown comes from the redacted copy
+class _KindFacts(NamedTuple):
+    """What differs between the two pipelines' cards."""
+
+    sources: list[SourceEntry]
+    notes: list[str]
+    models: list[ModelEntry]
+    language: list[str]
+    task_categories: list[str]
+    tags: list[str]
+
+
+def _trajectory_facts(run: RunDir, raw_config: dict[str, Any], config: dict[str, Any]) -> _KindFacts:
+    models = _endpoint_models(config, "tasks, agent rollouts, tool emulation, judge")
+    if (run.json("dedupe.json") or {}).get("method") == "embedding":
+        embedder = (config.get("dedupe") or {}).get("embedding_model")
+        for entry in _endpoint_models(config, "task dedupe embeddings"):
+            models.append(entry.model_copy(update={"model": embedder or entry.model}))
+    routes = (run.json("funnel.json") or {}).get("tool_routes") or {}
+    routes_text = ", ".join(f"{k}: {v}" for k, v in sorted(routes.items())) or "none recorded"
+    return _KindFacts(
+        sources=_trajectory_sources(run, config, _registry(raw_config)),
+        notes=[f"Tool results in the rollouts: {routes_text}"],
+        models=models,
+        language=["en"],  # every prompt of pipeline A is English
+        task_categories=["text-generation"],
+        tags=["synthetic", "tool-use", "function-calling", "agents", "sft"],
+    )
+
+
+def _arena_facts(run: RunDir, config: dict[str, Any]) -> _KindFacts:
+    columns = pq.read_table(run.parquet, columns=["language", "provenance"]).to_pydict()
+    licences = Counter(json.loads(p)["licence"] for p in columns["provenance"])
+    return _KindFacts(
+        sources=_arena_sources(config),
+        notes=[f"Licence in each arena's provenance: {k} ({n} arenas)" for k, n in licences.items()],
+        models=_endpoint_models(config, "QA generation, verification, tool synthesis"),
+        language=sorted(set(columns["language"])) or ["en"],
+        task_categories=["reinforcement-learning", "question-answering"],
+        tags=["synthetic", "tool-use", "function-calling", "agents", "rl-environments"],
+    )
+
+
+def _filters(run: RunDir) -> list[FilterStep]:
+    """Every stage of both sub-runs in order, with the run-level filter (dedupe / selection) between them."""
     filters: list[FilterStep] = []
-    for index, (folder, manifest) in enumerate(manifests):
+    for index, (folder, manifest) in enumerate(run.manifests.items()):
         if index == 1:
             filters += _run_filters(run)
         for s in manifest.stages:
@@ -279,60 +316,46 @@ def build_card(run: RunDir, *, data_file: str, license_id: str = DEFAULT_LICENSE
                     reject_reasons=reject_reasons(run.path / folder / s.name),
                 )
             )
-    costs = [
-        StageCost(pipeline=m.pipeline, stage=s.name, usage=s.usage) for _, m in manifests for s in m.stages
-    ]
-    table = pq.read_table(run.parquet) if run.parquet.exists() else None
+    return filters
+
+
+def build_card(run: RunDir, *, data_file: str, license_id: str = DEFAULT_LICENSE) -> DatasetCard:
+    """The card of a run whose parquet is at ``data_file`` relative to where the card will be written."""
+    if not run.manifests or not run.parquet.exists():
+        raise RunDirError(f"{run.path}: nothing exported yet (no manifests or no {run.parquet.name})")
+    stages = [(m, s) for m in run.manifests.values() for s in m.stages]
+    first = next(iter(run.manifests.values()))
+    raw_config = first.config or {}
+    config: dict[str, Any] = redact(raw_config)  # everything shown comes from the redacted copy
     if run.kind == "trajectories":
-        sources = _trajectory_sources(run, config, _registry(first.config or {}))
-        models = _endpoint_models(config, "tasks, agent rollouts, tool emulation, judge")
-        if (run.json("dedupe.json") or {}).get("method") == "embedding":
-            embedder = (config.get("dedupe") or {}).get("embedding_model")
-            for entry in _endpoint_models(config, "task dedupe embeddings"):
-                models.append(entry.model_copy(update={"model": embedder or entry.model}))
-        routes = (run.json("funnel.json") or {}).get("tool_routes") or {}
-        notes = [
-            "Tool results in the rollouts: "
-            + (", ".join(f"{k}: {v}" for k, v in sorted(routes.items())) or "none recorded")
-        ]
-        language = ["en"]
-        categories = ["text-generation"]
-        tags = ["synthetic", "tool-use", "function-calling", "agents", "sft"]
+        facts = _trajectory_facts(run, raw_config, config)
     else:
-        sources = _arena_sources(config)
-        models = _endpoint_models(config, "QA generation, verification, tool synthesis")
-        licences = Counter(
-            json.loads(p)["licence"] for p in (table.column("provenance").to_pylist() if table else [])
-        )
-        notes = [f"Licence in each arena's provenance: {k} ({n} arenas)" for k, n in licences.items()]
-        language = sorted(set(table.column("language").to_pylist())) if table is not None else []
-        categories = ["reinforcement-learning", "question-answering"]
-        tags = ["synthetic", "tool-use", "function-calling", "agents", "rl-environments"]
+        facts = _arena_facts(run, config)
+    costs = [StageCost(pipeline=m.pipeline, stage=s.name, usage=s.usage) for m, s in stages]
     return DatasetCard(
         pretty_name=f"astra-synth {run.kind}: {run.path.resolve().name}",
         kind=run.kind,
         license=license_id,
-        language=language or ["en"],
-        task_categories=categories,
-        tags=[*tags, "astra-synth"],
-        rows=table.num_rows if table is not None else 0,
+        language=facts.language,
+        task_categories=facts.task_categories,
+        tags=[*facts.tags, "astra-synth"],
+        rows=pq.read_metadata(run.parquet).num_rows,
         data_file=data_file,
-        features=hf_features(table.schema) if table is not None else [],
+        features=hf_features(pq.read_schema(run.parquet)),
         package_version=first.package_version,
         seed=first.seed,
         status=run.status,
         created_at=first.created_at,
-        sources=sources,
-        notes=notes,
-        models=models,
+        sources=facts.sources,
+        notes=facts.notes,
+        models=facts.models,
         prompt_hashes=[
             PromptHash(pipeline=m.pipeline, stage=s.name, prompt=name, sha256=digest)
-            for _, m in manifests
-            for s in m.stages
+            for m, s in stages
             for name, digest in s.prompt_hashes.items()
         ],
         config=config if first.config is not None else None,
-        filters=filters,
+        filters=_filters(run),
         contamination=run.contamination(),
         costs=costs,
         total=sum((c.usage for c in costs), StageUsage()),
