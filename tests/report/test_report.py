@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from astra_synth.arenas.records import read_arenas
 from astra_synth.cli import app
+from astra_synth.export.rundir import open_run
 from astra_synth.report import pages
 from astra_synth.report.load import load_run
 from tests.report.conftest import HOSTILE, Runs
@@ -41,6 +42,9 @@ def test_pipeline_runs_overview_matches_the_run_files(runs: Runs, reports: dict[
     for dim in ("query_understanding", "tool_call_status", "final_answer"):
         assert f'<text x="24" y="14">{dim}</text>' in index
     assert index.count(">5</text>") >= 7
+    contamination = open_run(runs.pipelines / "traj").contamination()  # the export firewall's summary
+    assert contamination is not None
+    assert f"run traj: {contamination.checked} checked, {contamination.dropped} dropped" in index
     assert "dedupe dropped" in index and '<td>emulated</td><td class="num">10</td>' in index
     # the tool graph: the notes server's tools, and the one seeded transition drawn as an arrow
     assert "<title>tool graph of notes</title>" in index

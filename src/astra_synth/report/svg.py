@@ -6,6 +6,7 @@ Written here rather than taken from a chart library so the report is one set of 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -159,6 +160,7 @@ def graph_picture(nodes: Sequence[str], edges: Sequence[tuple[str, str, int]], *
     per-server tool graph of a few dozen nodes needs.
     """
     size, radius = 520, 170
+    marker_id = "arrow-" + hashlib.sha1(label.encode()).hexdigest()[:10]  # ids are page-wide
     cx = cy = size / 2
     pos = {
         n: (
@@ -172,7 +174,7 @@ def graph_picture(nodes: Sequence[str], edges: Sequence[tuple[str, str, int]], *
         el(
             "marker",
             el("path", d="M0,0 L8,4 L0,8 z", fill="#4a5568"),
-            id="arrow",
+            id=marker_id,
             viewBox="0 0 8 8",
             refX=16,
             refY=4,
@@ -196,7 +198,7 @@ def graph_picture(nodes: Sequence[str], edges: Sequence[tuple[str, str, int]], *
                 stroke="#4a5568",
                 stroke_opacity=0.7,
                 stroke_width=f"{1 + 3 * w / peak:.1f}",
-                marker_end="url(#arrow)",
+                marker_end=f"url(#{marker_id})",
             )
         )
     for n, (x, y) in pos.items():
