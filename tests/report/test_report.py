@@ -97,6 +97,7 @@ def test_demo_run_shows_arenas_curves_and_evaluation(reports: dict[str, Path]) -
     ):
         assert f">{metric}</text>" in index
     assert "<polyline" in index
+    assert "scores.f1=0.4" in index  # nested step results are flattened into the steps table
     assert "Held-out evaluation" in index and "<td>eval_after</td>" in index
     assert '<td class="num">0.400</td>' in index  # f1 after training, from steps/eval_after.json
     assert not list(reports["demo"].glob("trajectories-*"))

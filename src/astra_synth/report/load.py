@@ -27,8 +27,10 @@ from astra_synth.trajectories.graph import build_graph
 from astra_synth.trajectories.judge import JudgedTrajectory, JudgeReport
 from astra_synth.trajectories.records import ChainSeed, Trajectory
 
-SKIP_DIRS = ("checkpoint-", "runs", "report", "__pycache__", ".")
-"""Folders never searched: model checkpoints, TensorBoard event folders, earlier reports, hidden ones."""
+SKIP_DIRS = frozenset({"runs", "report", "__pycache__"})
+"""Folders never searched: TensorBoard event folders (a trainer's ``runs/``), earlier reports."""
+SKIP_PREFIXES = ("checkpoint-", ".")
+"""Model checkpoints and hidden folders are not searched either."""
 MAX_DEPTH = 4
 
 
@@ -299,11 +301,13 @@ def load_metrics(root: Path, path: Path) -> TrainingRun:
 
 
 def _folders(root: Path) -> list[Path]:
-    """Every folder under ``root`` up to :data:`MAX_DEPTH`, sorted, skipping :data:`SKIP_DIRS`."""
+    """Every folder under ``root`` up to :data:`MAX_DEPTH`, sorted, skipping the ones above."""
     found = []
     for here, dirs, _ in os.walk(root):
         depth = len(Path(here).relative_to(root).parts)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(SKIP_DIRS) and depth < MAX_DEPTH)
+        dirs[:] = sorted(
+            d for d in dirs if d not in SKIP_DIRS and not d.startswith(SKIP_PREFIXES) and depth < MAX_DEPTH
+        )
         found.append(Path(here))
     return sorted(found)
 

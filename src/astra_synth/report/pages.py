@@ -278,13 +278,24 @@ def curves_section(run: TrainingRun) -> Html:
     return el("section", el("h2", f"Training curves: {_label(run.path)}"), body)
 
 
+def _scalars(data: dict[str, Any], prefix: str = "") -> dict[str, object]:
+    """The numbers and strings of a step result, nested ones as ``outer.inner`` (lists are left out)."""
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_scalars(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float | str):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def demo_section(data: RunData) -> Html:
     rows = []
     scores: dict[str, dict[str, float]] = {}
     for step in data.demo:
         if isinstance(step.data.get("scores"), dict):
             scores[step.name] = step.data["scores"]
-        summary = ", ".join(f"{k}={v}" for k, v in step.data.items() if isinstance(v, int | float | str))
+        summary = ", ".join(f"{k}={v}" for k, v in _scalars(step.data).items())
         rows.append([step.name, summary])
     parts: list[Html] = [el("h2", "Demo steps"), table(["step", "result"], rows, numeric_from=99)]
     if scores:
