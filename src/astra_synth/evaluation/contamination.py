@@ -6,20 +6,24 @@ exported file. Each item is reduced to a :class:`~astra_synth.evaluation.benchma
 calls) and compared with an index of the benchmark items (BFCL-v3 multi-turn from the pinned ``bfcl-eval``,
 plus τ²-bench / ACEBench / tool-doc files). Signals, and why each threshold is where it is:
 
-* ``tool_signature``: same normalised name (last dotted segment, case and ``_`` folded) *and* same canonical
-  parameter schema (descriptions, titles, defaults dropped; type aliases such as BFCL's ``dict``/``float``
-  mapped to JSON Schema; keys and ``required`` sorted): rewording or reordering a copied tool hides nothing.
+* ``tool_signature``: same normalised name (last dotted or ``__`` segment, camelCase, case and ``_`` folded)
+  *and* same canonical parameter schema (descriptions, titles, defaults dropped; type aliases such as BFCL's
+  ``dict``/``float`` mapped to JSON Schema; keys and ``required`` sorted): rewording or reordering a copied
+  tool hides nothing. Only *distinctive* tools count alone: a multi-word name (``book_flight``) or at least
+  ``schema_min_properties`` parameters. ``add(a, b)`` or ``cd(folder)`` are what anyone would write.
 * ``tool_schema``: a renamed tool with the identical canonical schema, counted only for schemas with at least
   ``schema_min_properties`` properties: two-string schemas like ``{source, destination}`` are everywhere.
-* ``tool_names``: at least ``tool_name_matches`` tools of the item named like tools of one benchmark, counting
-  only multi-word names (``get_stock_info``, not ``cd`` or ``search``). One shared name is a coincidence; an
-  item offering three of a benchmark's API names copied that API.
+* ``tool_overlap``: at least ``tool_overlap_matches`` tools of the item that match tools of one benchmark by
+  multi-word name (``get_stock_info``, not ``search``) or by the full signature of a generic tool (BFCL's
+  ``cd``, ``grep``, ``tail``). One shared tool is a coincidence; three of one benchmark's API is a copy of it.
 * ``call_sequence``: ``call_sequence`` consecutive calls equal to consecutive golden calls of a benchmark,
   names *and* arguments (strings case-folded, numbers as floats). Short sequences are left alone: ``ls()``
   then ``cd(folder='docs')`` is what any file-system task does.
-* ``text_ngram``: the share of an item text's word ``ngram``-grams (CJK characters count as words) found in
-  one benchmark item, as in the GPT-3 / Llama-2 contamination studies; 8-grams because BFCL turns are short
-  (13-grams barely fit in them); a containment of ``ngram_containment`` means half the text is copied.
+* ``text_ngram``: word ``ngram``-gram overlap (CJK characters count as words) of an item text and a benchmark
+  text (a turn, an instruction), as in the GPT-3 / Llama-2 contamination studies, divided by the n-grams of
+  the shorter of the two: a copied turn padded with new words and a request pasting several turns together
+  both score high. 8-grams because BFCL turns are short (13-grams barely fit); ``ngram_containment`` 0.5
+  means half the shorter text is copied; texts under ``ngram`` + 2 words are left to the embeddings.
 * ``text_embedding``: cosine of the item text and a benchmark text ≥ ``embedding_cosine`` (all-MiniLM-L6-v2:
   paraphrases of the same request score above 0.9, same-domain different requests 0.5–0.8). Without
   sentence-transformers the check runs on n-grams only and the summary's ``method`` says ``ngram``.
@@ -63,17 +67,17 @@ from astra_synth.runs.store import RejectRecord
 from astra_synth.training.models import cache_root
 
 Signal = Literal[
-    "tool_signature", "tool_schema", "tool_names", "call_sequence", "text_ngram", "text_embedding"
+    "tool_signature", "tool_schema", "tool_overlap", "call_sequence", "text_ngram", "text_embedding"
 ]
 SIGNALS: tuple[Signal, ...] = (
     "tool_signature",
     "tool_schema",
-    "tool_names",
+    "tool_overlap",
     "call_sequence",
     "text_ngram",
     "text_embedding",
 )
-INDEX_VERSION = 1
+INDEX_VERSION = 3
 """Bump when the index layout or a normalisation changes: it is part of the index cache key."""
 REPORT_FILE = "contamination.json"
 REJECTS_FILE = "contamination_rejects.jsonl"
@@ -95,8 +99,8 @@ class ContaminationConfig(StrictModel):
     ngram_containment: float = Field(default=0.5, gt=0, le=1)
     embedding_cosine: float = Field(default=0.9, gt=0, le=1)
     call_sequence: int = Field(default=3, ge=2, description="Consecutive identical golden calls that match.")
-    tool_name_matches: int = Field(
-        default=3, ge=1, description="Distinctive tool names shared with one source."
+    tool_overlap_matches: int = Field(
+        default=3, ge=1, description="Tools shared with one source by name or generic signature."
     )
     schema_min_properties: int = Field(
         default=3, ge=1, description="Smallest schema matched without its name."
@@ -115,7 +119,7 @@ class ContaminationConfig(StrictModel):
             "ngram_containment": self.ngram_containment,
             "embedding_cosine": self.embedding_cosine,
             "call_sequence": self.call_sequence,
-            "tool_name_matches": self.tool_name_matches,
+            "tool_overlap_matches": self.tool_overlap_matches,
             "schema_min_properties": self.schema_min_properties,
         }
 
@@ -240,6 +244,10 @@ def tokens(text: str) -> list[str]:
     return [t.casefold() for t in _TOKEN.findall(text)]
 
 
+_MIN_NGRAMS = 3
+"""Texts with fewer n-grams (n + 2 words) are too short to call copied by overlap; embeddings judge them."""
+
+
 def _ngrams(text: str, n: int) -> set[str]:
     words = tokens(text)
     return {
@@ -257,13 +265,15 @@ class BenchmarkIndex(BaseModel):
     key: str
     sources: list[str]
     items: list[str] = Field(description="'label#id' per item; the lists below refer to these positions.")
-    item_benchmark: list[int] = Field(description="Per item, its position in ``sources``.")
-    ngrams: dict[str, list[int]]
-    texts: list[str] = Field(description="Distinct benchmark texts, for the embedding check.")
+    ngrams: dict[str, list[int]] = Field(description="Word n-gram hash → the texts holding it.")
+    texts: list[str] = Field(description="Distinct benchmark texts (one per turn, instruction, question).")
     text_items: list[int] = Field(description="Per text, the first item it belongs to.")
-    signatures: dict[str, str] = Field(description="Tool signature → 'label#tool'.")
+    text_ngrams: list[int] = Field(description="Per text, how many distinct n-grams it has.")
+    signatures: dict[str, str] = Field(description="Signature of a distinctive tool → 'label#tool'.")
     schemas: dict[str, str]
-    names: dict[str, list[int]] = Field(description="Distinctive normalised tool name → source positions.")
+    overlap: dict[str, list[int]] = Field(
+        description="Multi-word name or generic tool signature → positions in ``sources``."
+    )
     calls: dict[str, int] = Field(description="Call n-gram hash → item.")
 
     @classmethod
@@ -272,13 +282,13 @@ class BenchmarkIndex(BaseModel):
             key=index_key(sources, config),
             sources=[s.label for s in sources],
             items=[],
-            item_benchmark=[],
             ngrams={},
             texts=[],
             text_items=[],
+            text_ngrams=[],
             signatures={},
             schemas={},
-            names={},
+            overlap={},
             calls={},
         )
         ngrams: defaultdict[str, list[int]] = defaultdict(list)
@@ -287,14 +297,15 @@ class BenchmarkIndex(BaseModel):
             for item in source.items:
                 i = len(index.items)
                 index.items.append(f"{source.label}#{item.id}")
-                index.item_benchmark.append(position)
-                for gram in set().union(*(_ngrams(t, config.ngram) for t in item.texts)):
-                    ngrams[gram].append(i)
                 for text in item.texts:
                     if text not in seen_texts:
                         seen_texts.add(text)
+                        grams = _ngrams(text, config.ngram)
+                        for gram in grams:
+                            ngrams[gram].append(len(index.texts))
                         index.texts.append(text)
                         index.text_items.append(i)
+                        index.text_ngrams.append(len(grams))
                 index._add_tools(item, position, config)
                 for digest, _ in _call_grams(item.calls, config.call_sequence):
                     index.calls.setdefault(digest, i)
@@ -304,14 +315,21 @@ class BenchmarkIndex(BaseModel):
     def _add_tools(self, item: BenchmarkItem, position: int, config: ContaminationConfig) -> None:
         for tool in item.tools:
             ref = f"{item.benchmark}#{tool.name}"
-            self.signatures.setdefault(tool_signature(tool), ref)
-            if (schema := schema_signature(tool, config.schema_min_properties)) is not None:
+            schema = schema_signature(tool, config.schema_min_properties)
+            if schema is not None:
                 self.schemas.setdefault(schema, ref)
-            words = name_words(tool.name)
-            if len(words) >= 2:
-                owners = self.names.setdefault("_".join(words), [])
+            if schema is not None or len(name_words(tool.name)) >= 2:
+                self.signatures.setdefault(tool_signature(tool), ref)
+            for key in _overlap_keys(tool):
+                owners = self.overlap.setdefault(key, [])
                 if position not in owners:
                     owners.append(position)
+
+
+def _overlap_keys(tool: ToolDoc) -> list[str]:
+    """How a tool counts towards ``tool_overlap``: its multi-word name, else its full signature."""
+    words = name_words(tool.name)
+    return ["name:" + "_".join(words)] if len(words) >= 2 else ["sig:" + tool_signature(tool)]
 
 
 def index_key(sources: Sequence[BenchmarkSource], config: ContaminationConfig) -> str:
@@ -420,7 +438,7 @@ class Firewall:
 
     def _tool_hits(self, probe: Probe) -> list[Hit]:
         out: list[Hit] = []
-        names: defaultdict[int, list[str]] = defaultdict(list)
+        shared: defaultdict[int, list[str]] = defaultdict(list)
         for tool in probe.tools:
             if (ref := self.index.signatures.get(tool_signature(tool))) is not None:
                 out.append(self._hit("tool_signature", ref, 1.0, tool.name))
@@ -428,15 +446,16 @@ class Firewall:
                 ref := self.index.schemas.get(schema)
             ) is not None:
                 out.append(self._hit("tool_schema", ref, 1.0, tool.name))
-            for position in self.index.names.get("_".join(name_words(tool.name)), []):
-                if tool.name not in names[position]:
-                    names[position].append(tool.name)
-        for position, matched in names.items():
-            if len(matched) >= self.config.tool_name_matches:
+            for key in _overlap_keys(tool):
+                for position in self.index.overlap.get(key, []):
+                    if tool.name not in shared[position]:
+                        shared[position].append(tool.name)
+        for position, matched in shared.items():
+            if len(matched) >= self.config.tool_overlap_matches:
                 label = self.index.sources[position]
                 out.append(
                     Hit(
-                        signal="tool_names",
+                        signal="tool_overlap",
                         benchmark=label,
                         ref=label,
                         score=float(len(matched)),
@@ -458,12 +477,16 @@ class Firewall:
             grams = _ngrams(text, self.config.ngram)
             if not grams:
                 continue
-            counts = Counter(i for g in grams for i in self.index.ngrams.get(g, []))
-            if counts:
-                item, shared = counts.most_common(1)[0]
-                score = shared / len(grams)
-                if score >= self.config.ngram_containment:
-                    out.append(self._hit("text_ngram", self.index.items[item], score, text))
+            counts = Counter(t for g in grams for t in self.index.ngrams.get(g, []))
+            # Either side contained in the other: a copied turn padded with new words, or one request that
+            # pastes several short benchmark turns together.
+            smaller = {t: min(len(grams), self.index.text_ngrams[t]) for t in counts}
+            scores = {t: shared / smaller[t] for t, shared in counts.items() if smaller[t] >= _MIN_NGRAMS}
+            if scores:
+                best = max(scores, key=lambda t: scores[t])
+                if scores[best] >= self.config.ngram_containment:
+                    item = self.index.items[self.index.text_items[best]]
+                    out.append(self._hit("text_ngram", item, scores[best], text))
         return out
 
     def _embedding_hits(self, probes: Sequence[Probe]) -> list[tuple[str, Hit]]:
