@@ -61,7 +61,7 @@ def test_trajectory_viewer_shows_messages_calls_routes_and_scores(reports: dict[
     assert "result of call_0_read_note" in viewer and "book the tram tour" in viewer
     assert viewer.count('<span class="badge warn"') == 5 and "emulated × 2" in viewer
     assert viewer.count("accepted (overall 1.00)") == 5
-    assert "<td>tool_conciseness</td><td>scored</td>" in viewer
+    assert '<td>tool_conciseness</td><td>scored</td><td>2/2 necessary</td><td class="num">1.00</td>' in viewer
 
 
 def test_model_text_is_escaped_never_markup(reports: dict[str, Path]) -> None:

@@ -352,6 +352,6 @@ def load_run(root: Path) -> RunData:
         if (folder / "metrics.jsonl").is_file():
             data.training.append(load_metrics(root, folder / "metrics.jsonl"))
         if folder.name == "steps" and folder.parent == root:
-            for step in sorted(folder.glob("*.json")):
+            for step in sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name)):  # run order
                 data.demo.append(_validate(step, DemoStep, _json(step)))
     return data

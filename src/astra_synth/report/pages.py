@@ -441,12 +441,12 @@ def trajectory_card(view: TrajectoryView, anchor: str) -> Html:
         verdict = el("span", "not judged", class_="badge")
     scores = (
         table(
-            ["dimension", "status", "score", "detail"],
+            ["dimension", "status", "detail", "score"],
             [
-                [k, d.status, "–" if d.score is None else f"{d.score:.2f}", d.detail]
+                [k, d.status, d.detail, "–" if d.score is None else f"{d.score:.2f}"]
                 for k, d in view.judge.dimensions.items()
             ],
-            numeric_from=2,
+            numeric_from=3,
         )
         if view.judge is not None
         else el("pre", view.judge_reject.detail)
