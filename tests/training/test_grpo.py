@@ -12,7 +12,14 @@ from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig
 from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeSettings
-from astra_synth.training.grpo import ArenaRollouts, RLSettings, arena_f1, run_rl
+from astra_synth.training.grpo import (
+    ArenaRollouts,
+    RLSettings,
+    RolloutState,
+    arena_f1,
+    rollout_state_path,
+    run_rl,
+)
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer
 from astra_synth.training.reward import RewardBreakdown
@@ -63,6 +70,28 @@ def test_masked_groups_carry_no_loss_tokens(
     assert logged["arena/calls"] == 1.0 and logged["fill/frac_zero_variance"] == 7 / 8
 
 
+def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
+    embedded_model: Path, short_arenas: list[Arena], executor: ToolExecutor
+) -> None:
+    def rollouts() -> ArenaRollouts:
+        runner = EpisodeRunner(load_tokenizer(str(embedded_model)))
+        return ArenaRollouts(short_arenas, executor, runner, RLSettings(seed=7), None, None)
+
+    first = rollouts()
+    first._rng.random()  # some draws already happened
+    first._groups = 5
+    first.filler.buffer.append(Group(key="a#3", rewards=[0.0, 1.0], payload=[_episode(0.0), _episode(1.0)]))
+    saved = first.state().model_dump_json()
+
+    second = rollouts()
+    second.restore(RolloutState.model_validate_json(saved))
+    assert [g.key for g in second.filler.buffer] == ["a#3"]
+    (group,) = second.filler.buffer
+    assert group.rewards == [0.0, 1.0] and [e.breakdown.reward for e in group.payload] == [0.0, 1.0]
+    assert second._groups == 5
+    assert [second._rng.random() for _ in range(3)] == [first._rng.random() for _ in range(3)]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # SFT warm-up fixture + 2 real GRPO steps on 2 shared CPU cores
 def test_grpo_steps_through_the_sandbox_then_resume(
@@ -89,6 +118,8 @@ def test_grpo_steps_through_the_sandbox_then_resume(
         assert all(key in r for r in steps), key
     assert result.rewards == [r["reward"] for r in steps]
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()
+    state = RolloutState.model_validate_json(rollout_state_path(out / "checkpoint-1", 0).read_text())
+    assert state.groups >= 2  # the groups played in step 1 were counted, and the count was saved
 
     played = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
     assert len(played) == 2 * 2  # two groups × two episodes (one roll: max_rolls=1)

@@ -13,8 +13,9 @@ fields to one reward function, which also logs recall, precision, calls, turns a
 The dataset column ``prompt`` is the arena id (TRL's sampler schedules arenas; the rollout renders the
 chat). Because of batch filling the arenas trained on may differ from those scheduled; ``rollouts.jsonl``
 records what was actually played (arena, distractors, reward breakdown, whether the group was masked).
-Resume restores model, optimiser, scheduler and RNG state from a checkpoint; the carry-over buffer is not
-part of a checkpoint and starts empty.
+Resume restores model, optimiser, scheduler and RNG state from a checkpoint, and each rank's rollout state
+(carry-over buffer, arena sampler RNG, group counter) from ``rollout_state.rank<R>.json`` saved beside it, so
+buffered groups survive an interruption and a resumed run draws the arenas an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from transformers import TrainerCallback
 
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig, DistractorSampler
@@ -75,6 +78,40 @@ class RLResult(BaseModel):
     rewards: list[float]
 
 
+class BufferedGroup(BaseModel):
+    key: str
+    rewards: list[float]
+    masked: bool
+    episodes: list[Episode]
+
+
+class RolloutState(BaseModel):
+    """One rank's rollout state in a checkpoint: ``random.Random`` state, group counter, carry-over buffer."""
+
+    rng: list[Any]
+    groups: int
+    buffer: list[BufferedGroup]
+
+
+def rollout_state_path(checkpoint: Path, rank: int) -> Path:
+    return checkpoint / f"rollout_state.rank{rank}.json"
+
+
+class SaveRolloutState(TrainerCallback):
+    """Writes each rank's rollout state into the checkpoint folder the trainer just saved."""
+
+    def __init__(self, rollouts: ArenaRollouts, out: Path, rank: int) -> None:
+        self.rollouts = rollouts
+        self.out = out
+        self.rank = rank
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        checkpoint = self.out / f"checkpoint-{state.global_step}"
+        if checkpoint.is_dir():
+            path = rollout_state_path(checkpoint, self.rank)
+            write_json_atomic(path, self.rollouts.state().model_dump(mode="json"))
+
+
 class ArenaRollouts:
     """TRL ``rollout_func``: plays arena groups with batch filling; one instance per trainer process."""
 
@@ -99,6 +136,27 @@ class ArenaRollouts:
         self._rng = random.Random(settings.seed)
         self._groups = 0
         self.last_fill: FillResult[list[Episode]] | None = None
+
+    def state(self) -> RolloutState:
+        """What a checkpoint needs to continue this rank's rollouts exactly."""
+        version, internal, gauss = self._rng.getstate()
+        return RolloutState(
+            rng=[version, list(internal), gauss],
+            groups=self._groups,
+            buffer=[
+                BufferedGroup(key=g.key, rewards=g.rewards, masked=g.masked, episodes=g.payload)
+                for g in self.filler.buffer
+            ],
+        )
+
+    def restore(self, state: RolloutState) -> None:
+        version, internal, gauss = state.rng
+        self._rng.setstate((version, tuple(internal), gauss))
+        self._groups = state.groups
+        self.filler.buffer.clear()
+        self.filler.buffer.extend(
+            Group(key=g.key, rewards=g.rewards, payload=g.episodes, masked=g.masked) for g in state.buffer
+        )
 
     def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[Episode]]]:
         """One group of ``group_size`` episodes per arena id, all generated in one batch per turn."""
@@ -289,13 +347,16 @@ def run_rl(
         processing_class=tokenizer,
         peft_config=lora_config(settings.lora),
         rollout_func=rollouts,
-        callbacks=[JsonlMetrics(out / "metrics.jsonl")],
+        callbacks=[JsonlMetrics(out / "metrics.jsonl"), SaveRolloutState(rollouts, out, rank)],
     )
     checkpoint: str | None = None
     if resume:
         checkpoint = str(resume) if isinstance(resume, Path) else _latest_checkpoint(out)
         if checkpoint is None:
             raise FileNotFoundError(f"--resume: no checkpoint-* folder in {out}")
+        saved = rollout_state_path(Path(checkpoint), rank)
+        if saved.is_file():  # checkpoints written before rollout state was saved start with an empty buffer
+            rollouts.restore(RolloutState.model_validate_json(saved.read_text(encoding="utf-8")))
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
