@@ -14,7 +14,9 @@ from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.seeds import SeedSource
 from astra_synth.config import EndpointConfig
+from astra_synth.evaluation.benchmarks import BFCL_LABEL
 from astra_synth.llm.scripted import Reply, ScriptedLLM, json_reply
+from astra_synth.runs.manifest import ContaminationSummary
 
 QA = {
     "main_question": "Which hotel is cheaper on 12 May 2026, Hotel Aurora or Casa Azul?",
@@ -143,6 +145,10 @@ async def test_end_to_end_funnel_files_and_free_rerun(scripted_llm: ScriptedLLM,
     assert table.num_rows == len(arenas) and json.loads(table.column("tools")[0].as_py())
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["funnel"]["arenas"] == funnel.arenas
+    contamination = ContaminationSummary.model_validate(manifest["contamination"])  # on by default
+    assert contamination.checked == funnel.arenas and contamination.dropped == funnel.contaminated == 0
+    assert contamination.benchmarks == [BFCL_LABEL] and contamination.thresholds["embedding_cosine"] == 0.9
+    assert (run_dir / "contamination_rejects.jsonl").read_text() == ""
     assert json.loads((run_dir / "selection.json").read_text())["threshold"] == 1.0
     calls = len(scripted_llm.chat_requests())
     assert funnel.llm_calls == calls

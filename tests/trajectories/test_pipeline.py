@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from astra_synth.cli import app
 from astra_synth.config import EndpointConfig, load_config
+from astra_synth.evaluation.benchmarks import BFCL_LABEL
 from astra_synth.llm.scripted import Reply, ScriptedLLM, json_reply, text_reply, tool_call_reply
+from astra_synth.runs.manifest import Manifest
 from astra_synth.tools.registry import write_servers
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
@@ -156,6 +158,11 @@ def test_cli_run_then_resume_costs_nothing(
     ]
     assert (tmp_path / "run" / "sft" / "sft.parquet").exists()
     assert "SFT rows: 5" in result.output
+    manifest = Manifest.model_validate_json((tmp_path / "run" / "rollout" / "manifest.json").read_text())
+    assert manifest.contamination is not None  # the firewall ran on the export, on by default
+    assert manifest.contamination.checked == 5 and manifest.contamination.dropped == 0
+    assert manifest.contamination.benchmarks == [BFCL_LABEL]
+    assert (tmp_path / "run" / "sft" / "contamination_rejects.jsonl").read_text() == ""
 
     calls = len(scripted_llm.requests)
     again = CliRunner().invoke(app, args)
@@ -183,6 +190,36 @@ async def test_strict_judge_and_scores_filter_everything_out(
     assert funnel.rollout_status == {"completed": 1}
     assert stages["judge"].reject_reasons == {"judge_error": 1}  # fail closed: no score, no row
     assert funnel.sft_rows == 0 and funnel.status == "finished"
+
+
+async def test_rows_offering_a_benchmark_tool_are_dropped_at_export(
+    tmp_path: Path, scripted_llm: ScriptedLLM, notes_server: ServerRecord
+) -> None:
+    """A benchmark file (relative to the config) holding the notes server's ``search_notes``: every row
+    offers it, so every row is dropped, with its reason in the rejects, the funnel and the manifest."""
+    scripted_llm.handler = _answer
+    (tmp_path / "bench_tools.json").write_text(json.dumps([notes_server.tools[0].openai()]))
+    contamination = {"bfcl": False, "benchmarks": ["bench_tools.json"], "embedder": "none"}
+    path = _config(
+        tmp_path,
+        notes_server,
+        augment={"modes": []},
+        graph={"server_only_tool_counts": []},
+        contamination=contamination,
+    )
+    config = load_config(TrajectoriesConfig, path, {"endpoint.base_url": scripted_llm.base_url})
+    funnel = await run_trajectories(config, tmp_path / "run", progress=False)
+    assert funnel.export is not None and funnel.export.rows == 0
+    summary = funnel.export.contamination
+    assert summary is not None and summary.checked == 1 and summary.by_reason == {"tool_signature": 1}
+    assert summary.benchmarks == ["tools:bench_tools.json"] and summary.method == "ngram"
+    manifest = Manifest.model_validate_json((tmp_path / "run" / "rollout" / "manifest.json").read_text())
+    assert manifest.contamination == summary
+    (reject,) = [
+        json.loads(line) for line in (tmp_path / "run" / "sft" / "contamination_rejects.jsonl").open()
+    ]
+    assert reject["reason"] == "tool_signature" and "search_notes" in reject["detail"]
+    assert (tmp_path / "run" / "sft" / "sft.jsonl").read_text() == ""
 
 
 @pytest.mark.slow
