@@ -51,6 +51,7 @@ def test_pipeline_runs_overview_matches_the_run_files(runs: Runs, reports: dict[
     assert "<title>search_notes → read_note: " in index and "notes: 4 tools, 1 transitions" in index
     assert re.search(r"arenas\.html|arenas-arenas-1\.html", index)
     assert '<span class="badge ok">passed</span>' in index  # the scripted arena's report card
+    assert "2 of 2 verified QA instances kept at percentile 0 (minimum score 0, threshold 1.000)" in index
 
 
 def test_trajectory_viewer_shows_messages_calls_routes_and_scores(reports: dict[str, Path]) -> None:

@@ -54,13 +54,14 @@ def join(*children: object) -> Html:
     return Html(_children(children))
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[object]], *, numeric_from: int = 1) -> Html:
-    """A plain table; columns from ``numeric_from`` on are right-aligned."""
-    head = el("tr", *(el("th", h, class_="num" if i >= numeric_from else None) for i, h in enumerate(header)))
-    body = [
-        el("tr", *(el("td", c, class_="num" if i >= numeric_from else None) for i, c in enumerate(row)))
-        for row in rows
-    ]
+def table(header: Sequence[str], rows: Iterable[Sequence[object]], *, numeric_from: int | None = 1) -> Html:
+    """A plain table; columns from ``numeric_from`` on are right-aligned (None: none are)."""
+
+    def cls(i: int) -> str | None:
+        return "num" if numeric_from is not None and i >= numeric_from else None
+
+    head = el("tr", *(el("th", h, class_=cls(i)) for i, h in enumerate(header)))
+    body = [el("tr", *(el("td", c, class_=cls(i)) for i, c in enumerate(row))) for row in rows]
     return el("table", el("thead", head), el("tbody", *body))
 
 

@@ -89,12 +89,23 @@ class TrajectoriesRun(BaseModel):
         return sum(1 for t in self.trajectories if t.judge is not None)
 
 
+class Selection(BaseModel):
+    """``selection.json``: the run-level percentile cut over the verified QA instances."""
+
+    percentile: float
+    min_score: float
+    threshold: float | None
+    kept: list[str]
+    dropped: dict[str, float] = Field(description="Verification score of each instance below the cut.")
+
+
 class ArenasRun(BaseModel):
     path: str
     pipelines: list[PipelineView]
     contamination: ContaminationSummary | None
     arenas: list[Arena]
     rejected: list[RejectRecord] = Field(description="Arenas the final check dropped, with the failures.")
+    selection: Selection | None = None
 
     @property
     def accepted(self) -> int:
@@ -276,6 +287,9 @@ def load_arenas(root: Path, found: RunDir) -> ArenasRun:
         contamination=found.contamination(),
         arenas=arenas,
         rejected=rejected,
+        selection=_validate(run / "selection.json", Selection, _json(run / "selection.json"))
+        if (run / "selection.json").is_file()
+        else None,
     )
 
 

@@ -36,7 +36,6 @@ TRAJECTORIES_PER_PAGE = 50
 ARENAS_PER_PAGE = 100
 MAX_TEXT_CHARS = 20_000
 """Longer message or tool texts are cut in the viewer (the run files keep them whole)."""
-TASK_SCORE_RANGE = (1.0, 5.0)
 
 
 def _slug(kind: str, path: str) -> str:
@@ -225,12 +224,12 @@ def scores_section(run: TrajectoriesRun) -> Html:
     else:
         parts.append(el("p", "No trajectory has been judged yet."))
     if tasks:
-        lo, hi = TASK_SCORE_RANGE
         parts.append(el("h3", "Task scores per dimension (1–5)"))
         parts.append(
             el(
                 "div",
-                *(histogram(v, lo=lo, hi=hi + 1, bins=5, label=k) for k, v in tasks.items()),
+                # ratings are 1..5: one bin per rating, [1, 2) … [5, 6)
+                *(histogram(v, lo=1, hi=6, bins=5, label=k) for k, v in tasks.items()),
                 class_="charts",
             )
         )
@@ -297,7 +296,7 @@ def demo_section(data: RunData) -> Html:
             scores[step.name] = step.data["scores"]
         summary = ", ".join(f"{k}={v}" for k, v in _scalars(step.data).items())
         rows.append([step.name, summary])
-    parts: list[Html] = [el("h2", "Demo steps"), table(["step", "result"], rows, numeric_from=99)]
+    parts: list[Html] = [el("h2", "Demo steps"), table(["step", "result"], rows, numeric_from=None)]
     if scores:
         metrics = sorted({m for s in scores.values() for m in s})
         parts.append(el("h3", "Held-out evaluation"))
@@ -346,6 +345,27 @@ def _card_row(arena: Arena, href: str) -> list[object]:
     ]
 
 
+def selection_section(run: ArenasRun) -> Html:
+    sel = run.selection
+    if sel is None:
+        return Html("")
+    verified = len(sel.kept) + len(sel.dropped)
+    threshold = (
+        "no threshold (nothing verified)" if sel.threshold is None else f"threshold {sel.threshold:.3f}"
+    )
+    parts: list[Html] = [
+        el("h3", "Selection"),
+        el(
+            "p",
+            f"{len(sel.kept)} of {verified} verified QA instances kept at percentile {sel.percentile:g} "
+            f"(minimum score {sel.min_score:g}, {threshold}).",
+        ),
+    ]
+    if sel.dropped:
+        parts.append(histogram(list(sel.dropped.values()), lo=0, hi=1, bins=5, label="scores of the dropped"))
+    return join(*parts)
+
+
 def arenas_overview(run: ArenasRun, viewer: list[str]) -> Html:
     rows = [_card_row(a, f"{viewer[i // ARENAS_PER_PAGE]}#arena-{i}") for i, a in enumerate(run.arenas)]
     cards = (
@@ -359,7 +379,7 @@ def arenas_overview(run: ArenasRun, viewer: list[str]) -> Html:
             table(
                 ["item", "reason", "detail"],
                 [[r.id, r.reason, r.detail] for r in run.rejected],
-                numeric_from=9,
+                numeric_from=None,
             ),
         )
         if run.rejected
@@ -372,6 +392,7 @@ def arenas_overview(run: ArenasRun, viewer: list[str]) -> Html:
         rejects_section(run.pipelines),
         usage_section(run.pipelines, run.accepted, "arena"),
         contamination_section([(f"run {_label(run.path)}", run.contamination)]),
+        selection_section(run),
         el("h3", "Arena report cards"),
         cards,
         dropped,
@@ -515,7 +536,7 @@ def arena_card(arena: Arena, anchor: str) -> Html:
             table(
                 ["check", "result", "detail"],
                 [[c.name, "ok" if c.ok else "FAILED", c.detail] for c in card.checks],
-                numeric_from=9,
+                numeric_from=None,
             )
         )
         rewards = [["replay", k, f"{v:.3f}"] for k, v in card.replay_rewards.items()]
@@ -528,7 +549,7 @@ def arena_card(arena: Arena, anchor: str) -> Html:
             table(
                 ["id", "question", "answer", "tool"],
                 [[s.id, s.question, s.answer, s.tool or "–"] for s in arena.subtasks],
-                numeric_from=9,
+                numeric_from=None,
             ),
         )
     )
