@@ -67,3 +67,32 @@ def test_sft_lowers_loss_and_the_model_emits_a_tool_call(
         if names and set(names) <= {t.function.name for t in arena.tools}:
             called.append(arena.id)
     assert called, f"no parseable call to an offered tool: {[e.messages[2:] for e in episodes]!r}"
+
+
+def test_pipeline_a_export_trains_on_assistant_turns_only(embedded_model: Path, tmp_path: Path) -> None:
+    """The trajectory export, read as SFT data and rendered with the training template TRL uses: every
+    assistant turn (tool calls and the answer) is a target, tool outputs and the question are context."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    from astra_synth.trajectories.export import export_sft
+    from tests.trajectories.conftest import make_judged, make_notes_server
+
+    final = "Your Lisbon note says: book the tram tour."
+    export_sft([("a1", make_judged(make_notes_server(), final))], tmp_path / "sft")
+    (row,) = read_sft_rows([tmp_path / "sft" / "sft.jsonl"])
+    tokenizer = load_tokenizer(str(embedded_model))
+    rendered = tokenizer.apply_chat_template(
+        row["messages"],
+        tools=json.loads(row["tools"]),
+        chat_template=get_training_chat_template(tokenizer) or tokenizer.chat_template,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
+    ids, mask = rendered["input_ids"], rendered["assistant_masks"]
+    target = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if m])
+    context = tokenizer.decode([t for t, m in zip(ids, mask, strict=True) if not m])
+    assert '"name": "search_notes"' in target and '"name": "read_note"' in target
+    assert '"query": "Lisbon"' in target and final in target
+    assert 'book the tram tour"}' in context and 'book the tram tour"}' not in target  # tool output
+    assert "What does my note about Lisbon say?" in context and "Lisbon say?" not in target

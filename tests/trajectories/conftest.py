@@ -11,7 +11,8 @@ from astra_synth.config import EndpointConfig
 from astra_synth.llm.client import LLMClient
 from astra_synth.runs.stage import StageContext
 from astra_synth.tools.spec import ServerRecord, ToolSpec
-from astra_synth.trajectories.records import Task, Trajectory
+from astra_synth.trajectories.judge import DIMENSIONS, DimensionResult, JudgedTrajectory, JudgeReport
+from astra_synth.trajectories.records import Rating, Task, TaskScores, Trajectory
 
 
 def _tool(name: str, description: str, **params: str) -> ToolSpec:
@@ -107,3 +108,20 @@ def make_trajectory(
         llm_calls=3,
         tool_calls=2,
     )
+
+
+def make_judged(
+    server: ServerRecord, final: str = "Your Lisbon note says: book the tram tour."
+) -> JudgedTrajectory:
+    """A judged trajectory as the export receives it: every score set, one dimension not applicable."""
+    trajectory = make_trajectory(server, final)
+    trajectory.messages[4]["reasoning_content"] = "The search returned n7; read it."
+    trajectory.messages[2]["tool_calls"][0]["function"]["arguments"] = {"query": "Lisbon"}  # an object
+    rating = Rating(score=4, level="good")
+    task = trajectory.task.model_copy(
+        update={"scores": TaskScores(**dict.fromkeys(TaskScores.model_fields, rating))}
+    )
+    dims = {d: DimensionResult(status="scored", score=1.0) for d in DIMENSIONS}
+    dims["tool_context_planning"] = DimensionResult(status="not_applicable")
+    judge = JudgeReport(dimensions=dims, overall=1.0, threshold=0.8)
+    return JudgedTrajectory(**trajectory.model_dump(exclude={"task"}), task=task, judge=judge)

@@ -12,31 +12,17 @@ from datasets import Dataset
 
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.export import export_sft
-from astra_synth.trajectories.judge import DIMENSIONS, DimensionResult, JudgedTrajectory, JudgeReport
-from astra_synth.trajectories.records import Rating, TaskScores
+from astra_synth.trajectories.judge import DIMENSIONS
 
-from .conftest import make_trajectory
-
-
-def _judged(
-    server: ServerRecord, final: str = "Your Lisbon note says: book the tram tour."
-) -> JudgedTrajectory:
-    trajectory = make_trajectory(server, final)
-    trajectory.messages[4]["reasoning_content"] = "The search returned n7; read it."
-    trajectory.messages[2]["tool_calls"][0]["function"]["arguments"] = {"query": "Lisbon"}  # an object
-    rating = Rating(score=4, level="good")
-    task = trajectory.task.model_copy(
-        update={"scores": TaskScores(**dict.fromkeys(TaskScores.model_fields, rating))}
-    )
-    dims = {d: DimensionResult(status="scored", score=1.0) for d in DIMENSIONS}
-    dims["tool_context_planning"] = DimensionResult(status="not_applicable")
-    judge = JudgeReport(dimensions=dims, overall=1.0, threshold=0.8)
-    return JudgedTrajectory(**trajectory.model_dump(exclude={"task"}), task=task, judge=judge)
+from .conftest import make_judged
 
 
 @pytest.fixture
 def exported(tmp_path: Path, notes_server: ServerRecord) -> Path:
-    items = [("a1", _judged(notes_server)), ("a2", _judged(notes_server, "Die Notiz sagt: Tram buchen."))]
+    items = [
+        ("a1", make_judged(notes_server)),
+        ("a2", make_judged(notes_server, "Die Notiz sagt: Tram buchen.")),
+    ]
     summary = export_sft(items, tmp_path / "out")
     assert summary.rows == 2 and summary.tool_calls == 4
     assert summary.roles == {"system": 2, "user": 2, "assistant": 6, "tool": 4}
