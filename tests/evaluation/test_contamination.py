@@ -5,6 +5,7 @@ the CLI's exit codes say which happened."""
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from astra_synth.arenas.records import Arena, ChatMessage, read_arenas, write_arenas
 from astra_synth.cli import app
+from astra_synth.evaluation import benchmarks
 from astra_synth.evaluation.benchmarks import (
     BenchmarkFormatError,
     BenchmarkItem,
@@ -23,6 +25,7 @@ from astra_synth.evaluation.benchmarks import (
     load_benchmark_file,
     load_bfcl_multi_turn,
 )
+from astra_synth.evaluation.bfcl import BFCL_EVAL_VERSION, ready_bfcl_venv
 from astra_synth.evaluation.contamination import (
     BenchmarkIndex,
     ContaminationConfig,
@@ -112,6 +115,25 @@ def test_bfcl_loads_all_four_multi_turn_categories(bfcl: BenchmarkSource) -> Non
     )  # positional in BFCL: sort('final_report.pdf')
     assert sort_call.arguments == {"file_name": "final_report.pdf"}
     assert {t.name for t in base0.tools} >= {"cd", "grep", "post_tweet"}
+
+
+def test_without_a_venv_bfcl_is_read_from_the_pinned_wheel(
+    bfcl: BenchmarkSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh machine reads BFCL straight from the wheel's zip; this one holds the venv, so the test zips
+    the venv's data files in the wheel's layout where the download would have put it."""
+    venv = ready_bfcl_venv()
+    if venv is None:
+        pytest.skip("no BFCL venv to take the data from (make bfcl-venv)")
+    folder = tmp_path / "bfcl-wheel"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / f"bfcl_eval-{BFCL_EVAL_VERSION}-py3-none-any.whl", "w") as zf:
+        for path in venv.data_dir.rglob("*.json"):
+            if "multi_turn" in str(rel := path.relative_to(venv.data_dir)):
+                zf.write(path, f"bfcl_eval/data/{rel}")
+    monkeypatch.setenv("ASTRA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(benchmarks, "ready_bfcl_venv", lambda: None)
+    assert load_bfcl_multi_turn() == bfcl
 
 
 def test_planted_task_with_small_edits_is_caught_by_ngrams(
@@ -299,7 +321,7 @@ def benchmark_files(tmp_path: Path) -> list[Path]:
 def test_tau2_and_acebench_files_load(benchmark_files: list[Path]) -> None:
     tasks, tools, ace = (load_benchmark_file(p) for p in benchmark_files)
     assert tasks.label == "tau2-tasks:tasks.json" and tasks.items[0].id == "7"
-    assert len(tasks.items[0].texts) == 3 and [c.name for c in tasks.items[0].calls] == [
+    assert len(tasks.items[0].texts) == 2 and [c.name for c in tasks.items[0].calls] == [
         "find_user_id_by_name_zip",
         "get_order_details",
         "exchange_delivered_order_items",
@@ -308,6 +330,9 @@ def test_tau2_and_acebench_files_load(benchmark_files: list[Path]) -> None:
         tools.label == "tools:tools.json" and tools.items[0].tools[0].name == "exchange_delivered_order_items"
     )
     assert [i.id for i in ace.items] == ["normal_single_turn_single_function_3", "acebench.jsonl#1"]
+    answers = benchmark_files[2].with_name("answers.jsonl")  # ACEBench keeps answers in possible_answer/
+    answers.write_text(json.dumps({"id": "n1", "ground_truth": [{"Lyon_weather": {"day": 1}}]}) + "\n")
+    assert load_benchmark_file(answers).items[0].calls == [Call(name="Lyon_weather", arguments={"day": 1})]
     assert ace.items[0].calls == [
         Call(name="AirQuality_getIndex", arguments={"city": "Lyon", "date": "2024-05-12"})
     ]
@@ -359,7 +384,8 @@ def test_planted_tau2_and_acebench_copies_are_caught(benchmark_files: list[Path]
         ),
         ('{"question": "q"}\nnot json\n', ":2: not a JSON line"),
         (json.dumps([{"prompt": "x"}]), "item 0: expected τ²-bench tasks"),
-        (json.dumps({"tasks": []}), "expected a JSON list or JSON lines, got a dict"),
+        (json.dumps({"tasks": []}), "item 0: expected τ²-bench tasks"),
+        ("42", "expected a JSON list or JSON lines, got a int"),
     ],
 )
 def test_malformed_benchmark_files_say_where_and_what(tmp_path: Path, content: str, expected: str) -> None:

@@ -13,10 +13,12 @@ firewall compares one shape. Sources:
   - τ²-bench tasks: a JSON list of ``{id, user_scenario: {instructions: str | {field: str}},
     evaluation_criteria: {actions: [{name, arguments}]}}`` (``tasks.json`` of a domain);
   - tool docs (τ²-bench or any benchmark's tools): a JSON list of OpenAI tools ``{type: function,
-    function: {name, parameters}}`` or bare ``{name, parameters}`` docs;
+    function: {name, parameters}}`` or bare ``{name, parameters}`` docs; for τ²-bench, dump
+    ``[t.openai_schema for t in get_environment().get_tools()]`` of a domain;
   - ACEBench: JSON lines (or a JSON list) of ``{id?, question, function: [tool doc], ground_truth?}``, where
     ``question`` is a string or a list of turns of ``{role, content}`` messages (so BFCL-format files load
-    too) and ``ground_truth`` is ``{name: {arg: value}}`` or a list of those.
+    too) and ``ground_truth`` is ``{name: {arg: value}}`` or a list of those; answer files
+    (``possible_answer/``: ``{id, ground_truth}``) load as call sequences.
 
   These shapes are our reading of the public repositories (τ²-bench ``data/tau2/domains/*/tasks.json``,
   ACEBench ``data_all/data_en/*.json``); unknown extra fields are ignored, missing required ones are errors
@@ -258,7 +260,7 @@ class _Tau2Task(_In):
 
 class _AceEntry(_In):
     id: str | int | None = None
-    question: str | list[Any]
+    question: str | list[Any] | None = None
     function: list[_ToolIn] = Field(default_factory=list)
     ground_truth: dict[str, Any] | list[Any] | None = None
 
@@ -287,7 +289,7 @@ def _tau2_item(data: Any, where: str, label: str) -> BenchmarkItem:
     texts = (
         [instructions]
         if isinstance(instructions, str)
-        else [v for v in instructions.values() if isinstance(v, str) and v.strip()]
+        else [v for k, v in instructions.items() if k != "domain" and isinstance(v, str) and v.strip()]
     )
     actions = (task.evaluation_criteria.actions or []) if task.evaluation_criteria else []
     return BenchmarkItem(
@@ -324,12 +326,13 @@ def _ace_item(data: Any, where: str, label: str, fallback_id: str) -> BenchmarkI
 def _detect(first: Any) -> Format:
     if isinstance(first, dict) and "user_scenario" in first:
         return "tau2-tasks"
-    if isinstance(first, dict) and "question" in first:
+    if isinstance(first, dict) and ("question" in first or "ground_truth" in first):
         return "acebench"
     if isinstance(first, dict) and ("function" in first or "parameters" in first):
         return "tools"
     raise BenchmarkFormatError(
-        "expected τ²-bench tasks (objects with user_scenario), ACEBench entries (objects with question) or "
+        "expected τ²-bench tasks (objects with user_scenario), ACEBench entries or answers (objects with "
+        "question or ground_truth) or "
         f"tool docs (objects with function or name + parameters); the first item has keys "
         f"{sorted(first) if isinstance(first, dict) else type(first).__name__}"
     )
@@ -347,6 +350,8 @@ def load_benchmark_file(path: Path) -> BenchmarkSource:
     except ValueError:  # not one JSON document: JSON lines
         entries = [(f"{path}:{n}", e) for n, e in _json_lines(text, str(path))]
     else:
+        if isinstance(whole, dict):  # JSON lines with a single line
+            whole = [whole]
         if not isinstance(whole, list):
             raise BenchmarkFormatError(
                 f"{path}: expected a JSON list or JSON lines, got a {type(whole).__name__}"
