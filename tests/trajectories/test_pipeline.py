@@ -209,7 +209,7 @@ async def test_rows_offering_a_benchmark_tool_are_dropped_at_export(
     )
     config = load_config(TrajectoriesConfig, path, {"endpoint.base_url": scripted_llm.base_url})
     funnel = await run_trajectories(config, tmp_path / "run", progress=False)
-    assert funnel.export is not None and funnel.export.rows == 0
+    assert funnel.export is not None and funnel.export.rows == funnel.sft_rows == 0
     summary = funnel.export.contamination
     assert summary is not None and summary.checked == 1 and summary.by_reason == {"tool_signature": 1}
     assert summary.benchmarks == ["tools:bench_tools.json"] and summary.method == "ngram"

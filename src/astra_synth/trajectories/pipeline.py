@@ -236,7 +236,7 @@ async def run_trajectories(
         dedupe_method=dedupe_method,
         rollout_status=dict(statuses),
         tool_routes=dict(routes),
-        sft_rows=len(judged),
+        sft_rows=summary.rows if summary else 0,  # after the contamination firewall
         llm_calls=ledger.total().calls,
         export=summary,
     )
