@@ -121,3 +121,9 @@ def load_config(model: type[T], path: Path | None = None, overrides: dict[str, A
             lines.append(f"  {loc}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from exc
     return cfg
+
+
+def cache_root() -> Path:
+    """Where machine-wide caches live (LLM responses, models, embeddings, the BFCL venv): ``$ASTRA_CACHE_DIR``
+    or ``~/.cache/astra-synth``."""
+    return Path(os.environ.get("ASTRA_CACHE_DIR") or Path.home() / ".cache" / "astra-synth")

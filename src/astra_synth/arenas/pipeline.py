@@ -16,7 +16,6 @@ Resuming reruns nothing that finished: both pipelines skip recorded ids and the 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +31,7 @@ from astra_synth.arenas.seeds import SeedSource, expand_sources
 from astra_synth.arenas.synthesize import SynthesizeTools
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import Verify, select_by_percentile
-from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
+from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel, cache_root
 from astra_synth.evaluation.contamination import ContaminationConfig, arena_probe, screen
 from astra_synth.export.card import write_card
 from astra_synth.llm.cache import ResponseCache
@@ -106,8 +105,7 @@ class Funnel(BaseModel):
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("ASTRA_CACHE_DIR") or str(Path.home() / ".cache" / "astra-synth")
-    return Path(root) / "llm.sqlite"
+    return cache_root() / "llm.sqlite"
 
 
 def _ok(manifest: Manifest, stage: str) -> int:

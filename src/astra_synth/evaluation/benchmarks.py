@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from astra_synth.config import cache_root
 from astra_synth.errors import InputError
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,
@@ -48,7 +49,6 @@ from astra_synth.evaluation.bfcl import (
     ready_bfcl_venv,
 )
 from astra_synth.runs.jsonl import describe_errors
-from astra_synth.training.models import cache_root
 
 BFCL_LABEL = f"bfcl-v3-multi-turn (bfcl-eval {BFCL_EVAL_VERSION})"
 _BFCL_CLASS_DOCS = {

@@ -28,9 +28,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from astra_synth.config import EndpointConfig
+from astra_synth.config import EndpointConfig, cache_root
 from astra_synth.runs.jsonl import write_json_atomic
-from astra_synth.training.models import cache_root
 
 BFCL_EVAL_VERSION = "2026.3.23"
 DATA_PREFIX = "BFCL_v4"

@@ -49,7 +49,7 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from astra_synth.arenas.records import Arena, read_arenas
-from astra_synth.config import StrictModel
+from astra_synth.config import StrictModel, cache_root
 from astra_synth.errors import InputError
 from astra_synth.evaluation.benchmarks import (
     BenchmarkItem,
@@ -64,7 +64,6 @@ from astra_synth.llm.embeddings import Embedder, LocalEmbedder, VectorCache
 from astra_synth.runs.jsonl import read_jsonl, write_bytes_atomic, write_json_atomic
 from astra_synth.runs.manifest import ContaminationSummary, Manifest
 from astra_synth.runs.store import RejectRecord
-from astra_synth.training.models import cache_root
 
 Signal = Literal[
     "tool_signature", "tool_schema", "tool_overlap", "call_sequence", "text_ngram", "text_embedding"

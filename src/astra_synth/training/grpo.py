@@ -310,8 +310,8 @@ def run_rl(
     tokenizer.padding_side = "left"
     sampler = None
     if settings.distractors is not None and settings.distractors.k_per_band > 0:
+        from astra_synth.config import cache_root
         from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
-        from astra_synth.training.models import cache_root
 
         vectors = VectorCache(cache_root() / "embeddings")
         sampler = DistractorSampler(arenas, LocalEmbedder(), vectors, settings.distractors)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import cache_root
 from astra_synth.llm.local import bundled_gguf
 
 EMBEDDED = "embedded"
@@ -36,12 +37,6 @@ class LoraSettings(BaseModel):
     alpha: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
-
-
-def cache_root() -> Path:
-    """``$ASTRA_CACHE_DIR`` or ``~/.cache/astra-synth`` (shared with the LLM cache)."""
-    root = os.environ.get("ASTRA_CACHE_DIR") or str(Path.home() / ".cache" / "astra-synth")
-    return Path(root)
 
 
 def _file_sha256(path: Path) -> str:
