@@ -50,6 +50,7 @@ def test_demo_runs_every_step_and_resumes(scripted_llm: ScriptedLLM, tmp_path: P
     assert len(summary.sft_losses) == 1 and len(summary.rl_rewards) == 1
     assert set(summary.before) == set(summary.after) >= {"success_rate", "f1"}
     assert (summary.model / "config.json").exists()
+    assert summary.report.is_file() and "eval_after" in summary.report.read_text()  # the demo steps shown
     heldout = {json.loads(line)["id"] for line in (run_dir / "heldout.arenas.jsonl").read_text().splitlines()}
     trained_on = {
         json.loads(line)["arena_id"] for line in (run_dir / "golden.jsonl").read_text().splitlines()

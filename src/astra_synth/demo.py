@@ -27,6 +27,7 @@ from astra_synth.config import StrictModel
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
 from astra_synth.evaluation.serve import serving
 from astra_synth.llm.client import LLMClient
+from astra_synth.report.pages import write_report
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox import get_executor
 from astra_synth.training.grpo import RLSettings, run_rl
@@ -143,6 +144,7 @@ class DemoSummary(BaseModel):
     before: dict[str, float]
     after: dict[str, float]
     model: Path
+    report: Path
 
 
 def _scores(report: ArenaEvalReport) -> dict[str, float]:
@@ -217,6 +219,8 @@ def run_demo(config: DemoConfig, run_dir: Path, console: Console | None = None) 
         before=before.scores,
         after=after.scores,
         model=rl_done.out,
+        report=run_dir / "report" / "index.html",
     )
     write_json_atomic(run_dir / "summary.json", summary.model_dump(mode="json"))
+    write_report(run_dir, progress=True)  # rebuilt every time: it reads whatever the steps left
     return summary

@@ -45,4 +45,5 @@ def demo(
         f"SFT loss {summary.sft_losses[:1]} → {summary.sft_losses[-1:]}; RL rewards {summary.rl_rewards}"
     )
     console.print(f"run directory: {run_dir}  (summary.json, arenas/, golden.jsonl, sft/, rl/, steps/)")
+    console.print(f"run report: {summary.report}  (static HTML, open it in any browser)")
     console.print(f"trained model: {summary.model}  — serve it with: astra serve --model {summary.model}")
