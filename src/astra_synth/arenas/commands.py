@@ -15,8 +15,8 @@ from astra_synth.arenas.golden import golden_example
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.validate import ValidationConfig, check_arena
-from astra_synth.config import ConfigError, GlobalOptions, load_config
 from astra_synth.errors import InputError
+from astra_synth.run_command import RetryRejectedOption, RunDirOption, load_run_config
 from astra_synth.sandbox import ExecutorKind, get_executor
 
 app = typer.Typer(help="Pipeline B: verifiable RL arenas from QA.", no_args_is_help=True)
@@ -78,18 +78,11 @@ def run(
     config: Annotated[
         Path, typer.Option("--config", help="Arenas config (YAML).", exists=True, dir_okay=False)
     ],
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory; an existing one is resumed.")],
-    retry_rejected: Annotated[
-        bool, typer.Option("--retry-rejected", help="Re-run items rejected by earlier sessions.")
-    ] = False,
+    run_dir: RunDirOption,
+    retry_rejected: RetryRejectedOption = False,
 ) -> None:
     """Synthesize arenas from QA seeds (resumable): QA → necessity → verification → tools → merge → replay."""
-    options = ctx.find_root().obj or GlobalOptions()
-    try:
-        cfg = load_config(ArenasConfig, config, options.overrides())
-    except ConfigError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from exc
+    cfg = load_run_config(ctx, ArenasConfig, config)
     funnel = asyncio.run(run_arenas(cfg, run_dir, retry_rejected=retry_rejected))
     table = Table(title=f"arena funnel ({funnel.status})")
     table.add_column("step")

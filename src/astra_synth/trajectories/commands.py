@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from astra_synth.config import ConfigError, GlobalOptions, load_config
 from astra_synth.errors import InputError
+from astra_synth.run_command import RetryRejectedOption, RunDirOption, load_run_config
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 
 app = typer.Typer(help="Pipeline A: SFT trajectories from tool docs.", no_args_is_help=True)
@@ -23,17 +23,14 @@ def run(
     config: Annotated[
         Path, typer.Option("--config", help="Trajectories config (YAML).", exists=True, dir_okay=False)
     ],
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Run directory; an existing one is resumed.")],
-    retry_rejected: Annotated[
-        bool, typer.Option("--retry-rejected", help="Re-run items rejected by earlier sessions.")
-    ] = False,
+    run_dir: RunDirOption,
+    retry_rejected: RetryRejectedOption = False,
 ) -> None:
     """Graph → walks → verified chains → tasks → augment → dedupe → score → rollouts → judge → SFT export."""
-    options = ctx.find_root().obj or GlobalOptions()
+    cfg = load_run_config(ctx, TrajectoriesConfig, config)
     try:
-        cfg = load_config(TrajectoriesConfig, config, options.overrides())
         funnel = asyncio.run(run_trajectories(cfg, run_dir, retry_rejected=retry_rejected))
-    except (ConfigError, InputError) as exc:
+    except InputError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     table = Table(title=f"trajectory funnel ({funnel.status}), {funnel.servers} server(s)")
