@@ -1,4 +1,4 @@
-"""Pieces every executor shares around one call: checking a request, seeding it, reading its answer."""
+"""Pieces every executor shares around one call: its source, checking it, seeding it, reading its answer."""
 
 from __future__ import annotations
 
@@ -9,11 +9,38 @@ import signal
 from typing import Any, get_args
 
 from astra_synth.sandbox import interpreter
-from astra_synth.sandbox.executor import SandboxLimits, ToolResult, ToolStatus
+from astra_synth.sandbox.executor import SandboxLimits, ToolExecutor, ToolResult, ToolStatus, env_id_for
 from astra_synth.sandbox.jail.confine import Policy
 from astra_synth.sandbox.probe import ProbeReport
 
 _STATUSES = frozenset(get_args(ToolStatus))
+
+
+class SourceKeepingExecutor(ToolExecutor):
+    """Base of the backends that keep loaded sources in this process and send them along with the calls.
+
+    ``load`` only remembers the source, so it costs nothing, and a replaced worker or a restarted server can
+    always be sent the source again.
+    """
+
+    def __init__(self, limits: SandboxLimits | None = None) -> None:
+        self.limits = limits or SandboxLimits()
+        self._sources: dict[str, str] = {}
+
+    def load(self, source: str) -> str:
+        env_id = env_id_for(source)
+        self._sources[env_id] = source
+        return env_id
+
+    def _admit(self, env_id: str, fn: str, args: dict[str, Any]) -> str | ToolResult:
+        """The source to run, or the result that turns the call away (refused executor, bad request)."""
+        if self.refusal:
+            return ToolResult(ok=False, status="refused", error=self.refusal)
+        source = self._sources.get(env_id)
+        problem = check_request(source, fn, args, self.limits)
+        if problem or source is None:
+            return ToolResult(ok=False, status="invalid", error=problem)
+        return source
 
 
 def jail_policy(

@@ -26,15 +26,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from astra_synth.sandbox import interpreter
-from astra_synth.sandbox.calls import call_seed, check_request, from_answer, from_exit, jail_policy
-from astra_synth.sandbox.executor import (
-    SandboxLimits,
-    ToolCall,
-    ToolExecutor,
-    ToolResult,
-    ToolStatus,
-    env_id_for,
-)
+from astra_synth.sandbox.calls import SourceKeepingExecutor, call_seed, from_answer, from_exit, jail_policy
+from astra_synth.sandbox.executor import SandboxLimits, ToolCall, ToolResult, ToolStatus
 from astra_synth.sandbox.jail import protocol
 from astra_synth.sandbox.jail.confine import Policy
 from astra_synth.sandbox.probe import Tier, probe, tier_prefix
@@ -75,7 +68,7 @@ class _Worker:
         self.log.close()
 
 
-class ForkServerExecutor(ToolExecutor):
+class ForkServerExecutor(SourceKeepingExecutor):
     """Warm, isolated workers; ``tier`` forces a weaker tier than the strongest (tests do)."""
 
     def __init__(
@@ -86,7 +79,7 @@ class ForkServerExecutor(ToolExecutor):
         python: str | None = None,
         scratch_mb: int = 64,
     ) -> None:
-        self.limits = limits or SandboxLimits()
+        super().__init__(limits)
         self.report = probe(python)
         self.tier: Tier | None = tier or self.report.tier
         self.refusal = self.report.refusal(tier)
@@ -94,7 +87,6 @@ class ForkServerExecutor(ToolExecutor):
         if self._size > interpreter.MAX_WORKERS:
             raise ValueError(f"at most {interpreter.MAX_WORKERS} workers (one sandbox uid each)")
         self._scratch_mb = scratch_mb
-        self._sources: dict[str, str] = {}
         self._idle: queue.Queue[int] = queue.Queue()
         self._workers: dict[int, _Worker | None] = {}
         self._lock = threading.Lock()
@@ -193,20 +185,12 @@ class ForkServerExecutor(ToolExecutor):
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def load(self, source: str) -> str:
-        env_id = env_id_for(source)
-        self._sources[env_id] = source
-        return env_id
-
     def execute(
         self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None
     ) -> ToolResult:
-        if self.refusal:
-            return ToolResult(ok=False, status="refused", error=self.refusal)
-        source = self._sources.get(env_id)
-        problem = check_request(source, fn, args, self.limits)
-        if problem or source is None:
-            return ToolResult(ok=False, status="invalid", error=problem)
+        source = self._admit(env_id, fn, args)
+        if isinstance(source, ToolResult):
+            return source
         timeout = timeout_s or self.limits.timeout_s
         index, worker, why = self._checkout()
         healthy = True

@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from astra_synth.sandbox.calls import check_args, from_answer
-from astra_synth.sandbox.executor import SandboxLimits, ToolCall, ToolExecutor, ToolResult, env_id_for
+from astra_synth.sandbox.calls import SourceKeepingExecutor, check_args, from_answer
+from astra_synth.sandbox.executor import SandboxLimits, ToolCall, ToolExecutor, ToolResult
 
 TOKEN_ENV = "ASTRA_SANDBOX_TOKEN"
 RESULT_MARKER = "\x1eRESULT"
@@ -123,19 +123,13 @@ def serve(executor: ToolExecutor, host: str = "127.0.0.1", port: int = 8790) -> 
         signal.signal(signal.SIGTERM, previous)
 
 
-class _RemoteExecutor(ToolExecutor):
+class _RemoteExecutor(SourceKeepingExecutor):
     """Shared client parts: sources kept locally, one HTTP client, failures become ToolResults."""
 
     def __init__(self, base_url: str, limits: SandboxLimits | None = None) -> None:
-        self.limits = limits or SandboxLimits()
-        self._sources: dict[str, str] = {}
+        super().__init__(limits)
         headers = {"authorization": f"Bearer {os.environ[TOKEN_ENV]}"} if os.environ.get(TOKEN_ENV) else {}
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers)
-
-    def load(self, source: str) -> str:
-        env_id = env_id_for(source)
-        self._sources[env_id] = source
-        return env_id
 
     def execute(
         self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None

@@ -20,8 +20,15 @@ import weakref
 from typing import Any
 
 from astra_synth.sandbox import interpreter
-from astra_synth.sandbox.calls import call_seed, check_request, cpu_ms_of, from_answer, from_exit, jail_policy
-from astra_synth.sandbox.executor import SandboxLimits, ToolExecutor, ToolResult, env_id_for
+from astra_synth.sandbox.calls import (
+    SourceKeepingExecutor,
+    call_seed,
+    cpu_ms_of,
+    from_answer,
+    from_exit,
+    jail_policy,
+)
+from astra_synth.sandbox.executor import SandboxLimits, ToolResult
 from astra_synth.sandbox.jail import protocol
 from astra_synth.sandbox.probe import probe
 
@@ -29,18 +36,17 @@ STARTUP_GRACE_S = 0.5  # the interpreter's own start counts against no tool's ti
 _UID_OFFSET = interpreter.MAX_WORKERS  # fork-server workers of the same process use the uids below
 
 
-class SubprocessExecutor(ToolExecutor):
+class SubprocessExecutor(SourceKeepingExecutor):
     """One confined interpreter per call. Thread-safe; ``max_concurrency`` bounds calls in flight."""
 
     def __init__(
         self, limits: SandboxLimits | None = None, python: str | None = None, max_concurrency: int = 8
     ) -> None:
-        self.limits = limits or SandboxLimits()
+        super().__init__(limits)
         self.report = probe(python)
         self.python = self.report.python
         if not self.report.layer_ok("seccomp"):
             self.refusal = "seccomp is unavailable: network and fork cannot be contained"
-        self._sources: dict[str, str] = {}
         self._slots: queue.Queue[int | None] = queue.Queue()
         base_uid = interpreter.sandbox_uid_base() + _UID_OFFSET
         for i in range(min(max_concurrency, interpreter.MAX_WORKERS)):
@@ -49,20 +55,12 @@ class SubprocessExecutor(ToolExecutor):
         os.chmod(self._base, 0o711)
         self._remove_base = weakref.finalize(self, shutil.rmtree, self._base, True)
 
-    def load(self, source: str) -> str:
-        env_id = env_id_for(source)
-        self._sources[env_id] = source
-        return env_id
-
     def execute(
         self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None
     ) -> ToolResult:
-        if self.refusal:
-            return ToolResult(ok=False, status="refused", error=self.refusal)
-        source = self._sources.get(env_id)
-        problem = check_request(source, fn, args, self.limits)
-        if problem or source is None:
-            return ToolResult(ok=False, status="invalid", error=problem)
+        source = self._admit(env_id, fn, args)
+        if isinstance(source, ToolResult):
+            return source
         uid = self._slots.get()
         scratch = tempfile.mkdtemp(dir=self._base)
         try:
