@@ -15,13 +15,8 @@ what we report from.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -30,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from astra_synth.config import EndpointConfig, cache_root
 from astra_synth.runs.jsonl import write_json_atomic
+from astra_synth.venvs import PinnedVenv, ensure_venv, read_marker, run_step
 
 BFCL_EVAL_VERSION = "2026.3.23"
 DATA_PREFIX = "BFCL_v4"
@@ -58,16 +54,9 @@ class BfclError(RuntimeError):
     """BFCL could not be set up or run; the message says which step and shows its output tail."""
 
 
-class BfclVenv(BaseModel):
+class BfclVenv(PinnedVenv):
     """A ready BFCL venv (the marker file written after a successful install)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: int = 1
-    root: Path
-    python: Path
-    purelib: Path = Field(description="site-packages: BFCL's data files are read from here.")
-    lock_sha256: str
     bfcl_eval_version: str
 
     @property
@@ -116,92 +105,35 @@ def default_venv_dir() -> Path:
     return cache_root() / "bfcl-venv"
 
 
-def _tail(text: str, lines: int = 25) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _run(args: list[str], what: str, env: dict[str, str] | None = None, log: Path | None = None) -> str:
-    """Run a step to completion; its stdout, or a BfclError with the output tail.
-
-    With ``log``, the output streams into that file instead (BFCL's progress bar and per-entry errors of a
-    run that may take hours) and the return value is empty.
-    """
-    try:
-        if log is None:
-            proc = subprocess.run(args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-            code, stdout, output = proc.returncode, proc.stdout, proc.stdout + proc.stderr
-        else:
-            with log.open("w", encoding="utf-8") as fh:
-                code = subprocess.run(
-                    args, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-                ).returncode
-            stdout, output = "", log.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise BfclError(f"{what}: cannot run {args[0]}: {exc}") from exc
-    if code != 0:
-        where = f" (full log: {log})" if log else ""
-        raise BfclError(f"{what} failed (exit {code}){where}:\n{_tail(output)}")
-    return stdout
-
-
-def _read_marker(root: Path, lock_sha: str) -> BfclVenv | None:
-    try:
-        venv = BfclVenv.model_validate_json((root / _VENV_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValidationError):
-        return None
-    fresh = venv.lock_sha256 == lock_sha and venv.bfcl_eval_version == BFCL_EVAL_VERSION
-    return venv if fresh and venv.python.is_file() else None
-
-
-def _lock_sha() -> str:
-    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
+    """:func:`astra_synth.venvs.run_step` raising :class:`BfclError`."""
+    return run_step(args, what, env, log, error=BfclError)
 
 
 def ready_bfcl_venv(root: Path | None = None) -> BfclVenv | None:
     """The BFCL venv if one built from the current lock exists; never builds one."""
-    return _read_marker(root or default_venv_dir(), _lock_sha())
+    return read_marker(
+        root or default_venv_dir(), _VENV_MARKER, BfclVenv, LOCK_FILE, bfcl_eval_version=BFCL_EVAL_VERSION
+    )
+
+
+def _check_data(venv: BfclVenv, where: str) -> None:
+    if not (venv.data_dir / f"{DATA_PREFIX}_multi_turn_base.json").is_file():
+        raise BfclError(f"{where}: bfcl-eval installed but its data is missing under {venv.data_dir}")
 
 
 def ensure_bfcl_venv(root: Path | None = None) -> BfclVenv:
-    """The BFCL venv, created (about a minute, network to PyPI) if missing or built from another lock.
-
-    Concurrent callers wait on a file lock; a half-built venv (no marker) is wiped and rebuilt.
-    """
-    root = root or default_venv_dir()
-    lock_sha = _lock_sha()
-    if (venv := _read_marker(root, lock_sha)) is not None:
-        return venv
-    try:
-        root.parent.mkdir(parents=True, exist_ok=True)
-        lock = (root.parent / f"{root.name}.lock").open("w")
-    except OSError as exc:
-        raise BfclError(f"cannot create the BFCL venv under {root.parent}: {exc}") from exc
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (venv := _read_marker(root, lock_sha)) is not None:  # built while we waited
-            return venv
-        shutil.rmtree(root, ignore_errors=True)
-        where = f"creating the BFCL venv at {root} (set ASTRA_CACHE_DIR to put it elsewhere)"
-        _run([sys.executable, "-m", "venv", str(root)], where)
-        python = root / "bin" / "python"
-        _run(
-            [str(python), "-m", "pip", "install", "-q", "--no-deps", "-r", str(LOCK_FILE)],
-            f"{where}: pip install of the pinned bfcl-eval=={BFCL_EVAL_VERSION} set",
-        )
-        purelib = _run(
-            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], where
-        ).strip()
-        venv = BfclVenv(
-            root=root,
-            python=python,
-            purelib=Path(purelib),
-            lock_sha256=lock_sha,
-            bfcl_eval_version=BFCL_EVAL_VERSION,
-        )
-        if not (venv.data_dir / f"{DATA_PREFIX}_multi_turn_base.json").is_file():
-            raise BfclError(f"{where}: bfcl-eval installed but its data is missing under {venv.data_dir}")
-        write_json_atomic(root / _VENV_MARKER, venv.model_dump(mode="json"))
-        return venv
+    """The BFCL venv, created (about a minute, network to PyPI) if missing or built from another lock."""
+    return ensure_venv(
+        root or default_venv_dir(),
+        LOCK_FILE,
+        marker=_VENV_MARKER,
+        model=BfclVenv,
+        label="the BFCL venv",
+        error=BfclError,
+        check=_check_data,
+        bfcl_eval_version=BFCL_EVAL_VERSION,
+    )
 
 
 def category_ids(venv: BfclVenv, category: Category) -> list[str]:

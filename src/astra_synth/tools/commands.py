@@ -16,7 +16,9 @@ from astra_synth.tools.astra_format import import_server_file
 from astra_synth.tools.mcp import LiveTransport, describe_transport, import_live
 from astra_synth.tools.normalize import FilterPolicy, ImportResult
 from astra_synth.tools.registry import load_servers, merge_servers, write_servers
+from astra_synth.tools.server_venvs import ensure_server_venv, known_servers
 from astra_synth.tools.spec import EmulatedTransport, HttpTransport, ServerRecord, StdioTransport
+from astra_synth.venvs import VenvError
 
 app = typer.Typer(help="Import and inspect tool servers (MCP).", no_args_is_help=True)
 _out = Console()
@@ -114,6 +116,25 @@ def import_mcp(
         )
     )
     _save(result, out, rejects)
+
+
+@app.command("server-venv")
+def server_venv(
+    server: Annotated[str, typer.Argument(help=f"One of: {', '.join(known_servers())}.")],
+) -> None:
+    """Build (once per machine) the pinned venv of a server that needs its own, and print its command.
+
+    For servers written against the mcp 1.x API; our client speaks to them across protocol versions.
+    """
+    try:
+        with _err.status(f"building the {server} venv (once per machine; network to PyPI)"):
+            venv = ensure_server_venv(server)
+    except (InputError, VenvError) as exc:
+        _err.print(f"error: {exc}")
+        raise typer.Exit(1) from exc
+    usage = f"import it with: astra tools import-mcp --out REGISTRY -- {venv.executable} ARGS..."
+    typer.echo(usage, err=True)
+    typer.echo(str(venv.executable))
 
 
 @app.command("import")
