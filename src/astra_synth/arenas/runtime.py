@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from astra_synth.arenas.records import Arena, FunctionSpec, ToolSchema, ToolSource
 from astra_synth.runs.ids import canonical_json
 from astra_synth.sandbox.executor import ToolCall, ToolExecutor, ToolResult
+from astra_synth.tools.spec import fits_json_types
 from astra_synth.training.reward import (
     ExecutedCall,
     RewardBreakdown,
@@ -25,16 +26,6 @@ from astra_synth.training.reward import (
     SubTaskTarget,
     f1_reward,
 )
-
-_PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
-}
 
 
 class EnvConfig(BaseModel):
@@ -69,12 +60,7 @@ def argument_error(spec: FunctionSpec, args: dict[str, Any]) -> str | None:
         schema = props[name]
         declared = schema["type"]
         types: list[str] = declared if isinstance(declared, list) else [declared]
-        # bool is an int in Python; JSON keeps them apart.
-        fits = any(
-            isinstance(value, _PY_TYPES[t]) and not (isinstance(value, bool) and t in ("integer", "number"))
-            for t in types
-        )
-        if not fits:
+        if not fits_json_types(value, types):
             return f"argument {name!r} must be of type {' or '.join(types)}, got {type(value).__name__}"
         if "enum" in schema and value not in schema["enum"]:
             return f"argument {name!r} must be one of {schema['enum']}, got {value!r}"

@@ -23,7 +23,7 @@ from astra_synth.llm.client import LLMCallError, LLMClient
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.tools.outcome import OutcomeStatus, ToolOutcome
-from astra_synth.tools.spec import ServerRecord, ToolSpec
+from astra_synth.tools.spec import ServerRecord, ToolSpec, fits_json_types
 
 STAGE = "tool_emulator"
 InjectedFailure = Literal["timeout", "rate_limited", "invalid_argument", "not_found", "server_error"]
@@ -35,15 +35,6 @@ _FAILURE_MESSAGES: dict[InjectedFailure, str] = {
     "invalid_argument": "400 Bad Request: the service rejected one or more argument values.",
     "not_found": "404 Not Found: the requested resource does not exist.",
     "server_error": "500 Internal Server Error: the service failed to process the request.",
-}
-_PY_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
 }
 _JSON_TYPES = ("object", "array", "string", "number", "boolean", "null")
 _OLD_RESULT_CHARS = 300  # how much of an old result survives when the history must be shortened
@@ -115,8 +106,7 @@ def argument_problem(spec: ToolSpec, arguments: dict[str, Any]) -> str | None:
     for name, value in arguments.items():
         declared = properties.get(name, {}).get("type") if isinstance(properties.get(name), dict) else None
         kinds = declared if isinstance(declared, list) else [declared] if isinstance(declared, str) else []
-        allowed = tuple(t for k in kinds for t in _PY_TYPES.get(k, (object,)))
-        if allowed and (not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)):
+        if kinds and not fits_json_types(value, kinds):
             return f"argument {name!r} must be of type {' or '.join(kinds)}, got {type(value).__name__}"
     return None
 

@@ -14,6 +14,28 @@ from pydantic import BaseModel, ConfigDict, Field
 
 TOOL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 
+# The Python types that ``json.loads`` gives for each JSON Schema type.
+_PY_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+
+
+def fits_json_types(value: Any, types: list[str]) -> bool:
+    """Whether a parsed JSON ``value`` is of one of the JSON Schema ``types``, as tools check their input.
+
+    A bool is an int in Python but not in JSON, so true/false fit only "boolean"; a type name JSON Schema does
+    not define constrains nothing else.
+    """
+    if isinstance(value, bool):
+        return "boolean" in types
+    return any(isinstance(value, _PY_TYPES.get(t, (object,))) for t in types)
+
 
 class ToolSpec(BaseModel):
     """One tool: ``{"type": "function", "function": {name, description, parameters}}`` in OpenAI terms."""
