@@ -22,12 +22,12 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.closing import AsyncClosing
 from astra_synth.config import EndpointConfig
 from astra_synth.llm.cache import ResponseCache, content_key
 from astra_synth.llm.ledger import Ledger
@@ -230,7 +230,7 @@ class _LoopState:
     pending: dict[str, asyncio.Future[ChatResult]] = field(default_factory=dict)  # chat requests in flight
 
 
-class LLMClient:
+class LLMClient(AsyncClosing):
     """Chat and embeddings against one endpoint, with concurrency cap, retries, cache and ledger.
 
     ``async with LLMClient(endpoint, ledger=..., cache=...) as client: await client.chat(...)``.
@@ -249,14 +249,6 @@ class LLMClient:
             weakref.WeakKeyDictionary()
         )
         self._rng = random.Random()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool of the running loop (pools of finished loops died with them)."""

@@ -19,7 +19,6 @@ import re
 import shlex
 import sys
 import time
-from types import TracebackType
 from typing import Any, Literal, Self
 
 import httpx2
@@ -29,6 +28,7 @@ from mcp.client import Transport
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.closing import AsyncClosing
 from astra_synth.tools.normalize import (
     FilterPolicy,
     ImportReject,
@@ -191,7 +191,7 @@ class _Connection:
         self.client = None
 
 
-class McpSession:
+class McpSession(AsyncClosing):
     """A live connection to one MCP server: ``async with McpSession(transport) as s: await s.call(...)``.
 
     ``call`` has a per-call timeout (the session stays usable after one), reconnects once when the
@@ -211,11 +211,6 @@ class McpSession:
     async def __aenter__(self) -> Self:
         await self.connect()
         return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def connect(self) -> Client:
         async with self._lock:

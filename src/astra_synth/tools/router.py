@@ -11,9 +11,9 @@ because it means the run cannot be reproduced, which a caller must record, not p
 from __future__ import annotations
 
 import time
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
+from astra_synth.closing import AsyncClosing
 from astra_synth.tools.cassette import Cassette
 from astra_synth.tools.emulator import EmulatedSession, ToolEmulator
 from astra_synth.tools.mcp import CallErrorKind, McpCallError, McpSession
@@ -28,7 +28,7 @@ _CALL_ERROR_STATUS: dict[CallErrorKind, OutcomeStatus] = {
 }
 
 
-class ToolRouter:
+class ToolRouter(AsyncClosing):
     """Routes calls; owns the live MCP sessions (one per server, opened on first use, closed on exit)."""
 
     def __init__(
@@ -45,14 +45,6 @@ class ToolRouter:
         self.connect_timeout_s = connect_timeout_s
         self._live: dict[str, McpSession] = {}
         self._emulated: dict[tuple[str, str], EmulatedSession] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Shut every live server down and write the cassette's pending recordings."""
