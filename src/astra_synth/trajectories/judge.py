@@ -17,7 +17,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,15 +38,7 @@ Dimension = Literal[
     "tool_conciseness",
     "final_answer",
 ]
-DIMENSIONS: tuple[Dimension, ...] = (
-    "query_understanding",
-    "query_planning",
-    "tool_context_understanding",
-    "tool_context_planning",
-    "tool_call_status",
-    "tool_conciseness",
-    "final_answer",
-)
+DIMENSIONS: tuple[Dimension, ...] = get_args(Dimension)
 Verdict = Literal["pass", "partial", "fail"]
 VERDICT_SCORE: dict[str, float] = {"pass": 1.0, "partial": 0.5, "fail": 0.0}
 _URL = re.compile(r"https?://[^\s<>\"')\]]+")
@@ -195,16 +187,6 @@ def _exact(ids: list[str], got: list[str], what: str) -> None:
 
 # --- the stage ---------------------------------------------------------------------------------------------
 
-_PROMPTS: dict[Dimension, str] = {
-    "query_understanding": "judge_query_understanding.md",
-    "query_planning": "judge_query_planning.md",
-    "tool_context_understanding": "judge_tool_context_understanding.md",
-    "tool_context_planning": "judge_tool_context_planning.md",
-    "tool_call_status": "judge_tool_call_status.md",
-    "tool_conciseness": "judge_tool_conciseness.md",
-    "final_answer": "judge_final_answer.md",
-}
-
 
 class _Episode:
     """What every dimension needs from one trajectory, computed once."""
@@ -235,7 +217,7 @@ class TrajectoryJudgeStage:
         self.config = config or JudgeConfig()
 
     def prompt(self, dim: Dimension) -> Prompt:
-        return load_prompt("astra_synth.trajectories", _PROMPTS[dim])
+        return load_prompt("astra_synth.trajectories", f"judge_{dim}.md")
 
     def prompt_hashes(self) -> dict[str, str]:
         return {self.prompt(d).name: self.prompt(d).sha256 for d in DIMENSIONS}
