@@ -40,7 +40,7 @@ class PinnedVenv(BaseModel):
 V = TypeVar("V", bound=PinnedVenv)
 
 
-def tail(text: str, lines: int = 25) -> str:
+def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
@@ -70,11 +70,11 @@ def run_step(
         raise error(f"{what}: cannot run {args[0]}: {exc}") from exc
     if code != 0:
         where = f" (full log: {log})" if log else ""
-        raise error(f"{what} failed (exit {code}){where}:\n{tail(output)}")
+        raise error(f"{what} failed (exit {code}){where}:\n{_tail(output)}")
     return stdout
 
 
-def lock_sha(lock_file: Path) -> str:
+def _lock_sha(lock_file: Path) -> str:
     return hashlib.sha256(lock_file.read_bytes()).hexdigest()
 
 
@@ -84,7 +84,7 @@ def read_marker(root: Path, marker: str, model: type[V], lock_file: Path, **fiel
         venv = model.model_validate_json((root / marker).read_text(encoding="utf-8"))
     except (OSError, ValidationError):
         return None
-    fresh = venv.lock_sha256 == lock_sha(lock_file) and all(getattr(venv, k) == v for k, v in fields.items())
+    fresh = venv.lock_sha256 == _lock_sha(lock_file) and all(getattr(venv, k) == v for k, v in fields.items())
     return venv if fresh and venv.python.is_file() else None
 
 
@@ -131,7 +131,7 @@ def ensure_venv(
             error=error,
         ).strip()
         venv = model(
-            root=root, python=python, purelib=Path(purelib), lock_sha256=lock_sha(lock_file), **fields
+            root=root, python=python, purelib=Path(purelib), lock_sha256=_lock_sha(lock_file), **fields
         )
         if check is not None:
             check(venv, where)
