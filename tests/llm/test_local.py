@@ -182,6 +182,29 @@ async def test_auto_tool_choice_gives_calls_or_clean_rejections(embedded_endpoin
         pytest.fail(f"no tool call at all: {rejections}")
 
 
+async def test_turn_after_a_tool_call_is_accepted(embedded_endpoint: EndpointConfig) -> None:
+    """The agent loop sends the model's own tool-call turn back (content null): the server must take it."""
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    async with LLMClient(embedded_endpoint) as client:
+        result = await client.chat(
+            [
+                {"role": "system", "content": "You are a helpful assistant. Call a function when it helps."},
+                {"role": "user", "content": "What is the weather in Paris right now?"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "c1", "content": '{"sky": "clear", "celsius": 21}'},
+            ],
+            stage="test",
+            tools=WEATHER_TOOLS,
+            tool_choice="auto",
+            max_tokens=32,
+        )
+    assert result.message["role"] == "assistant"
+
+
 def _read_line_with(proc: subprocess.Popen[str], prefix: str, timeout_s: float) -> str:
     """The first stdout line starting with ``prefix``; a reader thread keeps the timeout honest."""
     found: list[str] = []

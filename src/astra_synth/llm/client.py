@@ -230,6 +230,14 @@ class _LoopState:
     pending: dict[str, asyncio.Future[ChatResult]] = field(default_factory=dict)  # chat requests in flight
 
 
+def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
+    """An assistant turn that only called tools goes out with ``content: ""``: OpenAI takes null or "", but
+    llama-cpp-python's server rejects null (its schema says string) and its template needs the key."""
+    if message.get("role") == "assistant" and message.get("content") is None:
+        return {**message, "content": ""}
+    return message
+
+
 class LLMClient(AsyncClosing):
     """Chat and embeddings against one endpoint, with concurrency cap, retries, cache and ledger.
 
@@ -277,7 +285,7 @@ class LLMClient(AsyncClosing):
         """
         params: dict[str, Any] = {
             "model": self.endpoint.model,
-            "messages": messages,
+            "messages": [_wire_message(m) for m in messages],
             "tools": tools,
             "tool_choice": tool_choice,
             "response_format": response_format,
