@@ -86,6 +86,17 @@ def test_secrets_in_the_config_do_not_reach_the_export(
     assert "base_url: https://llm.example.com/v1" in text and "cassette: <local>/tapes.sqlite" in text
 
 
+def test_a_run_without_rows_needs_allow_empty(arenas_run: Path, run_copy: RunCopy, tmp_path: Path) -> None:
+    run = run_copy(arenas_run)
+    parquet = run / "arenas.parquet"
+    pq.write_table(pq.read_table(parquet).slice(0, 0), parquet)
+    code, output = export(run, tmp_path / "o1")
+    assert code == 2 and "0 rows" in output and "--allow-empty" in output
+    assert not (tmp_path / "o1").exists()
+    code, output = export(run, tmp_path / "o2", "--allow-empty")
+    assert code == 0 and "0 rows" in output, output
+
+
 def test_refuses_runs_that_cannot_be_published(
     trajectories_run: Path, run_copy: RunCopy, tmp_path: Path
 ) -> None:

@@ -23,13 +23,17 @@ def hf(
         str,
         typer.Option("--license", help="Licence id for the card's front matter (other = mixed sources)."),
     ] = DEFAULT_LICENSE,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Publish a run whose filters left no rows.")
+    ] = False,
 ) -> None:
     """Write a folder ready to push to the Hugging Face Hub; `datasets.load_dataset(OUT)` reads it.
 
-    Refuses (exit 2) an unfinished run, a run without its parquet, and a non-empty OUT without --force.
+    Refuses (exit 2) an unfinished run, a run without its parquet, a run with no rows without
+    --allow-empty, and a non-empty OUT without --force.
     """
     try:
-        result = export_hf(run_dir, out, force=force, license_id=license_id)
+        result = export_hf(run_dir, out, force=force, license_id=license_id, allow_empty=allow_empty)
     except RunDirError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

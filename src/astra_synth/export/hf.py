@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from astra_synth.export.card import DEFAULT_LICENSE, build_card, render_card
@@ -41,11 +42,24 @@ def _prepare(out: Path, run_dir: Path, force: bool) -> None:
 
 
 def export_hf(
-    run_dir: Path, out: Path, *, force: bool = False, license_id: str = DEFAULT_LICENSE
+    run_dir: Path,
+    out: Path,
+    *,
+    force: bool = False,
+    license_id: str = DEFAULT_LICENSE,
+    allow_empty: bool = False,
 ) -> HfExport:
-    """Copy the run's parquet into ``out/data/`` and write the dataset card as ``out/README.md``."""
+    """Copy the run's parquet into ``out/data/`` and write the dataset card as ``out/README.md``.
+
+    A run whose filters left no rows is refused unless ``allow_empty``: publishing it is almost always a
+    mistake (the card's funnel says where the items went)."""
     run = open_run(run_dir)
     require_exported(run)
+    if not allow_empty and pq.read_metadata(run.parquet).num_rows == 0:
+        raise RunDirError(
+            f"{run.parquet}: 0 rows (every item was filtered out; its funnel says where): "
+            "pass --allow-empty to publish it anyway"
+        )
     _prepare(out, run_dir, force)
     data = out / DATA_FILE
     data.parent.mkdir(parents=True, exist_ok=True)
