@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.progress import track
 
@@ -36,6 +36,9 @@ TRAJECTORIES_PER_PAGE = 50
 ARENAS_PER_PAGE = 100
 MAX_TEXT_CHARS = 20_000
 """Longer message or tool texts are cut in the viewer (the run files keep them whole)."""
+
+
+T = TypeVar("T")
 
 
 def _slug(kind: str, path: str) -> str:
@@ -599,20 +602,31 @@ def build_pages(data: RunData) -> dict[str, str]:
 
     for run in data.trajectories:
         label, names = viewers[f"t:{run.path}"]
-        for i, name in enumerate(names):
-            chunk = run.trajectories[i * TRAJECTORIES_PER_PAGE : (i + 1) * TRAJECTORIES_PER_PAGE]
-            cards = [trajectory_card(v, f"t-{i * TRAJECTORIES_PER_PAGE + j}") for j, v in enumerate(chunk)]
-            pages[name] = page(
-                f"{label} ({i + 1}/{len(names)})", join(_pager(names, i), *cards, _pager(names, i)), nav=nav
-            )
+        pages.update(
+            _viewer_pages(label, names, run.trajectories, TRAJECTORIES_PER_PAGE, trajectory_card, "t", nav)
+        )
     for arenas in data.arenas:
         label, names = viewers[f"a:{arenas.path}"]
-        for i, name in enumerate(names):
-            shown = arenas.arenas[i * ARENAS_PER_PAGE : (i + 1) * ARENAS_PER_PAGE]
-            cards = [arena_card(a, f"arena-{i * ARENAS_PER_PAGE + j}") for j, a in enumerate(shown)]
-            pages[name] = page(
-                f"{label} ({i + 1}/{len(names)})", join(_pager(names, i), *cards, _pager(names, i)), nav=nav
-            )
+        pages.update(_viewer_pages(label, names, arenas.arenas, ARENAS_PER_PAGE, arena_card, "arena", nav))
+    return pages
+
+
+def _viewer_pages(
+    label: str,
+    names: list[str],
+    items: Sequence[T],
+    per_page: int,
+    card: Callable[[T, str], Html],
+    anchor: str,
+    nav: list[tuple[str, str]],
+) -> dict[str, str]:
+    """One page per ``per_page`` items, each card anchored ``<anchor>-<index>``, a pager above and below."""
+    pages = {}
+    for i, name in enumerate(names):
+        shown = items[i * per_page : (i + 1) * per_page]
+        cards = [card(item, f"{anchor}-{i * per_page + j}") for j, item in enumerate(shown)]
+        body = join(_pager(names, i), *cards, _pager(names, i))
+        pages[name] = page(f"{label} ({i + 1}/{len(names)})", body, nav=nav)
     return pages
 
 
