@@ -3,15 +3,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The stamp changes whenever the dependency declaration changes, so edits re-install and nothing else does.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+# The stamp changes whenever the dependency declaration or the sandbox's C code changes (the package then
+# re-installs, rebuilding the C library), and nothing else does.
+NATIVE := src/astra_synth/sandbox/jail/native.c
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt $(NATIVE) | sha256sum | cut -c1-12)
 # llama-cpp-python compiles from source (~9 min); a portable x86-64-v3 build so pip's cached wheel runs on
 # any machine of this kind. pip keeps the wheel in its cache, so later installs take seconds.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install system-deps lint bfcl-venv test demo clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(NATIVE)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -c constraints.txt -e '.[dev,train]'

@@ -8,10 +8,10 @@ import os
 import signal
 from typing import Any, get_args
 
-from astra_synth.sandbox import interpreter
 from astra_synth.sandbox.executor import SandboxLimits, ToolExecutor, ToolResult, ToolStatus, env_id_for
 from astra_synth.sandbox.jail.confine import Policy
 from astra_synth.sandbox.probe import ProbeReport
+from astra_synth.sandbox.seccomp_filter import compile_filter
 
 _STATUSES = frozenset(get_args(ToolStatus))
 
@@ -49,7 +49,6 @@ def jail_policy(
     scratch: str,
     uid: int | None,
     no_fork: bool,
-    pyseccomp_path: str | None = None,
 ) -> Policy:
     """The child policy for ``limits`` with every layer the probe found available."""
     return Policy(
@@ -61,8 +60,7 @@ def jail_policy(
         max_output_bytes=limits.max_output_bytes,
         no_fork=no_fork,
         landlock=report.landlock_abi >= 1,
-        seccomp=report.layer_ok("seccomp"),
-        pyseccomp_path=pyseccomp_path or interpreter.pyseccomp_path(),
+        seccomp_bpf=compile_filter(no_fork).hex() if report.layer_ok("seccomp") else None,
     )
 
 

@@ -97,7 +97,7 @@ class ForkServerExecutor(SourceKeepingExecutor):
         os.chmod(self._base, 0o711)
         # Scratch space goes even if close() is never called (workers end with their stdin pipe).
         self._remove_base = weakref.finalize(self, shutil.rmtree, self._base, True)
-        self._jail = interpreter.stage_jail(self._base)
+        self._jail_path = interpreter.stage_jail(self._base)
         if self.refusal is None:
             self._start_pool()
 
@@ -122,7 +122,7 @@ class ForkServerExecutor(SourceKeepingExecutor):
         if os.geteuid() == 0 and uid is None:
             os.chown(scratch, interpreter.NOBODY, interpreter.NOBODY)  # rootless tiers run as nobody
         no_fork = self.tier != "T1"
-        return jail_policy(self.limits, self.report, scratch, uid, no_fork, self._jail.pyseccomp)
+        return jail_policy(self.limits, self.report, scratch, uid, no_fork)
 
     def _spawn(self, index: int) -> _Worker:
         assert self.tier is not None
@@ -136,7 +136,7 @@ class ForkServerExecutor(SourceKeepingExecutor):
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
-            env=interpreter.jail_env(self._jail.pythonpath),
+            env=interpreter.jail_env(self._jail_path),
             cwd=self._base,
             start_new_session=True,
         )

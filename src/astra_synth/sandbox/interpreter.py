@@ -8,12 +8,9 @@ same in every worker; ``-S -P`` rather than ``-I`` because ``-I`` ignores ``PYTH
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
-from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import astra_synth
@@ -36,13 +33,6 @@ def package_root() -> str:
     return str(Path(astra_synth.__file__).resolve().parent.parent)
 
 
-@cache
-def pyseccomp_path() -> str | None:
-    """File of the ``pyseccomp`` module (one file), loaded by path inside the sandbox; None if absent."""
-    spec = importlib.util.find_spec("pyseccomp")
-    return spec.origin if spec is not None else None
-
-
 def jail_env(pythonpath: str | None = None) -> dict[str, str]:
     """The whole environment of a sandbox interpreter; ``pythonpath`` defaults to the installed package."""
     return {
@@ -56,37 +46,26 @@ def jail_env(pythonpath: str | None = None) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class StagedJail:
-    """A copy of the jail that every uid can read: where to import it from, and pyseccomp's file."""
-
-    pythonpath: str
-    pyseccomp: str | None
-
-
-def stage_jail(directory: str) -> StagedJail:
-    """Copy the jail's modules (and ``pyseccomp``'s one file) under ``directory``, world-readable.
+def stage_jail(directory: str) -> str:
+    """Copy the jail's modules and its native library under ``directory``, world-readable; returns the
+    ``PYTHONPATH`` to import them from.
 
     The rootless tiers run their workers as ``nobody``, who often cannot read the installed package (a
     virtualenv or checkout under ``/root`` is mode 0700). Workers import these copies instead; they are
-    the installed files, byte for byte, and go with the directory.
+    the installed files, byte for byte, and go with the directory. The two parent packages get empty
+    ``__init__`` files: the real ones import ``typing``, which each worker would then carry into every fork.
     """
     package = Path(astra_synth.__file__).resolve().parent
     lib = Path(directory) / "lib"
-    jail = (package / "sandbox" / "jail").glob("*.py")
-    for source in (package / "__init__.py", package / "sandbox" / "__init__.py", *jail):
-        target = lib / "astra_synth" / source.relative_to(package)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+    (lib / "astra_synth" / "sandbox" / "jail").mkdir(parents=True, exist_ok=True)
+    for parent in ("astra_synth", "astra_synth/sandbox"):
+        (lib / parent / "__init__.py").write_text('"""Staged for sandbox workers: only the jail."""\n')
+    for source in (package / "sandbox" / "jail").iterdir():
+        if source.suffix in (".py", ".so"):  # the modules and the native library
+            shutil.copyfile(source, lib / "astra_synth" / source.relative_to(package))
     for path in (lib, *lib.rglob("*")):
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
-    seccomp = pyseccomp_path()
-    staged = None
-    if seccomp is not None:
-        staged = os.path.join(directory, "pyseccomp.py")  # outside ``lib``: loaded by path only
-        shutil.copyfile(seccomp, staged)
-        os.chmod(staged, 0o644)
-    return StagedJail(pythonpath=str(lib), pyseccomp=staged)
+    return str(lib)
 
 
 def python_command(python: str, *args: str) -> list[str]:

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from astra_synth.sandbox import interpreter
-from astra_synth.sandbox.jail import landlock, seccomp_filter
+from astra_synth.sandbox import interpreter, seccomp_filter
+from astra_synth.sandbox.jail import landlock
 
 Tier = Literal["T1", "T2", "T3"]
 TIERS: tuple[Tier, ...] = ("T1", "T2", "T3")
@@ -81,7 +81,7 @@ def probe(python: str | None = None) -> ProbeReport:
     layers.append(Layer(name="root", ok=root, detail=f"euid {os.geteuid()}"))
     with tempfile.TemporaryDirectory(prefix="astra-probe-") as staging:
         os.chmod(staging, 0o711)
-        path = interpreter.stage_jail(staging).pythonpath  # as executors do: readable by nobody
+        path = interpreter.stage_jail(staging)  # as executors do: readable by nobody
         ns_ok, detail = _run(tier_prefix("T1") + check, path) if root else (False, "needs root")
         layers.append(Layer(name="namespaces", ok=ns_ok, detail=detail))
         userns_ok, detail = _run(tier_prefix("T2") + check, path)
@@ -93,8 +93,8 @@ def probe(python: str | None = None) -> ProbeReport:
         Layer(name="landlock", ok=abi >= 1, detail=f"ABI {abi}; {scoped}" if abi else "unavailable")
     )
     try:
-        seccomp_filter.build_filter(no_fork=True, pyseccomp_path=interpreter.pyseccomp_path())
-        seccomp_ok, detail = True, f"pyseccomp at {interpreter.pyseccomp_path()}"
+        seccomp_filter.build_filter(no_fork=True)
+        seccomp_ok, detail = True, "pyseccomp + libseccomp"
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
         seccomp_ok, detail = False, str(exc)
     layers.append(Layer(name="seccomp", ok=seccomp_ok, detail=detail))

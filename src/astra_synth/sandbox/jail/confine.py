@@ -1,55 +1,62 @@
 """What a sandboxed child may do, and the code that applies it right before the tool runs.
 
 The policy crosses a process boundary as JSON into the bare system interpreter, where pydantic is not
-importable, so it is a stdlib dataclass; the trusted side builds it from the typed ``SandboxLimits``.
-Expensive parts (the Landlock ruleset, the seccomp filter) are built once per worker in ``Jail`` and
-only applied in each forked child.
+importable; the trusted side builds it from the typed ``SandboxLimits``. It is a plain class, not a
+dataclass: ``dataclasses`` and ``typing`` pull in a dozen modules, and every module a worker holds makes
+each of its forks dearer (a fork copies the worker's page tables, its exit tears them down).
+Expensive parts (the Landlock ruleset, the seccomp filter, the clamped rlimits) are prepared once per
+worker in ``Jail``; each forked child applies them in C (``native.c``), touching almost no Python memory.
 """
 
 from __future__ import annotations
 
-import ctypes
-import dataclasses
 import os
 import resource
-import sysconfig
-from dataclasses import dataclass
-from typing import Any
 
-from astra_synth.sandbox.jail import landlock, libc, seccomp_filter
+from astra_synth.sandbox.jail import landlock, native
+
+TYPE_CHECKING = False  # see the module docstring for why not ``typing.TYPE_CHECKING``
+if TYPE_CHECKING:
+    from typing import Any
 
 READ_ONLY_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc/localtime", "/dev/urandom", "/dev/zero")
 READ_WRITE_DEVICES = ("/dev/null",)
 
-_PR_CAPBSET_DROP = 24
-_CAP_LAST = 63
-_CAPABILITY_VERSION_3 = 0x20080522
 
-
-@dataclass(frozen=True)
 class Policy:
     """Limits and layers for every call a worker (or a one-shot interpreter) runs."""
 
-    scratch: str
-    uid: int | None = None  # drop to this uid/gid; None keeps the current one (rootless tiers)
-    memory_mb: int = 1024
-    max_processes: int = 16
-    max_file_bytes: int = 16 << 20
-    max_open_files: int = 64
-    max_output_bytes: int = 1 << 20
-    no_fork: bool = True
-    landlock: bool = True
-    seccomp: bool = True
-    pyseccomp_path: str | None = None
-    read_only_paths: tuple[str, ...] = READ_ONLY_PATHS
+    def __init__(
+        self,
+        scratch: str,
+        uid: int | None = None,  # drop to this uid/gid; None keeps the current one (rootless tiers)
+        memory_mb: int = 1024,
+        max_processes: int = 16,
+        max_file_bytes: int = 16 << 20,
+        max_open_files: int = 64,
+        max_output_bytes: int = 1 << 20,
+        no_fork: bool = True,
+        landlock: bool = True,
+        seccomp_bpf: str | None = None,  # the seccomp program (hex) from the trusted side; None: none
+        read_only_paths: tuple[str, ...] = READ_ONLY_PATHS,
+    ) -> None:
+        self.scratch = scratch
+        self.uid = uid
+        self.memory_mb = memory_mb
+        self.max_processes = max_processes
+        self.max_file_bytes = max_file_bytes
+        self.max_open_files = max_open_files
+        self.max_output_bytes = max_output_bytes
+        self.no_fork = no_fork
+        self.landlock = landlock
+        self.seccomp_bpf = seccomp_bpf
+        self.read_only_paths = tuple(read_only_paths)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dict(vars(self))
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Policy:
-        data = dict(data)
-        data["read_only_paths"] = tuple(data.get("read_only_paths", READ_ONLY_PATHS))
         return cls(**data)
 
 
@@ -74,28 +81,6 @@ def scrub_environment() -> None:
     os.environ.update(PYTHONHASHSEED="0", PATH="/usr/bin:/bin", LANG="C.UTF-8")
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
-def drop_capabilities() -> None:
-    """Empty the bounding, effective, permitted and inheritable sets (root in a user namespace)."""
-    for cap in range(_CAP_LAST + 1):
-        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:  # EINVAL: past last
-            break
-    header = _CapHeader(version=_CAPABILITY_VERSION_3, pid=0)
-    data = (_CapData * 2)()
-    libc.check(libc.capset(ctypes.byref(header), data), "capset")
-
-
 class Jail:
     """A policy with its Landlock ruleset and seccomp filter prebuilt; ``enter`` is called per child."""
 
@@ -104,14 +89,11 @@ class Jail:
         self.landlock_abi = landlock.abi_version() if policy.landlock else 0
         self.ruleset_fd: int | None = None
         if policy.landlock:
-            stdlib = {sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")}  # if not under /usr
-            read_only = (*policy.read_only_paths, *sorted(stdlib))
+            stdlib = os.path.dirname(os.__file__)  # in case it is not under /usr
+            read_only = (*policy.read_only_paths, stdlib)
             read_write = (policy.scratch, *READ_WRITE_DEVICES)
             self.ruleset_fd = landlock.build_ruleset(read_only, read_write, self.landlock_abi)
-        self.filter = (
-            seccomp_filter.compile_filter(policy.no_fork, policy.pyseccomp_path) if policy.seccomp else None
-        )
-        # Clamped here, once: every Python step a forked child takes costs it copy-on-write page faults.
+        self.filter = native.SeccompProgram(bytes.fromhex(policy.seccomp_bpf)) if policy.seccomp_bpf else None
         limits = {
             resource.RLIMIT_AS: policy.memory_mb << 20,
             resource.RLIMIT_FSIZE: policy.max_file_bytes,
@@ -120,25 +102,27 @@ class Jail:
         }
         if policy.uid is not None:  # RLIMIT_NPROC counts per uid: only meaningful with a uid of our own
             limits[resource.RLIMIT_NPROC] = policy.max_processes
-        self.rlimits = [(which, clamped(which, value, value)) for which, value in limits.items()]
         self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        self._scratch = policy.scratch.encode()  # kept alive: the params point at it
+        self.devnull = os.open(os.devnull, os.O_RDWR)
+        self.params = native.JailParams(
+            devnull=self.devnull,
+            ruleset_fd=-1 if self.ruleset_fd is None else self.ruleset_fd,
+            uid=-1 if policy.uid is None else policy.uid,
+            drop_caps=int(policy.uid is None and os.geteuid() == 0),
+            scratch=self._scratch,
+            filter=None if self.filter is None else self.filter.address,
+            n_limits=len(limits),
+        )
+        for i, (which, value) in enumerate(limits.items()):  # clamped once, here, not in every child
+            self.params.limit_which[i] = which
+            self.params.limits[i][:] = clamped(which, value, value)
 
-    def enter(self, cpu_seconds: int) -> None:
-        """Confine the calling process for good: scratch cwd, rlimits, uid, Landlock, then seccomp."""
-        p = self.policy
-        os.chdir(p.scratch)
-        for which, pair in self.rlimits:
-            resource.setrlimit(which, pair)
-        # SIGXCPU, then SIGKILL
-        resource.setrlimit(resource.RLIMIT_CPU, capped(cpu_seconds, cpu_seconds + 1, self.cpu_hard))
-        if p.uid is not None:
-            os.setgroups([])
-            os.setresgid(p.uid, p.uid, p.uid)
-            os.setresuid(p.uid, p.uid, p.uid)
-        elif os.geteuid() == 0:
-            drop_capabilities()
-        if self.ruleset_fd is not None:
-            landlock.restrict_self(self.ruleset_fd)
-            os.close(self.ruleset_fd)
-        if self.filter is not None:
-            self.filter.load()
+    def cpu_limits(self, cpu_seconds: int) -> tuple[int, int]:
+        """RLIMIT_CPU for a call: SIGXCPU at ``cpu_seconds``, SIGKILL a second later."""
+        return capped(cpu_seconds, cpu_seconds + 1, self.cpu_hard)
+
+    def enter(self, cpu_seconds: int, answer_fd: int) -> None:
+        """Confine this process for good (the one-shot interpreter): closes every fd but ``answer_fd``,
+        points 0-2 at /dev/null, then scratch cwd, rlimits, uid, Landlock and seccomp."""
+        native.confine(self.params, answer_fd, *self.cpu_limits(cpu_seconds))

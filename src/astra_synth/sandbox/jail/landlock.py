@@ -10,16 +10,17 @@ from __future__ import annotations
 import ctypes
 import os
 import stat
-from collections.abc import Iterable
 
 from astra_synth.sandbox.jail import libc
 
+TYPE_CHECKING = False  # the worker stays small without ``typing`` (see ``confine``)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 _SYS_CREATE_RULESET = 444
 _SYS_ADD_RULE = 445
-_SYS_RESTRICT_SELF = 446
 _CREATE_RULESET_VERSION = 1 << 0
 _RULE_PATH_BENEATH = 1
-_PR_SET_NO_NEW_PRIVS = 38
 
 # Filesystem rights, by the ABI that introduced them.
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
@@ -55,7 +56,7 @@ def _fs_rights(abi: int) -> int:
 def build_ruleset(read_only: Iterable[str], read_write: Iterable[str], abi: int | None = None) -> int:
     """A ruleset fd: read+execute under ``read_only``, everything under ``read_write``, no TCP, scoped.
 
-    Missing paths are skipped. Built once in a worker and applied in each child with ``restrict_self``.
+    Missing paths are skipped. Built once in a worker and applied in each child by ``native.c``.
     """
     abi = abi_version() if abi is None else abi
     if abi < 1:
@@ -96,9 +97,3 @@ def _allow(ruleset: int, path: str, rights: int) -> None:
         )
     finally:
         os.close(fd)
-
-
-def restrict_self(ruleset: int) -> None:
-    """Confine this process and its future children; irreversible. Sets no_new_privs first."""
-    libc.check(libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    libc.check(libc.syscall(_SYS_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")

@@ -18,13 +18,9 @@ from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, descr
 def main() -> None:
     request = protocol.read_frame(sys.stdin.fileno())
     out = os.dup(sys.stdout.fileno())
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
     policy = Policy.from_json(request["policy"])
     scrub_environment()
-    Jail(policy).enter(request["cpu_seconds"])
+    Jail(policy).enter(request["cpu_seconds"], out)  # 0-2 to /dev/null, every other fd but ``out`` closed
     try:
         code = compile_tool(request["source"])
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:

@@ -11,7 +11,10 @@ import os
 import select
 import struct
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # the worker stays small without ``typing`` (see ``confine``)
+if TYPE_CHECKING:
+    from typing import Any
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 << 20

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import random
 import sys
-import traceback
 from types import CodeType, ModuleType
-from typing import Any
+
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the worker stays small without ``typing``
+if TYPE_CHECKING:
+    from typing import Any
+
 
 TOOL_FILENAME = "<tool>"
 # Built once in the worker: ``json.dumps`` with options builds an encoder per call, in every forked child.
@@ -25,8 +28,12 @@ def compile_tool(source: str) -> CodeType:
 
 def describe(exc: BaseException) -> str:
     """``Type: message (tool line N)`` — the innermost line of tool code, no paths of the host."""
-    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == TOOL_FILENAME]
-    where = f" (tool line {lines[-1]})" if lines else ""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == TOOL_FILENAME:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    where = f" (tool line {line})" if line else ""
     return f"{type(exc).__name__}: {exc}"[:2000] + where
 
 

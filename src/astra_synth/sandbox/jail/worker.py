@@ -4,7 +4,8 @@ Started by ``ForkServerExecutor`` inside its tier (PID 1 of fresh pid/net/mount/
 T1/T2, a plain rootless process in T3) with its ``WorkerConfig`` as JSON in argv. Requests and replies
 are frames on stdin/stdout. Per call the worker forks; the child confines itself (``Jail.enter``) and
 runs the tool; the worker enforces the wall clock through a pidfd, then kills and reaps everything the
-call left behind and wipes the scratch directory, so no call can see or disturb the next one.
+call left behind and wipes the scratch directory, so no call can see or disturb the next one. Forking,
+confining and supervising are in C (``native``): see ``native.c`` for why.
 
 Never install a signal handler here: as PID 1 of its namespace the worker is immune to signals sent
 from inside it only while it has none.
@@ -12,32 +13,31 @@ from inside it only while it has none.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import importlib
 import json
 import os
 import resource
-import shutil
-import signal
-import socket
 import sys
-import time
-from collections import OrderedDict
 from types import CodeType
-from typing import Any
 
-from astra_synth.sandbox.jail import libc, protocol
+from astra_synth.sandbox.jail import libc, native, protocol
 from astra_synth.sandbox.jail.confine import Jail, Policy, lower_limit, scrub_environment
-from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, describe
+from astra_synth.sandbox.jail.tool import call_tool, compile_tool, describe
 
-# Imported once here so each forked child finds them in memory (copy-on-write) instead of on disk.
-PREIMPORTS = (
+TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing ``typing`` would make every fork dearer
+if TYPE_CHECKING:
+    from typing import Any
+
+# The stdlib modules a tool may find already imported: the worker imports those a tool's code names when
+# it compiles it, so each forked child finds them in memory (copy-on-write) instead of on disk. Only
+# these, and only on demand: a module is never imported on an untrusted name, and every module the worker
+# holds makes each fork dearer.
+PREIMPORTS = frozenset((
     "json", "math", "cmath", "datetime", "decimal", "fractions", "random", "re", "collections",
     "collections.abc", "itertools", "functools", "dataclasses", "typing", "enum", "statistics", "string",
     "textwrap", "heapq", "bisect", "copy", "hashlib", "base64", "time", "calendar", "operator", "uuid",
     "zoneinfo", "difflib", "csv", "io", "unicodedata", "struct", "array", "numbers", "pprint", "urllib.parse",
-)  # fmt: skip
+))  # fmt: skip
 _MS_NOSUID, _MS_NODEV = 2, 4
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -56,20 +56,17 @@ class Worker:
             raise RuntimeError("without a pid namespace of its own the worker requires no_fork")
         else:
             libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back here to be reaped
-        for name in PREIMPORTS:
-            importlib.import_module(name)
         self.jail = Jail(self.policy)
-        self.devnull = os.open(os.devnull, os.O_RDWR)
-        self.max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.codes: OrderedDict[str, CodeType] = OrderedDict()
-        self.netns = [name for _, name in socket.if_nameindex()] == ["lo"]
+        self.forker = native.Forker(self.jail.params, self.policy.max_output_bytes + 4096, self.pid1)
+        self.codes: dict[str, CodeType] = {}  # in least recently used order
+        self.netns = _interfaces() == ["lo"]
         # The worker compiles untrusted source: bound its own memory too (children lower it further).
         worker_bytes = (self.policy.memory_mb + 512) << 20
         lower_limit(resource.RLIMIT_AS, worker_bytes, worker_bytes)
         lower_limit(resource.RLIMIT_CORE, 0, 0)
         if len(os.listdir("/proc/self/task")) != 1:
             raise RuntimeError(
-                "the worker must have a single thread (it forks without Python's at-fork hooks)"
+                "the worker must have a single thread (it forks without Python's at-fork work)"
             )
         gc.collect()
         gc.freeze()  # children then do not dirty the shared heap pages by collecting them
@@ -108,90 +105,74 @@ class Worker:
                 code = compile_tool(source)
             except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
                 return {"status": "invalid", "error": f"tool does not compile: {describe(exc)}"}
+            preimport(code)
             self.codes[env_id] = code
             if len(self.codes) > self.max_envs:
-                self.codes.popitem(last=False)
+                del self.codes[next(iter(self.codes))]
         else:
-            self.codes.move_to_end(env_id)
+            self.codes[env_id] = self.codes.pop(env_id)  # now the most recently used
         return self.run(code, request)
 
     def run(self, code: CodeType, request: dict[str, Any]) -> dict[str, Any]:
         """Fork, wait for the answer or the deadline, then leave nothing of the call behind."""
-        read_fd, write_fd = os.pipe()
-        deadline = time.monotonic() + float(request["timeout_s"])
-        pid = libc.fork()  # the worker has one thread: see libc.fork
+        pid, fd = self.forker.fork(*self.jail.cpu_limits(int(request["cpu_seconds"])))
         if pid == 0:
-            self._child(code, request, read_fd, write_fd)
-        os.close(write_fd)
-        pidfd = os.pidfd_open(pid)
-        try:
-            data, how = protocol.read_answer(read_fd, deadline, self.policy.max_output_bytes + 4096, pidfd)
-            if how in ("timeout", "too_large"):
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            _, status, usage = os.wait4(pid, 0)
-        finally:
-            os.close(read_fd)
-            os.close(pidfd)
-        cpu_ms = (usage.ru_utime + usage.ru_stime) * 1000.0 + self._sweep()
+            self._child(code, request, fd)
+        outcome = self.forker.wait(pid, fd, float(request["timeout_s"]))
         self._wipe()
         return {
-            "answer": data.decode("utf-8", "replace"),
-            "how": how,
-            "wait_status": status,
-            "cpu_ms": cpu_ms,
+            "answer": outcome.answer.decode("utf-8", "replace"),
+            "how": outcome.how,
+            "wait_status": outcome.wait_status,
+            "cpu_ms": outcome.cpu_ms,
         }
 
-    def _child(self, code: CodeType, request: dict[str, Any], read_fd: int, write_fd: int) -> None:
-        """In the forked child: confine, run, answer, exit. Never returns into the worker loop."""
+    def _child(self, code: CodeType, request: dict[str, Any], answer_fd: int) -> None:
+        """In the forked, already confined child: run, answer, exit. Never returns into the worker loop."""
         try:
-            os.setsid()
-            for fd in (0, 1, 2):
-                os.dup2(self.devnull, fd)
-            keep = sorted(fd for fd in (write_fd, self.jail.ruleset_fd) if fd is not None)
-            low = 3
-            for fd in keep:
-                os.closerange(low, fd)
-                low = fd + 1
-            os.closerange(low, self.max_fds)
-            try:
-                self.jail.enter(int(request["cpu_seconds"]))
-            except BaseException as exc:
-                data = answer("crashed", error=f"sandbox set-up failed: {describe(exc)}")
-            else:
-                data = call_tool(
-                    code, request["fn"], request["args"], int(request["seed"]), self.policy.max_output_bytes
-                )
+            data = call_tool(
+                code, request["fn"], request["args"], int(request["seed"]), self.policy.max_output_bytes
+            )
             view = memoryview(data)
             while view:
-                view = view[os.write(write_fd, view) :]
+                view = view[os.write(answer_fd, view) :]
         finally:
             os._exit(0)
-
-    def _sweep(self) -> float:
-        """Kill and reap whatever the call started; returns their CPU ms."""
-        cpu_ms = 0.0
-        if self.pid1:  # every other process in this namespace belongs to the call
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(-1, signal.SIGKILL)
-        while True:
-            try:
-                pid, _, usage = os.wait4(-1, 0 if self.pid1 else os.WNOHANG)
-            except ChildProcessError:
-                return cpu_ms
-            if pid == 0:
-                return cpu_ms
-            cpu_ms += (usage.ru_utime + usage.ru_stime) * 1000.0
 
     def _wipe(self) -> None:
         scratch = self.policy.scratch
         os.chmod(scratch, 0o700)
         with os.scandir(scratch) as entries:
             paths = [entry.path for entry in entries]
+        if paths:
+            import shutil  # only now: most calls leave nothing, and the worker stays small without it
         for path in paths:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, onerror=_unlock_and_retry)
             else:
                 os.unlink(path)
+
+
+def preimport(code: CodeType) -> None:
+    """Import the ``PREIMPORTS`` that the tool's code names anywhere, then freeze the heap again."""
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
+    wanted = [name for name in names & PREIMPORTS if name not in sys.modules]
+    for name in sorted(wanted):
+        __import__(name)
+    if wanted:
+        gc.collect()
+        gc.freeze()
+
+
+def _interfaces() -> list[str]:
+    """Network interfaces of this process's network namespace (/proc/net is per namespace, /sys not)."""
+    with open("/proc/self/net/dev") as dev:
+        return [line.split(":", 1)[0].strip() for line in dev.readlines()[2:]]
 
 
 def _unlock_and_retry(func: Any, path: str, _exc: Any) -> None:
@@ -211,7 +192,7 @@ def main() -> None:
         protocol.write_frame(replies, {"ready": False, "error": describe(exc)})
         raise
     for fd in (0, 1):  # nothing but frames may reach the executor's pipe
-        os.dup2(worker.devnull, fd)
+        os.dup2(worker.jail.devnull, fd)
     protocol.write_frame(replies, worker.hello())
     while True:
         try:
