@@ -86,6 +86,13 @@ def check_args(fn: str, args: Any) -> str | None:
     return None
 
 
+def json_args(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` exactly as a JSON round trip gives them (tuples become lists, subclasses their bases):
+    what every executor's tool sees, whatever the wire format."""
+    result: dict[str, Any] = json.loads(json.dumps(args, allow_nan=False))
+    return result
+
+
 def call_seed(env_id: str, fn: str, args: dict[str, Any]) -> int:
     """``random``'s seed for a call: the same call gets the same randomness on any worker, any day."""
     key = json.dumps([env_id, fn, args], sort_keys=True, separators=(",", ":"))

@@ -102,10 +102,10 @@ class Jail:
         }
         if policy.uid is not None:  # RLIMIT_NPROC counts per uid: only meaningful with a uid of our own
             limits[resource.RLIMIT_NPROC] = policy.max_processes
-        self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         self._scratch = policy.scratch.encode()  # kept alive: the params point at it
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.params = native.JailParams(
+            cpu_ceiling=resource.getrlimit(resource.RLIMIT_CPU)[1] & 0xFFFF_FFFF_FFFF_FFFF,  # infinity is -1
             devnull=self.devnull,
             ruleset_fd=-1 if self.ruleset_fd is None else self.ruleset_fd,
             uid=-1 if policy.uid is None else policy.uid,
@@ -118,11 +118,8 @@ class Jail:
             self.params.limit_which[i] = which
             self.params.limits[i][:] = clamped(which, value, value)
 
-    def cpu_limits(self, cpu_seconds: int) -> tuple[int, int]:
-        """RLIMIT_CPU for a call: SIGXCPU at ``cpu_seconds``, SIGKILL a second later."""
-        return capped(cpu_seconds, cpu_seconds + 1, self.cpu_hard)
-
     def enter(self, cpu_seconds: int, answer_fd: int) -> None:
         """Confine this process for good (the one-shot interpreter): closes every fd but ``answer_fd``,
-        points 0-2 at /dev/null, then scratch cwd, rlimits, uid, Landlock and seccomp."""
-        native.confine(self.params, answer_fd, *self.cpu_limits(cpu_seconds))
+        points 0-2 at /dev/null, then scratch cwd, rlimits (SIGXCPU after ``cpu_seconds``, SIGKILL a
+        second later), uid, Landlock and seccomp."""
+        native.confine(self.params, answer_fd, cpu_seconds)

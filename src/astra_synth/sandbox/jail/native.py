@@ -1,8 +1,11 @@
-"""The ctypes face of ``native.c``: fork a confined child, confine this process, wait for a child's answer.
+"""The ctypes face of ``native.c``: the fork-server worker's call loop, and confining this process.
 
 The library is built with the package (``_native*.so`` next to this file, a plain shared library without
 Python headers), so the system interpreter that runs the workers loads the same build as the project's.
-Its functions run with the GIL held (``PyDLL``): the callers are single-threaded processes.
+Its functions run with the GIL held (``PyDLL``): the callers are single-threaded processes. Forking
+there skips the interpreter's after-fork work (re-initialising thread state and locks, ``register_at_fork``
+hooks such as ``random`` re-seeding itself from urandom), which is only safe without other threads; the
+child seeds ``random`` itself, per call.
 """
 
 from __future__ import annotations
@@ -10,14 +13,16 @@ from __future__ import annotations
 import ctypes
 import os
 
+from astra_synth.sandbox.jail.protocol import MAX_FRAME_BYTES
+
 MAX_LIMITS = 8
-HOW = ("eof", "done", "timeout", "too_large")
 
 
 class JailParams(ctypes.Structure):
     """``struct astra_jail``: everything a child needs to confine itself, prepared once per process."""
 
     _fields_ = [
+        ("cpu_ceiling", ctypes.c_ulong),
         ("devnull", ctypes.c_int),
         ("ruleset_fd", ctypes.c_int),
         ("uid", ctypes.c_int),
@@ -49,22 +54,23 @@ class SeccompProgram:
         return ctypes.addressof(self._fprog)
 
 
-class _Outcome(ctypes.Structure):
+class _Server(ctypes.Structure):
     _fields_ = [
-        ("how", ctypes.c_int),
-        ("wait_status", ctypes.c_int),
-        ("size", ctypes.c_long),
-        ("cpu_ms", ctypes.c_double),
+        ("jail", ctypes.POINTER(JailParams)),
+        ("in_fd", ctypes.c_int),
+        ("out_fd", ctypes.c_int),
+        ("sweep_all", ctypes.c_int),
+        ("forks_denied", ctypes.c_int),
+        ("last_pid_fd", ctypes.c_int),
+        ("answer_cap", ctypes.c_long),
+        ("max_frame", ctypes.c_long),
+        ("payload", ctypes.c_void_p),
+        ("payload_size", ctypes.c_long),
+        ("answer_fd", ctypes.c_int),
+        ("frame", ctypes.c_void_p),
+        ("frame_cap", ctypes.c_long),
+        ("answer", ctypes.c_void_p),
     ]
-
-
-class Outcome:
-    """How a call ended: the child's answer, ``how`` (one of HOW), its wait status and CPU time."""
-
-    __slots__ = ("answer", "cpu_ms", "how", "wait_status")
-
-    def __init__(self, answer: bytes, how: str, wait_status: int, cpu_ms: float) -> None:
-        self.answer, self.how, self.wait_status, self.cpu_ms = answer, how, wait_status, cpu_ms
 
 
 def library_path() -> str | None:
@@ -80,16 +86,9 @@ def _load() -> ctypes.PyDLL:
         raise ImportError("the sandbox's native helper (_native*.so) is not built: reinstall the package")
     lib = ctypes.PyDLL(path, use_errno=True)
     lib.astra_confine.restype = ctypes.c_char_p
-    lib.astra_confine.argtypes = [ctypes.POINTER(JailParams), ctypes.c_int, ctypes.c_long, ctypes.c_long]
-    lib.astra_fork.restype = ctypes.c_int
-    lib.astra_fork.argtypes = [
-        ctypes.POINTER(JailParams), ctypes.c_long, ctypes.c_long, ctypes.POINTER(ctypes.c_int)
-    ]  # fmt: skip
-    lib.astra_wait.restype = ctypes.c_int
-    lib.astra_wait.argtypes = [
-        ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_char_p, ctypes.c_long, ctypes.c_int,
-        ctypes.POINTER(_Outcome),
-    ]  # fmt: skip
+    lib.astra_confine.argtypes = [ctypes.POINTER(JailParams), ctypes.c_int, ctypes.c_ulong]
+    lib.astra_serve.restype = ctypes.c_int
+    lib.astra_serve.argtypes = [ctypes.POINTER(_Server)]
     return lib
 
 
@@ -101,45 +100,51 @@ def _raise_errno(what: str) -> None:
     raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def confine(params: JailParams, answer_fd: int, cpu_soft: int, cpu_hard: int) -> None:
+def confine(params: JailParams, answer_fd: int, cpu_seconds: int) -> None:
     """Confine this process for good, or raise OSError naming the step that failed."""
-    failed = _lib.astra_confine(ctypes.byref(params), answer_fd, cpu_soft, cpu_hard)
+    failed = _lib.astra_confine(ctypes.byref(params), answer_fd, cpu_seconds)
     if failed is not None:
         _raise_errno(failed.decode())
 
 
-class Forker:
-    """Forks confined children and waits for their answers; its buffers are allocated once, here."""
+# What ``Server.serve`` returns: a frame for Python, this is a call's child, scratch to wipe, end.
+FRAME, CHILD, DIRTY, EOF = "frame", "child", "dirty", "eof"
+_SERVED = {0: EOF, 1: FRAME, 2: CHILD, 3: DIRTY}
 
-    def __init__(self, params: JailParams, max_answer_bytes: int, sweep_all: bool) -> None:
-        self._params = ctypes.byref(params)
-        self._fd = ctypes.c_int(-1)
-        self._fd_ref = ctypes.byref(self._fd)
-        self._capacity = max_answer_bytes
-        self._buffer = ctypes.create_string_buffer(max_answer_bytes)
-        self._outcome = _Outcome()
-        self._outcome_ref = ctypes.byref(self._outcome)
-        self._sweep_all = int(sweep_all)
 
-    def fork(self, cpu_soft: int, cpu_hard: int) -> tuple[int, int]:
-        """(pid, fd): in the worker the child's pid and the answer's read end; in the child (0, write end).
+class Server:
+    """The worker's call loop in C: call frames are forked, confined, watched, reaped and answered for
+    there; ``serve`` returns only when Python is needed (see ``native.c``)."""
 
-        The child is confined on return. Only for a single-threaded caller: unlike ``os.fork`` this skips
-        the interpreter's after-fork work (re-initialising thread state and locks, ``register_at_fork``
-        hooks such as ``random`` re-seeding itself from urandom), about a third of a one-call child's CPU.
-        The child seeds ``random`` itself, per call.
-        """
-        pid = int(_lib.astra_fork(self._params, cpu_soft, cpu_hard, self._fd_ref))
-        if pid < 0:
-            _raise_errno("fork")
-        return pid, self._fd.value
+    def __init__(
+        self, params: JailParams, pipes: tuple[int, int], answer_cap: int, sweep_all: bool, forks_denied: bool
+    ) -> None:
+        self._params = params
+        self._state = _Server(
+            jail=ctypes.pointer(params),
+            in_fd=pipes[0],
+            out_fd=pipes[1],
+            sweep_all=int(sweep_all),
+            forks_denied=int(forks_denied),
+            last_pid_fd=-1,
+            answer_cap=answer_cap,
+            max_frame=MAX_FRAME_BYTES,
+        )
+        self._ref = ctypes.byref(self._state)
 
-    def wait(self, pid: int, fd: int, timeout_s: float) -> Outcome:
-        """The child's answer once it is complete, the child is gone or the deadline passed; then the
-        child and everything it left behind are killed and reaped. Closes ``fd``."""
-        timeout_ns = max(int(timeout_s * 1e9), 0)
-        lib, outcome = _lib, self._outcome_ref
-        if lib.astra_wait(pid, fd, timeout_ns, self._buffer, self._capacity, self._sweep_all, outcome):
-            _raise_errno("watching the call")
-        o = self._outcome
-        return Outcome(ctypes.string_at(self._buffer, o.size), HOW[o.how], o.wait_status, o.cpu_ms)
+    def serve(self) -> str:
+        """Serve until a frame needs Python; one of FRAME, CHILD, DIRTY, EOF (see ``payload``)."""
+        served = _lib.astra_serve(self._ref)
+        if served < 0:
+            _raise_errno("serving calls")
+        return _SERVED[served]
+
+    @property
+    def payload(self) -> bytes:
+        """FRAME: the whole frame; CHILD: the call's JSON."""
+        return ctypes.string_at(self._state.payload or 0, self._state.payload_size)
+
+    @property
+    def answer_fd(self) -> int:
+        """CHILD: where the child writes its answer."""
+        return int(self._state.answer_fd)

@@ -1,11 +1,12 @@
 """The fork-server worker: one per core, warm, forks a confined child per call.
 
 Started by ``ForkServerExecutor`` inside its tier (PID 1 of fresh pid/net/mount/ipc/uts namespaces in
-T1/T2, a plain rootless process in T3) with its ``WorkerConfig`` as JSON in argv. Requests and replies
-are frames on stdin/stdout. Per call the worker forks; the child confines itself (``Jail.enter``) and
-runs the tool; the worker enforces the wall clock through a pidfd, then kills and reaps everything the
-call left behind and wipes the scratch directory, so no call can see or disturb the next one. Forking,
-confining and supervising are in C (``native``): see ``native.c`` for why.
+T1/T2, a plain rootless process in T3) with its config as JSON in argv. Requests and replies are frames
+on stdin/stdout: JSON to load a tool environment (compiled here, once), binary for a call. Calls are
+served in C (``native.c``, which says why): the worker forks, the child confines itself and comes back
+into Python only to run the tool; the worker enforces the wall clock through a pidfd, then kills and
+reaps everything the call left behind and wipes the scratch directory, so no call can see or disturb
+the next one.
 
 Never install a signal handler here: as PID 1 of its namespace the worker is immune to signals sent
 from inside it only while it has none.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+import marshal
 import os
 import resource
 import sys
@@ -22,7 +24,7 @@ from types import CodeType
 
 from astra_synth.sandbox.jail import libc, native, protocol
 from astra_synth.sandbox.jail.confine import Jail, Policy, lower_limit, scrub_environment
-from astra_synth.sandbox.jail.tool import call_tool, compile_tool, describe
+from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, describe
 
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: importing ``typing`` would make every fork dearer
 if TYPE_CHECKING:
@@ -43,11 +45,10 @@ _PR_SET_CHILD_SUBREAPER = 36
 
 
 class Worker:
-    """The warm state of one worker: its jail, compiled environments and scratch directory."""
+    """The warm state of one worker: its jail, compiled environments, scratch directory and call loop."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], requests: int, replies: int) -> None:
         self.policy = Policy.from_json(config["policy"])
-        self.max_envs = int(config.get("max_envs", 256))
         self.pid1 = os.getpid() == 1
         scrub_environment()
         if self.pid1:
@@ -56,9 +57,13 @@ class Worker:
             raise RuntimeError("without a pid namespace of its own the worker requires no_fork")
         else:
             libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back here to be reaped
+        if config.get("cpu") is not None:  # its calls' children inherit the core
+            os.sched_setaffinity(0, {int(config["cpu"])})
         self.jail = Jail(self.policy)
-        self.forker = native.Forker(self.jail.params, self.policy.max_output_bytes + 4096, self.pid1)
-        self.codes: dict[str, CodeType] = {}  # in least recently used order
+        answer_cap = self.policy.max_output_bytes + 4096 + 8  # + the answer document, + its length
+        pipes = (requests, replies)
+        self.server = native.Server(self.jail.params, pipes, answer_cap, self.pid1, self.policy.no_fork)
+        self.codes: dict[str, CodeType] = {}  # the executor decides what stays (``evict``)
         self.netns = _interfaces() == ["lo"]
         # The worker compiles untrusted source: bound its own memory too (children lower it further).
         worker_bytes = (self.policy.memory_mb + 512) << 20
@@ -94,58 +99,44 @@ class Worker:
             "no_fork": self.policy.no_fork,
         }
 
-    def serve(self, request: dict[str, Any]) -> dict[str, Any]:
-        env_id = request["env_id"]
-        code = self.codes.get(env_id)
-        if code is None:
-            source = request.get("source")
-            if source is None:
-                return {"missing_env": True}
-            try:
-                code = compile_tool(source)
-            except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
-                return {"status": "invalid", "error": f"tool does not compile: {describe(exc)}"}
-            preimport(code)
-            self.codes[env_id] = code
-            if len(self.codes) > self.max_envs:
-                del self.codes[next(iter(self.codes))]
-        else:
-            self.codes[env_id] = self.codes.pop(env_id)  # now the most recently used
-        return self.run(code, request)
-
-    def run(self, code: CodeType, request: dict[str, Any]) -> dict[str, Any]:
-        """Fork, wait for the answer or the deadline, then leave nothing of the call behind."""
-        pid, fd = self.forker.fork(*self.jail.cpu_limits(int(request["cpu_seconds"])))
-        if pid == 0:
-            self._child(code, request, fd)
-        outcome = self.forker.wait(pid, fd, float(request["timeout_s"]))
-        self._wipe()
-        return {
-            "answer": outcome.answer.decode("utf-8", "replace"),
-            "how": outcome.how,
-            "wait_status": outcome.wait_status,
-            "cpu_ms": outcome.cpu_ms,
-        }
-
-    def _child(self, code: CodeType, request: dict[str, Any], answer_fd: int) -> None:
-        """In the forked, already confined child: run, answer, exit. Never returns into the worker loop."""
+    def load(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Compile a tool environment for the calls to come, and forget those the executor evicts."""
+        for env_id in request.get("evict", ()):
+            self.codes.pop(env_id, None)
         try:
-            data = call_tool(
-                code, request["fn"], request["args"], int(request["seed"]), self.policy.max_output_bytes
-            )
-            view = memoryview(data)
+            code = compile_tool(request["source"])
+        except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+            return {"status": "invalid", "error": f"tool does not compile: {describe(exc)}"}
+        preimport(code)
+        self.codes[request["env_id"]] = code
+        return {"loaded": True}
+
+    def child(self) -> None:
+        """In a forked, already confined child: run the call, answer, exit. Never returns."""
+        try:
+            env_id, fn, args, seed = marshal.loads(self.server.payload)  # see protocol.call_frame
+            code = self.codes.get(env_id)
+            if code is None:
+                data = answer("crashed", error="the tool environment is not loaded in this worker")
+            else:
+                data = call_tool(code, fn, args, seed, self.policy.max_output_bytes)
+            # Length first, so the worker knows when the answer is complete. Not ``len()``: the tool may
+            # have replaced builtins; methods of built-in types it cannot replace.
+            view = memoryview(data.__len__().to_bytes(8, sys.byteorder) + data)
             while view:
-                view = view[os.write(answer_fd, view) :]
+                view = view[os.write(self.server.answer_fd, view) :]
         finally:
             os._exit(0)
 
-    def _wipe(self) -> None:
+    def wipe(self) -> None:
+        """Empty the scratch directory the last call left files in (shutil only now: most calls leave
+        nothing, and the worker stays small without it)."""
+        import shutil
+
         scratch = self.policy.scratch
         os.chmod(scratch, 0o700)
         with os.scandir(scratch) as entries:
             paths = [entry.path for entry in entries]
-        if paths:
-            import shutil  # only now: most calls leave nothing, and the worker stays small without it
         for path in paths:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, onerror=_unlock_and_retry)
@@ -187,7 +178,7 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     requests, replies = os.dup(0), os.dup(1)
     try:
-        worker = Worker(config)
+        worker = Worker(config, requests, replies)
     except BaseException as exc:
         protocol.write_frame(replies, {"ready": False, "error": describe(exc)})
         raise
@@ -196,10 +187,17 @@ def main() -> None:
     protocol.write_frame(replies, worker.hello())
     while True:
         try:
-            request = protocol.read_frame(requests)
-        except protocol.FrameError:
-            return  # the executor closed the pipe (or died): the namespace dies with this process
-        protocol.write_frame(replies, worker.serve(request))
+            served = worker.server.serve()  # calls are served in C; this returns when Python is needed
+            if served == native.CHILD:
+                worker.child()
+            elif served == native.DIRTY:
+                worker.wipe()
+            elif served == native.FRAME:
+                protocol.write_frame(replies, worker.load(json.loads(worker.server.payload)))
+            else:
+                return  # the executor closed the pipe: the namespace dies with this process
+        except (OSError, ValueError):
+            return  # a broken pipe or a malformed frame: the executor replaces this worker
 
 
 if __name__ == "__main__":
