@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import os
 import queue
@@ -60,7 +59,7 @@ class _Worker:
         evict = list(itertools.islice(self.loaded, max(len(self.loaded) + 1 - MAX_ENVS, 0)))
         message = {"env_id": env_id, "source": source, "evict": evict}
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        protocol.write_frame(self.proc.stdin.fileno(), message)
+        protocol.write_bytes(self.proc.stdin.fileno(), protocol.encode(message))
         reply = protocol.read_frame(self.proc.stdout.fileno(), deadline)
         for gone in evict:
             del self.loaded[gone]
@@ -164,8 +163,7 @@ class ForkServerExecutor(SourceKeepingExecutor):
         }
         log = open(os.path.join(self._base, f"w{index}.log"), "wb")  # noqa: SIM115 - closed by _Worker.stop
         proc = subprocess.Popen(
-            tier_prefix(self.tier)
-            + interpreter.jail_command(self.report.python, "worker", json.dumps(config)),
+            tier_prefix(self.tier) + interpreter.jail_command(self.report.python, "worker"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -181,6 +179,9 @@ class ForkServerExecutor(SourceKeepingExecutor):
         if closed:  # close() ran meanwhile: this worker would outlive it
             worker.stop(kill=True)
             raise RuntimeError("executor closed")
+        assert proc.stdin is not None
+        with contextlib.suppress(OSError):  # a worker that died at once is reported by _await_ready
+            protocol.write_bytes(proc.stdin.fileno(), protocol.encode(config))
         return worker
 
     def _await_ready(self, worker: _Worker) -> None:

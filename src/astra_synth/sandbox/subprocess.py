@@ -27,6 +27,7 @@ from astra_synth.sandbox.calls import (
     from_answer,
     from_exit,
     jail_policy,
+    json_args,
 )
 from astra_synth.sandbox.executor import SandboxLimits, ToolResult
 from astra_synth.sandbox.jail import protocol
@@ -86,7 +87,7 @@ class SubprocessExecutor(SourceKeepingExecutor):
         request = {
             "source": source,
             "fn": fn,
-            "args": args,
+            "args": json_args(args),  # what a JSON round trip gives, like every executor
             "seed": call_seed(env_id, fn, args),
             "cpu_seconds": math.ceil(timeout) + 1,
             "policy": policy.to_json(),

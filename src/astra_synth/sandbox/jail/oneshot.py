@@ -16,7 +16,7 @@ from astra_synth.sandbox.jail.tool import answer, call_tool, compile_tool, descr
 
 
 def main() -> None:
-    request = protocol.read_frame(sys.stdin.fileno())
+    request = protocol.read_message(sys.stdin.fileno())
     out = os.dup(sys.stdout.fileno())
     policy = Policy.from_json(request["policy"])
     scrub_environment()

@@ -6,45 +6,18 @@ JSON document the trusted side expects (``status``, ``result`` or ``error``), al
 
 from __future__ import annotations
 
-import json
 import random
 import sys
 from types import CodeType, ModuleType
 
+from astra_synth.sandbox.jail.protocol import to_json
+
 TYPE_CHECKING = False  # not ``typing.TYPE_CHECKING``: the worker stays small without ``typing``
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any
 
 
 TOOL_FILENAME = "<tool>"
-
-
-def _not_json(value: object) -> object:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _encoder() -> Callable[[object], str]:
-    """Compact, ASCII-only, NaN-refusing JSON, with the encoder built once, in the worker.
-
-    ``JSONEncoder.encode`` builds a C encoder object on every call; in a forked child that costs ~45
-    copy-on-write page faults per call, so the C encoder (what ``JSONEncoder`` uses inside) is built here.
-    It skips the circular-reference check: a cycle ends in RecursionError instead of ValueError.
-    """
-    plain = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-    make = getattr(json.encoder, "c_make_encoder", None)  # None without the _json accelerator
-    if make is None:
-        return plain.encode
-    try:
-        encode = make(
-            None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
-        )
-    except TypeError:  # another signature in another interpreter version
-        return plain.encode
-    return lambda value: "".join(encode(value, 0))
-
-
-_ENCODE = _encoder()
 
 
 def compile_tool(source: str) -> CodeType:
@@ -91,4 +64,4 @@ def call_tool(code: CodeType, fn: str, args: dict[str, Any], seed: int, max_outp
 
 def answer(status: str, result: Any = None, error: str | None = None) -> bytes:
     """The answer document; raises TypeError/ValueError when ``result`` is not JSON."""
-    return _ENCODE({"status": status, "result": result, "error": error}).encode("utf-8")
+    return to_json({"status": status, "result": result, "error": error}).encode("utf-8")

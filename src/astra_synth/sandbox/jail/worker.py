@@ -1,8 +1,8 @@
 """The fork-server worker: one per core, warm, forks a confined child per call.
 
 Started by ``ForkServerExecutor`` inside its tier (PID 1 of fresh pid/net/mount/ipc/uts namespaces in
-T1/T2, a plain rootless process in T3) with its config as JSON in argv. Requests and replies are frames
-on stdin/stdout: JSON to load a tool environment (compiled here, once), binary for a call. Calls are
+T1/T2, a plain rootless process in T3). Requests and replies are frames on stdin/stdout (``protocol``):
+first its config, then requests to load a tool environment (compiled here, once) or to call one. Calls are
 served in C (``native.c``, which says why): the worker forks, the child confines itself and comes back
 into Python only to run the tool; the worker enforces the wall clock through a pidfd, then kills and
 reaps everything the call left behind and wipes the scratch directory, so no call can see or disturb
@@ -15,7 +15,6 @@ from inside it only while it has none.
 from __future__ import annotations
 
 import gc
-import json
 import marshal
 import os
 import resource
@@ -175,10 +174,9 @@ def _unlock_and_retry(func: Any, path: str, _exc: Any) -> None:
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
     requests, replies = os.dup(0), os.dup(1)
     try:
-        worker = Worker(config, requests, replies)
+        worker = Worker(protocol.read_message(requests), requests, replies)  # the config comes first
     except BaseException as exc:
         protocol.write_frame(replies, {"ready": False, "error": describe(exc)})
         raise
@@ -193,10 +191,10 @@ def main() -> None:
             elif served == native.DIRTY:
                 worker.wipe()
             elif served == native.FRAME:
-                protocol.write_frame(replies, worker.load(json.loads(worker.server.payload)))
+                protocol.write_frame(replies, worker.load(marshal.loads(worker.server.payload)))
             else:
                 return  # the executor closed the pipe: the namespace dies with this process
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError, TypeError):
             return  # a broken pipe or a malformed frame: the executor replaces this worker
 
 
