@@ -76,6 +76,15 @@ def test_infinite_loops_are_stopped_on_time(sandbox: tuple[ToolExecutor, str]) -
     _still_usable(executor, env)
 
 
+def test_closing_the_answer_pipe_does_not_stop_the_clock(sandbox: tuple[ToolExecutor, str]) -> None:
+    executor, env = sandbox
+    start = time.monotonic()
+    result = executor.execute(env, "close_pipes_and_hang", {}, timeout_s=0.5)
+    assert result.status == "timeout", result
+    assert time.monotonic() - start < 3.0
+    _still_usable(executor, env)
+
+
 def test_ten_gib_allocation_fails(sandbox: tuple[ToolExecutor, str]) -> None:
     executor, env = sandbox
     result = executor.execute(env, "allocate", {"gib": 10})

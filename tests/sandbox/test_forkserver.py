@@ -40,6 +40,8 @@ def huge():
     return "x" * 5_000_000
 def add(a, b):
     return a + b
+def kinds(**values):
+    return {name: type(value).__name__ for name, value in values.items()}
 """
 
 
@@ -104,6 +106,34 @@ def test_bad_requests_and_bad_results_are_typed_failures(executor: ForkServerExe
     result = executor.execute(broken, "f", {})
     assert result.status == "invalid" and "SyntaxError" in (result.error or "")
     assert executor.execute(env, "add", {"a": 1, "b": 1}).result == 2
+
+
+def test_args_arrive_as_a_json_round_trip_gives_them(executor: ForkServerExecutor) -> None:
+    env = executor.load(MISBEHAVING)
+    result = executor.execute(env, "kinds", {"pair": (1, 2), "flag": True, "nothing": None, "x": 1.5})
+    assert result.result == {"pair": "list", "flag": "bool", "nothing": "NoneType", "x": "float"}
+
+
+def test_workers_forget_the_least_recently_used_environments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("astra_synth.sandbox.forkserver.MAX_ENVS", 2)
+    with ForkServerExecutor(SandboxLimits(timeout_s=2.0), workers=1) as ex:
+        assert isinstance(ex, ForkServerExecutor)
+        envs = [ex.load(f"def which():\n    return {i}\n") for i in range(3)]
+        for _ in range(2):  # each round evicts the one needed next: every call reloads
+            assert [ex.execute(env, "which", {}).result for env in envs] == [0, 1, 2]
+        (worker,) = ex._workers.values()
+        assert worker is not None and list(worker.loaded) == envs[1:]
+
+
+def test_each_worker_runs_on_a_core_of_its_own() -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    with ForkServerExecutor(SandboxLimits(timeout_s=2.0), workers=len(cpus)) as ex:
+        assert isinstance(ex, ForkServerExecutor)
+        assert sorted(next(iter(os.sched_getaffinity(pid))) for pid in _worker_pids(ex)) == cpus
+        assert all(len(os.sched_getaffinity(pid)) == 1 for pid in _worker_pids(ex))
+    with ForkServerExecutor(SandboxLimits(timeout_s=2.0), workers=1, pin_cpus=False) as ex:
+        assert isinstance(ex, ForkServerExecutor)
+        assert [os.sched_getaffinity(pid) for pid in _worker_pids(ex)] == [set(cpus)]
 
 
 def _worker_pids(executor: ForkServerExecutor) -> list[int]:

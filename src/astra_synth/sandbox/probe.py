@@ -25,7 +25,7 @@ Tier = Literal["T1", "T2", "T3"]
 TIERS: tuple[Tier, ...] = ("T1", "T2", "T3")
 NAMESPACES = ["--pid", "--fork", "--mount-proc", "--net", "--ipc", "--uts", "--kill-child"]
 # The worker must be able to import the jail from inside its tier: that is what the probe runs.
-_IMPORT_CHECK = "import astra_synth.sandbox.jail.confine"
+_IMPORT_CHECK = "import astra_synth.sandbox.jail.confine"  # + the native helper, loaded by path
 
 
 class Layer(BaseModel):
@@ -79,6 +79,13 @@ def probe(python: str | None = None) -> ProbeReport:
     layers: list[Layer] = []
     root = os.geteuid() == 0
     layers.append(Layer(name="root", ok=root, detail=f"euid {os.geteuid()}"))
+    try:  # every tier's workers load it: without it the tier checks below fail too
+        from astra_synth.sandbox.jail import native
+
+        native_ok, detail = True, str(native.library_path())
+    except (ImportError, OSError) as exc:
+        native_ok, detail = False, f"{exc} (installing the package builds it, with a C compiler)"
+    layers.append(Layer(name="native helper", ok=native_ok, detail=detail))
     with tempfile.TemporaryDirectory(prefix="astra-probe-") as staging:
         os.chmod(staging, 0o711)
         path = interpreter.stage_jail(staging)  # as executors do: readable by nobody

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -110,6 +111,8 @@ class SubprocessExecutor(SourceKeepingExecutor):
             pass
         data, how = protocol.read_answer(proc.stdout.fileno(), deadline, lim.max_output_bytes + 4096)
         proc.stdout.close()
+        if how == "eof" and not _exits_by(proc.pid, deadline):  # closed its stdout, then hung
+            how = "timeout"
         if how != "eof":
             os.killpg(proc.pid, signal.SIGKILL)
         _, status, rusage = os.wait4(proc.pid, 0)
@@ -122,3 +125,12 @@ class SubprocessExecutor(SourceKeepingExecutor):
 
     def close(self) -> None:
         self._remove_base()
+
+
+def _exits_by(pid: int, deadline: float) -> bool:
+    """Whether the (unreaped) process ``pid`` ends before ``deadline``, a ``time.monotonic()`` value."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        return bool(select.select([pidfd], [], [], max(deadline - time.monotonic(), 0))[0])
+    finally:
+        os.close(pidfd)
