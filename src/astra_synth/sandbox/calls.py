@@ -51,6 +51,7 @@ def jail_policy(
     no_fork: bool,
 ) -> Policy:
     """The child policy for ``limits`` with every layer the probe found available."""
+    seccomp = report.layer_ok("seccomp")
     return Policy(
         scratch=scratch,
         uid=uid,
@@ -60,7 +61,8 @@ def jail_policy(
         max_output_bytes=limits.max_output_bytes,
         no_fork=no_fork,
         landlock=report.landlock_abi >= 1,
-        seccomp_bpf=compile_filter(no_fork).hex() if report.layer_ok("seccomp") else None,
+        seccomp_bpf=compile_filter("base").hex() if seccomp else None,
+        no_fork_bpf=compile_filter("no_fork").hex() if seccomp and no_fork else None,
     )
 
 

@@ -100,7 +100,8 @@ def probe(python: str | None = None) -> ProbeReport:
         Layer(name="landlock", ok=abi >= 1, detail=f"ABI {abi}; {scoped}" if abi else "unavailable")
     )
     try:
-        seccomp_filter.build_filter(no_fork=True)
+        seccomp_filter.build_filter("base")
+        seccomp_filter.build_filter("no_fork")
         seccomp_ok, detail = True, "pyseccomp + libseccomp"
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
         seccomp_ok, detail = False, str(exc)

@@ -13,7 +13,7 @@ import functools
 import io
 import os
 import socket
-from typing import Any
+from typing import Any, Literal
 
 # Calls no tool function needs and that widen the kernel surface or escape the sandbox.
 DENIED_SYSCALLS = (
@@ -28,14 +28,19 @@ DENIED_SYSCALLS = (
     "personality", "vhangup", "lookup_dcookie", "fanotify_init",
 )  # fmt: skip
 _CLONE_THREAD = 0x00010000
+FilterKind = Literal["base", "no_fork"]
 _CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x80)
 
 
-def build_filter(no_fork: bool) -> Any:
-    """A ``pyseccomp.SyscallFilter`` (default allow), to be exported to BPF by ``compile_filter``.
+def build_filter(kind: FilterKind) -> Any:
+    """A ``pyseccomp.SyscallFilter`` (default allow): the ``base`` rules or the ``no_fork`` rules.
 
-    ``no_fork`` makes fork, vfork and process-creating clone fail with EAGAIN; threads still work.
-    clone3 answers ENOSYS so libc falls back to clone, whose flags the filter can inspect.
+    ``base`` denies the calls above, sockets other than unix socket pairs, namespace-creating clones, and
+    answers clone3 with ENOSYS so libc falls back to clone, whose flags a filter can inspect. ``no_fork``
+    makes fork, vfork and process-creating clone fail with EAGAIN; threads still work. Two programs
+    because a fork-server worker runs under ``base`` itself (its children inherit it: attaching a filter
+    means a JIT compile, which cost every call ~0.1 ms) and only a tier without a pid namespace adds
+    ``no_fork`` to each child.
     """
     import pyseccomp as sc  # here, not at module level: a missing libseccomp is the probe's finding
 
@@ -46,6 +51,11 @@ def build_filter(no_fork: bool) -> Any:
         if sc.resolve_syscall(sc.Arch.NATIVE, name) >= 0:  # absent on this architecture: nothing to deny
             filt.add_rule(action, name, *args)
 
+    if kind == "no_fork":
+        deny(sc.ERRNO(errno.EAGAIN), "fork")
+        deny(sc.ERRNO(errno.EAGAIN), "vfork")
+        deny(sc.ERRNO(errno.EAGAIN), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
+        return filt
     for name in DENIED_SYSCALLS:
         deny(eperm, name)
     # No socket() at all: unix sockets are not network-namespaced and Landlock does not govern connect()
@@ -55,19 +65,15 @@ def build_filter(no_fork: bool) -> Any:
     deny(sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in _CLONE_NEW_FLAGS:
         deny(eperm, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
-    if no_fork:
-        deny(sc.ERRNO(errno.EAGAIN), "fork")
-        deny(sc.ERRNO(errno.EAGAIN), "vfork")
-        deny(sc.ERRNO(errno.EAGAIN), "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
     return filt
 
 
 @functools.cache
-def compile_filter(no_fork: bool) -> bytes:
+def compile_filter(kind: FilterKind) -> bytes:
     """``build_filter`` exported to BPF (8 bytes per instruction); built once per process and kind."""
     fd = os.memfd_create("seccomp-bpf")
     try:
-        build_filter(no_fork).export_bpf(io.FileIO(fd, "w", closefd=False))
+        build_filter(kind).export_bpf(io.FileIO(fd, "w", closefd=False))
         os.lseek(fd, 0, os.SEEK_SET)
         chunks = []
         while chunk := os.read(fd, 1 << 16):

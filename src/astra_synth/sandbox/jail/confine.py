@@ -37,7 +37,8 @@ class Policy:
         max_output_bytes: int = 1 << 20,
         no_fork: bool = True,
         landlock: bool = True,
-        seccomp_bpf: str | None = None,  # the seccomp program (hex) from the trusted side; None: none
+        seccomp_bpf: str | None = None,  # seccomp programs (hex) from the trusted side; None: none
+        no_fork_bpf: str | None = None,
         read_only_paths: tuple[str, ...] = READ_ONLY_PATHS,
     ) -> None:
         self.scratch = scratch
@@ -50,6 +51,7 @@ class Policy:
         self.no_fork = no_fork
         self.landlock = landlock
         self.seccomp_bpf = seccomp_bpf
+        self.no_fork_bpf = no_fork_bpf
         self.read_only_paths = tuple(read_only_paths)
 
     def to_json(self) -> dict[str, Any]:
@@ -93,7 +95,8 @@ class Jail:
             read_only = (*policy.read_only_paths, stdlib)
             read_write = (policy.scratch, *READ_WRITE_DEVICES)
             self.ruleset_fd = landlock.build_ruleset(read_only, read_write, self.landlock_abi)
-        self.filter = native.SeccompProgram(bytes.fromhex(policy.seccomp_bpf)) if policy.seccomp_bpf else None
+        self.filter = native.SeccompProgram.from_hex(policy.seccomp_bpf)
+        self.no_fork_filter = native.SeccompProgram.from_hex(policy.no_fork_bpf)
         limits = {
             resource.RLIMIT_AS: policy.memory_mb << 20,
             resource.RLIMIT_FSIZE: policy.max_file_bytes,
@@ -112,11 +115,20 @@ class Jail:
             drop_caps=int(policy.uid is None and os.geteuid() == 0),
             scratch=self._scratch,
             filter=None if self.filter is None else self.filter.address,
+            no_fork_filter=None if self.no_fork_filter is None else self.no_fork_filter.address,
             n_limits=len(limits),
         )
         for i, (which, value) in enumerate(limits.items()):  # clamped once, here, not in every child
             self.params.limit_which[i] = which
             self.params.limits[i][:] = clamped(which, value, value)
+
+    def inherit_filter(self) -> None:
+        """Put this process (a fork-server worker) under the base seccomp filter now, for good, so its
+        children inherit it instead of each attaching (and JIT-compiling) it: they then add only the
+        ``no_fork`` program, where the policy has one."""
+        if self.filter is not None:
+            native.install_filter(self.filter)
+            self.params.filter = None
 
     def enter(self, cpu_seconds: int, answer_fd: int) -> None:
         """Confine this process for good (the one-shot interpreter): closes every fd but ``answer_fd``,

@@ -49,7 +49,8 @@ struct astra_jail {
     int uid;                         /* drop to this uid and gid, -1: keep */
     int drop_caps;                   /* empty every capability set (root in a user namespace) */
     const char *scratch;             /* the child's working directory */
-    const struct sock_fprog *filter; /* seccomp program, NULL: none */
+    const struct sock_fprog *filter; /* seccomp program, NULL: none (or inherited from the worker) */
+    const struct sock_fprog *no_fork_filter; /* added after it, NULL: none */
     int n_limits;
     int limit_which[MAX_LIMITS];
     struct rlimit limits[MAX_LIMITS];
@@ -128,12 +129,14 @@ static const char *confine(const struct astra_jail *j, int answer_fd, unsigned l
     } else if (j->drop_caps && drop_capabilities() != 0) {
         return "capset";
     }
-    if ((j->ruleset_fd >= 0 || j->filter) && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return "no_new_privs";
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return "no_new_privs"; /* Landlock and seccomp need it */
     if (j->ruleset_fd >= 0) {
         if (syscall(SYS_landlock_restrict_self, j->ruleset_fd, 0) != 0) return "landlock_restrict_self";
         close(j->ruleset_fd);
     }
     if (j->filter && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, j->filter, 0, 0) != 0) return "seccomp";
+    if (j->no_fork_filter && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, j->no_fork_filter, 0, 0) != 0)
+        return "seccomp no_fork";
     return NULL;
 }
 
@@ -145,6 +148,12 @@ static void write_all(int fd, const char *data, size_t size) {
         data += n;
         size -= (size_t)n;
     }
+}
+
+/* Put this process under a seccomp program for good; 0, or -1 with errno. */
+int astra_install_filter(const struct sock_fprog *filter) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, filter, 0, 0);
 }
 
 /* Confine this process for good (the one-shot interpreter); NULL on success, else the failed step. */

@@ -29,6 +29,7 @@ class JailParams(ctypes.Structure):
         ("drop_caps", ctypes.c_int),
         ("scratch", ctypes.c_char_p),
         ("filter", ctypes.c_void_p),
+        ("no_fork_filter", ctypes.c_void_p),
         ("n_limits", ctypes.c_int),
         ("limit_which", ctypes.c_int * MAX_LIMITS),
         ("limits", (ctypes.c_ulong * 2) * MAX_LIMITS),
@@ -47,6 +48,10 @@ class SeccompProgram:
             raise ValueError(f"not a BPF program: {len(bpf)} bytes")
         self._buffer = ctypes.create_string_buffer(bpf, len(bpf))
         self._fprog = _SockFprog(len(bpf) // 8, ctypes.cast(self._buffer, ctypes.c_void_p))
+
+    @classmethod
+    def from_hex(cls, bpf: str | None) -> SeccompProgram | None:
+        return cls(bytes.fromhex(bpf)) if bpf else None
 
     @property
     def address(self) -> int:
@@ -87,6 +92,8 @@ def _load() -> ctypes.PyDLL:
     lib = ctypes.PyDLL(path, use_errno=True)
     lib.astra_confine.restype = ctypes.c_char_p
     lib.astra_confine.argtypes = [ctypes.POINTER(JailParams), ctypes.c_int, ctypes.c_ulong]
+    lib.astra_install_filter.restype = ctypes.c_int
+    lib.astra_install_filter.argtypes = [ctypes.c_void_p]
     lib.astra_serve.restype = ctypes.c_int
     lib.astra_serve.argtypes = [ctypes.POINTER(_Server)]
     return lib
@@ -105,6 +112,12 @@ def confine(params: JailParams, answer_fd: int, cpu_seconds: int) -> None:
     failed = _lib.astra_confine(ctypes.byref(params), answer_fd, cpu_seconds)
     if failed is not None:
         _raise_errno(failed.decode())
+
+
+def install_filter(program: SeccompProgram) -> None:
+    """Put this process under ``program`` for good (setting no_new_privs, which seccomp requires)."""
+    if _lib.astra_install_filter(program.address) != 0:
+        _raise_errno("installing the seccomp filter")
 
 
 # What ``Server.serve`` returns: a frame for Python, this is a call's child, scratch to wipe, end.

@@ -59,6 +59,7 @@ class Worker:
         if config.get("cpu") is not None:  # its calls' children inherit the core
             os.sched_setaffinity(0, {int(config["cpu"])})
         self.jail = Jail(self.policy)
+        self.jail.inherit_filter()
         answer_cap = self.policy.max_output_bytes + 4096 + 8  # + the answer document, + its length
         pipes = (requests, replies)
         self.server = native.Server(self.jail.params, pipes, answer_cap, self.pid1, self.policy.no_fork)
