@@ -136,6 +136,14 @@ def test_each_worker_runs_on_a_core_of_its_own() -> None:
         assert [os.sched_getaffinity(pid) for pid in _worker_pids(ex)] == [set(cpus)]
 
 
+def test_workers_run_under_the_seccomp_filter_their_children_inherit(executor: ForkServerExecutor) -> None:
+    pids = _worker_pids(executor)
+    assert len(pids) == 2
+    for pid in pids:
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        assert (status["Seccomp"].strip(), status["NoNewPrivs"].strip()) == ("2", "1"), pid  # 2: a filter
+
+
 def _worker_pids(executor: ForkServerExecutor) -> list[int]:
     """The worker interpreters: children of the ``unshare`` launchers in T1."""
     pids = []
