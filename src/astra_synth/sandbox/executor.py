@@ -44,7 +44,11 @@ class ToolResult(BaseModel):
     status: ToolStatus
     result: Any = None
     error: str | None = None
-    cpu_ms: float = 0.0
+    cpu_ms: float = Field(
+        default=0.0,
+        description="CPU time of the call: of its process until it answered when that was the call's only "
+        "process (the fork server replies before the exit), else of every process it left, reaped.",
+    )
 
 
 class ToolCall(BaseModel):
