@@ -81,8 +81,8 @@ class _Server(ctypes.Structure):
 def library_path() -> str | None:
     """The built library next to this module, None when the package was installed without it."""
     here = os.path.dirname(os.path.abspath(__file__))
-    names = sorted(n for n in os.listdir(here) if n.startswith("_native") and n.endswith(".so"))
-    return os.path.join(here, names[0]) if names else None
+    paths = [os.path.join(here, n) for n in os.listdir(here) if n.startswith("_native") and n.endswith(".so")]
+    return max(paths, key=os.path.getmtime) if paths else None  # the latest build, if several
 
 
 def _load() -> ctypes.PyDLL:
