@@ -88,16 +88,23 @@ struct reply_header {
     double cpu_ms;
 };
 
+/* Close fds [from, to]: close_range(2), or one by one where the kernel lacks it (before 5.9). */
+static void close_fds(unsigned int from, unsigned int to) {
+    if (from > to || syscall(SYS_close_range, from, to, 0) == 0) return;
+    long open_max = sysconf(_SC_OPEN_MAX);
+    unsigned int last = open_max > 0 && (unsigned long)open_max - 1 < to ? (unsigned int)open_max - 1 : to;
+    for (unsigned int fd = from; fd <= last; fd++) close((int)fd);
+}
+
 static void close_all_except(int keep_a, int keep_b) {
-    int low = keep_a < keep_b ? keep_a : keep_b, high = keep_a < keep_b ? keep_b : keep_a;
+    int keep[2] = {keep_a < keep_b ? keep_a : keep_b, keep_a < keep_b ? keep_b : keep_a};
     int from = 3;
-    int keep[2] = {low, high};
     for (int i = 0; i < 2; i++) {
         if (keep[i] < from) continue;
-        if (keep[i] > from) syscall(SYS_close_range, from, keep[i] - 1, 0);
+        close_fds((unsigned int)from, (unsigned int)keep[i] - 1);
         from = keep[i] + 1;
     }
-    syscall(SYS_close_range, from, ~0U, 0);
+    close_fds((unsigned int)from, ~0U);
 }
 
 static int drop_capabilities(void) {
