@@ -114,6 +114,18 @@ def test_args_arrive_as_a_json_round_trip_gives_them(executor: ForkServerExecuto
     assert result.result == {"pair": "list", "flag": "bool", "nothing": "NoneType", "x": "float"}
 
 
+def test_workers_import_the_stdlib_modules_a_tool_names_and_no_others() -> None:
+    source = (
+        "import sys\n"
+        "def preloaded():\n"
+        "    return sorted(m for m in ('decimal', 'difflib') if m in sys.modules)\n"
+        "def never_called():\n"
+        "    import decimal\n"
+    )
+    with ForkServerExecutor(SandboxLimits(timeout_s=2.0), workers=1) as ex:  # a fresh worker
+        assert ex.execute(ex.load(source), "preloaded", {}).result == ["decimal"]
+
+
 def test_workers_forget_the_least_recently_used_environments(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("astra_synth.sandbox.forkserver.MAX_ENVS", 2)
     with ForkServerExecutor(SandboxLimits(timeout_s=2.0), workers=1) as ex:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +39,13 @@ def _in_a_child(scratch: str) -> str:
 def test_the_library_is_built_and_loads() -> None:
     path = native.library_path()
     assert path is not None and os.path.isfile(path)
+
+
+def test_the_source_compiles_without_warnings() -> None:
+    """The package builds it without -Werror (another compiler may warn anew); here warnings fail."""
+    source = Path(native.__file__).with_name("native.c")
+    cmd = ["gcc", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", str(source)]
+    assert subprocess.run(cmd, capture_output=True, text=True, check=False).stderr == ""
 
 
 def test_a_failed_step_is_named_with_its_errno() -> None:

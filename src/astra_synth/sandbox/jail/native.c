@@ -12,7 +12,7 @@
  * naming the step and exits, so unconfined tool code can never run.
  *
  * Call frames (executor -> worker), after the 4-byte big-endian length of every frame:
- *     'C' 0 0 0 | u32 cpu_seconds | u64 timeout_ns | JSON for the child   (native byte order)
+ *     'C' 0 0 0 | u32 cpu_seconds | u64 timeout_ns | the call, marshalled   (native byte order)
  * Call replies: i32 how | i32 wait_status (errno for HOW_FORK_FAILED) | f64 cpu_ms | the child's answer
  * The child writes its answer to its pipe as a native u64 length, then the answer.
  * Any other frame is returned to the Python worker as it is.
@@ -65,7 +65,7 @@ struct astra_server {
     int last_pid_fd;  /* /proc/sys/kernel/ns_last_pid, opened on first use; -1 before, -2 if unreadable */
     long answer_cap;  /* an answer this long or longer is "too large" */
     long max_frame;   /* the longest request frame accepted */
-    char *payload;    /* on return: the frame (SERVE_FRAME) or the call's JSON (SERVE_CHILD) */
+    char *payload;    /* on return: the frame (SERVE_FRAME) or the marshalled call (SERVE_CHILD) */
     long payload_size;
     int answer_fd;    /* on SERVE_CHILD: where the child writes its answer */
     char *frame;      /* buffers, owned here */
@@ -73,7 +73,7 @@ struct astra_server {
     char *answer;
 };
 
-enum { HOW_EOF, HOW_DONE, HOW_TIMEOUT, HOW_TOO_LARGE, HOW_FORK_FAILED };
+enum { HOW_EOF, HOW_DONE, HOW_TIMEOUT, HOW_TOO_LARGE, HOW_FORK_FAILED }; /* protocol.HOW, in order */
 enum { SERVE_EOF, SERVE_FRAME, SERVE_CHILD, SERVE_DIRTY };
 
 struct call_header {
@@ -406,7 +406,7 @@ static int scratch_dirty(const char *path) {
 }
 
 /* Serve call frames until something needs Python. Returns SERVE_FRAME (a non-call frame, in payload),
- * SERVE_CHILD (in a forked, confined child: the call's JSON in payload, answer_fd open), SERVE_DIRTY
+ * SERVE_CHILD (in a forked, confined child: the marshalled call in payload, answer_fd open), SERVE_DIRTY
  * (the last call left files in scratch: wipe it, then call again), SERVE_EOF (the executor closed the
  * pipe), or -1 with errno (a broken pipe or malformed frame: the worker should end). */
 int astra_serve(struct astra_server *s) {

@@ -154,7 +154,7 @@ class Server:
 
     @property
     def payload(self) -> bytes:
-        """FRAME: the whole frame; CHILD: the call's JSON."""
+        """FRAME: the whole frame; CHILD: the marshalled call (see ``protocol.call_frame``)."""
         return ctypes.string_at(self._state.payload or 0, self._state.payload_size)
 
     @property
