@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.scripted import ScriptedLLM, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, json_reply
 from astra_synth.tools.cassette import Cassette
 from astra_synth.tools.emulator import EmulatorConfig, ToolEmulator
 from astra_synth.tools.router import ToolRouter

@@ -8,7 +8,7 @@ import pytest
 
 from astra_synth.config import EndpointConfig
 from astra_synth.llm.local import EmbeddedServer
-from astra_synth.llm.scripted import ScriptedLLM
+from astra_synth.testing.scripted import ScriptedLLM
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 from astra_synth.arenas.seeds import SeedSource
 from astra_synth.config import load_config
 from astra_synth.demo import DemoConfig, run_demo
-from astra_synth.llm.scripted import ScriptedLLM
+from astra_synth.testing.scripted import ScriptedLLM
 from tests.arenas.test_pipeline import script
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

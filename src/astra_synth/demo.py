@@ -25,7 +25,7 @@ from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import Arena, read_arenas, write_arenas
 from astra_synth.config import StrictModel
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
-from astra_synth.evaluation.serve import serving
+from astra_synth.training.serve import serving
 from astra_synth.llm.client import LLMClient
 from astra_synth.report.pages import write_report
 from astra_synth.runs.jsonl import write_json_atomic

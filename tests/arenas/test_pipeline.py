@@ -14,8 +14,8 @@ from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.seeds import SeedSource
 from astra_synth.config import EndpointConfig
-from astra_synth.evaluation.benchmarks import BFCL_LABEL
-from astra_synth.llm.scripted import Reply, ScriptedLLM, json_reply
+from astra_synth.firewall.benchmarks import BFCL_LABEL
+from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply
 from astra_synth.runs.manifest import ContaminationSummary
 
 QA = {

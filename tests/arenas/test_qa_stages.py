@@ -14,7 +14,7 @@ from astra_synth.arenas.seeds import QASeed
 from astra_synth.arenas.verify import Verify, percentile, select_by_percentile
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.scripted import ScriptedLLM, invalid_json_reply, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.runs.stage import StageContext
 
 GEN = "You write realistic, multi-step user requests"

@@ -15,7 +15,7 @@ from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
+from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 

@@ -30,7 +30,7 @@ from astra_synth.evaluation.bfcl import (
     BfclVenv,
     ensure_bfcl_venv,
 )
-from astra_synth.llm.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
+from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first run on a machine builds the venv
 

@@ -12,7 +12,7 @@ import pytest
 
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.config import load_config
-from astra_synth.llm.scripted import ScriptedLLM
+from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 from tests.arenas.test_pipeline import config as arenas_config
 from tests.arenas.test_pipeline import script as script_arenas

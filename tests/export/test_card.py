@@ -16,7 +16,7 @@ import yaml
 from astra_synth.export.card import build_card, render_card, write_card
 from astra_synth.export.licences import UNKNOWN, server_licence
 from astra_synth.export.redact import REDACTED, redact
-from astra_synth.export.rundir import open_run
+from astra_synth.runs.rundir import open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.runs.manifest import ContaminationSummary, Manifest
 from astra_synth.tools.spec import ServerRecord, StdioTransport

@@ -15,7 +15,7 @@ from astra_synth.config import BudgetConfig
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import ChatResult, LLMCallError, LLMClient
 from astra_synth.llm.ledger import BudgetExceeded, Ledger
-from astra_synth.llm.scripted import (
+from astra_synth.testing.scripted import (
     Reply,
     ScriptedLLM,
     error_reply,

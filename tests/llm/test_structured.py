@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from astra_synth.errors import Rejection
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMCallError, LLMClient
-from astra_synth.llm.scripted import (
+from astra_synth.testing.scripted import (
     Reply,
     ScriptedLLM,
     error_reply,

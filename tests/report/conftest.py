@@ -16,7 +16,7 @@ from rich.console import Console
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.config import load_config
-from astra_synth.llm.scripted import Reply, ScriptedLLM, text_reply
+from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply
 from astra_synth.report.pages import write_report
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 from tests.arenas.test_pipeline import config as arenas_config

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from astra_synth.arenas.records import read_arenas
 from astra_synth.cli import app
-from astra_synth.export.rundir import open_run
+from astra_synth.runs.rundir import open_run
 from astra_synth.report import pages
 from astra_synth.report.load import load_run
 from tests.report.conftest import HOSTILE, Runs

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.scripted import ScriptedLLM, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, json_reply
 from astra_synth.tools.emulator import EmulatorConfig, ToolEmulator
 from astra_synth.tools.router import ToolRouter
 from astra_synth.tools.spec import EmulatedTransport, ServerRecord, StdioTransport, ToolSpec

@@ -22,7 +22,7 @@ from astra_synth.training.grpo import (
 )
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer
-from astra_synth.training.reward import RewardBreakdown
+from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.training.sft import SFTResult
 
 

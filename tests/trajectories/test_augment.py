@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from astra_synth.errors import InputError
-from astra_synth.llm.scripted import ScriptedLLM, invalid_json_reply, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.augment import AugmentConfig, AugmentStage, load_personas
 from astra_synth.trajectories.records import Task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from astra_synth.config import EndpointConfig
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.scripted import ScriptedLLM, server_error_reply
+from astra_synth.testing.scripted import ScriptedLLM, server_error_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.dedupe import DedupeConfig, char_ngrams, dedupe_tasks, jaccard
 from astra_synth.trajectories.records import Task

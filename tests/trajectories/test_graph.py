@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from astra_synth.errors import Rejection
-from astra_synth.llm.scripted import ScriptedLLM, invalid_json_reply, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.graph import (
     GraphConfig,

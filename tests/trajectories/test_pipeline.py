@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from astra_synth.cli import app
 from astra_synth.config import EndpointConfig, load_config
-from astra_synth.evaluation.benchmarks import BFCL_LABEL
-from astra_synth.llm.scripted import Reply, ScriptedLLM, json_reply, text_reply, tool_call_reply
+from astra_synth.firewall.benchmarks import BFCL_LABEL
+from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply, text_reply, tool_call_reply
 from astra_synth.runs.manifest import Manifest
 from astra_synth.tools.registry import write_servers
 from astra_synth.tools.spec import ServerRecord

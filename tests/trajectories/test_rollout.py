@@ -8,7 +8,7 @@ import json
 import pytest
 
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.scripted import ScriptedLLM, error_reply, json_reply, text_reply, tool_call_reply
+from astra_synth.testing.scripted import ScriptedLLM, error_reply, json_reply, text_reply, tool_call_reply
 from astra_synth.tools.emulator import EmulatorConfig, ToolEmulator
 from astra_synth.tools.router import ToolRouter
 from astra_synth.tools.spec import ServerRecord, StdioTransport, ToolSpec

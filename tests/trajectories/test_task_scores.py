@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from astra_synth.errors import Rejection
-from astra_synth.llm.scripted import ScriptedLLM, invalid_json_reply, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.records import Task
 from astra_synth.trajectories.task_scores import ScoreConfig, TaskScoreStage

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from astra_synth.errors import Rejection
-from astra_synth.llm.scripted import ScriptedLLM, invalid_json_reply, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.records import ChainSeed, ChainVerification
 from astra_synth.trajectories.tasks import TaskGenConfig, TaskGenerateStage, clean_question, names_a_tool

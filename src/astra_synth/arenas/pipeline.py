@@ -32,7 +32,7 @@ from astra_synth.arenas.synthesize import SynthesizeTools
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import Verify, select_by_percentile
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel, cache_root
-from astra_synth.evaluation.contamination import ContaminationConfig, arena_probe, screen
+from astra_synth.firewall.contamination import ContaminationConfig, arena_probe, screen
 from astra_synth.export.card import write_card
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient

@@ -19,7 +19,7 @@ from astra_synth.arenas.records import Arena, FunctionSpec, ToolSchema, ToolSour
 from astra_synth.runs.ids import canonical_json
 from astra_synth.sandbox.executor import ToolCall, ToolExecutor, ToolResult
 from astra_synth.tools.spec import fits_json_types
-from astra_synth.training.reward import (
+from astra_synth.arenas.reward import (
     ExecutedCall,
     RewardBreakdown,
     RewardConfig,

@@ -26,8 +26,8 @@ from astra_synth.arenas.golden import play_golden
 from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, GoldenCall, ReportCard, SubTask
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.training.answer_match import contains_answer, is_number, normalise, render
-from astra_synth.training.reward import RewardConfig
+from astra_synth.arenas.answer_match import contains_answer, is_number, normalise, render
+from astra_synth.arenas.reward import RewardConfig
 
 # Pure, deterministic standard-library modules a tool may import; anything else is refused.
 ALLOWED_IMPORTS = frozenset(

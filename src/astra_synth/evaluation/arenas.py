@@ -19,10 +19,10 @@ from pydantic import BaseModel, Field
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.config import StrictModel
-from astra_synth.evaluation.agent import AgentConfig, Episode, ToolReply, run_agent
+from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
 from astra_synth.llm.client import LLMClient
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.training.reward import RewardBreakdown
+from astra_synth.arenas.reward import RewardBreakdown
 
 
 class ArenaEvalConfig(StrictModel):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from astra_synth.export.licences import UNKNOWN, package_licence, server_licence
 from astra_synth.export.redact import redact, scrub_paths
-from astra_synth.export.rundir import RunDir, RunDirError, RunKind, open_run
+from astra_synth.runs.rundir import RunDir, RunDirError, RunKind, open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.llm.local import GGUF_FILE
 from astra_synth.runs.jsonl import write_bytes_atomic

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.errors import InputError
-from astra_synth.export.rundir import LAYOUTS, RunDir, RunDirError, open_run
+from astra_synth.runs.rundir import LAYOUTS, RunDir, RunDirError, open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.runs.jsonl import describe_errors, load_records
 from astra_synth.runs.manifest import ContaminationSummary, Manifest, StageCounts

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.training.distractors import DistractorDraw
-from astra_synth.training.reward import RewardBreakdown
+from astra_synth.arenas.reward import RewardBreakdown
 
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 

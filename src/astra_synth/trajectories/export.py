@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from astra_synth.evaluation.contamination import ContaminationConfig, chat_probe, screen
+from astra_synth.firewall.contamination import ContaminationConfig, chat_probe, screen
 from astra_synth.runs.jsonl import write_bytes_atomic
 from astra_synth.runs.manifest import ContaminationSummary
 from astra_synth.trajectories.judge import JudgedTrajectory

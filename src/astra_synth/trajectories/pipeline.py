@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
-from astra_synth.evaluation.contamination import ContaminationConfig, record_contamination
+from astra_synth.firewall.contamination import ContaminationConfig, record_contamination
 from astra_synth.export.card import write_card
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient

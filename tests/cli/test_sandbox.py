@@ -59,7 +59,7 @@ def test_serve_answers_over_http_and_stops_cleanly() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     # The command group alone (mounting is covered above): the full CLI imports every pipeline.
-    script = "from astra_synth.sandbox.commands import app; app()"
+    script = "from astra_synth.cli.sandbox import app; app()"
     cmd = [sys.executable, "-c", script, "serve", "--port", str(port), "--workers", "1"]
     env = {k: v for k, v in os.environ.items() if k != "ASTRA_SANDBOX_TOKEN"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)

@@ -1,6 +1,6 @@
 """The ``astra`` command line. Thin: parses options and hands them to the package; no logic here.
 
-Each command group lives next to the code it drives (``<subpackage>/commands.py``) and is mounted here.
+Each command group is a module of this package, named after the package it drives, and is mounted here.
 """
 
 from __future__ import annotations
@@ -8,19 +8,19 @@ from __future__ import annotations
 import typer
 
 from astra_synth import __version__
-from astra_synth.arenas import commands as arenas_commands
+from astra_synth.cli import arenas as arenas_commands
+from astra_synth.cli import evaluation as eval_commands
+from astra_synth.cli import export as export_commands
+from astra_synth.cli import llm as llm_commands
+from astra_synth.cli import report as report_commands
+from astra_synth.cli import sandbox as sandbox_commands
+from astra_synth.cli import tools as tools_commands
+from astra_synth.cli import training as training_commands
+from astra_synth.cli import trajectories as trajectories_commands
+from astra_synth.cli.contamination import app as contamination_app
+from astra_synth.cli.demo import app as demo_app
+from astra_synth.cli.serve import app as serve_app
 from astra_synth.config import GlobalOptions
-from astra_synth.demo_command import app as demo_app
-from astra_synth.evaluation import commands as eval_commands
-from astra_synth.evaluation.contamination_command import app as contamination_app
-from astra_synth.evaluation.serve import app as serve_app
-from astra_synth.export import commands as export_commands
-from astra_synth.llm import commands as llm_commands
-from astra_synth.report import commands as report_commands
-from astra_synth.sandbox import commands as sandbox_commands
-from astra_synth.tools import commands as tools_commands
-from astra_synth.training import commands as training_commands
-from astra_synth.trajectories import commands as trajectories_commands
 
 app = typer.Typer(
     name="astra",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from astra_synth.cli import app
 from astra_synth.config import EndpointConfig, GlobalOptions, StrictModel
-from astra_synth.run_command import load_run_config
+from astra_synth.cli.run_options import load_run_config
 
 
 @pytest.mark.parametrize(

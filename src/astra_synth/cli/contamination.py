@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from astra_synth.evaluation.bfcl import BfclError
-from astra_synth.evaluation.contamination import (
+from astra_synth.firewall.contamination import (
     ContaminationConfig,
     ContaminationReport,
     Firewall,

@@ -2,7 +2,7 @@
 
 Training on near-copies of a benchmark inflates its score without teaching anything, so both exports (the SFT
 set and the arenas) pass through this check by default, and ``astra check-contamination`` runs it on any
-exported file. Each item is reduced to a :class:`~astra_synth.evaluation.benchmarks.Probe` (texts, tools,
+exported file. Each item is reduced to a :class:`~astra_synth.firewall.benchmarks.Probe` (texts, tools,
 calls) and compared with an index of the benchmark items (BFCL-v3 multi-turn from the pinned ``bfcl-eval``,
 plus τ²-bench / ACEBench / tool-doc files). Signals, and why each threshold is where it is:
 
@@ -51,7 +51,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.config import StrictModel, cache_root
 from astra_synth.errors import InputError
-from astra_synth.evaluation.benchmarks import (
+from astra_synth.firewall.benchmarks import (
     BenchmarkItem,
     BenchmarkSource,
     Call,

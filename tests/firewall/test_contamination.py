@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from astra_synth.arenas.records import Arena, ChatMessage, read_arenas, write_arenas
 from astra_synth.cli import app
 from astra_synth.evaluation import benchmarks
-from astra_synth.evaluation.benchmarks import (
+from astra_synth.firewall.benchmarks import (
     BenchmarkFormatError,
     BenchmarkItem,
     BenchmarkSource,
@@ -26,7 +26,7 @@ from astra_synth.evaluation.benchmarks import (
     load_bfcl_multi_turn,
 )
 from astra_synth.evaluation.bfcl import BFCL_EVAL_VERSION, ready_bfcl_venv
-from astra_synth.evaluation.contamination import (
+from astra_synth.firewall.contamination import (
     BenchmarkIndex,
     ContaminationConfig,
     Firewall,

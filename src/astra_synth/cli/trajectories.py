@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from astra_synth.errors import InputError
-from astra_synth.run_command import RetryRejectedOption, RunDirOption, load_run_config
+from astra_synth.cli.run_options import RetryRejectedOption, RunDirOption, load_run_config
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 
 app = typer.Typer(help="Pipeline A: SFT trajectories from tool docs.", no_args_is_help=True)

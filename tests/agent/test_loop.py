@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 from astra_synth.config import EndpointConfig
-from astra_synth.evaluation.agent import AgentConfig, ToolReply, parse_arguments, run_agent
+from astra_synth.agent.loop import AgentConfig, ToolReply, parse_arguments, run_agent
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.scripted import Reply, ScriptedLLM, error_reply, text_reply, tool_call_reply
+from astra_synth.testing.scripted import Reply, ScriptedLLM, error_reply, text_reply, tool_call_reply
 
 CAPITALS = {"France": "Paris", "Peru": "Lima"}
 TOOLS = [

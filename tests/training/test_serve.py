@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from astra_synth.evaluation.serve import parse_tool_calls
+from astra_synth.training.serve import parse_tool_calls
 from astra_synth.llm.local import free_port
 
 WEATHER = {

@@ -1,4 +1,4 @@
-"""``astra serve``: an OpenAI-compatible chat endpoint with tool calling for a transformers checkpoint.
+"""An OpenAI-compatible chat endpoint with tool calling for a transformers checkpoint.
 
 It lets a model trained by ``astra train`` (or the embedded one) be evaluated by the same commands as any
 endpoint (``astra eval arenas --base-url …``). The checkpoint's chat template renders ``tools`` (TRL's
@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import json_repair
-import typer
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -152,23 +151,6 @@ def build_app(chat: ChatModel) -> Starlette:
             Route("/v1/chat/completions", completions, methods=["POST"]),
         ]
     )
-
-
-app = typer.Typer()
-
-
-@app.command("serve")
-def serve(
-    model: str = typer.Option("embedded", "--model", help="Checkpoint folder, HF id, or 'embedded'."),
-    host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port", min=1, max=65535),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
-) -> None:
-    """Serve a transformers checkpoint as an OpenAI-compatible chat endpoint with tool calling."""
-    chat = ChatModel(model, max_new_tokens=max_new_tokens)
-    typer.echo(f"base_url: http://{host}:{port}/v1", err=False)
-    typer.echo(f"model: {chat.name}")
-    uvicorn.run(build_app(chat), host=host, port=port, log_level="warning")
 
 
 @contextmanager

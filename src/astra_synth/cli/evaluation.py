@@ -13,7 +13,7 @@ from rich.table import Table
 from astra_synth.arenas.records import read_arenas
 from astra_synth.config import EndpointConfig, GlobalOptions, load_config
 from astra_synth.errors import InputError
-from astra_synth.evaluation.agent import AgentConfig
+from astra_synth.agent.loop import AgentConfig
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, Summary, evaluate_arenas
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,

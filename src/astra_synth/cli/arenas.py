@@ -16,7 +16,7 @@ from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.validate import ValidationConfig, check_arena
 from astra_synth.errors import InputError
-from astra_synth.run_command import RetryRejectedOption, RunDirOption, load_run_config
+from astra_synth.cli.run_options import RetryRejectedOption, RunDirOption, load_run_config
 from astra_synth.sandbox import ExecutorKind, get_executor
 
 app = typer.Typer(help="Pipeline B: verifiable RL arenas from QA.", no_args_is_help=True)

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from astra_synth.llm.client import LLMCallError, LLMClient
-from astra_synth.llm.scripted import (
+from astra_synth.testing.scripted import (
     ScriptedLLM,
     hash_embedding,
     json_reply,

@@ -9,7 +9,7 @@ solving every sub-task with as few calls as possible. Decisions the paper leaves
   returns everything at once cannot buy several sub-tasks with one call and precision never exceeds 1.
 * ``match="result"`` (default): a call solves a sub-task when it is the sub-task's tool and its result equals
   the golden call's result — tools are deterministic, so this is exact. ``match="answer"``: the call's output
-  contains the normalised sub-answer (:func:`~astra_synth.training.answer_match.contains_answer`).
+  contains the normalised sub-answer (:func:`~astra_synth.arenas.answer_match.contains_answer`).
 * Sub-tasks that need no tool are left out by default; ``leaf_subtasks="final_message"`` counts them in
   recall when the final assistant message contains their answer. They never count in precision's numerator,
   so pasting answers without calling tools scores 0.
@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra_synth.runs.ids import canonical_json
-from astra_synth.training.answer_match import contains_answer, render
+from astra_synth.arenas.answer_match import contains_answer, render
 
 
 class RewardConfig(BaseModel):

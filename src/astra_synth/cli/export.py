@@ -9,7 +9,7 @@ import typer
 
 from astra_synth.export.card import DEFAULT_LICENSE
 from astra_synth.export.hf import export_hf
-from astra_synth.export.rundir import RunDirError
+from astra_synth.runs.rundir import RunDirError
 
 app = typer.Typer(help="Publish a finished run (dataset card + Hugging Face layout).", no_args_is_help=True)
 

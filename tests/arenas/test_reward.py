@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from astra_synth.training.answer_match import contains_answer, normalise
-from astra_synth.training.reward import ExecutedCall, RewardConfig, SubTaskTarget, f1_reward
+from astra_synth.arenas.answer_match import contains_answer, normalise
+from astra_synth.arenas.reward import ExecutedCall, RewardConfig, SubTaskTarget, f1_reward
 
 ANSWER = RewardConfig(match="answer")
 

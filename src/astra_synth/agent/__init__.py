@@ -1,0 +1,1 @@
+"""The episode core: typed chat records, the one tool-call parser, the one agent loop."""

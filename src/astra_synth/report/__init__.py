@@ -1,0 +1,1 @@
+"""The static HTML report: run overview, funnel, trajectory and arena viewers."""

@@ -1,0 +1,1 @@
+"""A documented test kit: a scripted OpenAI-compatible server (fault injection, scripted answers)."""
