@@ -27,17 +27,17 @@ from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig
-from astra_synth.training.episodes import EpisodeRunner, EpisodeSettings
-from astra_synth.training.grpo import RLSettings, run_rl
+from astra_synth.training.episodes import EpisodeRunner, EpisodeConfig
+from astra_synth.training.grpo import RLConfig, run_rl
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer, resolve_model
-from astra_synth.training.sft import SFTSettings, run_sft
+from astra_synth.training.sft import SFTConfig, run_sft
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "arenas.sample.jsonl"
 
 
 def heldout_f1(
-    model_path: str, arenas: list[Arena], executor: ToolExecutor, episode: EpisodeSettings
+    model_path: str, arenas: list[Arena], executor: ToolExecutor, episode: EpisodeConfig
 ) -> float:
     """Mean F1 of one greedy episode per arena."""
     import torch
@@ -88,7 +88,7 @@ def main() -> None:
     held, train = arenas[: args.heldout], arenas[args.heldout :]
     if args.quick:  # the shortest conversations keep a CPU smoke run to minutes
         train = sorted(train, key=lambda a: len(a.model_dump_json()))[:2]
-    episode = EpisodeSettings(
+    episode = EpisodeConfig(
         max_turns=args.max_turns,
         max_new_tokens=args.max_new_tokens,
         max_completion_tokens=args.max_completion,
@@ -104,7 +104,7 @@ def main() -> None:
         sft = run_sft(
             [golden],
             work / "sft",
-            SFTSettings(
+            SFTConfig(
                 model=resolve_model(args.model),
                 epochs=args.sft_epochs,
                 learning_rate=args.sft_lr,
@@ -121,7 +121,7 @@ def main() -> None:
             train,
             executor,
             work / "rl",
-            RLSettings(
+            RLConfig(
                 model=str(sft.out),
                 max_steps=args.rl_steps,
                 group_size=args.group_size,

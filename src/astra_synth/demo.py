@@ -30,8 +30,8 @@ from astra_synth.llm.client import LLMClient
 from astra_synth.report.pages import write_report
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox import get_executor
-from astra_synth.training.grpo import RLSettings, run_rl
-from astra_synth.training.sft import SFTSettings, run_sft
+from astra_synth.training.grpo import RLConfig, run_rl
+from astra_synth.training.sft import SFTConfig, run_sft
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -43,8 +43,8 @@ class DemoConfig(StrictModel):
     sample_arenas: Path = Field(description="Hand-written arenas that join the synthesized ones.")
     heldout: int = Field(default=4, ge=1, description="Arenas kept out of training for evaluation.")
     seed: int = 0
-    sft: SFTSettings = Field(default_factory=SFTSettings)
-    rl: RLSettings = Field(default_factory=RLSettings)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
     eval: ArenaEvalConfig = Field(default_factory=ArenaEvalConfig)
 
     @field_validator("sample_arenas")

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from astra_synth.config import StrictModel
+
 from astra_synth.runs.jsonl import write_json_atomic
 
 
@@ -25,10 +27,8 @@ class VenvError(RuntimeError):
     """A venv could not be built or a step in it failed; the message says which step and shows its output."""
 
 
-class PinnedVenv(BaseModel):
+class PinnedVenv(StrictModel):
     """A ready venv: the marker file written after a successful install."""
-
-    model_config = ConfigDict(extra="forbid")
 
     schema_version: int = 1
     root: Path

@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from astra_synth.arenas.build import BuildArena
+from astra_synth.arenas.arena_check import ArenaCheckStage
 from astra_synth.arenas.instance import SubQuestion
-from astra_synth.arenas.merge import ArenaTool, MergedInstance, MergeTools, rename_function, unique_names
+from astra_synth.arenas.merge import ArenaTool, MergedInstance, MergeStage, rename_function, unique_names
 from astra_synth.arenas.records import GoldenCall
-from astra_synth.arenas.synthesize import SynthesizedTool, ToolDocDraft, ToolInstance
+from astra_synth.arenas.tool_synthesis import SynthesizedTool, ToolDocDraft, ToolInstance
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.testing.scripted import ScriptedLLM, json_reply
@@ -124,7 +124,7 @@ async def test_merge_inserts_then_builds_a_replayable_arena(
     scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
 ) -> None:
     script_merge(scripted_llm, code({"Aurora": 150, "Casa Azul": 95, "Other Inn": 60}))
-    merged = await MergeTools().process(instance(), ctx(llm, sandbox))
+    merged = await MergeStage().process(instance(), ctx(llm, sandbox))
     assert len(merged.arena_tools) == 1
     only = merged.arena_tools[0]
     assert only.merged and set(only.calls) == {"q1", "q2"}
@@ -133,7 +133,7 @@ async def test_merge_inserts_then_builds_a_replayable_arena(
     insert = next(r for r in scripted_llm.chat_requests() if "Extend ONLY" in r["messages"][0]["content"])
     assert "150 EUR" in insert["messages"][0]["content"] and "95 EUR" in insert["messages"][0]["content"]
 
-    arena = await BuildArena(model="scripted", run_id="r1").process(merged, ctx(None, sandbox))
+    arena = await ArenaCheckStage(model="scripted", run_id="r1").process(merged, ctx(None, sandbox))
     assert arena.report is not None and arena.report.passed and arena.report.replay_ok
     assert max(arena.report.probe_rewards.values()) <= 0.1
     assert [s.needs_tool for s in arena.subtasks] == [True, True, False]
@@ -144,11 +144,11 @@ async def test_a_member_that_cannot_be_inserted_keeps_its_own_tool(
     scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
 ) -> None:
     script_merge(scripted_llm, code({"Other Inn": 60}))  # loses both answers: every insertion fails
-    merged = await MergeTools().process(instance(), ctx(llm, sandbox))
+    merged = await MergeStage().process(instance(), ctx(llm, sandbox))
     names = sorted(t.spec.name for t in merged.arena_tools)
     assert names == ["get_hotel_rate", "get_hotel_rate_2"]  # unmerged twins get unique names
     assert any("could not be inserted" in line for line in merged.merge_log)
-    arena = await BuildArena(model="scripted", run_id="r1").process(merged, ctx(None, sandbox))
+    arena = await ArenaCheckStage(model="scripted", run_id="r1").process(merged, ctx(None, sandbox))
     assert arena.report is not None and arena.report.passed
 
 
@@ -162,7 +162,7 @@ async def test_build_drops_an_arena_that_does_not_replay(sandbox: ToolExecutor) 
     )
     merged = MergedInstance(**inst.model_dump(), arena_tools=[broken, ok])
     with pytest.raises(Rejection) as exc:
-        await BuildArena(model="m", run_id="r").process(merged, ctx(None, sandbox))
+        await ArenaCheckStage(model="m", run_id="r").process(merged, ctx(None, sandbox))
     assert exc.value.reason == "arena_check_failed" and "golden_output[q1]" in exc.value.detail
 
 

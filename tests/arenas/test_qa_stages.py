@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from astra_synth.arenas.generate import GenerateQA
+from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.instance import QAInstance
-from astra_synth.arenas.necessity import ToolNecessity
+from astra_synth.arenas.tool_necessity import ToolNecessityStage
 from astra_synth.arenas.seeds import QASeed
-from astra_synth.arenas.verify import Verify, percentile, select_by_percentile
+from astra_synth.arenas.verify import VerifyStage, percentile, select_by_percentile
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
@@ -76,7 +76,7 @@ def seed(**kw: Any) -> QASeed:
 
 async def generated(scripted_llm: ScriptedLLM, llm: LLMClient) -> QAInstance:
     scripted_llm.on(GEN, json_reply(GOOD_QA))
-    return await GenerateQA().process(seed(), ctx(llm, "qa_generate"))
+    return await QaGenerateStage().process(seed(), ctx(llm, "qa_generate"))
 
 
 async def test_generate_builds_ids_parents_and_derived_type(
@@ -103,7 +103,7 @@ async def test_generate_reasks_an_invalid_graph_with_the_problem(
         ],
     }
     scripted_llm.on(GEN, json_reply(cyclic), json_reply(GOOD_QA))
-    inst = await GenerateQA().process(seed(), ctx(llm, "qa_generate"))
+    inst = await QaGenerateStage().process(seed(), ctx(llm, "qa_generate"))
     assert len(inst.sub_questions) == 3
     reask = scripted_llm.chat_requests()[1]["messages"][-1]["content"]
     assert "dependency cycle" in reask
@@ -112,18 +112,18 @@ async def test_generate_reasks_an_invalid_graph_with_the_problem(
 async def test_generate_rejects_garbage_and_bad_hop_budget(scripted_llm: ScriptedLLM, llm: LLMClient) -> None:
     scripted_llm.on(GEN, invalid_json_reply())
     with pytest.raises(Rejection) as exc:
-        await GenerateQA(max_reasks=1).process(seed(), ctx(llm, "qa_generate"))
+        await QaGenerateStage(max_reasks=1).process(seed(), ctx(llm, "qa_generate"))
     assert exc.value.reason == "structured_output_invalid"
     scripted_llm.reset()
     scripted_llm.on(GEN, json_reply(GOOD_QA))
     with pytest.raises(Rejection) as exc:
-        await GenerateQA().process(seed(min_hops=4, max_hops=5), ctx(llm, "qa_generate"))
+        await QaGenerateStage().process(seed(min_hops=4, max_hops=5), ctx(llm, "qa_generate"))
     assert exc.value.reason == "hop_budget"
 
 
 async def test_chinese_seed_uses_the_chinese_prompt(scripted_llm: ScriptedLLM, llm: LLMClient) -> None:
     scripted_llm.on("你为训练会调用工具的助手", json_reply(GOOD_QA))
-    inst = await GenerateQA().process(seed(language="zh", domain="出行"), ctx(llm, "qa_generate"))
+    inst = await QaGenerateStage().process(seed(language="zh", domain="出行"), ctx(llm, "qa_generate"))
     assert inst.language == "zh"
 
 
@@ -135,7 +135,7 @@ async def test_necessity_sets_decisions_by_id(scripted_llm: ScriptedLLM, llm: LL
     inst = await generated(scripted_llm, llm)
     # listed out of order on purpose: matching is by id, not position
     scripted_llm.on(NEC, json_reply(decisions(("q3", False), ("q1", True), ("q2", True))))
-    out = await ToolNecessity().process(inst, ctx(llm, "tool_necessity"))
+    out = await ToolNecessityStage().process(inst, ctx(llm, "tool_necessity"))
     assert [s.needs_tool for s in out.sub_questions] == [True, True, False]
     schema = scripted_llm.chat_requests()[-1]["response_format"]["schema"]
     assert schema["properties"]["decisions"]["minItems"] == 3
@@ -145,7 +145,7 @@ async def test_necessity_enforces_legitimacy(scripted_llm: ScriptedLLM, llm: LLM
     inst = await generated(scripted_llm, llm)
     scripted_llm.on(NEC, json_reply(decisions(("q1", False), ("q2", True), ("q3", True))))
     with pytest.raises(Rejection) as exc:
-        await ToolNecessity().process(inst, ctx(llm, "tool_necessity"))
+        await ToolNecessityStage().process(inst, ctx(llm, "tool_necessity"))
     assert exc.value.reason == "illegitimate" and "'q1'" in exc.value.detail
 
 
@@ -155,7 +155,7 @@ async def test_necessity_reasks_duplicates_then_fails_closed(
     inst = await generated(scripted_llm, llm)
     scripted_llm.on(NEC, json_reply(decisions(("q1", True), ("q1", True), ("q2", True))))
     with pytest.raises(Rejection) as exc:
-        await ToolNecessity(max_reasks=1).process(inst, ctx(llm, "tool_necessity"))
+        await ToolNecessityStage(max_reasks=1).process(inst, ctx(llm, "tool_necessity"))
     assert exc.value.reason == "structured_output_invalid"
     assert "more than once" in scripted_llm.chat_requests()[-1]["messages"][-1]["content"]
 
@@ -170,7 +170,7 @@ async def test_verify_scores_the_four_dimensions(scripted_llm: ScriptedLLM, llm:
     scripted_llm.on(ATOM, json_reply(verdicts({"q1": True, "q2": True, "q3": True})))
     scripted_llm.on(SEQ, json_reply(verdicts({"q1": True, "q2": False, "q3": True})))
     scripted_llm.on(COMP, json_reply({"requirements": ["price"], "complete": False, "reason": "no total"}))
-    out = await Verify().process(inst, ctx(llm, "verify"))
+    out = await VerifyStage().process(inst, ctx(llm, "verify"))
     v = out.verification
     assert v is not None
     assert v.dependency_consistency == pytest.approx(2 / 3)
@@ -187,7 +187,7 @@ async def test_verify_fails_closed_on_an_unparseable_judge(scripted_llm: Scripte
     scripted_llm.on(SEQ, json_reply(verdicts({"q1": True, "q2": True, "q3": True})))
     scripted_llm.on(COMP, json_reply({"complete": True}))
     with pytest.raises(Rejection) as exc:
-        await Verify(max_reasks=1).process(inst, ctx(llm, "verify"))
+        await VerifyStage(max_reasks=1).process(inst, ctx(llm, "verify"))
     assert exc.value.reason == "judge_error:atomicity"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from astra_synth.tools.astra_format import import_server_file
-from astra_synth.tools.normalize import FilterPolicy
+from astra_synth.tools.normalize import FilterConfig
 from astra_synth.tools.spec import EmulatedTransport, HttpTransport, ServerRecord, ToolSpec
 
 TOOLS = [
@@ -57,7 +57,7 @@ def test_both_astra_variants_and_our_shape(tmp_path: Path) -> None:
             ours.model_dump_json(),
         ],
     )  # fmt: skip
-    result = import_server_file(path, FilterPolicy())
+    result = import_server_file(path, FilterConfig())
     one, two, mine = result.servers
     assert (one.id, one.title, one.domain, one.description) == (
         "shop-one",
@@ -92,7 +92,7 @@ def test_bad_lines_are_rejected_with_file_line_and_field(tmp_path: Path) -> None
             json.dumps(_astra("tiny", {}, TOOLS[:1])),
         ],
     )
-    result = import_server_file(path, FilterPolicy())
+    result = import_server_file(path, FilterConfig())
     assert [s.id for s in result.servers] == ["good-shop"]
     by_line = {r.source.split(":")[-1].split(" ")[0]: r for r in result.rejects}
     assert by_line["2"].reason == "invalid_record" and "invalid JSON" in by_line["2"].detail
@@ -113,6 +113,6 @@ def test_smithery_and_missing_call_info_are_emulated(tmp_path: Path) -> None:
             json.dumps(_astra("bare", {})),
         ],
     )
-    smithery, bare = import_server_file(path, FilterPolicy()).servers
+    smithery, bare = import_server_file(path, FilterConfig()).servers
     assert isinstance(smithery.transport, EmulatedTransport) and "smithery" in smithery.source
     assert isinstance(bare.transport, EmulatedTransport) and "no call_info" in bare.source

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from astra_synth.tools.mcp import McpCallError, McpSession, import_live, stdio_parameters
-from astra_synth.tools.normalize import FilterPolicy
+from astra_synth.tools.normalize import FilterConfig
 from astra_synth.tools.spec import HttpTransport, ServerRecord, StdioTransport
 
 
@@ -32,7 +32,7 @@ async def test_time_server_has_two_tools_so_it_is_dropped_with_a_reason(time_std
 
 
 async def test_time_server_is_kept_with_a_lower_minimum(time_stdio: StdioTransport) -> None:
-    result = await import_live(time_stdio, domain="time", policy=FilterPolicy(min_tools=2))
+    result = await import_live(time_stdio, domain="time", policy=FilterConfig(min_tools=2))
     [server] = result.servers
     assert result.rejects == []
     assert server.id == "mcp-time" and server.domain == "time"

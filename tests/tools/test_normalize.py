@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from astra_synth.tools.normalize import (
-    FilterPolicy,
+    FilterConfig,
     RawServer,
     RawTool,
     description_problem,
@@ -18,7 +18,7 @@ from astra_synth.tools.normalize import (
 from astra_synth.tools.spec import EmulatedTransport, ToolSpec
 
 GOOD = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-POLICY = FilterPolicy()
+POLICY = FilterConfig()
 
 
 def _tool(
@@ -112,7 +112,7 @@ def test_server_filter_records_every_drop_and_the_minimum() -> None:
         ("d_tool", "unmappable_schema"),
         (None, "too_few_tools"),
     ]
-    kept = filter_server(_server(tools), FilterPolicy(min_tools=2))
+    kept = filter_server(_server(tools), FilterConfig(min_tools=2))
     [server] = kept.servers
     assert [t.name for t in server.tools] == ["a_tool", "b_tool"]
     assert server.title == "Weather" and server.domain == "weather"

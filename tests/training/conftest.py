@@ -53,12 +53,12 @@ def sft_result(
 ) -> SFTResult:
     """A few SFT steps on golden conversations; GRPO tests start from it so the policy calls tools."""
     from astra_synth.arenas.golden import golden_example
-    from astra_synth.training.sft import SFTSettings, run_sft
+    from astra_synth.training.sft import SFTConfig, run_sft
 
     work = tmp_path_factory.mktemp("sft")
     data = work / "golden.jsonl"
     data.write_text("".join(golden_example(a, executor).model_dump_json() + "\n" for a in short_arenas))
-    settings = SFTSettings(
+    settings = SFTConfig(
         model=str(embedded_model),
         max_steps=SFT_STEPS,
         learning_rate=3e-4,

@@ -11,10 +11,10 @@ from astra_synth.arenas.records import Arena
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig
-from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeSettings
+from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeConfig
 from astra_synth.training.grpo import (
     ArenaRollouts,
-    RLSettings,
+    RLConfig,
     RolloutState,
     arena_f1,
     rollout_state_path,
@@ -41,7 +41,7 @@ def _episode(reward: float) -> Episode:
 def test_masked_groups_carry_no_loss_tokens(
     embedded_model: Path, short_arenas: list[Arena], executor: ToolExecutor
 ) -> None:
-    settings = RLSettings(group_size=2, groups_per_device=2)
+    settings = RLConfig(group_size=2, groups_per_device=2)
     rollouts = ArenaRollouts(
         short_arenas, executor, EpisodeRunner(load_tokenizer(str(embedded_model))), settings, None, None
     )
@@ -75,7 +75,7 @@ def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
 ) -> None:
     def rollouts() -> ArenaRollouts:
         runner = EpisodeRunner(load_tokenizer(str(embedded_model)))
-        return ArenaRollouts(short_arenas, executor, runner, RLSettings(seed=7), None, None)
+        return ArenaRollouts(short_arenas, executor, runner, RLConfig(seed=7), None, None)
 
     first = rollouts()
     first._rng.random()  # some draws already happened
@@ -97,13 +97,13 @@ def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
 def test_grpo_steps_through_the_sandbox_then_resume(
     sft_result: SFTResult, short_arenas: list[Arena], executor: ToolExecutor, tmp_path: Path
 ) -> None:
-    settings = RLSettings(
+    settings = RLConfig(
         model=str(sft_result.out),
         max_steps=1,
         group_size=2,
         groups_per_device=2,
         learning_rate=1e-5,
-        episode=EpisodeSettings(max_turns=2, max_new_tokens=64, max_completion_tokens=200),
+        episode=EpisodeConfig(max_turns=2, max_new_tokens=64, max_completion_tokens=200),
         distractors=DistractorConfig(k_per_band=1),
         fill=FillConfig(max_rolls=1),  # extra rolls are covered by test_batching; keep CPU steps short
         save_steps=1,

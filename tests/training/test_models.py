@@ -7,7 +7,7 @@ from pathlib import Path
 
 from astra_synth.training.models import (
     EMBEDDED,
-    LoraSettings,
+    LoraConfig,
     embedded_checkpoint,
     load_tokenizer,
     lora_config,
@@ -60,5 +60,5 @@ def test_template_renders_tools_and_parses_a_tool_call(embedded_model: Path) -> 
 
 def test_lora_is_optional() -> None:
     assert lora_config(None) is None
-    config = lora_config(LoraSettings(r=4))
+    config = lora_config(LoraConfig(r=4))
     assert config.r == 4 and config.task_type == "CAUSAL_LM"

@@ -11,7 +11,7 @@ from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.training.episodes import EpisodeRunner, EpisodeSettings
+from astra_synth.training.episodes import EpisodeRunner, EpisodeConfig
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer
 from astra_synth.training.sft import SFTResult, read_sft_rows, to_trl_row
@@ -57,7 +57,7 @@ def test_sft_lowers_loss_and_the_model_emits_a_tool_call(
     model = AutoModelForCausalLM.from_pretrained(sft_result.out, dtype=torch.float32)
     runner = EpisodeRunner(
         load_tokenizer(str(sft_result.out)),
-        EpisodeSettings(max_turns=1, max_new_tokens=80, max_completion_tokens=96, temperature=0),
+        EpisodeConfig(max_turns=1, max_new_tokens=80, max_completion_tokens=96, temperature=0),
     )
     episodes = runner.play(model, [(ArenaEnv(a, executor), None) for a in short_arenas])
     called = []

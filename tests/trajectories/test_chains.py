@@ -9,7 +9,7 @@ import pytest
 from astra_synth.errors import Rejection
 from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
-from astra_synth.trajectories.chains import ChainsConfig, ChainVerifyStage
+from astra_synth.trajectories.chains import ChainsConfig, ChainsStage
 from astra_synth.trajectories.records import ChainSeed
 
 from .conftest import ContextFactory
@@ -48,7 +48,7 @@ async def test_a_sound_chain_passes_every_check(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     _script_passing(scripted_llm)
-    out = await ChainVerifyStage().process(_seed(notes_server), make_ctx("chains"))
+    out = await ChainsStage().process(_seed(notes_server), make_ctx("chains"))
     v = out.verification
     assert v is not None
     assert [(p.step, p.parameter) for p in v.dataflow] == [
@@ -66,11 +66,11 @@ async def test_unknown_tool_is_rejected_before_any_llm_call(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     with pytest.raises(Rejection, match=r"chain_structure.*unknown tools"):
-        await ChainVerifyStage().process(
+        await ChainsStage().process(
             _seed(notes_server, ["search_notes", "delete_all"]), make_ctx("chains")
         )
     with pytest.raises(Rejection, match=r"chain_structure.*length"):
-        await ChainVerifyStage(ChainsConfig(max_len=2)).process(_seed(notes_server), make_ctx("chains"))
+        await ChainsStage(ChainsConfig(max_len=2)).process(_seed(notes_server), make_ctx("chains"))
     assert scripted_llm.chat_requests() == []
 
 
@@ -93,7 +93,7 @@ async def test_dataflow_failures_reject(
 ) -> None:
     _script_passing(scripted_llm, flow=flow)
     with pytest.raises(Rejection, match=f"chain_dataflow.*{reason}"):
-        await ChainVerifyStage().process(_seed(notes_server), make_ctx("chains"))
+        await ChainsStage().process(_seed(notes_server), make_ctx("chains"))
 
 
 async def test_garbage_dataflow_judge_rejects(
@@ -101,7 +101,7 @@ async def test_garbage_dataflow_judge_rejects(
 ) -> None:
     scripted_llm.on(DATAFLOW, invalid_json_reply())
     with pytest.raises(Rejection, match="structured_output_invalid"):
-        await ChainVerifyStage().process(_seed(notes_server), make_ctx("chains"))
+        await ChainsStage().process(_seed(notes_server), make_ctx("chains"))
 
 
 async def test_vote_needs_a_majority_and_garbage_votes_count_against(
@@ -113,7 +113,7 @@ async def test_vote_needs_a_majority_and_garbage_votes_count_against(
     yes = json_reply({"is_valid": True, "task": "t"})
     scripted_llm.on(VOTE, yes, invalid_json_reply())  # samples 2 and 3: garbage on every (re-)ask
     with pytest.raises(Rejection, match=r"chain_vote: 1/3"):
-        await ChainVerifyStage().process(_seed(notes_server), make_ctx("chains"))
+        await ChainsStage().process(_seed(notes_server), make_ctx("chains"))
 
 
 async def test_back_translation_must_recover_the_same_ordered_chain(
@@ -122,15 +122,15 @@ async def test_back_translation_must_recover_the_same_ordered_chain(
     scripted_llm.on(BACK, json_reply({"plan": "p", "chain": ["search_notes", "share_note", "read_note"]}))
     _script_passing(scripted_llm)
     with pytest.raises(Rejection, match=r"chain_back_translation: 0/1"):
-        await ChainVerifyStage().process(_seed(notes_server), make_ctx("chains"))
+        await ChainsStage().process(_seed(notes_server), make_ctx("chains"))
 
 
 async def test_checks_can_be_switched_off_and_server_only_seeds_pass(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     off = ChainsConfig(dataflow=False, vote_samples=0, back_translation_rounds=0)
-    out = await ChainVerifyStage(off).process(_seed(notes_server), make_ctx("chains"))
+    out = await ChainsStage(off).process(_seed(notes_server), make_ctx("chains"))
     assert out.verification is not None and out.verification.votes_total == 0
     server_only = ChainSeed(server=notes_server, origin="server_only", num_tools=2)
-    assert await ChainVerifyStage().process(server_only, make_ctx("chains")) == server_only
+    assert await ChainsStage().process(server_only, make_ctx("chains")) == server_only
     assert scripted_llm.chat_requests() == []

@@ -13,7 +13,7 @@ from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_r
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.graph import (
     GraphConfig,
-    ToolGraphStage,
+    GraphStage,
     build_graph,
     random_walk,
     sample_walks,
@@ -86,7 +86,7 @@ async def test_stage_drops_chains_with_unknown_tools_without_splicing(
             _proposals(["search_notes", "fetch_everything", "share_note"], ["search_notes", "read_note"])
         ),
     )
-    stage = ToolGraphStage(GraphConfig(max_walks_per_server=10, server_only_tool_counts=[2]))
+    stage = GraphStage(GraphConfig(max_walks_per_server=10, server_only_tool_counts=[2]))
     seeds = await stage.process(notes_server, make_ctx("graph"))
     chains = [s.chain for s in seeds if s.origin != "server_only"]
     assert ["search_notes", "read_note"] in chains
@@ -110,7 +110,7 @@ async def test_stage_caps_seeds_and_keeps_server_only_seeds_once(
             )
         ),
     )
-    stage = ToolGraphStage(GraphConfig(max_walks_per_server=4))
+    stage = GraphStage(GraphConfig(max_walks_per_server=4))
     seeds = await stage.process(notes_server, make_ctx("graph"))
     chain_seeds = [s for s in seeds if s.origin != "server_only"]
     assert len(chain_seeds) == 4
@@ -125,13 +125,13 @@ async def test_garbage_proposals_leave_only_server_only_seeds(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     scripted_llm.on("Propose up to", invalid_json_reply())
-    seeds = await ToolGraphStage().process(notes_server, make_ctx("graph"))
+    seeds = await GraphStage().process(notes_server, make_ctx("graph"))
     assert {s.origin for s in seeds} == {"server_only"}
     with pytest.raises(Rejection, match="no_chains"):
-        await ToolGraphStage(GraphConfig(server_only_tool_counts=[])).process(notes_server, make_ctx("graph"))
+        await GraphStage(GraphConfig(server_only_tool_counts=[])).process(notes_server, make_ctx("graph"))
 
 
 async def test_small_servers_are_rejected(make_ctx: ContextFactory, notes_server: ServerRecord) -> None:
     small = notes_server.model_copy(update={"tools": notes_server.tools[:2]})
     with pytest.raises(Rejection, match="too_few_tools"):
-        await ToolGraphStage().process(small, make_ctx("graph"))
+        await GraphStage().process(small, make_ctx("graph"))

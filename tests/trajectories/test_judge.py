@@ -12,7 +12,7 @@ from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.judge import (
     DIMENSIONS,
     JudgeConfig,
-    TrajectoryJudgeStage,
+    JudgeStage,
     language_of,
     later_rounds,
     unseen_urls,
@@ -57,7 +57,7 @@ async def test_a_good_trajectory_scores_one_on_every_dimension(
     _script(scripted_llm)
     trajectory = make_trajectory(notes_server)
     assert later_rounds(trajectory.messages) == [4]
-    out = await TrajectoryJudgeStage().process(trajectory, make_ctx("judge"))
+    out = await JudgeStage().process(trajectory, make_ctx("judge"))
     assert out.judge.overall == 1.0
     scored = {d: (r.status, r.score) for d, r in out.judge.dimensions.items()}
     assert scored == dict.fromkeys(DIMENSIONS, ("scored", 1.0))
@@ -74,7 +74,7 @@ async def test_failed_call_scores_zero_and_partial_single_call_plan_is_zero(
         tcp=json_reply({"rounds": [{"id": "r4", "verdict": "partial"}]}),
         fa=json_reply({"correctness": "partial", "summary": "pass"}),
     )
-    lenient = TrajectoryJudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
+    lenient = JudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
     out = await lenient.process(make_trajectory(notes_server), make_ctx("judge"))
     dims = {d: r.score for d, r in out.judge.dimensions.items()}
     assert dims["tool_call_status"] == 0.5  # paper: 1 of 2 calls succeeded (the authors' code gave 0.75)
@@ -82,9 +82,9 @@ async def test_failed_call_scores_zero_and_partial_single_call_plan_is_zero(
     assert dims["final_answer"] == 0.75
     assert out.judge.overall == pytest.approx((1 + 1 + 1 + 0 + 0.5 + 1 + 0.75) / 7, abs=1e-4)
     with pytest.raises(Rejection, match="judge_below_threshold"):
-        await TrajectoryJudgeStage().process(make_trajectory(notes_server), make_ctx("judge"))
+        await JudgeStage().process(make_trajectory(notes_server), make_ctx("judge"))
     with pytest.raises(Rejection, match="judge_zero_dimension"):
-        await TrajectoryJudgeStage(JudgeConfig(threshold=0.5)).process(
+        await JudgeStage(JudgeConfig(threshold=0.5)).process(
             make_trajectory(notes_server), make_ctx("judge")
         )
 
@@ -103,7 +103,7 @@ async def test_an_unusable_judge_answer_rejects_never_scores(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord, override: dict[str, Any]
 ) -> None:
     _script(scripted_llm, **override)
-    stage = TrajectoryJudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
+    stage = JudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
     with pytest.raises(Rejection, match=f"judge_error.*{_dimension(next(iter(override)))}"):
         await stage.process(make_trajectory(notes_server), make_ctx("judge"))
 
@@ -122,7 +122,7 @@ async def test_language_mismatch_and_made_up_urls_are_caught_without_the_judge(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     _script(scripted_llm)
-    stage = TrajectoryJudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
+    stage = JudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
     chinese = await stage.process(
         make_trajectory(notes_server, "你的笔记写着：预订电车游览。"), make_ctx("judge")
     )
@@ -146,7 +146,7 @@ async def test_single_round_trajectory_has_not_applicable_context_dimensions(
     short = full.model_copy(
         update={"messages": [*full.messages[:4], {"role": "assistant", "content": "It is n7."}]}
     )
-    out = await TrajectoryJudgeStage().process(short, make_ctx("judge"))
+    out = await JudgeStage().process(short, make_ctx("judge"))
     statuses = {d: r.status for d, r in out.judge.dimensions.items()}
     assert statuses["tool_context_understanding"] == statuses["tool_context_planning"] == "not_applicable"
     assert out.judge.overall == 1.0
@@ -158,14 +158,14 @@ async def test_incomplete_rollouts_and_tool_free_answers_are_rejected_unjudged(
 ) -> None:
     full = make_trajectory(notes_server)
     with pytest.raises(Rejection, match="rollout_incomplete"):
-        await TrajectoryJudgeStage().process(full.model_copy(update={"status": "timeout"}), make_ctx("judge"))
+        await JudgeStage().process(full.model_copy(update={"status": "timeout"}), make_ctx("judge"))
     twice = make_trajectory(notes_server)
     twice.messages[4]["tool_calls"][0]["id"] = "c1"
     with pytest.raises(Rejection, match="duplicate_call_ids"):
-        await TrajectoryJudgeStage().process(twice, make_ctx("judge"))
+        await JudgeStage().process(twice, make_ctx("judge"))
     chat_only = full.model_copy(
         update={"messages": [*full.messages[:2], {"role": "assistant", "content": "Hi"}]}
     )
     with pytest.raises(Rejection, match="no_tool_calls"):
-        await TrajectoryJudgeStage().process(chat_only, make_ctx("judge"))
+        await JudgeStage().process(chat_only, make_ctx("judge"))
     assert scripted_llm.chat_requests() == []

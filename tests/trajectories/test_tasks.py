@@ -10,7 +10,7 @@ from astra_synth.errors import Rejection
 from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.records import ChainSeed, ChainVerification
-from astra_synth.trajectories.tasks import TaskGenConfig, TaskGenerateStage, clean_question, names_a_tool
+from astra_synth.trajectories.tasks import TaskGenConfig, TasksStage, clean_question, names_a_tool
 
 from .conftest import ContextFactory
 
@@ -39,7 +39,7 @@ async def test_chain_seed_gives_chain_tasks_with_the_verified_hint(
         num_tools=2,
         verification=ChainVerification(implied_task="Look up a note and open it"),
     )
-    tasks = await TaskGenerateStage().process(seed, make_ctx("tasks"))
+    tasks = await TasksStage().process(seed, make_ctx("tasks"))
     assert [t.question for t in tasks] == ["Find my note about Lisbon and show it to me."]  # 2nd names a tool
     task = tasks[0]
     assert (task.mode, task.target_tools, task.chain, task.chain_origin) == ("chain", CHAIN, CHAIN, "walk")
@@ -58,7 +58,7 @@ async def test_server_only_tasks_need_the_requested_number_of_known_tools(
         json_reply({"target_tools": ["search_notes", "share_note"], "question": "Send Bo my gym plan."}),
     )
     seed = ChainSeed(server=notes_server, origin="server_only", num_tools=2)
-    tasks = await TaskGenerateStage(TaskGenConfig(samples=2)).process(seed, make_ctx("tasks"))
+    tasks = await TasksStage(TaskGenConfig(samples=2)).process(seed, make_ctx("tasks"))
     schema = scripted_llm.chat_requests()[0]["response_format"]["json_schema"]["schema"]
     assert "erase_disk" not in json.dumps(schema) and "share_note" in json.dumps(schema)
     assert [(t.mode, t.question, t.target_tools) for t in tasks] == [
@@ -72,4 +72,4 @@ async def test_no_usable_sample_rejects(
     scripted_llm.on("exactly these", invalid_json_reply())
     seed = ChainSeed(server=notes_server, origin="proposed", chain=CHAIN, num_tools=2)
     with pytest.raises(Rejection, match="no_valid_task"):
-        await TaskGenerateStage(TaskGenConfig(samples=1)).process(seed, make_ctx("tasks"))
+        await TasksStage(TaskGenConfig(samples=1)).process(seed, make_ctx("tasks"))

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.sandbox.executor import ToolExecutor
@@ -39,10 +41,8 @@ def play_golden(env: ArenaEnv) -> list[dict[str, Any]]:
     return messages
 
 
-class SFTExample(BaseModel):
+class SFTExample(StrictModel):
     """One OpenAI-format conversation with its tools (tool-call arguments are JSON strings)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]

@@ -12,13 +12,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 ScenarioType = Literal["single-hop", "parallel-single-hop", "multi-hop", "parallel-multi-hop"]
 Language = Literal["en", "zh"]
 
 
-class SubQuestion(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SubQuestion(StrictModel):
     id: str = Field(min_length=1, description="Stable id, unique within the instance (e.g. 'q1').")
     question: str = Field(min_length=1)
     answer: str = Field(min_length=1)
@@ -134,10 +134,8 @@ def legitimacy_problems(subs: list[SubQuestion]) -> list[str]:
     return problems
 
 
-class Verification(BaseModel):
+class Verification(StrictModel):
     """The paper's quality score QS = mean of four dimensions, each in [0, 1], with the judges' reasons."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dependency_consistency: float = Field(ge=0, le=1)
     atomicity: float = Field(ge=0, le=1)
@@ -152,10 +150,8 @@ class Verification(BaseModel):
         ) / 4
 
 
-class QAInstance(BaseModel):
+class QAInstance(StrictModel):
     """A verified-or-not decomposition of one main question, as it flows through arena synthesis."""
-
-    model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
     language: Language

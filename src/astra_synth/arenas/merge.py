@@ -18,11 +18,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance
-from astra_synth.arenas.necessity import render_subs
+from astra_synth.arenas.tool_necessity import render_subs
 from astra_synth.arenas.records import CheckResult, FunctionSpec, GoldenCall, SubTask
-from astra_synth.arenas.synthesize import (
+from astra_synth.arenas.tool_synthesis import (
     CodeDraft,
     SynthesizedTool,
     ToolInstance,
@@ -38,17 +40,14 @@ from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
 
-class Cluster(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Cluster(StrictModel):
     intent: str = ""
     ids: list[str] = Field(min_length=1, max_length=16)
 
 
-class Clusters(BaseModel):
+class Clusters(StrictModel):
     """A partition of the tool-needing sub-question ids; ``expected`` is pinned per instance."""
 
-    model_config = ConfigDict(extra="forbid")
     expected: ClassVar[frozenset[str]] = frozenset()
 
     clusters: list[Cluster] = Field(min_length=1, max_length=16)
@@ -71,16 +70,12 @@ def clusters_schema(ids: list[str]) -> type[Clusters]:
     return model
 
 
-class Description(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Description(StrictModel):
     description: str = Field(min_length=10)
 
 
-class ArenaTool(BaseModel):
+class ArenaTool(StrictModel):
     """A final tool of the arena and the sub-questions it serves, each with its golden call."""
-
-    model_config = ConfigDict(extra="forbid")
 
     spec: FunctionSpec
     source: str
@@ -153,7 +148,7 @@ def battery_for(
     return tool_battery(arena, spec.name, sandbox, config)
 
 
-class MergeTools:
+class MergeStage:
     """ToolInstance → MergedInstance."""
 
     name = "merge"

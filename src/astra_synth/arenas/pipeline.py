@@ -21,16 +21,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from astra_synth.arenas.build import BuildArena
-from astra_synth.arenas.generate import GenerateQA
+from astra_synth.arenas.arena_check import ArenaCheckStage
+from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.instance import QAInstance
-from astra_synth.arenas.merge import MergeTools
-from astra_synth.arenas.necessity import ToolNecessity
+from astra_synth.arenas.merge import MergeStage
+from astra_synth.arenas.tool_necessity import ToolNecessityStage
 from astra_synth.arenas.records import Arena, write_arenas
 from astra_synth.arenas.seeds import SeedSource, expand_sources
-from astra_synth.arenas.synthesize import SynthesizeTools
+from astra_synth.arenas.tool_synthesis import ToolSynthesisStage
 from astra_synth.arenas.validate import ValidationConfig
-from astra_synth.arenas.verify import Verify, select_by_percentile
+from astra_synth.arenas.verify import VerifyStage, select_by_percentile
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel, cache_root
 from astra_synth.firewall.contamination import ContaminationConfig, arena_probe, screen
 from astra_synth.export.card import write_card
@@ -130,9 +130,9 @@ async def run_arenas(
             qa = Pipeline(
                 "arenas.qa",
                 [
-                    GenerateQA(**config.qa.model_dump(exclude={"sources"})),
-                    ToolNecessity(),
-                    Verify(),
+                    QaGenerateStage(**config.qa.model_dump(exclude={"sources"})),
+                    ToolNecessityStage(),
+                    VerifyStage(),
                 ],
                 config=config,
             )
@@ -158,9 +158,9 @@ async def run_arenas(
                 synth = Pipeline(
                     "arenas.synth",
                     [
-                        SynthesizeTools(**config.synthesis.model_dump(), validation=config.validation),
-                        MergeTools(**config.merge.model_dump(), validation=config.validation),
-                        BuildArena(model=endpoint.model, run_id=run_dir.name, validation=config.validation),
+                        ToolSynthesisStage(**config.synthesis.model_dump(), validation=config.validation),
+                        MergeStage(**config.merge.model_dump(), validation=config.validation),
+                        ArenaCheckStage(model=endpoint.model, run_id=run_dir.name, validation=config.validation),
                     ],
                     config=config,
                 )

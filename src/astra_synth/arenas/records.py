@@ -15,6 +15,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.instance import Language, ScenarioType, SubQuestion, dag_problems, scenario_type
 from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import read_jsonl
@@ -24,9 +26,7 @@ SCHEMA_VERSION: Literal[1] = 1
 _JSON_TYPES = {"string", "number", "integer", "boolean", "array", "object", "null"}
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Record(StrictModel):
 
 class FunctionSpec(ToolSpec):
     """A tool document whose name is also a Python function name and whose parameters are a checked schema.

@@ -21,14 +21,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.runs.ids import canonical_json
 from astra_synth.arenas.answer_match import contains_answer, render
 
 
-class RewardConfig(BaseModel):
+class RewardConfig(StrictModel):
     """How sub-tasks are judged solved."""
-
-    model_config = ConfigDict(extra="forbid")
 
     match: Literal["result", "answer"] = "result"
     epsilon: float = Field(default=1e-9, gt=0, description="Keeps precision finite when there are no calls.")

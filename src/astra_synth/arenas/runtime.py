@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.records import Arena, FunctionSpec, ToolSchema, ToolSource
 from astra_synth.runs.ids import canonical_json
 from astra_synth.sandbox.executor import ToolCall, ToolExecutor, ToolResult
@@ -28,20 +30,16 @@ from astra_synth.arenas.reward import (
 )
 
 
-class EnvConfig(BaseModel):
+class EnvConfig(StrictModel):
     """Per-episode limits and the reward definition."""
-
-    model_config = ConfigDict(extra="forbid")
 
     timeout_s: float = Field(default=2.0, gt=0, description="Sandbox wall-clock limit per tool call.")
     max_output_chars: int = Field(default=4096, ge=64, description="Tool output longer than this is cut.")
     reward: RewardConfig = Field(default_factory=RewardConfig)
 
 
-class ExtraTool(BaseModel):
+class ExtraTool(StrictModel):
     """A tool offered beside the arena's own (e.g. an irrelevant distractor); it runs its own source."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tool: ToolSchema
     source: ToolSource

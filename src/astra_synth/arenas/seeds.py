@@ -23,10 +23,8 @@ from astra_synth.runs.jsonl import read_jsonl
 Mode = Literal["domains", "corpus", "questions", "taxonomy", "plain"]
 
 
-class QASeed(BaseModel):
+class QASeed(StrictModel):
     """One request to the QA generator: everything the prompt is conditioned on."""
-
-    model_config = ConfigDict(extra="forbid")
 
     mode: Mode
     language: Language

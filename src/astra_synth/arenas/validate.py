@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.golden import play_golden
 from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, GoldenCall, ReportCard, SubTask
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
@@ -89,10 +91,8 @@ _TOP_LEVEL = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.ClassDe
 PASS_REWARD = 1.0 - 1e-6  # F1 with precision solved / (calls + ε) is 1 up to ε
 
 
-class ValidationConfig(BaseModel):
+class ValidationConfig(StrictModel):
     """Thresholds of the battery and probes; ``env`` is the runtime the arena will be trained with."""
-
-    model_config = ConfigDict(extra="forbid")
 
     env: EnvConfig = Field(default_factory=EnvConfig)
     max_probe_reward: float = Field(default=0.1, ge=0, le=1)

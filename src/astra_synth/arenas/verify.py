@@ -15,9 +15,11 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.idschema import exact_ids, unique_ids
 from astra_synth.arenas.instance import QAInstance, Verification
-from astra_synth.arenas.necessity import render_subs
+from astra_synth.arenas.tool_necessity import render_subs
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
@@ -25,17 +27,13 @@ from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 
 
-class Verdict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Verdict(StrictModel):
     id: str = Field(min_length=1)
     ok: bool
     reason: str = ""
 
 
-class Verdicts(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Verdicts(StrictModel):
     verdicts: list[Verdict] = Field(min_length=1, max_length=16)
 
     @model_validator(mode="after")
@@ -44,9 +42,7 @@ class Verdicts(BaseModel):
         return self
 
 
-class Completeness(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Completeness(StrictModel):
     requirements: list[str] = Field(default_factory=list, max_length=10)
     complete: bool
     reason: str = ""
@@ -62,7 +58,7 @@ _PER_NODE = {
 }
 
 
-class Verify:
+class VerifyStage:
     """QAInstance → QAInstance with ``verification`` filled in."""
 
     name = "verify"

@@ -14,7 +14,7 @@ from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import JsonlAppender
 from astra_synth.tools.astra_format import import_server_file
 from astra_synth.tools.mcp import LiveTransport, describe_transport, import_live
-from astra_synth.tools.normalize import FilterPolicy, ImportResult
+from astra_synth.tools.normalize import FilterConfig, ImportResult
 from astra_synth.tools.registry import load_servers, merge_servers, write_servers
 from astra_synth.tools.server_venvs import ensure_server_venv, known_servers
 from astra_synth.tools.spec import EmulatedTransport, HttpTransport, ServerRecord, StdioTransport
@@ -111,7 +111,7 @@ def import_mcp(
             server_id=server_id,
             domain=domain,
             title=title,
-            policy=FilterPolicy(min_tools=min_tools),
+            policy=FilterConfig(min_tools=min_tools),
             connect_timeout_s=timeout_s,
         )
     )
@@ -148,7 +148,7 @@ def import_file(
     rejects: _Rejects = None,
 ) -> None:
     """Normalise and filter a server file (ASTRA shape or ServerRecord lines) into a registry file."""
-    _save(import_server_file(source, FilterPolicy(min_tools=min_tools)), out, rejects)
+    _save(import_server_file(source, FilterConfig(min_tools=min_tools)), out, rejects)
 
 
 @app.command("list")

@@ -32,10 +32,10 @@ def sft(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Fine-tune on OpenAI-format tool conversations (golden arena episodes, pipeline A's export)."""
-    from astra_synth.training.models import LoraSettings
-    from astra_synth.training.sft import SFTSettings, run_sft
+    from astra_synth.training.models import LoraConfig
+    from astra_synth.training.sft import SFTConfig, run_sft
 
-    settings = SFTSettings(
+    settings = SFTConfig(
         model=model,
         epochs=epochs,
         max_steps=max_steps,
@@ -43,7 +43,7 @@ def sft(
         batch_size=batch_size,
         grad_accum=grad_accum,
         max_length=max_length,
-        lora=LoraSettings(r=lora_r, alpha=2 * lora_r) if lora_r else None,
+        lora=LoraConfig(r=lora_r, alpha=2 * lora_r) if lora_r else None,
         seed=seed,
     )
     try:
@@ -82,22 +82,22 @@ def rl(
     from astra_synth.sandbox import get_executor
     from astra_synth.training.batching import FillConfig
     from astra_synth.training.distractors import DistractorConfig
-    from astra_synth.training.episodes import EpisodeSettings
-    from astra_synth.training.grpo import RLSettings, run_rl
-    from astra_synth.training.models import LoraSettings
+    from astra_synth.training.episodes import EpisodeConfig
+    from astra_synth.training.grpo import RLConfig, run_rl
+    from astra_synth.training.models import LoraConfig
 
     try:
         pool = read_arenas(arenas)
     except InputError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    settings = RLSettings(
+    settings = RLConfig(
         model=model,
         max_steps=max_steps,
         group_size=group_size,
         groups_per_device=groups,
         learning_rate=lr,
-        episode=EpisodeSettings(
+        episode=EpisodeConfig(
             max_turns=max_turns,
             max_new_tokens=max_new_tokens,
             max_completion_tokens=max_completion,
@@ -105,7 +105,7 @@ def rl(
         ),
         fill=FillConfig(delta=delta, max_rolls=max_rolls),
         distractors=DistractorConfig(k_per_band=k_per_band, seed=seed) if k_per_band else None,
-        lora=LoraSettings(r=lora_r, alpha=2 * lora_r) if lora_r else None,
+        lora=LoraConfig(r=lora_r, alpha=2 * lora_r) if lora_r else None,
         save_steps=save_steps,
         seed=seed,
     )

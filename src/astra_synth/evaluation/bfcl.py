@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from astra_synth.config import EndpointConfig, cache_root
+from astra_synth.config import EndpointConfig, StrictModel, cache_root
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.venvs import PinnedVenv, ensure_venv, read_marker, run_step
 
@@ -72,7 +72,7 @@ class CategoryScore(BaseModel):
     inference_errors: int = Field(description="Entries BFCL recorded as failed requests (scored wrong).")
 
 
-class BfclReport(BaseModel):
+class BfclReport(StrictModel):
     """What ``astra eval bfcl`` prints and writes as ``bfcl_summary.json``."""
 
     schema_version: int = 1
@@ -91,8 +91,6 @@ class BfclReport(BaseModel):
 
 class _RunIdentity(BaseModel):
     """What an output folder holds results for; BFCL resumes only a run with the same identity."""
-
-    model_config = ConfigDict(extra="forbid")
 
     bfcl_eval_version: str
     model: str

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.llm.ledger import StageUsage
 
 RunStatus = Literal["running", "finished", "stopped: budget", "failed"]
@@ -55,9 +57,7 @@ class ContaminationSummary(BaseModel):
     thresholds: dict[str, float] = Field(default_factory=dict)
 
 
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Manifest(StrictModel):
     schema_version: int = MANIFEST_SCHEMA_VERSION
     pipeline: str
     package_version: str

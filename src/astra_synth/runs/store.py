@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from astra_synth.config import StrictModel
+
 from astra_synth.runs.ids import item_of
 from astra_synth.runs.jsonl import JsonlAppender, load_records, write_bytes_atomic, write_json_atomic
 from astra_synth.runs.manifest import Manifest
@@ -36,11 +38,9 @@ INPUT_STAGE = "input"
 Outcome = Literal["ok", "rejected", "error"]
 
 
-class OkRecord(BaseModel):
+class OkRecord(StrictModel):
     """One output record. ``of`` is the number of siblings when the stage fanned out, so a batch cut short
     by a crash is recognised as incomplete and redone."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str
     parent_id: str | None
@@ -50,9 +50,7 @@ class OkRecord(BaseModel):
     of: int | None = None
 
 
-class RejectRecord(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RejectRecord(StrictModel):
     id: str
     stage: str
     reason: str
@@ -66,10 +64,8 @@ def reject_reasons(stage_dir: Path) -> dict[str, int]:
     return dict(reasons.most_common())
 
 
-class ErrorRecord(BaseModel):
+class ErrorRecord(StrictModel):
     """An unexpected exception: kept for diagnosis, and the item is retried on the next resume."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str
     stage: str

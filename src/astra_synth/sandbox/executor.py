@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 ToolStatus = Literal[
     "ok",  # the function returned a JSON-serialisable value
     "error",  # the function raised; ``error`` holds the exception type and message
@@ -26,10 +28,8 @@ ToolStatus = Literal[
 ]
 
 
-class SandboxLimits(BaseModel):
+class SandboxLimits(StrictModel):
     """Per-call resource limits."""
-
-    model_config = ConfigDict(extra="forbid")
 
     timeout_s: float = Field(default=2.0, gt=0, description="Wall-clock limit per call.")
     memory_mb: int = Field(default=1024, ge=64, description="Address-space limit (RLIMIT_AS).")

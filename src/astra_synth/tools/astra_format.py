@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, m
 
 from astra_synth.runs.jsonl import describe_errors, read_jsonl
 from astra_synth.tools.normalize import (
-    FilterPolicy,
+    FilterConfig,
     ImportReject,
     ImportResult,
     RawServer,
@@ -133,7 +133,7 @@ def _own_raw_server(record: ServerRecord, source: str, lineno: int) -> RawServer
     )
 
 
-def import_server_file(path: Path, policy: FilterPolicy) -> ImportResult:
+def import_server_file(path: Path, policy: FilterConfig) -> ImportResult:
     """Read ``path`` (ASTRA shape or ours, per line), normalise and filter every server.
 
     Duplicate server ids keep the first and reject the later ones, so ids stay unique in a registry.

@@ -17,6 +17,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
+from astra_synth.config import StrictModel
+
 from astra_synth.errors import InputError, Rejection
 from astra_synth.runs.jsonl import JsonlAppender, read_jsonl, repair_tail
 from astra_synth.tools.outcome import ToolOutcome
@@ -38,9 +40,7 @@ class CassetteMiss(Rejection):
         self.arguments = arguments
 
 
-class CassetteEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CassetteEntry(StrictModel):
     schema_version: Literal[1] = 1
     key: str
     outcome: ToolOutcome

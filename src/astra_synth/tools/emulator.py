@@ -19,6 +19,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from astra_synth.config import StrictModel
+
 from astra_synth.llm.client import LLMCallError, LLMClient
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
@@ -47,9 +49,7 @@ def emulator_prompts() -> tuple[Prompt, Prompt]:
     )
 
 
-class EmulatorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EmulatorConfig(StrictModel):
     failure_rate: float = Field(default=0.2, ge=0.0, le=1.0, description="Share of calls that fail by code.")
     failure_kinds: list[InjectedFailure] = Field(
         default_factory=lambda: list(_FAILURE_MESSAGES), min_length=1, description="Drawn uniformly."
@@ -63,10 +63,8 @@ class EmulatorConfig(BaseModel):
     )
 
 
-class EmulatedResponse(BaseModel):
+class EmulatedResponse(StrictModel):
     """What the model must answer: the tool's output, or the error the real service would give."""
-
-    model_config = ConfigDict(extra="forbid")
 
     status: Literal["ok", "error"]
     # An explicit "any JSON value" schema: grammar-constrained decoders (llama.cpp) reject an untyped field

@@ -28,9 +28,11 @@ from mcp.client import Transport
 from mcp.client.streamable_http import streamable_http_client
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.closing import AsyncClosing
 from astra_synth.tools.normalize import (
-    FilterPolicy,
+    FilterConfig,
     ImportReject,
     ImportResult,
     RawServer,
@@ -62,14 +64,12 @@ class McpCallError(RuntimeError):
         self.detail = detail
 
 
-class McpCallResult(BaseModel):
+class McpCallResult(StrictModel):
     """A tool's answer. ``content`` is the text parsed as JSON, else the text (else the structured result).
 
     The text comes first because it is what the server meant a model to read; SDK servers wrap plain
     return values as ``{"result": ...}`` in the structured form.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     is_error: bool
     content: Any
@@ -287,7 +287,7 @@ async def import_live(
     server_id: str | None = None,
     domain: str = "general",
     title: str | None = None,
-    policy: FilterPolicy | None = None,
+    policy: FilterConfig | None = None,
     connect_timeout_s: float = 60.0,
 ) -> ImportResult:
     """List a live server's tools and turn them into a filtered :class:`ServerRecord`.
@@ -296,7 +296,7 @@ async def import_live(
     ``unreachable`` reject, not an exception, so a batch import goes on.
     """
     source = describe_transport(transport)
-    policy = policy or FilterPolicy()
+    policy = policy or FilterConfig()
     fallback_id = server_id or slug(source) or "server"
     started = time.monotonic()
     try:

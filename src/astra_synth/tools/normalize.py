@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.tools.spec import TOOL_NAME_PATTERN, ServerRecord, ToolSpec, Transport
 
 RejectReason = Literal[
@@ -37,10 +39,8 @@ _JSON_TYPES = frozenset({"object", "array", "string", "number", "integer", "bool
 _NAME_RE = re.compile(TOOL_NAME_PATTERN)
 
 
-class ImportReject(BaseModel):
+class ImportReject(StrictModel):
     """A server or tool left out of the registry, and why."""
-
-    model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
     source: str = Field(description="Where it came from: a command, a URL, or file:line.")
@@ -50,10 +50,8 @@ class ImportReject(BaseModel):
     detail: str = ""
 
 
-class FilterPolicy(BaseModel):
+class FilterConfig(StrictModel):
     """The paper's filters, with its numbers as defaults."""
-
-    model_config = ConfigDict(extra="forbid")
 
     min_tools: int = Field(default=3, ge=1, description="Servers with fewer usable tools are dropped.")
     min_description_words: int = Field(
@@ -104,7 +102,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", text.lower())
 
 
-def description_problem(name: str, description: str, policy: FilterPolicy) -> RejectReason | None:
+def description_problem(name: str, description: str, policy: FilterConfig) -> RejectReason | None:
     """``missing_description``/``vague_description`` when the text cannot tell a model what the tool does."""
     text = " ".join(description.split())
     if not text:
@@ -189,7 +187,7 @@ def normalize_parameters(parameters: Any) -> dict[str, Any]:
     return schema
 
 
-def normalize_tool(raw: RawTool, policy: FilterPolicy) -> ToolSpec | tuple[RejectReason, str]:
+def normalize_tool(raw: RawTool, policy: FilterConfig) -> ToolSpec | tuple[RejectReason, str]:
     """A checked :class:`ToolSpec`, or ``(reason, detail)`` saying why the tool is dropped."""
     if not isinstance(raw.name, str) or not _NAME_RE.match(raw.name):
         return "invalid_name", f"{raw.name!r} does not match {TOOL_NAME_PATTERN}"
@@ -204,7 +202,7 @@ def normalize_tool(raw: RawTool, policy: FilterPolicy) -> ToolSpec | tuple[Rejec
     return ToolSpec(name=raw.name, description=" ".join(description.split()), parameters=parameters)
 
 
-def filter_server(raw: RawServer, policy: FilterPolicy) -> ImportResult:
+def filter_server(raw: RawServer, policy: FilterConfig) -> ImportResult:
     """Check every tool, then the server as a whole; the server is kept only with ``min_tools`` tools."""
     result = ImportResult()
     tools: list[ToolSpec] = []

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 OutcomeStatus = Literal[
     "ok",  # the tool answered
     "tool_error",  # the tool itself reported an error (MCP ``isError``, an emulated "realistic" error)
@@ -26,10 +28,8 @@ OutcomeStatus = Literal[
 Provenance = Literal["real", "replayed", "emulated"]
 
 
-class ToolOutcome(BaseModel):
+class ToolOutcome(StrictModel):
     """One tool call and its result. ``content`` is a JSON value (or text); failures carry ``error``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
     server_id: str

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 TOOL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
 
 # The Python types that ``json.loads`` gives for each JSON Schema type.
@@ -37,10 +39,8 @@ def fits_json_types(value: Any, types: list[str]) -> bool:
     return any(isinstance(value, _PY_TYPES.get(t, (object,))) for t in types)
 
 
-class ToolSpec(BaseModel):
+class ToolSpec(StrictModel):
     """One tool: ``{"type": "function", "function": {name, description, parameters}}`` in OpenAI terms."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str
@@ -64,9 +64,7 @@ class ToolSpec(BaseModel):
         return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
-class StdioTransport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StdioTransport(StrictModel):
     kind: Literal["stdio"] = "stdio"
     command: str
     args: list[str] = Field(default_factory=list)
@@ -76,9 +74,7 @@ class StdioTransport(BaseModel):
     cwd: str | None = None
 
 
-class HttpTransport(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HttpTransport(StrictModel):
     kind: Literal["http"] = "http"
     url: str
     headers: dict[str, str] = Field(
@@ -87,10 +83,8 @@ class HttpTransport(BaseModel):
     )
 
 
-class EmulatedTransport(BaseModel):
+class EmulatedTransport(StrictModel):
     """No live server: responses come from the stateful emulator (or cassettes)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal["emulated"] = "emulated"
 
@@ -98,10 +92,8 @@ class EmulatedTransport(BaseModel):
 Transport = StdioTransport | HttpTransport | EmulatedTransport
 
 
-class ServerRecord(BaseModel):
+class ServerRecord(StrictModel):
     """A tool server: its tools, what it is about, and how to call it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = 1
     id: str = Field(min_length=1)

@@ -22,13 +22,13 @@ from typing import Generic, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 P = TypeVar("P")
 
 
-class FillConfig(BaseModel):
+class FillConfig(StrictModel):
     """Validity threshold and the bound on extra rolls per update."""
-
-    model_config = ConfigDict(extra="forbid")
 
     delta: float = Field(default=1e-6, ge=0, description="A group is valid when its reward std exceeds this.")
     max_rolls: int = Field(default=4, ge=1, description="Rolls per update, the scheduled one included.")

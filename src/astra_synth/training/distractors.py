@@ -21,15 +21,15 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.records import Arena, ToolSchema, ToolSource
 from astra_synth.arenas.runtime import ExtraTool
 from astra_synth.llm.embeddings import Embedder, VectorCache
 
 
-class DistractorConfig(BaseModel):
+class DistractorConfig(StrictModel):
     """Band thresholds on the normalised similarity and how many tools to draw per band."""
-
-    model_config = ConfigDict(extra="forbid")
 
     k_per_band: int = Field(default=2, ge=0, description="Up to this many tools from each band.")
     high: float = Field(default=0.85, gt=0, lt=1)

@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.training.distractors import DistractorDraw
 from astra_synth.arenas.reward import RewardBreakdown
@@ -25,10 +27,8 @@ from astra_synth.arenas.reward import RewardBreakdown
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
 
 
-class EpisodeSettings(BaseModel):
+class EpisodeConfig(StrictModel):
     """Sampling and the limits of one episode (ASTRA: max turns / max sequence length)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     max_turns: int = Field(default=4, ge=1, description="Assistant turns per episode.")
     max_new_tokens: int = Field(default=128, ge=1, description="Tokens per assistant turn.")
@@ -97,9 +97,9 @@ class _Running:
 class EpisodeRunner:
     """Plays batches of episodes with one model and tokenizer (whose chat template renders tools)."""
 
-    def __init__(self, tokenizer: Any, settings: EpisodeSettings | None = None) -> None:
+    def __init__(self, tokenizer: Any, settings: EpisodeConfig | None = None) -> None:
         self.tokenizer = tokenizer
-        self.settings = settings or EpisodeSettings()
+        self.settings = settings or EpisodeConfig()
         self._eos_text: str = tokenizer.eos_token
         self._eos_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None}
 

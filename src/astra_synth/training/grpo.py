@@ -36,10 +36,10 @@ from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig, DistractorSampler
-from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeSettings
+from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeConfig
 from astra_synth.training.metrics import JsonlMetrics
 from astra_synth.training.models import (
-    LoraSettings,
+    LoraConfig,
     hardware_args,
     load_tokenizer,
     lora_config,
@@ -47,10 +47,8 @@ from astra_synth.training.models import (
 )
 
 
-class RLSettings(BaseModel):
+class RLConfig(StrictModel):
     """What ``astra train rl`` runs. Paper values where published: lr 2e-6, no KL, token-level loss."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = "embedded"
     max_steps: int = Field(default=100, ge=1)
@@ -58,12 +56,12 @@ class RLSettings(BaseModel):
     groups_per_device: int = Field(default=2, ge=1, description="Arena groups per optimiser step and device.")
     learning_rate: float = Field(default=2e-6, gt=0)
     epsilon: float = Field(default=0.2, gt=0, description="PPO clip range.")
-    episode: EpisodeSettings = Field(default_factory=EpisodeSettings)
+    episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
     fill: FillConfig = Field(default_factory=FillConfig)
     distractors: DistractorConfig | None = Field(default_factory=DistractorConfig)
     embedder: Literal["local"] = "local"
-    lora: LoraSettings | None = None
+    lora: LoraConfig | None = None
     seed: int = 0
     save_steps: int = Field(default=50, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
@@ -120,7 +118,7 @@ class ArenaRollouts:
         arenas: Sequence[Arena],
         executor: ToolExecutor,
         runner: EpisodeRunner,
-        settings: RLSettings,
+        settings: RLConfig,
         sampler: DistractorSampler | None,
         log_path: Path | None,
     ) -> None:
@@ -294,7 +292,7 @@ def run_rl(
     arenas: Sequence[Arena],
     executor: ToolExecutor,
     out: Path,
-    settings: RLSettings | None = None,
+    settings: RLConfig | None = None,
     resume: bool | Path = False,
 ) -> RLResult:
     """Train with GRPO on ``arenas``; ``resume=True`` continues from the newest checkpoint in ``out``."""
@@ -302,7 +300,7 @@ def run_rl(
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
 
-    settings = settings or RLSettings()
+    settings = settings or RLConfig()
     if settings.episode.temperature <= 0:
         raise ValueError("GRPO samples its groups: episode.temperature must be > 0")
     model_path = resolve_model(settings.model)
@@ -310,7 +308,7 @@ def run_rl(
     tokenizer.padding_side = "left"
     sampler = None
     if settings.distractors is not None and settings.distractors.k_per_band > 0:
-        from astra_synth.config import cache_root
+        from astra_synth.config import StrictModel, cache_root
         from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 
         vectors = VectorCache(cache_root() / "embeddings")

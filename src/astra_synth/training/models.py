@@ -21,17 +21,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from astra_synth.config import cache_root
+from astra_synth.config import StrictModel, cache_root
 from astra_synth.llm.local import bundled_gguf
 
 EMBEDDED = "embedded"
 _MARKER = "astra-conversion.json"
 
 
-class LoraSettings(BaseModel):
+class LoraConfig(StrictModel):
     """LoRA adapter settings (peft); off unless a rank is given."""
-
-    model_config = ConfigDict(extra="forbid")
 
     r: int = Field(default=16, ge=1)
     alpha: int = Field(default=32, ge=1)
@@ -112,13 +110,13 @@ def load_tokenizer(model_path: str) -> Any:
     return tokenizer
 
 
-def lora_config(settings: LoraSettings | None) -> Any:
+def lora_config(settings: LoraConfig | None) -> Any:
     """A peft ``LoraConfig`` for causal-LM training, or None for full fine-tuning."""
     if settings is None:
         return None
-    from peft import LoraConfig
+    from peft import LoraConfig as PeftLoraConfig
 
-    return LoraConfig(
+    return PeftLoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,

@@ -16,10 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.errors import InputError
 from astra_synth.training.metrics import JsonlMetrics, read_metrics
 from astra_synth.training.models import (
-    LoraSettings,
+    LoraConfig,
     hardware_args,
     load_tokenizer,
     lora_config,
@@ -27,10 +29,8 @@ from astra_synth.training.models import (
 )
 
 
-class SFTSettings(BaseModel):
+class SFTConfig(StrictModel):
     """What ``astra train sft`` runs; the defaults follow the paper's recipe scaled to one machine."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: str = "embedded"
     epochs: float = Field(default=2.0, gt=0)
@@ -42,7 +42,7 @@ class SFTSettings(BaseModel):
     batch_size: int = Field(default=4, ge=1, description="Per-device batch size.")
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=2048, ge=64, description="Longer conversations are truncated.")
-    lora: LoraSettings | None = None
+    lora: LoraConfig | None = None
     seed: int = 0
     save_steps: int = Field(default=500, ge=1)
     logging_steps: int = Field(default=1, ge=1)
@@ -107,17 +107,17 @@ def read_sft_rows(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_sft(data: list[Path], out: Path, settings: SFTSettings | None = None) -> SFTResult:
+def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> SFTResult:
     """Fine-tune on ``data`` and save the model (or the LoRA adapter) and tokenizer to ``out``."""
     from datasets import Dataset  # type: ignore[import-untyped]
-    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_config import SFTConfig as TrlSFTConfig
     from trl.trainer.sft_trainer import SFTTrainer
 
-    settings = settings or SFTSettings()
+    settings = settings or SFTConfig()
     rows = read_sft_rows(data)
     model_path = resolve_model(settings.model)
     tokenizer = load_tokenizer(model_path)
-    args = SFTConfig(
+    args = TrlSFTConfig(
         output_dir=str(out),
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,

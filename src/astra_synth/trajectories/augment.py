@@ -33,9 +33,7 @@ class AugmentConfig(StrictModel):
     max_tokens: int = Field(default=1024, ge=64)
 
 
-class Persona(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Persona(StrictModel):
     id: str
     age: int | None = None
     occupation: str
@@ -66,16 +64,12 @@ def load_personas(path: Path) -> list[Persona]:
     return [p for _, p in read.items]
 
 
-class Variation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Variation(StrictModel):
     note: str = ""
     question: str = Field(min_length=1)
 
 
-class Variations(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Variations(StrictModel):
     variations: list[Variation] = Field(min_length=1, max_length=8)
 
 

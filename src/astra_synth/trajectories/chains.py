@@ -38,30 +38,22 @@ class ChainsConfig(StrictModel):
     max_tokens: int = Field(default=1024, ge=64)
 
 
-class DataflowAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DataflowAnswer(StrictModel):
     parameters: list[ParamSource]
 
 
-class VoteAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class VoteAnswer(StrictModel):
     is_valid: bool
     task: str = ""
     reason: str = ""
 
 
-class ChainToTask(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChainToTask(StrictModel):
     valid: bool
     query: str = ""
 
 
-class TaskToChain(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TaskToChain(StrictModel):
     plan: str = ""
     chain: list[str] = Field(max_length=10)
 
@@ -126,7 +118,7 @@ def _steps_text(server: ServerRecord, chain: list[str]) -> str:
     return "\n".join(lines)
 
 
-class ChainVerifyStage:
+class ChainsStage:
     """ChainSeed → the same seed with its ``verification``, or a rejection naming the failed check."""
 
     name = "chains"

@@ -53,16 +53,12 @@ class GraphConfig(StrictModel):
         return self
 
 
-class ProposedChain(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProposedChain(StrictModel):
     task: str = Field(min_length=1)
     chain: list[str] = Field(min_length=1, max_length=MAX_PROPOSED_CHAIN_LEN)
 
 
-class ChainProposals(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChainProposals(StrictModel):
     chains: list[ProposedChain] = Field(max_length=MAX_PROPOSED_CHAINS)
 
 
@@ -139,7 +135,7 @@ def _tool_lines(server: ServerRecord) -> str:
     return "\n".join(json.dumps(t.model_dump(), ensure_ascii=False) for t in server.tools)
 
 
-class ToolGraphStage:
+class GraphStage:
     """ServerRecord → chain seeds (proposed chains, random walks) + server-only seeds."""
 
     name = "graph"

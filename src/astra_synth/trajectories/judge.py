@@ -71,9 +71,7 @@ class JudgedTrajectory(Trajectory):
 # --- what the judge answers --------------------------------------------------------------------------------
 
 
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _Answer(StrictModel):
 
 class VerdictAnswer(_Answer):
     reasoning: str = ""
@@ -206,7 +204,7 @@ class _Episode:
         self.last = len(item.messages) - 1 if final else -1
 
 
-class TrajectoryJudgeStage:
+class JudgeStage:
     """Trajectory → JudgedTrajectory, or a rejection (rollout incomplete, judge error, below threshold)."""
 
     name = "judge"

@@ -37,15 +37,15 @@ from astra_synth.tools.emulator import EmulatorConfig, ToolEmulator
 from astra_synth.tools.registry import load_servers
 from astra_synth.tools.router import ToolRouter
 from astra_synth.trajectories.augment import AugmentConfig, AugmentStage
-from astra_synth.trajectories.chains import ChainsConfig, ChainVerifyStage
+from astra_synth.trajectories.chains import ChainsConfig, ChainsStage
 from astra_synth.trajectories.dedupe import DedupeConfig, dedupe_tasks
 from astra_synth.trajectories.export import ExportSummary, export_sft
-from astra_synth.trajectories.graph import GraphConfig, ToolGraphStage
-from astra_synth.trajectories.judge import JudgeConfig, JudgedTrajectory, TrajectoryJudgeStage
+from astra_synth.trajectories.graph import GraphConfig, GraphStage
+from astra_synth.trajectories.judge import JudgeConfig, JudgedTrajectory, JudgeStage
 from astra_synth.trajectories.records import Task
 from astra_synth.trajectories.rollout import RolloutConfig, RolloutStage
-from astra_synth.trajectories.task_scores import ScoreConfig, TaskScoreStage
-from astra_synth.trajectories.tasks import TaskGenConfig, TaskGenerateStage
+from astra_synth.trajectories.score import ScoreConfig, ScoreStage
+from astra_synth.trajectories.tasks import TaskGenConfig, TasksStage
 
 
 class TrajectoriesConfig(StrictModel):
@@ -161,9 +161,9 @@ async def run_trajectories(
             synth = Pipeline(
                 "trajectories.synth",
                 [
-                    ToolGraphStage(config.graph),
-                    ChainVerifyStage(config.chains),
-                    TaskGenerateStage(config.tasks),
+                    GraphStage(config.graph),
+                    ChainsStage(config.chains),
+                    TasksStage(config.tasks),
                     augment,
                 ],
                 config=config,
@@ -194,9 +194,9 @@ async def run_trajectories(
                     rollout = Pipeline(
                         "trajectories.rollout",
                         [
-                            TaskScoreStage(config.score),
+                            ScoreStage(config.score),
                             RolloutStage(router, config.rollout),
-                            TrajectoryJudgeStage(config.judge),
+                            JudgeStage(config.judge),
                         ],
                         config=config,
                         stage_configs={

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from astra_synth.config import StrictModel
+
 from astra_synth.tools.spec import ServerRecord
 
 ChainOrigin = Literal["proposed", "walk", "server_only"]
@@ -17,9 +19,7 @@ TaskMode = Literal["chain", "server"]
 Augmentation = Literal["none", "diverse", "complicate", "persona"]
 
 
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Record(StrictModel):
 
 class ParamSource(Record):
     """Where one required argument of one chain step comes from, as the data-flow judge decided."""

@@ -28,9 +28,7 @@ class TaskGenConfig(StrictModel):
     max_tokens: int = Field(default=768, ge=64)
 
 
-class ChainTaskAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChainTaskAnswer(StrictModel):
     server_analysis: str = ""
     question: str = Field(min_length=1)
 
@@ -67,7 +65,7 @@ def clean_question(text: str) -> str:
     return match.group(2).strip() if match else text
 
 
-class TaskGenerateStage:
+class TasksStage:
     """ChainSeed → one or more tasks."""
 
     name = "tasks"

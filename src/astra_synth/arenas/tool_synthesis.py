@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.arenas.records import (
@@ -39,9 +41,7 @@ ParamType = Literal["string", "integer", "number", "boolean"]
 _PY = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
-class ParamDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ParamDraft(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     type: ParamType
     description: str = Field(min_length=1)
@@ -49,9 +49,7 @@ class ParamDraft(BaseModel):
     enum: list[str] = Field(default_factory=list, max_length=8)
 
 
-class ToolDocDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ToolDocDraft(StrictModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{2,47}$")
     description: str = Field(min_length=10)
     parameters: list[ParamDraft] = Field(min_length=1, max_length=6)
@@ -75,16 +73,12 @@ class ToolDocDraft(BaseModel):
         )
 
 
-class CodeDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CodeDraft(StrictModel):
     code: str = Field(min_length=20)
 
 
-class SynthesizedTool(BaseModel):
+class SynthesizedTool(StrictModel):
     """One sub-question's tool, accepted by the static check and the battery."""
-
-    model_config = ConfigDict(extra="forbid")
 
     sub_id: str
     spec: FunctionSpec
@@ -177,7 +171,7 @@ def single_tool_arena(sub: SubQuestion, spec: FunctionSpec, source: str, call: G
     )
 
 
-class SynthesizeTools:
+class ToolSynthesisStage:
     """QAInstance → ToolInstance, or a rejection naming the sub-question that could not get a tool."""
 
     name = "tool_synthesis"

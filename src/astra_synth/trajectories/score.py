@@ -100,7 +100,7 @@ def below_minimum(scores: TaskScores, minima: dict[str, int]) -> dict[str, int]:
     return {dim: values[dim] for dim, least in minima.items() if values[dim] < least}
 
 
-class TaskScoreStage:
+class ScoreStage:
     """Task → the task with its five scores, or a rejection naming the dimensions below their minima."""
 
     name = "score"

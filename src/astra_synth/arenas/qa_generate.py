@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.instance import QAInstance, SubQuestion, dag_problems, scenario_type
 from astra_synth.arenas.seeds import QASeed
 from astra_synth.errors import Rejection
@@ -19,9 +21,7 @@ from astra_synth.runs.stage import StageContext
 MAX_SUBS = 6
 
 
-class SubQuestionDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SubQuestionDraft(StrictModel):
     id: int = Field(ge=1, le=MAX_SUBS * 2)
     question: str = Field(min_length=3)
     answer: str = Field(min_length=1)
@@ -29,10 +29,8 @@ class SubQuestionDraft(BaseModel):
     hop_level: int = Field(ge=1, le=MAX_SUBS)
 
 
-class QADraft(BaseModel):
+class QADraft(StrictModel):
     """What the generator must return. Graph rules are checked here so that violations are re-asked."""
-
-    model_config = ConfigDict(extra="forbid")
 
     main_question: str = Field(min_length=10)
     final_answer: str = Field(min_length=1)
@@ -82,7 +80,7 @@ def _source_block(seed: QASeed) -> str:
     )
 
 
-class GenerateQA:
+class QaGenerateStage:
     """QASeed → QAInstance."""
 
     name = "qa_generate"

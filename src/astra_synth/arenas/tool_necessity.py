@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from astra_synth.config import StrictModel
+
 from astra_synth.arenas.idschema import exact_ids, unique_ids
 from astra_synth.arenas.instance import QAInstance, legitimacy_problems
 from astra_synth.errors import Rejection
@@ -17,17 +19,13 @@ from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 
 
-class Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Decision(StrictModel):
     id: str = Field(min_length=1)
     needs_tool: bool
     reason: str = ""
 
 
-class Decisions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Decisions(StrictModel):
     decisions: list[Decision] = Field(min_length=1, max_length=16)
 
     @model_validator(mode="after")
@@ -52,7 +50,7 @@ def render_subs(instance: QAInstance, fields: str) -> str:
     return "\n".join(lines)
 
 
-class ToolNecessity:
+class ToolNecessityStage:
     """QAInstance → QAInstance with ``needs_tool`` decided for every sub-question."""
 
     name = "tool_necessity"

@@ -11,7 +11,7 @@ from astra_synth.errors import Rejection
 from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.records import Task
-from astra_synth.trajectories.task_scores import ScoreConfig, TaskScoreStage
+from astra_synth.trajectories.score import ScoreConfig, ScoreStage
 
 from .conftest import ContextFactory
 
@@ -42,7 +42,7 @@ async def test_scores_map_exactly_and_pass(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     scripted_llm.on("You rate a user request", json_reply(_answer()))
-    out = await TaskScoreStage().process(_task(notes_server), make_ctx("score"))
+    out = await ScoreStage().process(_task(notes_server), make_ctx("score"))
     assert out.scores is not None
     assert out.scores.as_dict() == {
         "question_quality": 5,
@@ -58,8 +58,8 @@ async def test_somewhat_unrealistic_is_two_and_fails_the_minimum(
 ) -> None:
     scripted_llm.on("You rate a user request", json_reply(_answer(scenario_realism="somewhat unrealistic")))
     with pytest.raises(Rejection, match="task_score_below_minimum: scenario_realism=2"):
-        await TaskScoreStage().process(_task(notes_server), make_ctx("score"))
-    lenient = TaskScoreStage(ScoreConfig(min_scores={"question_quality": 5}))
+        await ScoreStage().process(_task(notes_server), make_ctx("score"))
+    lenient = ScoreStage(ScoreConfig(min_scores={"question_quality": 5}))
     out = await lenient.process(_task(notes_server), make_ctx("score"))
     assert out.scores is not None and out.scores.scenario_realism.score == 2
 
@@ -72,7 +72,7 @@ async def test_garbage_judge_rejects(
 ) -> None:
     scripted_llm.on("You rate a user request", reply)
     with pytest.raises(Rejection, match="structured_output_invalid"):
-        await TaskScoreStage().process(_task(notes_server), make_ctx("score"))
+        await ScoreStage().process(_task(notes_server), make_ctx("score"))
 
 
 def test_minima_must_name_known_dimensions() -> None:

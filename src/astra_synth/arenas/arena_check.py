@@ -74,7 +74,7 @@ def to_arena(item: MergedInstance, arena_id: str, *, model: str, run_id: str) ->
     )
 
 
-class BuildArena:
+class ArenaCheckStage:
     """MergedInstance → Arena with a passing report card, or a rejection naming the failed checks."""
 
     name = "arena_check"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from astra_synth.arenas.instance import QAInstance, SubQuestion
-from astra_synth.arenas.synthesize import SynthesizeTools, backward_problems, call_model
+from astra_synth.arenas.tool_synthesis import ToolSynthesisStage, backward_problems, call_model
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.testing.scripted import ScriptedLLM, json_reply
@@ -117,7 +117,7 @@ async def test_accepts_a_tool_that_passes_the_battery(
     scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
 ) -> None:
     script(scripted_llm, GOOD_CODE)
-    out = await SynthesizeTools().process(instance(), ctx(llm, sandbox))
+    out = await ToolSynthesisStage().process(instance(), ctx(llm, sandbox))
     assert set(out.tools) == {"q1"}  # q2 needs no tool
     tool = out.tools["q1"]
     assert tool.scaled and "currency" in tool.spec.properties
@@ -131,7 +131,7 @@ async def test_battery_findings_go_back_and_the_retry_succeeds(
     scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
 ) -> None:
     script(scripted_llm, IGNORES_INPUT, READS_CLOCK, GOOD_CODE)
-    out = await SynthesizeTools().process(instance(), ctx(llm, sandbox))
+    out = await ToolSynthesisStage().process(instance(), ctx(llm, sandbox))
     assert out.tools["q1"].attempts == 3
     code_prompts = [
         r["messages"][0]["content"]
@@ -147,7 +147,7 @@ async def test_incompatible_scaling_keeps_the_original(
 ) -> None:
     renamed = {**SCALED_JSON, "name": "hotel_rate_lookup"}
     script(scripted_llm, GOOD_CODE.replace(", currency=None", ""), scaled=renamed)
-    out = await SynthesizeTools().process(instance(), ctx(llm, sandbox))
+    out = await ToolSynthesisStage().process(instance(), ctx(llm, sandbox))
     assert not out.tools["q1"].scaled and out.tools["q1"].spec.name == "get_hotel_rate"
 
 
@@ -156,7 +156,7 @@ async def test_call_cap_bounds_the_cost(
 ) -> None:
     script(scripted_llm, IGNORES_INPUT)
     with pytest.raises(Rejection) as exc:
-        await SynthesizeTools(max_llm_calls=7).process(instance(), ctx(llm, sandbox))
+        await ToolSynthesisStage(max_llm_calls=7).process(instance(), ctx(llm, sandbox))
     assert exc.value.reason == "tool_synthesis_failed" and "llm_call_cap" in exc.value.detail
     assert len(scripted_llm.chat_requests()) == 7
 
@@ -166,12 +166,12 @@ async def test_exhausted_attempts_reject_with_the_last_reason(
 ) -> None:
     script(scripted_llm, IGNORES_INPUT)
     with pytest.raises(Rejection) as exc:
-        await SynthesizeTools(outer_attempts=1, inner_attempts=2).process(instance(), ctx(llm, sandbox))
+        await ToolSynthesisStage(outer_attempts=1, inner_attempts=2).process(instance(), ctx(llm, sandbox))
     assert "input_matters" in exc.value.detail and "after 2 attempts" in exc.value.detail
 
 
 def test_backward_compatibility_rules() -> None:
-    from astra_synth.arenas.synthesize import ToolDocDraft
+    from astra_synth.arenas.tool_synthesis import ToolDocDraft
 
     old = ToolDocDraft.model_validate(DOC_JSON).spec()
     assert backward_problems(old, ToolDocDraft.model_validate(SCALED_JSON).spec()) == []
@@ -183,7 +183,7 @@ def test_backward_compatibility_rules() -> None:
 
 
 def test_call_model_follows_the_document() -> None:
-    from astra_synth.arenas.synthesize import ToolDocDraft
+    from astra_synth.arenas.tool_synthesis import ToolDocDraft
 
     model = call_model(ToolDocDraft.model_validate(SCALED_JSON).spec())
     assert model.model_validate({"hotel": "A", "date": "B"}).model_dump(exclude_none=True) == {
