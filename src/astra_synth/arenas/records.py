@@ -26,8 +26,6 @@ SCHEMA_VERSION: Literal[1] = 1
 _JSON_TYPES = {"string", "number", "integer", "boolean", "array", "object", "null"}
 
 
-class _Record(StrictModel):
-
 class FunctionSpec(ToolSpec):
     """A tool document whose name is also a Python function name and whose parameters are a checked schema.
 
@@ -67,14 +65,14 @@ class FunctionSpec(ToolSpec):
         return req
 
 
-class ToolSchema(_Record):
+class ToolSchema(StrictModel):
     """A tool as the model sees it (OpenAI ``tools`` entry)."""
 
     type: Literal["function"] = "function"
     function: FunctionSpec
 
 
-class ToolSource(_Record):
+class ToolSource(StrictModel):
     """The implementation of one tool: Python source run only inside the sandbox."""
 
     source: str = Field(min_length=1)
@@ -93,7 +91,7 @@ class ToolSource(_Record):
         return self
 
 
-class GoldenCall(_Record):
+class GoldenCall(StrictModel):
     """The call that solves a sub-task; ``arguments`` may hold answers of earlier sub-tasks."""
 
     name: str
@@ -133,12 +131,12 @@ class SubTask(SubQuestion):
         return self
 
 
-class ChatMessage(_Record):
+class ChatMessage(StrictModel):
     role: Literal["system", "user"]
     content: str = Field(min_length=1)
 
 
-class Provenance(_Record):
+class Provenance(StrictModel):
     """Where an arena came from, so a data card can state sources, models and licences."""
 
     method: Literal["hand-written", "synthesized"]
@@ -155,7 +153,7 @@ class Provenance(_Record):
         return self
 
 
-class CheckResult(_Record):
+class CheckResult(StrictModel):
     """One named check of the validation battery; ``detail`` says why it failed (or what it saw)."""
 
     name: str
@@ -163,7 +161,7 @@ class CheckResult(_Record):
     detail: str = ""
 
 
-class ReportCard(_Record):
+class ReportCard(StrictModel):
     """What validation ran on an arena and what came out."""
 
     checks: list[CheckResult] = Field(default_factory=list)
@@ -177,7 +175,7 @@ class ReportCard(_Record):
         return [c for c in self.checks if not c.ok]
 
 
-class Arena(_Record):
+class Arena(StrictModel):
     """One RL environment: the prompt, the tools (schema + source), the sub-tasks that define success."""
 
     schema_version: Literal[1] = SCHEMA_VERSION

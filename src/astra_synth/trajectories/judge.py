@@ -27,7 +27,7 @@ from astra_synth.llm.client import LLMCallError, LLMClient
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
-from astra_synth.trajectories.records import Record, Trajectory
+from astra_synth.trajectories.records import Trajectory
 
 Dimension = Literal[
     "query_understanding",
@@ -52,13 +52,13 @@ class JudgeConfig(StrictModel):
     max_tokens: int = Field(default=1200, ge=64)
 
 
-class DimensionResult(Record):
+class DimensionResult(StrictModel):
     status: Literal["scored", "not_applicable", "error"]
     score: float | None = None
     detail: str = ""
 
 
-class JudgeReport(Record):
+class JudgeReport(StrictModel):
     dimensions: dict[str, DimensionResult]
     overall: float
     threshold: float
@@ -71,9 +71,7 @@ class JudgedTrajectory(Trajectory):
 # --- what the judge answers --------------------------------------------------------------------------------
 
 
-class _Answer(StrictModel):
-
-class VerdictAnswer(_Answer):
+class VerdictAnswer(StrictModel):
     reasoning: str = ""
     verdict: Verdict
 
@@ -82,31 +80,31 @@ class RoundVerdict(VerdictAnswer):
     id: str
 
 
-class RoundsAnswer(_Answer):
+class RoundsAnswer(StrictModel):
     rounds: list[RoundVerdict]
 
 
-class CallStatus(_Answer):
+class CallStatus(StrictModel):
     id: str
     reasoning: str = ""
     status: Literal["success", "failure"]
 
 
-class CallStatusAnswer(_Answer):
+class CallStatusAnswer(StrictModel):
     calls: list[CallStatus]
 
 
-class CallNeed(_Answer):
+class CallNeed(StrictModel):
     id: str
     reasoning: str = ""
     necessary: bool
 
 
-class CallNeedAnswer(_Answer):
+class CallNeedAnswer(StrictModel):
     calls: list[CallNeed]
 
 
-class FinalAnswerVerdict(_Answer):
+class FinalAnswerVerdict(StrictModel):
     reasoning: str = ""
     correctness: Verdict
     summary: Verdict

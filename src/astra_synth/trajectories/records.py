@@ -19,9 +19,7 @@ TaskMode = Literal["chain", "server"]
 Augmentation = Literal["none", "diverse", "complicate", "persona"]
 
 
-class Record(StrictModel):
-
-class ParamSource(Record):
+class ParamSource(StrictModel):
     """Where one required argument of one chain step comes from, as the data-flow judge decided."""
 
     step: int = Field(ge=0, description="Index of the tool in the chain.")
@@ -32,7 +30,7 @@ class ParamSource(Record):
     reason: str = ""
 
 
-class ChainVerification(Record):
+class ChainVerification(StrictModel):
     """What each verification check saw; only chains that passed every enabled check carry one."""
 
     dataflow: list[ParamSource] = Field(default_factory=list)
@@ -43,7 +41,7 @@ class ChainVerification(Record):
     implied_task: str | None = Field(default=None, description="A task the vote judged coherent.")
 
 
-class ChainSeed(Record):
+class ChainSeed(StrictModel):
     """A unit of task generation: a tool chain of one server, or (``server_only``) just the server.
 
     ``num_tools`` is the chain length, or for server-only seeds the number of tools the task should need.
@@ -58,13 +56,13 @@ class ChainSeed(Record):
     verification: ChainVerification | None = None
 
 
-class Rating(Record):
+class Rating(StrictModel):
     score: int = Field(ge=1, le=5)
     level: str
     reasoning: str = ""
 
 
-class TaskScores(Record):
+class TaskScores(StrictModel):
     """The five task-quality dimensions (paper's three + the authors' two tool-selection ones), 1..5."""
 
     question_quality: Rating
@@ -77,7 +75,7 @@ class TaskScores(Record):
         return {name: getattr(self, name).score for name in type(self).model_fields}
 
 
-class Task(Record):
+class Task(StrictModel):
     """A user request for one server, with the tools it is meant to need."""
 
     schema_version: Literal[1] = 1
@@ -98,7 +96,7 @@ class Task(Record):
 RolloutStatus = Literal["completed", "max_llm_calls", "timeout", "llm_error"]
 
 
-class Trajectory(Record):
+class Trajectory(StrictModel):
     """One rollout, whatever its outcome: OpenAI messages + tools, with what happened."""
 
     schema_version: Literal[1] = 1
