@@ -30,6 +30,7 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # `astra eval bfcl` runs the pinned bfcl-eval in a venv of its own (in the cache dir); built once per machine.
 bfcl-venv: install

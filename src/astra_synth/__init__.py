@@ -1,3 +1,82 @@
-"""astra-synth: tool-use trajectories and verifiable RL arenas for LLM agents."""
+"""astra-synth: tool-use trajectories and verifiable RL arenas for LLM agents.
+
+The public Python API (``docs/python_api.md``). Names load on first use, so ``import astra_synth`` stays
+cheap (the CLI, sandbox workers and the embedded server import submodules without paying for torch or
+the pipelines)::
+
+    import astra_synth as astra
+
+    arenas = astra.read_arenas(path)                        # the arena record (pipeline B's output)
+    env = astra.ArenaEnv(arenas[0], astra.get_executor())   # reset / step / reward in your own loop
+    breakdown = env.reward(final_answer)                    # the ASTRA F1 trajectory reward
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# name → defining module. Grouped as in docs/python_api.md.
+_EXPORTS: dict[str, str] = {
+    # arenas: the record, the environment and its reward
+    "Arena": "astra_synth.arenas.records",
+    "read_arenas": "astra_synth.arenas.records",
+    "ArenaEnv": "astra_synth.arenas.runtime",
+    "EnvConfig": "astra_synth.arenas.runtime",
+    "f1_reward": "astra_synth.arenas.reward",
+    "RewardConfig": "astra_synth.arenas.reward",
+    "RewardBreakdown": "astra_synth.arenas.reward",
+    "get_executor": "astra_synth.sandbox",
+    # the episode core
+    "run_agent": "astra_synth.agent.loop",
+    "AgentConfig": "astra_synth.agent.loop",
+    "Episode": "astra_synth.agent.loop",
+    "ToolReply": "astra_synth.agent.loop",
+    # the two pipelines
+    "run_arenas": "astra_synth.arenas.pipeline",
+    "ArenasConfig": "astra_synth.arenas.pipeline",
+    "run_trajectories": "astra_synth.trajectories.pipeline",
+    "TrajectoriesConfig": "astra_synth.trajectories.pipeline",
+    # evaluation
+    "evaluate_arenas": "astra_synth.evaluation.arenas",
+    "ArenaEvalConfig": "astra_synth.evaluation.arenas",
+    # extending: your own stages and pipelines
+    "Pipeline": "astra_synth.runs.pipeline",
+    "Stage": "astra_synth.runs.stage",
+    "StageContext": "astra_synth.runs.stage",
+    "Rejected": "astra_synth.runs.stage",
+    # models
+    "LLMClient": "astra_synth.llm.client",
+    "EndpointConfig": "astra_synth.config",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+if TYPE_CHECKING:
+    from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
+    from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
+    from astra_synth.arenas.records import Arena, read_arenas
+    from astra_synth.arenas.reward import RewardBreakdown, RewardConfig, f1_reward
+    from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+    from astra_synth.config import EndpointConfig
+    from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
+    from astra_synth.llm.client import LLMClient
+    from astra_synth.runs.pipeline import Pipeline
+    from astra_synth.runs.stage import Rejected, Stage, StageContext
+    from astra_synth.sandbox import get_executor
+    from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'astra_synth' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
