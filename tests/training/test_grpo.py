@@ -11,7 +11,7 @@ from astra_synth.arenas.records import Arena
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig
-from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeConfig
+from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
 from astra_synth.training.grpo import (
     ArenaRollouts,
     RLConfig,
@@ -26,9 +26,9 @@ from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.training.sft import SFTResult
 
 
-def _episode(reward: float) -> Episode:
+def _episode(reward: float) -> TokenEpisode:
     breakdown = RewardBreakdown(reward=reward, recall=reward, precision=reward, calls=1, solved={}, turns=1)
-    return Episode(
+    return TokenEpisode(
         arena_id="a",
         prompt_ids=[1, 2],
         completion_ids=[3, 4, 5],

@@ -317,9 +317,7 @@ def probes(env: ArenaEnv, repeat_calls: int = 20) -> dict[str, float]:
     }
     rewards: dict[str, float] = {}
     for name, (turns, final_message, configs) in plays.items():
-        env.reset()
-        for turn in turns:
-            env.step(turn)
+        env.replay(turns, final_message)
         rewards[name] = max(env.reward(final_message, c).reward for c in configs)
     return rewards
 

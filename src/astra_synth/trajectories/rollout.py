@@ -65,15 +65,4 @@ class RolloutStage:
             )
         finally:
             self.router.end_session(ctx.item_id)
-        return Trajectory(
-            task=item,
-            messages=episode.messages,
-            tools=tools,
-            status=episode.status,
-            llm_calls=episode.llm_calls,
-            tool_calls=episode.tool_calls,
-            tool_failures=episode.tool_failures,
-            execution=episode.routes,
-            error=episode.error,
-            seconds=episode.seconds,
-        )
+        return Trajectory(task=item, tools=tools, **episode.model_dump())
