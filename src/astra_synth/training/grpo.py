@@ -32,6 +32,7 @@ from transformers import TrainerCallback
 
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.config import StrictModel
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group

@@ -41,8 +41,7 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     calls = [
         {**call.to_openai(), "id": f"{call.id}_{uuid.uuid4().hex[:8]}"} for call in parse_hermes_calls(text)
     ]
-    content = content_without_calls(text) if calls else text.strip()
-    return content, calls
+    return content_without_calls(text), calls
 
 
 def forced_tool(body: dict[str, Any]) -> str | None:
