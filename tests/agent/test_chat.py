@@ -85,7 +85,11 @@ def test_malformed_calls_survive_the_openai_form_unchanged() -> None:
     )
     for call in parse_hermes_calls(text):
         again = parse_openai_call(call.to_openai())
-        assert (again.name, again.arguments, again.error is None) == (call.name, call.arguments, call.error is None)
+        assert (again.name, again.arguments, again.error is None) == (
+            call.name,
+            call.arguments,
+            call.error is None,
+        )
     ok = parse_hermes_calls(text)[2].to_openai()
     assert json.loads(ok["function"]["arguments"]) == {"x": "é"}
 

@@ -6,9 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from astra_synth.config import EndpointConfig
 from astra_synth.agent.chat import ToolCall
 from astra_synth.agent.loop import AgentConfig, ToolReply, run_agent
+from astra_synth.config import EndpointConfig
 from astra_synth.llm.client import LLMClient
 from astra_synth.testing.scripted import Reply, ScriptedLLM, error_reply, text_reply, tool_call_reply
 

@@ -16,11 +16,11 @@ from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
 from astra_synth.llm.client import LLMClient
-from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
-from astra_synth.sandbox import get_executor
 from astra_synth.runs.ids import canonical_json
+from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolCall as SandboxCall
 from astra_synth.sandbox.executor import ToolExecutor, ToolResult
+from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
 
@@ -103,7 +103,9 @@ class CountingSandbox(ToolExecutor):
     def load(self, source: str) -> str:
         return self.inner.load(source)
 
-    def execute(self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None) -> ToolResult:
+    def execute(
+        self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None
+    ) -> ToolResult:
         return self.execute_batch([SandboxCall(env_id=env_id, fn=fn, args=args, timeout_s=timeout_s)])[0]
 
     def execute_batch(self, calls: list[SandboxCall]) -> list[ToolResult]:
@@ -118,7 +120,11 @@ async def test_each_emitted_call_reaches_the_sandbox_at_most_once(
     for arena in arenas[:2]:
         counting = CountingSandbox(sandbox)
         report = await evaluate_arenas([arena], llm, counting, ArenaEvalConfig())
-        golden = [(s.golden_call.name, canonical_json(s.golden_call.arguments)) for s in arena.subtasks if s.golden_call]
+        golden = [
+            (s.golden_call.name, canonical_json(s.golden_call.arguments))
+            for s in arena.subtasks
+            if s.golden_call
+        ]
         # The model's golden calls run once each (the episode is played and scored in one env; the unknown
         # tool and the malformed call never reach the sandbox); the reward runs each golden reference call
         # once more to compare results.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from astra_synth.arenas.records import Arena
+from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig
@@ -22,7 +23,6 @@ from astra_synth.training.grpo import (
 )
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer
-from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.training.sft import SFTResult
 
 

@@ -14,8 +14,8 @@ import openai
 import pytest
 
 from astra_synth.agent.chat import parse_openai_call
-from astra_synth.training.serve import parse_tool_calls
 from astra_synth.llm.local import free_port
+from astra_synth.training.serve import parse_tool_calls
 
 WEATHER = {
     "type": "function",

@@ -27,7 +27,9 @@ class ToolCall(BaseModel):
     id: str = ""
     name: str = ""
     arguments: dict[str, Any] = Field(default_factory=dict)
-    raw: str = Field(default="", description="The arguments (or the unreadable block) as the model wrote them.")
+    raw: str = Field(
+        default="", description="The arguments (or the unreadable block) as the model wrote them."
+    )
     error: str | None = None
 
     @property

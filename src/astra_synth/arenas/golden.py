@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from astra_synth.config import StrictModel
-
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.config import StrictModel
 from astra_synth.sandbox.executor import ToolExecutor
 
 

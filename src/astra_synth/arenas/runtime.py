@@ -14,15 +14,10 @@ import json
 import random
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from astra_synth.agent.chat import Message, ToolCall, parse_openai_call
-from astra_synth.config import StrictModel
-
 from astra_synth.arenas.records import Arena, FunctionSpec, ToolSchema, ToolSource
-from astra_synth.runs.ids import canonical_json
-from astra_synth.sandbox.executor import ToolCall as SandboxCall, ToolExecutor, ToolResult
-from astra_synth.tools.spec import fits_json_types
 from astra_synth.arenas.reward import (
     ExecutedCall,
     RewardBreakdown,
@@ -30,6 +25,11 @@ from astra_synth.arenas.reward import (
     SubTaskTarget,
     f1_reward,
 )
+from astra_synth.config import StrictModel
+from astra_synth.runs.ids import canonical_json
+from astra_synth.sandbox.executor import ToolCall as SandboxCall
+from astra_synth.sandbox.executor import ToolExecutor, ToolResult
+from astra_synth.tools.spec import fits_json_types
 
 
 class EnvConfig(StrictModel):
@@ -221,4 +221,3 @@ class ArenaEnv:
         if len(text) > limit:
             text = f"{text[:limit]}… [output truncated: {len(text) - limit} more characters]"
         return text
-

@@ -2,7 +2,8 @@
 
 The agent loop steps ``ArenaEnv`` directly: every call the model emits — unknown tools and malformed calls
 included — goes through the env once, the model sees the env's answers, and the score is the reward of the
-env it played, so precision counts exactly what the model emitted. Repeats use different seeds; summaries give the mean and a 95 % interval over repeats.
+env it played, so precision counts exactly what the model emitted. Repeats use different seeds; summaries
+give the mean and a 95 % interval over repeats.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from astra_synth.agent.chat import ToolCall
+from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.config import StrictModel
-from astra_synth.agent.chat import ToolCall
-from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
 from astra_synth.llm.client import LLMClient
 from astra_synth.sandbox.executor import ToolExecutor
 

@@ -553,7 +553,9 @@ def chat_probe(item_id: str, messages: Iterable[dict[str, Any]], tools: Iterable
         ):
             texts.append(content)
         # The shared parser: a malformed call keeps its name (if any) with no arguments.
-        calls += [Call(name=c.name, arguments=c.arguments) for c in parse_openai_calls(message.get("tool_calls"))]
+        calls += [
+            Call(name=c.name, arguments=c.arguments) for c in parse_openai_calls(message.get("tool_calls"))
+        ]
     docs = [t.get("function", t) for t in tools]
     return Probe(
         id=item_id,

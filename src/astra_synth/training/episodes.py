@@ -15,14 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from astra_synth.agent.chat import Message, content_without_calls, parse_hermes_calls
-from astra_synth.config import StrictModel
-
-from astra_synth.arenas.runtime import ArenaEnv
-from astra_synth.training.distractors import DistractorDraw
 from astra_synth.arenas.reward import RewardBreakdown
+from astra_synth.arenas.runtime import ArenaEnv
+from astra_synth.config import StrictModel
+from astra_synth.training.distractors import DistractorDraw
 
 
 class EpisodeConfig(StrictModel):
@@ -139,11 +138,13 @@ class EpisodeRunner:
         episode.env_mask += [1] * len(new_ids)
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
         calls = parse_hermes_calls(text)
-        assistant = Message(role="assistant", content=content_without_calls(text), tool_calls=calls).to_openai()
+        assistant = Message(
+            role="assistant", content=content_without_calls(text), tool_calls=calls
+        ).to_openai()
         episode.messages.append(assistant)
         ended = not new_ids or new_ids[-1] not in self._eos_ids
         if not calls or ended:
-            episode.final = assistant["content"]
+            episode.final = assistant.content or ""
             episode.done = True
             episode.budget_exhausted = ended and self._budget(episode) <= 0
             if calls:  # cut off mid-turn: the calls were emitted, they count

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from transformers import TrainerCallback
 
 from astra_synth.arenas.records import Arena
@@ -309,7 +309,7 @@ def run_rl(
     tokenizer.padding_side = "left"
     sampler = None
     if settings.distractors is not None and settings.distractors.k_per_band > 0:
-        from astra_synth.config import StrictModel, cache_root
+        from astra_synth.config import cache_root
         from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 
         vectors = VectorCache(cache_root() / "embeddings")

@@ -31,6 +31,7 @@ from astra_synth.agent.chat import content_without_calls, parse_hermes_calls
 from astra_synth.config import EndpointConfig
 from astra_synth.training.models import load_tokenizer, resolve_model
 
+
 def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     """(content without the call blocks, OpenAI tool calls) from hermes-style generated text.
 

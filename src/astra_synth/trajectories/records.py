@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from astra_synth.config import StrictModel
 from astra_synth.agent.loop import Episode
-
+from astra_synth.config import StrictModel
 from astra_synth.tools.spec import ServerRecord
 
 ChainOrigin = Literal["proposed", "walk", "server_only"]

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import Field
 
-from astra_synth.config import StrictModel
 from astra_synth.agent.loop import AgentConfig, ToolReply, run_agent
+from astra_synth.config import StrictModel
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 from astra_synth.tools.router import ToolRouter
