@@ -144,7 +144,7 @@ class EpisodeRunner:
         episode.messages.append(assistant)
         ended = not new_ids or new_ids[-1] not in self._eos_ids
         if not calls or ended:
-            episode.final = assistant.content or ""
+            episode.final = assistant["content"]
             episode.done = True
             episode.budget_exhausted = ended and self._budget(episode) <= 0
             if calls:  # cut off mid-turn: the calls were emitted, they count
