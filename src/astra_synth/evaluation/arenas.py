@@ -72,14 +72,21 @@ class EnvSteps:
 
     def __init__(self, env: ArenaEnv) -> None:
         self.env = env
+        self._turn: asyncio.Future[list[dict[str, Any]]] | None = None
 
     async def step(self, calls: list[ToolCall]) -> list[ToolReply]:
-        messages = await asyncio.to_thread(self.env.step, calls)
+        self._turn = asyncio.ensure_future(asyncio.to_thread(self.env.step, calls))
+        messages = await asyncio.shield(self._turn)
         executed = self.env.calls[len(self.env.calls) - len(calls) :]
         return [
             ToolReply(content=m["content"], ok=c.ok, route="sandbox")
             for m, c in zip(messages, executed, strict=True)
         ]
+
+    async def settle(self) -> None:
+        """Wait for a turn cut off by the episode's timeout: its calls were emitted and count."""
+        if self._turn is not None:
+            await self._turn
 
 
 def final_answer(messages: list[dict[str, Any]]) -> str | None:
@@ -95,9 +102,11 @@ async def play(
 ) -> EpisodeScore:
     env = ArenaEnv(arena, executor, config.env, seed=config.seed + repeat)
     prompt, tools = env.reset()
+    steps = EnvSteps(env)
     episode: Episode = await run_agent(
-        llm, prompt, tools, EnvSteps(env), config.agent, stage="eval_arenas", seed=config.seed + repeat
+        llm, prompt, tools, steps, config.agent, stage="eval_arenas", seed=config.seed + repeat
     )
+    await steps.settle()
     score = await asyncio.to_thread(env.reward, final_answer(episode.messages))
     return EpisodeScore(
         arena_id=arena.id,
