@@ -53,7 +53,8 @@ def golden_player(arenas: list[Arena], junk_first: bool = False) -> Any:
         done = sum(1 for m in messages if m["role"] == "assistant")
         if junk_first:
             if done == 0:
-                return tool_call_reply(("no_such_tool", {}), ("also_missing", "{not json"))
+                # An unknown tool, and a real tool called with arguments that are not JSON.
+                return tool_call_reply(("no_such_tool", {}), (arena.tools[0].function.name, "{not json"))
             done -= 1
         if done < len(turns):
             calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in turns[done]]
@@ -126,8 +127,8 @@ async def test_each_emitted_call_reaches_the_sandbox_at_most_once(
             if s.golden_call
         ]
         # The model's golden calls run once each (the episode is played and scored in one env; the unknown
-        # tool and the malformed call never reach the sandbox); the reward runs each golden reference call
-        # once more to compare results.
+        # tool and the malformed call never reach the sandbox but count in precision); the reward runs each
+        # golden reference call once more to compare results.
         assert counting.ran == Counter(set(golden)) + Counter(golden)
         [episode] = report.episodes
         assert episode.calls == len(golden) + 2 and episode.precision < 1.0 and episode.recall == 1.0
