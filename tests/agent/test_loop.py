@@ -6,8 +6,9 @@ import asyncio
 import json
 from typing import Any
 
+from astra_synth.agent.chat import ToolCall
+from astra_synth.agent.loop import AgentConfig, ToolReply, run_agent
 from astra_synth.config import EndpointConfig
-from astra_synth.agent.loop import AgentConfig, ToolReply, parse_arguments, run_agent
 from astra_synth.llm.client import LLMClient
 from astra_synth.testing.scripted import Reply, ScriptedLLM, error_reply, text_reply, tool_call_reply
 
@@ -48,12 +49,15 @@ class Capitals:
         return ToolReply(content=json.dumps({"capital": city}), ok=True, route="real")
 
 
-def test_arguments_are_parsed_as_data_never_evaluated() -> None:
-    assert parse_arguments('{"country": "Peru"}') == {"country": "Peru"}
-    assert parse_arguments("") == {}
-    assert parse_arguments({"a": 1}) == {"a": 1}
-    assert "not valid JSON" in str(parse_arguments("__import__('os').system('true')"))
-    assert "JSON object" in str(parse_arguments("[1, 2]"))
+class Recorder:
+    """A turn-level executor: it sees every call the model emitted, as parsed."""
+
+    def __init__(self) -> None:
+        self.turns: list[list[ToolCall]] = []
+
+    async def step(self, calls: list[ToolCall]) -> list[ToolReply]:
+        self.turns.append(calls)
+        return [ToolReply(content=f"seen {c.name}", ok=c.error is None, route="env") for c in calls]
 
 
 async def test_parallel_calls_then_final_answer(
@@ -74,7 +78,7 @@ async def test_parallel_calls_then_final_answer(
         episode = await run_agent(llm, START, TOOLS, tool, AgentConfig(), stage="test")
     assert episode.status == "completed"
     assert (episode.llm_calls, episode.tool_calls, episode.tool_failures) == (2, 2, 1)
-    assert episode.routes == {"real": 2}
+    assert episode.execution == {"real": 2}
     assert tool.asked == [{"country": "France"}, {"country": "Atlantis"}]
     roles = [m["role"] for m in episode.messages]
     assert roles == ["system", "user", "assistant", "tool", "tool", "assistant"]
@@ -136,3 +140,29 @@ async def test_endpoint_failure_is_a_status_not_an_exception(
         episode = await run_agent(llm, START, TOOLS, Capitals(), AgentConfig(), stage="test")
     assert episode.status == "llm_error" and "400" in (episode.error or "")
     assert episode.messages == START
+
+
+async def test_a_turn_executor_sees_every_call_malformed_and_unknown_included(
+    scripted_llm: ScriptedLLM, scripted_endpoint: EndpointConfig
+) -> None:
+    scripted_llm.on(
+        "Capitals of",
+        Reply(
+            tool_calls=(
+                *tool_call_reply(("delete_everything", {})).tool_calls,
+                *tool_call_reply(("capital_of", "{country: Peru")).tool_calls,
+                *tool_call_reply(("capital_of", {"country": "Peru"})).tool_calls,
+            ),
+            finish_reason="tool_calls",
+        ),
+        where="last",
+    )
+    scripted_llm.on("seen", text_reply("Lima."), where="last")
+    env = Recorder()
+    async with LLMClient(scripted_endpoint) as llm:
+        episode = await run_agent(llm, START, TOOLS, env, AgentConfig(), stage="test")
+    [turn] = env.turns
+    assert [c.name for c in turn] == ["delete_everything", "capital_of", "capital_of"]
+    assert [c.error is None for c in turn] == [True, False, True]
+    assert (episode.tool_calls, episode.tool_failures, episode.execution) == (3, 1, {"env": 3})
+    assert [m["tool_call_id"] for m in episode.messages if m["role"] == "tool"] == [c.id for c in turn]

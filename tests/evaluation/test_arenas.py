@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
 from astra_synth.llm.client import LLMClient
-from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
+from astra_synth.runs.ids import canonical_json
 from astra_synth.sandbox import get_executor
-from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.sandbox.executor import ToolCall as SandboxCall
+from astra_synth.sandbox.executor import ToolExecutor, ToolResult
+from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
 
@@ -50,7 +53,8 @@ def golden_player(arenas: list[Arena], junk_first: bool = False) -> Any:
         done = sum(1 for m in messages if m["role"] == "assistant")
         if junk_first:
             if done == 0:
-                return tool_call_reply(("no_such_tool", {}), ("also_missing", "{not json"))
+                # An unknown tool, and a real tool called with arguments that are not JSON.
+                return tool_call_reply(("no_such_tool", {}), (arena.tools[0].function.name, "{not json"))
             done -= 1
         if done < len(turns):
             calls = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in turns[done]]
@@ -88,6 +92,46 @@ async def test_junk_calls_count_against_precision(
     assert report.precision.mean < 1.0 and report.f1.mean < 1.0
     for e in report.episodes:
         assert e.calls == sum(len(t) for t in golden_turns(next(a for a in arenas if a.id == e.arena_id))) + 2
+
+
+class CountingSandbox(ToolExecutor):
+    """The real sandbox, recording every (tool, arguments) that reaches it."""
+
+    def __init__(self, inner: ToolExecutor) -> None:
+        self.inner = inner
+        self.ran: Counter[tuple[str, str]] = Counter()
+
+    def load(self, source: str) -> str:
+        return self.inner.load(source)
+
+    def execute(
+        self, env_id: str, fn: str, args: dict[str, Any], timeout_s: float | None = None
+    ) -> ToolResult:
+        return self.execute_batch([SandboxCall(env_id=env_id, fn=fn, args=args, timeout_s=timeout_s)])[0]
+
+    def execute_batch(self, calls: list[SandboxCall]) -> list[ToolResult]:
+        self.ran.update((c.fn, canonical_json(c.args)) for c in calls)
+        return self.inner.execute_batch(calls)
+
+
+async def test_each_emitted_call_reaches_the_sandbox_at_most_once(
+    scripted_llm: ScriptedLLM, llm: LLMClient, arenas: list[Arena], sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(".*", golden_player(arenas, junk_first=True))
+    for arena in arenas[:2]:
+        counting = CountingSandbox(sandbox)
+        report = await evaluate_arenas([arena], llm, counting, ArenaEvalConfig())
+        golden = [
+            (s.golden_call.name, canonical_json(s.golden_call.arguments))
+            for s in arena.subtasks
+            if s.golden_call
+        ]
+        # The model's golden calls run once each (the episode is played and scored in one env; the unknown
+        # tool and the malformed call never reach the sandbox but count in precision); the reward runs each
+        # golden reference call once more to compare results.
+        assert counting.ran == Counter(set(golden)) + Counter(golden)
+        [episode] = report.episodes
+        assert episode.calls == len(golden) + 2 and episode.precision < 1.0 and episode.recall == 1.0
 
 
 @pytest.mark.slow

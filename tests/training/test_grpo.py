@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from astra_synth.arenas.records import Arena
+from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig
-from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeConfig
+from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
 from astra_synth.training.grpo import (
     ArenaRollouts,
     RLConfig,
@@ -22,13 +23,12 @@ from astra_synth.training.grpo import (
 )
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer
-from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.training.sft import SFTResult
 
 
-def _episode(reward: float) -> Episode:
+def _episode(reward: float) -> TokenEpisode:
     breakdown = RewardBreakdown(reward=reward, recall=reward, precision=reward, calls=1, solved={}, turns=1)
-    return Episode(
+    return TokenEpisode(
         arena_id="a",
         prompt_ids=[1, 2],
         completion_ids=[3, 4, 5],

@@ -13,8 +13,9 @@ import httpx
 import openai
 import pytest
 
-from astra_synth.training.serve import parse_tool_calls
+from astra_synth.agent.chat import parse_openai_call
 from astra_synth.llm.local import free_port
+from astra_synth.training.serve import parse_tool_calls
 
 WEATHER = {
     "type": "function",
@@ -28,24 +29,24 @@ WEATHER = {
 
 def test_parse_hermes_calls_into_openai_tool_calls() -> None:
     text = 'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
-    content, calls = parse_tool_calls(text, {"get_weather"})
+    content, calls = parse_tool_calls(text)
     assert content == "Let me check."
     assert calls[0]["function"]["name"] == "get_weather"
     assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Paris"}
 
 
-def test_unknown_tools_and_garbage_stay_text() -> None:
+def test_every_block_is_a_call_as_written_for_the_client_to_judge() -> None:
     text = '<tool_call>\n{"name": "rm_rf", "arguments": {}}\n</tool_call>'
-    assert parse_tool_calls(text, {"get_weather"}) == (text, [])
-    content, calls = parse_tool_calls("<tool_call>\nnot json at all", {"get_weather"})
-    assert calls == [] and content.startswith("<tool_call>")
+    content, calls = parse_tool_calls(text)
+    assert content == "" and calls[0]["function"]["name"] == "rm_rf"  # the client answers "unknown tool"
+    content, calls = parse_tool_calls("<tool_call>\nnot json at all")
+    assert content == "" and calls[0]["function"] == {"name": "", "arguments": "not json at all"}
+    assert parse_openai_call(calls[0]).error is not None
 
 
-def test_truncated_call_is_repaired() -> None:
-    _, calls = parse_tool_calls(
-        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"', {"get_weather"}
-    )
-    assert json.loads(calls[0]["function"]["arguments"]) == {"city": "Oslo"}
+def test_truncated_call_is_not_repaired() -> None:
+    _, calls = parse_tool_calls('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"')
+    assert len(calls) == 1 and parse_openai_call(calls[0]).error is not None
 
 
 @pytest.mark.slow

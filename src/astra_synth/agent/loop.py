@@ -1,8 +1,9 @@
 """A minimal OpenAI tool-calling agent loop, shared by trajectory rollouts and evaluation.
 
-The model sees OpenAI ``tools``; each assistant turn may call several tools, which run in order through a
-callback (live MCP, emulator, cassette, sandbox: the loop does not care). Arguments are parsed from the
-JSON string the model wrote and passed on as data; model text is never evaluated. The loop ends when a turn
+The model sees OpenAI ``tools``; each assistant turn may call several tools. The calls are parsed by
+:mod:`astra_synth.agent.chat` (malformed ones kept, with their error) and every one of them goes to the
+executor (an ``ArenaEnv``, or a per-call callback: live MCP, emulator, cassette; the loop does not care).
+Arguments are passed on as data; model text is never evaluated. The loop ends when a turn
 calls no tool, after ``max_llm_calls`` model calls, or at the episode's wall-clock budget, and it always
 returns what happened so far with a status, so a failed episode is recorded like a good one.
 """
@@ -14,10 +15,11 @@ import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from astra_synth.agent.chat import Message, ToolCall, parse_openai_calls, unique_call_ids
 from astra_synth.config import StrictModel
 from astra_synth.llm.client import LLMCallError, LLMClient
 
@@ -42,13 +44,17 @@ class ToolReply(BaseModel):
 ToolCallback = Callable[[str, dict[str, Any]], Awaitable[ToolReply]]
 
 
-class Episode(BaseModel):
+class Episode(StrictModel):
+    """What one run of the loop did, whatever its outcome (a trajectory is an episode with its task)."""
+
     messages: list[dict[str, Any]]
     status: EpisodeStatus
     llm_calls: int = 0
     tool_calls: int = 0
     tool_failures: int = 0
-    routes: dict[str, int] = Field(default_factory=dict)
+    execution: dict[str, int] = Field(
+        default_factory=dict, description="Tool calls per execution route (live, emulated, cassette, …)."
+    )
     error: str | None = None
     seconds: float = 0.0
 
@@ -57,37 +63,42 @@ def _error(kind: str, message: str) -> str:
     return json.dumps({"error": {"type": kind, "message": message}}, ensure_ascii=False)
 
 
-def parse_arguments(raw: Any) -> dict[str, Any] | str:
-    """The call's arguments as a dict, or the reason they are unusable (told to the model as the result)."""
-    if isinstance(raw, dict):
-        return raw
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    try:
-        value = json.loads(raw)
-    except (TypeError, json.JSONDecodeError) as exc:
-        return f"arguments are not valid JSON: {exc}"
-    return (
-        value if isinstance(value, dict) else f"arguments must be a JSON object, got {type(value).__name__}"
-    )
+@runtime_checkable
+class CallExecutor(Protocol):
+    """Whatever runs one assistant turn's calls; it gets every call the model emitted, malformed ones
+    included, and answers each (one reply per call, in order)."""
+
+    async def step(self, calls: list[ToolCall]) -> list[ToolReply]: ...
 
 
-def _unique_call_ids(message: dict[str, Any], seen: set[str], turn: int) -> dict[str, Any]:
-    """Tool-call ids must pair each result with its call across the whole episode; servers that repeat
-    ids (per turn counters) or omit them get fresh ones."""
-    calls = message.get("tool_calls")
-    if not calls:
-        return message
-    fixed = []
-    for i, call in enumerate(calls):
-        call_id = str(call.get("id") or "")
-        if not call_id or call_id in seen:
-            call_id = f"call_{turn}_{i}"
-            while call_id in seen:
-                call_id += "_"
-            call = {**call, "id": call_id}
-        seen.add(call_id)
-        fixed.append(call)
+class PerCallExecutor:
+    """A per-call ``(name, arguments)`` callback as a :class:`CallExecutor`: calls to a tool not offered and
+    malformed calls are answered with an error here and never reach the callback."""
+
+    def __init__(self, tools: list[dict[str, Any]], callback: ToolCallback) -> None:
+        self.names = {t.get("function", {}).get("name") for t in tools}
+        self.callback = callback
+
+    async def step(self, calls: list[ToolCall]) -> list[ToolReply]:
+        replies = []
+        for call in calls:
+            if call.name not in self.names:
+                reply = ToolReply(content=_error("unknown_tool", f"no tool named {call.name!r}"), ok=False)
+            elif call.error is not None:
+                reply = ToolReply(content=_error("invalid_arguments", call.error), ok=False)
+            else:
+                reply = await self.callback(call.name, call.arguments)
+            replies.append(reply)
+        return replies
+
+
+def _with_ids(message: dict[str, Any], calls: list[ToolCall]) -> dict[str, Any]:
+    """``message`` as the model sent it, with the episode-unique call ids."""
+    sent = message.get("tool_calls") or []
+    fixed = [
+        {**orig, "id": call.id} if isinstance(orig, dict) else call.to_openai()
+        for orig, call in zip(sent, calls, strict=True)
+    ]
     return {**message, "tool_calls": fixed}
 
 
@@ -95,14 +106,18 @@ async def run_agent(
     llm: LLMClient,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]],
-    execute: ToolCallback,
+    execute: CallExecutor | ToolCallback,
     config: AgentConfig,
     *,
     stage: str,
     seed: int | None = None,
 ) -> Episode:
-    """Run one episode from ``messages`` (system + user, usually). Only a bug in ``execute`` raises."""
-    names = {t.get("function", {}).get("name") for t in tools}
+    """Run one episode from ``messages`` (system + user, usually). Only a bug in ``execute`` raises.
+
+    Every call the model emits goes to ``execute`` (a per-call callback is wrapped in
+    :class:`PerCallExecutor`); each call counts, and each reply becomes the call's tool message.
+    """
+    executor = execute if isinstance(execute, CallExecutor) else PerCallExecutor(tools, execute)
     transcript = list(messages)
     counts = Counter[str]()
     llm_calls = tool_calls = failures = 0
@@ -125,26 +140,20 @@ async def run_agent(
                     seed=seed,
                 )
                 llm_calls += 1
-                message = _unique_call_ids(result.message, seen_ids, llm_calls)
-                transcript.append(message)
-                calls = message.get("tool_calls") or []
+                message = result.message
+                calls = unique_call_ids(parse_openai_calls(message.get("tool_calls")), seen_ids, llm_calls)
                 if not calls:
+                    transcript.append(message)
                     status = "completed"
                     break
-                for call in calls:
-                    tool_calls += 1
-                    name = call.get("function", {}).get("name", "")
-                    arguments = parse_arguments(call.get("function", {}).get("arguments"))
-                    if name not in names:
-                        reply = ToolReply(content=_error("unknown_tool", f"no tool named {name!r}"), ok=False)
-                    elif isinstance(arguments, str):
-                        reply = ToolReply(content=_error("invalid_arguments", arguments), ok=False)
-                    else:
-                        reply = await execute(name, arguments)
+                transcript.append(_with_ids(message, calls))
+                tool_calls += len(calls)
+                replies = await executor.step(calls)
+                for call, reply in zip(calls, replies, strict=True):
                     failures += not reply.ok
                     counts[reply.route or "none"] += 1
                     transcript.append(
-                        {"role": "tool", "tool_call_id": call.get("id"), "content": reply.content}
+                        Message(role="tool", tool_call_id=call.id, content=reply.content).to_openai()
                     )
     except TimeoutError:
         status, error = "timeout", f"episode exceeded {config.episode_timeout_s:g} s"
@@ -158,7 +167,7 @@ async def run_agent(
         llm_calls=llm_calls,
         tool_calls=tool_calls,
         tool_failures=failures,
-        routes=dict(counts),
+        execution=dict(counts),
         error=error,
         seconds=round(time.monotonic() - started, 3),
     )

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from astra_synth.config import StrictModel
-
 from astra_synth.arenas.records import Arena
+from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.config import StrictModel
 from astra_synth.sandbox.executor import ToolExecutor
 
 
@@ -31,14 +29,9 @@ def golden_turns(arena: Arena) -> list[list[dict[str, Any]]]:
     return turns
 
 
-def play_golden(env: ArenaEnv) -> list[dict[str, Any]]:
-    """Reset ``env`` and play the golden turns; returns the assistant/tool messages that were exchanged."""
-    env.reset()
-    messages: list[dict[str, Any]] = []
-    for calls in golden_turns(env.arena):
-        messages.append({"role": "assistant", "content": "", "tool_calls": calls})
-        messages.extend(env.step(calls))
-    return messages
+def play_golden(env: ArenaEnv) -> RewardBreakdown:
+    """Replay the golden turns through ``env`` (``env.exchanged`` then holds the messages exchanged)."""
+    return env.replay(golden_turns(env.arena))
 
 
 class SFTExample(StrictModel):
@@ -58,11 +51,12 @@ def golden_example(arena: Arena, executor: ToolExecutor, config: EnvConfig | Non
     """
     env = ArenaEnv(arena, executor, config)
     prompt, tools = env.reset()
-    exchanged = play_golden(env)
-    reward = env.reward().reward
+    reward = play_golden(env).reward
     if reward < 1.0 - 1e-6:
         raise ValueError(f"arena {arena.id}: golden episode reaches reward {reward:.3f}, not 1")
-    failed = [m for m in exchanged if m["role"] == "tool" and m["content"].startswith("Error:")]
+    exchanged = env.exchanged
+    answers = [m for m in exchanged if m["role"] == "tool"]
+    failed = [m for m, call in zip(answers, env.calls, strict=True) if not call.ok]
     if failed:
         raise ValueError(f"arena {arena.id}: a golden call failed: {failed[0]['content'][:200]}")
     final = {"role": "assistant", "content": arena.final_answer}

@@ -1,10 +1,11 @@
 """``ArenaEnv``: one RL episode on one arena — reset, step with tool calls, F1 reward.
 
-Tool calls arrive as OpenAI ``tool_calls`` dicts and are executed by tool name with JSON arguments through a
+Tool calls arrive parsed (:class:`~astra_synth.agent.chat.ToolCall`, or OpenAI ``tool_calls`` dicts read by
+the same parser) and are executed by tool name with JSON arguments through a
 :class:`~astra_synth.sandbox.executor.ToolExecutor`; model text is never turned into code. Whatever the model
-gets wrong — an unknown tool, arguments that are not JSON or do not fit the schema, a tool that raises or
-times out — comes back to it as a tool message with an error text, never as an exception, and still counts
-as a call in the reward's precision.
+gets wrong — a malformed call, an unknown tool, arguments that are not JSON or do not fit the schema, a tool
+that raises or times out — comes back to it as a tool message with an error text, never as an exception,
+and still counts as a call in the reward's precision.
 """
 
 from __future__ import annotations
@@ -13,14 +14,10 @@ import json
 import random
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from astra_synth.config import StrictModel
-
+from astra_synth.agent.chat import Message, ToolCall, parse_openai_call
 from astra_synth.arenas.records import Arena, FunctionSpec, ToolSchema, ToolSource
-from astra_synth.runs.ids import canonical_json
-from astra_synth.sandbox.executor import ToolCall, ToolExecutor, ToolResult
-from astra_synth.tools.spec import fits_json_types
 from astra_synth.arenas.reward import (
     ExecutedCall,
     RewardBreakdown,
@@ -28,6 +25,11 @@ from astra_synth.arenas.reward import (
     SubTaskTarget,
     f1_reward,
 )
+from astra_synth.config import StrictModel
+from astra_synth.runs.ids import canonical_json
+from astra_synth.sandbox.executor import ToolCall as SandboxCall
+from astra_synth.sandbox.executor import ToolExecutor, ToolResult
+from astra_synth.tools.spec import fits_json_types
 
 
 class EnvConfig(StrictModel):
@@ -93,6 +95,7 @@ class ArenaEnv:
         self._schemas = {t.function.name: t for t, _ in tools}
         self._env_ids = {t.function.name: executor.load(src.source) for t, src in tools}
         self._calls: list[ExecutedCall] = []
+        self._exchanged: list[dict[str, Any]] = []
         self._turns = 0
         self._golden: dict[str, ExecutedCall] | None = None
         self._memo: dict[str, ToolResult] = {}
@@ -102,51 +105,67 @@ class ArenaEnv:
         """The calls made so far this episode, in order."""
         return list(self._calls)
 
+    @property
+    def exchanged(self) -> list[dict[str, Any]]:
+        """This episode's assistant turns (their calls only) and tool messages, as OpenAI messages."""
+        return list(self._exchanged)
+
     def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Start a new episode (calls, turns and the call memo are cleared): the prompt messages and the
         tool list, shuffled by the env's seed."""
         self._calls = []
+        self._exchanged = []
         self._turns = 0
         self._memo = {}
         tools = [t.model_dump() for t in self._schemas.values()]
         random.Random(self.seed).shuffle(tools)
         return [m.model_dump() for m in self.arena.messages], tools
 
-    def step(self, tool_calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def step(self, tool_calls: list[ToolCall] | list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Run one assistant turn's tool calls (possibly parallel); one tool message per call, in order.
 
         Tools are deterministic (the validation battery checks it), so a call repeated within the episode
         is answered from the episode's memo instead of the sandbox; it still counts as a call.
         """
         self._turns += 1
+        calls = [c if isinstance(c, ToolCall) else parse_openai_call(c) for c in tool_calls]
         keys: list[str | None] = []  # memo key of each call that reaches the sandbox
         errors: list[str] = []
-        pending: dict[str, ToolCall] = {}
-        for call in tool_calls:
-            parsed = self._parse(call)
-            if isinstance(parsed, str):
+        pending: dict[str, SandboxCall] = {}
+        for call in calls:
+            problem = self._problem(call)
+            if problem is not None:
                 keys.append(None)
-                errors.append(f"Error: {parsed}")
+                errors.append(f"Error: {problem}")
                 continue
-            memo_key = canonical_json(parsed)
+            memo_key = canonical_json([call.name, call.arguments])
             keys.append(memo_key)
             errors.append("")
             if memo_key not in self._memo:
-                pending[memo_key] = self._request(*parsed)
+                pending[memo_key] = self._request(call.name, call.arguments)
         for memo_key, fresh in zip(pending, self._run(list(pending.values())), strict=True):
             self._memo[memo_key] = fresh
         messages = []
-        for call, key, error in zip(tool_calls, keys, errors, strict=True):
+        for call, key, error in zip(calls, keys, errors, strict=True):
             if key is None:
-                self._calls.append(ExecutedCall(name=_name_of(call), ok=False))
+                self._calls.append(ExecutedCall(name=call.name, ok=False))
                 content = error
             else:
                 result = self._memo[key]
-                self._calls.append(ExecutedCall(name=_name_of(call), ok=result.ok, result=result.result))
+                self._calls.append(ExecutedCall(name=call.name, ok=result.ok, result=result.result))
                 content = self._content(result)
-            call_id = str(call.get("id", "")) if isinstance(call, dict) else ""
-            messages.append({"role": "tool", "tool_call_id": call_id, "content": content})
+            messages.append(Message(role="tool", tool_call_id=call.id, content=content).to_openai())
+        self._exchanged += [Message(role="assistant", content="", tool_calls=calls).to_openai(), *messages]
         return messages
+
+    def replay(
+        self, turns: list[list[ToolCall]] | list[list[dict[str, Any]]], final: str | None = None
+    ) -> RewardBreakdown:
+        """Reset, step each assistant turn's calls, and score the episode with ``final`` as the answer."""
+        self.reset()
+        for calls in turns:
+            self.step(calls)
+        return self.reward(final)
 
     def reward(self, final_message: str | None = None, config: RewardConfig | None = None) -> RewardBreakdown:
         """F1 of the episode so far; ``config`` overrides the env's reward definition (to report both)."""
@@ -170,10 +189,10 @@ class ArenaEnv:
             }
         return self._golden
 
-    def _request(self, name: str, args: dict[str, Any]) -> ToolCall:
-        return ToolCall(env_id=self._env_ids[name], fn=name, args=args, timeout_s=self.config.timeout_s)
+    def _request(self, name: str, args: dict[str, Any]) -> SandboxCall:
+        return SandboxCall(env_id=self._env_ids[name], fn=name, args=args, timeout_s=self.config.timeout_s)
 
-    def _run(self, batch: list[ToolCall]) -> list[ToolResult]:
+    def _run(self, batch: list[SandboxCall]) -> list[ToolResult]:
         results = self.executor.execute_batch(batch) if batch else []
         refused = [r for r in results if r.status == "refused"]
         if refused:
@@ -181,29 +200,15 @@ class ArenaEnv:
             raise RuntimeError(f"sandbox refused to run tool code: {refused[0].error}")
         return results
 
-    def _parse(self, call: dict[str, Any]) -> tuple[str, dict[str, Any]] | str:
-        """(tool name, arguments) of an OpenAI tool call, or the error text for the model."""
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            return "malformed tool call: expected {'function': {'name': ..., 'arguments': ...}}"
-        name = function["name"]
-        schema = self._schemas.get(name)
-        if schema is None:
-            return f"unknown tool {name!r}; available tools: {', '.join(sorted(self._schemas))}"
-        raw = function.get("arguments", "{}")
-        if isinstance(raw, str):
-            try:
-                args = json.loads(raw) if raw.strip() else {}
-            except json.JSONDecodeError as exc:
-                return f"arguments of {name!r} are not valid JSON: {exc.msg} at column {exc.colno}"
-        else:
-            args = raw
-        if not isinstance(args, dict):
-            return f"arguments of {name!r} must be a JSON object"
-        problem = argument_error(schema.function, args)
-        if problem:
-            return f"{name}: {problem}"
-        return name, args
+    def _problem(self, call: ToolCall) -> str | None:
+        """Why ``call`` cannot run as written (the error text for the model), or None."""
+        schema = self._schemas.get(call.name)
+        if call.name and schema is None:
+            return f"unknown tool {call.name!r}; available tools: {', '.join(sorted(self._schemas))}"
+        if call.error is not None or schema is None:
+            return call.error
+        problem = argument_error(schema.function, call.arguments)
+        return f"{call.name}: {problem}" if problem else None
 
     def _content(self, result: ToolResult) -> str:
         if result.ok:
@@ -216,9 +221,3 @@ class ArenaEnv:
         if len(text) > limit:
             text = f"{text[:limit]}… [output truncated: {len(text) - limit} more characters]"
         return text
-
-
-def _name_of(call: Any) -> str:
-    function = call.get("function") if isinstance(call, dict) else None
-    name = function.get("name") if isinstance(function, dict) else None
-    return name if isinstance(name, str) else ""

@@ -20,16 +20,15 @@ import ast
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from astra_synth.config import StrictModel
-
+from astra_synth.arenas.answer_match import contains_answer, is_number, normalise, render
 from astra_synth.arenas.golden import play_golden
 from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, GoldenCall, ReportCard, SubTask
-from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
-from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.arenas.answer_match import contains_answer, is_number, normalise, render
 from astra_synth.arenas.reward import RewardConfig
+from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.config import StrictModel
+from astra_synth.sandbox.executor import ToolExecutor
 
 # Pure, deterministic standard-library modules a tool may import; anything else is refused.
 ALLOWED_IMPORTS = frozenset(
@@ -317,9 +316,7 @@ def probes(env: ArenaEnv, repeat_calls: int = 20) -> dict[str, float]:
     }
     rewards: dict[str, float] = {}
     for name, (turns, final_message, configs) in plays.items():
-        env.reset()
-        for turn in turns:
-            env.step(turn)
+        env.replay(turns, final_message)
         rewards[name] = max(env.reward(final_message, c).reward for c in configs)
     return rewards
 

@@ -1,28 +1,27 @@
 """Held-out arena evaluation: any OpenAI-compatible endpoint plays each arena; the arena F1 scores it.
 
-Tool calls run live through ``ArenaEnv`` (so the model sees real results). Scoring is a separate pass:
-every assistant turn's tool calls — unknown tools and malformed arguments included — are replayed through a
-fresh ``ArenaEnv``, so precision counts exactly what the model emitted, whatever the agent loop filtered.
-Repeats use different seeds; summaries give the mean and a 95 % interval over repeats.
+The agent loop steps ``ArenaEnv`` directly: every call the model emits — unknown tools and malformed calls
+included — goes through the env once, the model sees the env's answers, and the score is the reward of the
+env it played, so precision counts exactly what the model emitted. Repeats use different seeds; summaries
+give the mean and a 95 % interval over repeats.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import statistics
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from astra_synth.agent.chat import ToolCall
+from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.config import StrictModel
-from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
 from astra_synth.llm.client import LLMClient
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.arenas.reward import RewardBreakdown
 
 
 class ArenaEvalConfig(StrictModel):
@@ -67,21 +66,35 @@ class ArenaEvalReport(BaseModel):
     episodes: list[EpisodeScore]
 
 
-def score_transcript(
-    arena: Arena, messages: list[dict[str, Any]], executor: ToolExecutor, config: EnvConfig
-) -> RewardBreakdown:
-    """Replay every tool call the model emitted through a fresh env and score the episode."""
-    env = ArenaEnv(arena, executor, config)
-    env.reset()
-    final: str | None = None
-    for message in messages:
-        if message.get("role") != "assistant":
-            continue
-        if message.get("tool_calls"):
-            env.step(message["tool_calls"])
-        else:
-            final = message.get("content") or None
-    return env.reward(final)
+class EnvSteps:
+    """``ArenaEnv`` as the agent loop's executor: each turn's calls go through ``env.step`` once (in a
+    thread: the sandbox is synchronous); a reply is ok when the executed call was."""
+
+    def __init__(self, env: ArenaEnv) -> None:
+        self.env = env
+        self._turn: asyncio.Future[list[dict[str, Any]]] | None = None
+
+    async def step(self, calls: list[ToolCall]) -> list[ToolReply]:
+        self._turn = asyncio.ensure_future(asyncio.to_thread(self.env.step, calls))
+        messages = await asyncio.shield(self._turn)
+        executed = self.env.calls[len(self.env.calls) - len(calls) :]
+        return [
+            ToolReply(content=m["content"], ok=c.ok, route="sandbox")
+            for m, c in zip(messages, executed, strict=True)
+        ]
+
+    async def settle(self) -> None:
+        """Wait for a turn cut off by the episode's timeout: its calls were emitted and count."""
+        if self._turn is not None:
+            await self._turn
+
+
+def final_answer(messages: list[dict[str, Any]]) -> str | None:
+    """The text of the last assistant turn when it calls no tool (the episode's answer), else None."""
+    last = messages[-1] if messages else {}
+    if last.get("role") != "assistant" or last.get("tool_calls"):
+        return None
+    return last.get("content") or None
 
 
 async def play(
@@ -89,17 +102,12 @@ async def play(
 ) -> EpisodeScore:
     env = ArenaEnv(arena, executor, config.env, seed=config.seed + repeat)
     prompt, tools = env.reset()
-
-    async def execute(name: str, arguments: dict[str, Any]) -> ToolReply:
-        call = {"id": "c", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
-        [message] = await asyncio.to_thread(env.step, [call])
-        content = message["content"]
-        return ToolReply(content=content, ok=not content.startswith("Error:"), route="sandbox")
-
+    steps = EnvSteps(env)
     episode: Episode = await run_agent(
-        llm, prompt, tools, execute, config.agent, stage="eval_arenas", seed=config.seed + repeat
+        llm, prompt, tools, steps, config.agent, stage="eval_arenas", seed=config.seed + repeat
     )
-    score = await asyncio.to_thread(score_transcript, arena, episode.messages, executor, config.env)
+    await steps.settle()
+    score = await asyncio.to_thread(env.reward, final_answer(episode.messages))
     return EpisodeScore(
         arena_id=arena.id,
         repeat=repeat,

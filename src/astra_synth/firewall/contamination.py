@@ -48,6 +48,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from astra_synth.agent.chat import parse_openai_calls
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.config import StrictModel, cache_root
 from astra_synth.errors import InputError
@@ -538,15 +539,6 @@ def _unit(vectors: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.
 # --- probes of what we export -------------------------------------------------------------------------------
 
 
-def _arguments(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return {}
-    return raw if isinstance(raw, dict) else {}
-
-
 def chat_probe(item_id: str, messages: Iterable[dict[str, Any]], tools: Iterable[dict[str, Any]]) -> Probe:
     """An SFT row (OpenAI messages + tools): the user texts, the tools offered, the calls made in order."""
     texts: list[str] = []
@@ -560,11 +552,10 @@ def chat_probe(item_id: str, messages: Iterable[dict[str, Any]], tools: Iterable
             and content not in texts
         ):
             texts.append(content)
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") or {}
-            calls.append(
-                Call(name=str(function.get("name", "")), arguments=_arguments(function.get("arguments")))
-            )
+        # The shared parser: a malformed call keeps its name (if any) with no arguments.
+        calls += [
+            Call(name=c.name, arguments=c.arguments) for c in parse_openai_calls(message.get("tool_calls"))
+        ]
     docs = [t.get("function", t) for t in tools]
     return Probe(
         id=item_id,

@@ -1,8 +1,9 @@
 """The multi-turn agent loop of RL and held-out evaluation: a HF model playing ``ArenaEnv`` episodes.
 
 Per turn every unfinished episode of the batch is generated at once (left-padded); the new text's
-``<tool_call>{json}</tool_call>`` blocks are parsed as data (never evaluated) and handed to ``ArenaEnv.step``,
-which executes them in the sandbox. Tool results enter the token stream as the chat template renders them:
+``<tool_call>{json}</tool_call>`` blocks are parsed by the shared parser (:mod:`astra_synth.agent.chat`:
+data, never evaluated; malformed blocks kept as calls) and handed to ``ArenaEnv.step``, which executes them
+in the sandbox. Tool results enter the token stream as the chat template renders them:
 the template is prefix-preserving, so the tokens to append are the text the template adds after the
 assistant turn, and the model's own tokens are never re-tokenised. ``env_mask`` marks model tokens 1 and
 template/tool tokens 0, which is exactly what the GRPO loss must see. An episode ends when the model stops
@@ -11,20 +12,16 @@ calling tools, after ``max_turns``, or when the completion budget (model + tool 
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from astra_synth.config import StrictModel
-
-from astra_synth.arenas.runtime import ArenaEnv
-from astra_synth.training.distractors import DistractorDraw
+from astra_synth.agent.chat import Message, content_without_calls, parse_hermes_calls
 from astra_synth.arenas.reward import RewardBreakdown
-
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>", re.DOTALL)
+from astra_synth.arenas.runtime import ArenaEnv
+from astra_synth.config import StrictModel
+from astra_synth.training.distractors import DistractorDraw
 
 
 class EpisodeConfig(StrictModel):
@@ -37,8 +34,8 @@ class EpisodeConfig(StrictModel):
     top_p: float = Field(default=1.0, gt=0, le=1)
 
 
-class Episode(BaseModel):
-    """One finished episode: the tokens to train on, the conversation and its reward breakdown."""
+class TokenEpisode(BaseModel):
+    """One finished GRPO episode: the tokens to train on, the conversation and its reward breakdown."""
 
     arena_id: str
     prompt_ids: list[int]
@@ -49,35 +46,6 @@ class Episode(BaseModel):
     distractors: DistractorDraw | None = None
     final_message: str = ""
     budget_exhausted: bool = False
-
-
-def parse_tool_calls(text: str) -> list[dict[str, Any]]:
-    """OpenAI ``tool_calls`` from hermes ``<tool_call>`` blocks; an unparseable block still counts as a call.
-
-    A block whose JSON is broken becomes a call with no usable name, so the env answers it with an error
-    message and the reward's precision pays for it.
-    """
-    calls = []
-    for i, raw in enumerate(_TOOL_CALL.findall(text)):
-        try:
-            body = json.loads(raw)
-        except json.JSONDecodeError:
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("name"), str):
-            arguments = body.get("arguments", {})
-            function = {
-                "name": body["name"],
-                "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
-            }
-        else:
-            function = {"name": "", "arguments": raw}
-        calls.append({"id": f"call_{i}", "type": "function", "function": function})
-    return calls
-
-
-def content_without_calls(text: str) -> str:
-    """The assistant's visible text: the turn with its tool-call blocks removed."""
-    return _TOOL_CALL.sub("", text).strip()
 
 
 @dataclass
@@ -113,7 +81,7 @@ class EpisodeRunner:
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 
-    def play(self, model: Any, envs: list[tuple[ArenaEnv, DistractorDraw | None]]) -> list[Episode]:
+    def play(self, model: Any, envs: list[tuple[ArenaEnv, DistractorDraw | None]]) -> list[TokenEpisode]:
         """Run one episode per env to the end; results in input order."""
         running = []
         for env, draw in envs:
@@ -169,10 +137,10 @@ class EpisodeRunner:
         episode.completion_ids += new_ids
         episode.env_mask += [1] * len(new_ids)
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        calls = parse_tool_calls(text)
-        assistant: dict[str, Any] = {"role": "assistant", "content": content_without_calls(text)}
-        if calls:
-            assistant["tool_calls"] = calls
+        calls = parse_hermes_calls(text)
+        assistant = Message(
+            role="assistant", content=content_without_calls(text), tool_calls=calls
+        ).to_openai()
         episode.messages.append(assistant)
         ended = not new_ids or new_ids[-1] not in self._eos_ids
         if not calls or ended:
@@ -195,8 +163,8 @@ class EpisodeRunner:
         episode.completion_ids += env_ids
         episode.env_mask += [0] * len(env_ids)
 
-    def _finish(self, episode: _Running) -> Episode:
-        return Episode(
+    def _finish(self, episode: _Running) -> TokenEpisode:
+        return TokenEpisode(
             arena_id=episode.env.arena.id,
             prompt_ids=episode.prompt_ids,
             completion_ids=episode.completion_ids,

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from transformers import TrainerCallback
 
 from astra_synth.arenas.records import Arena
@@ -37,7 +37,7 @@ from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig, DistractorSampler
-from astra_synth.training.episodes import Episode, EpisodeRunner, EpisodeConfig
+from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
 from astra_synth.training.metrics import JsonlMetrics
 from astra_synth.training.models import (
     LoraConfig,
@@ -81,7 +81,7 @@ class BufferedGroup(BaseModel):
     key: str
     rewards: list[float]
     masked: bool
-    episodes: list[Episode]
+    episodes: list[TokenEpisode]
 
 
 class RolloutState(BaseModel):
@@ -129,12 +129,12 @@ class ArenaRollouts:
         self.settings = settings
         self.sampler = sampler
         self.log_path = log_path
-        self.filler: BatchFiller[list[Episode]] = BatchFiller(
+        self.filler: BatchFiller[list[TokenEpisode]] = BatchFiller(
             target=settings.groups_per_device, config=settings.fill
         )
         self._rng = random.Random(settings.seed)
         self._groups = 0
-        self.last_fill: FillResult[list[Episode]] | None = None
+        self.last_fill: FillResult[list[TokenEpisode]] | None = None
 
     def state(self) -> RolloutState:
         """What a checkpoint needs to continue this rank's rollouts exactly."""
@@ -157,7 +157,7 @@ class ArenaRollouts:
             Group(key=g.key, rewards=g.rewards, payload=g.episodes, masked=g.masked) for g in state.buffer
         )
 
-    def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[Episode]]]:
+    def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[TokenEpisode]]]:
         """One group of ``group_size`` episodes per arena id, all generated in one batch per turn."""
         envs = []
         for arena_id in arena_ids:
@@ -187,7 +187,7 @@ class ArenaRollouts:
             model.eval()
             first = [True]
 
-            def roll(count: int) -> list[Group[list[Episode]]]:
+            def roll(count: int) -> list[Group[list[TokenEpisode]]]:
                 if first[0] and count == len(scheduled):
                     first[0] = False
                     return self.play_groups(model, scheduled)
@@ -201,7 +201,7 @@ class ArenaRollouts:
         self._log(fill, trainer.state.global_step)
         return self._as_trl(fill)
 
-    def _as_trl(self, fill: FillResult[list[Episode]]) -> dict[str, Any]:
+    def _as_trl(self, fill: FillResult[list[TokenEpisode]]) -> dict[str, Any]:
         out: dict[str, Any] = {
             "prompt_ids": [],
             "completion_ids": [],
@@ -235,7 +235,7 @@ class ArenaRollouts:
         out["fill_buffered"] = fill.buffered
         return out
 
-    def _log(self, fill: FillResult[list[Episode]], step: int) -> None:
+    def _log(self, fill: FillResult[list[TokenEpisode]], step: int) -> None:
         if self.log_path is None:
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,7 +309,7 @@ def run_rl(
     tokenizer.padding_side = "left"
     sampler = None
     if settings.distractors is not None and settings.distractors.k_per_band > 0:
-        from astra_synth.config import StrictModel, cache_root
+        from astra_synth.config import cache_root
         from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 
         vectors = VectorCache(cache_root() / "embeddings")

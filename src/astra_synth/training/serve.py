@@ -3,7 +3,8 @@
 It lets a model trained by ``astra train`` (or the embedded one) be evaluated by the same commands as any
 endpoint (``astra eval arenas --base-url …``). The checkpoint's chat template renders ``tools`` (TRL's
 Qwen3-2507 template for converted models: hermes ``<tool_call>{json}</tool_call>``); generated tool calls are
-parsed from that text into OpenAI ``tool_calls`` with JSON-string arguments. A forced ``tool_choice`` prefills
+parsed from that text into OpenAI ``tool_calls`` with JSON-string arguments (every block, malformed ones
+included, as written). A forced ``tool_choice`` prefills
 the call's opening with the chosen name, so the answer is always a call to that tool. Generation is
 serialised (one CPU model); no streaming. On a GPU, prefer vLLM with ``--enable-auto-tool-choice
 --tool-call-parser hermes`` on the same checkpoint.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 import uuid
@@ -21,43 +21,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import json_repair
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from astra_synth.agent.chat import content_without_calls, parse_hermes_calls
 from astra_synth.config import EndpointConfig
 from astra_synth.training.models import load_tokenizer, resolve_model
 
-_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
+def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """(content without the call blocks, OpenAI tool calls) from hermes-style generated text.
 
-def parse_tool_calls(text: str, tool_names: set[str]) -> tuple[str, list[dict[str, Any]]]:
-    """(content without the call blocks, OpenAI tool calls) from hermes-style generated text."""
-    calls = []
-    for i, match in enumerate(_CALL.finditer(text)):
-        try:
-            obj = json.loads(match.group(1))
-        except json.JSONDecodeError:
-            obj = json_repair.loads(match.group(1))
-        if not isinstance(obj, dict) or obj.get("name") not in tool_names:
-            continue
-        arguments = obj.get("arguments", {})
-        if isinstance(arguments, str):
-            arguments = json_repair.loads(arguments) if arguments.strip() else {}
-        if not isinstance(arguments, dict):
-            continue
-        calls.append(
-            {
-                "id": f"call_{i}_{uuid.uuid4().hex[:8]}",
-                "type": "function",
-                "function": {"name": obj["name"], "arguments": json.dumps(arguments, ensure_ascii=False)},
-            }
-        )
-    content = _CALL.sub("", text).strip() if calls else text.strip()
-    return content, calls
+    Every block becomes a call, as written: malformed ones are neither dropped nor repaired here, so the
+    client's parser (:mod:`astra_synth.agent.chat`) applies the one rule for them and the model pays for
+    them in evaluation.
+    """
+    calls = [
+        {**call.to_openai(), "id": f"{call.id}_{uuid.uuid4().hex[:8]}"} for call in parse_hermes_calls(text)
+    ]
+    return content_without_calls(text), calls
 
 
 def forced_tool(body: dict[str, Any]) -> str | None:
@@ -109,7 +94,7 @@ class ChatModel:
             )
         new = out[0][inputs["input_ids"].shape[1] :]
         text = prefill + self.tokenizer.decode(new, skip_special_tokens=True)
-        content, calls = parse_tool_calls(text, names)
+        content, calls = parse_tool_calls(text)
         finished = self.tokenizer.eos_token_id in new.tolist()
         reason = "tool_calls" if calls else ("stop" if finished else "length")
         message: dict[str, Any] = {"role": "assistant", "content": content or None}

@@ -19,7 +19,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
@@ -184,8 +184,8 @@ def _exact(ids: list[str], got: list[str], what: str) -> None:
 # --- the stage ---------------------------------------------------------------------------------------------
 
 
-class _Episode:
-    """What every dimension needs from one trajectory, computed once."""
+class _Reading:
+    """What every dimension needs from one trajectory, computed once (a view, not an episode record)."""
 
     def __init__(self, item: Trajectory, config: JudgeConfig) -> None:
         self.messages = item.messages
@@ -222,7 +222,7 @@ class JudgeStage:
         assert ctx.llm is not None, "judge needs an LLM"
         if item.status != "completed":
             raise Rejection("rollout_incomplete", f"rollout ended {item.status}: {item.error or ''}")
-        episode = _Episode(item, self.config)
+        episode = _Reading(item, self.config)
         if len(set(episode.call_ids)) != len(episode.call_ids):
             raise Rejection("duplicate_call_ids", "tool results cannot be matched to their calls")
         if self.config.require_tool_calls and not episode.call_ids:
@@ -238,9 +238,9 @@ class JudgeStage:
             raise Rejection("judge_zero_dimension", f"mean {report.overall:.3f}: {scores}")
         return JudgedTrajectory(**item.model_dump(), judge=report)
 
-    async def judge(self, episode: _Episode, llm: LLMClient, seed: int) -> JudgeReport:
+    async def judge(self, episode: _Reading, llm: LLMClient, seed: int) -> JudgeReport:
         """All seven dimensions, concurrently; an exception in one becomes that dimension's error."""
-        scorers: dict[Dimension, Callable[[_Episode, LLMClient, int], Awaitable[DimensionResult]]] = {
+        scorers: dict[Dimension, Callable[[_Reading, LLMClient, int], Awaitable[DimensionResult]]] = {
             "query_understanding": functools.partial(self._first_turn, "query_understanding"),
             "query_planning": functools.partial(self._first_turn, "query_planning"),
             "tool_context_understanding": self._context_understanding,
@@ -275,7 +275,7 @@ class JudgeStage:
             seed=seed,
         )
 
-    async def _first_turn(self, dim: Dimension, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _first_turn(self, dim: Dimension, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         """Query understanding and query planning: both judge the first assistant turn against the query."""
         if ep.first_assistant < 0:
             return DimensionResult(status="scored", score=0.0, detail="no assistant response")
@@ -290,7 +290,7 @@ class JudgeStage:
         )
         return DimensionResult(status="scored", score=VERDICT_SCORE[answer.verdict], detail=answer.reasoning)
 
-    async def _rounds(self, dim: Dimension, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _rounds(self, dim: Dimension, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         if not ep.rounds:
             return DimensionResult(status="not_applicable", detail="no tool call after a tool result")
         ids = [f"r{i}" for i in ep.rounds]
@@ -309,13 +309,13 @@ class JudgeStage:
         detail = "; ".join(f"{r.id}={r.verdict}" for r in answer.rounds)
         return DimensionResult(status="scored", score=round(sum(scores) / len(scores), 4), detail=detail)
 
-    async def _context_understanding(self, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _context_understanding(self, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         return await self._rounds("tool_context_understanding", ep, llm, seed)
 
-    async def _context_planning(self, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _context_planning(self, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         return await self._rounds("tool_context_planning", ep, llm, seed)
 
-    async def _call_status(self, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _call_status(self, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         if not ep.call_ids:
             return DimensionResult(status="not_applicable", detail="no tool calls")
         answer: CallStatusAnswer = await self._ask(
@@ -329,7 +329,7 @@ class JudgeStage:
             detail=f"{ok}/{len(answer.calls)} succeeded",
         )
 
-    async def _conciseness(self, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _conciseness(self, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         if not ep.call_ids:
             return DimensionResult(status="not_applicable", detail="no tool calls")
         answer: CallNeedAnswer = await self._ask(
@@ -349,7 +349,7 @@ class JudgeStage:
             detail=f"{needed}/{len(answer.calls)} necessary",
         )
 
-    async def _final_answer(self, ep: _Episode, llm: LLMClient, seed: int) -> DimensionResult:
+    async def _final_answer(self, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         if ep.last < 0 or ep.first_user < 0:
             return DimensionResult(status="scored", score=0.0, detail="no final answer")
         final = _text(ep.messages[ep.last])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from astra_synth.agent.loop import Episode
 from astra_synth.config import StrictModel
-
 from astra_synth.tools.spec import ServerRecord
 
 ChainOrigin = Literal["proposed", "walk", "server_only"]
@@ -93,22 +93,10 @@ class Task(StrictModel):
     scores: TaskScores | None = None
 
 
-RolloutStatus = Literal["completed", "max_llm_calls", "timeout", "llm_error"]
-
-
-class Trajectory(StrictModel):
-    """One rollout, whatever its outcome: OpenAI messages + tools, with what happened."""
+class Trajectory(Episode):
+    """One rollout, whatever its outcome: the agent loop's episode (OpenAI messages, status, counts) with
+    its task and the tools offered."""
 
     schema_version: Literal[1] = 1
     task: Task
-    messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
-    status: RolloutStatus
-    llm_calls: int = 0
-    tool_calls: int = 0
-    tool_failures: int = 0
-    execution: dict[str, int] = Field(
-        default_factory=dict, description="Tool calls per execution route (live, emulated, cassette, …)."
-    )
-    error: str | None = None
-    seconds: float = 0.0

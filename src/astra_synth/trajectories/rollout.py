@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import Field
 
-from astra_synth.config import StrictModel
 from astra_synth.agent.loop import AgentConfig, ToolReply, run_agent
+from astra_synth.config import StrictModel
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 from astra_synth.tools.router import ToolRouter
@@ -65,15 +65,4 @@ class RolloutStage:
             )
         finally:
             self.router.end_session(ctx.item_id)
-        return Trajectory(
-            task=item,
-            messages=episode.messages,
-            tools=tools,
-            status=episode.status,
-            llm_calls=episode.llm_calls,
-            tool_calls=episode.tool_calls,
-            tool_failures=episode.tool_failures,
-            execution=episode.routes,
-            error=episode.error,
-            seconds=episode.seconds,
-        )
+        return Trajectory(task=item, tools=tools, **episode.model_dump())
