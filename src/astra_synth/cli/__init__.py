@@ -1,5 +1,5 @@
 """The ``astra`` command line (typer). The only package that imports typer; it holds no logic."""
 
-from astra_synth.cli.app import app, main
+from astra_synth.cli.root import app, main
 
 __all__ = ["app", "main"]
