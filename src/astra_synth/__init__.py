@@ -34,6 +34,10 @@ _EXPORTS: dict[str, str] = {
     "AgentConfig": "astra_synth.agent.loop",
     "Episode": "astra_synth.agent.loop",
     "ToolReply": "astra_synth.agent.loop",
+    "ToolCall": "astra_synth.agent.chat",
+    "Message": "astra_synth.agent.chat",
+    "parse_openai_calls": "astra_synth.agent.chat",
+    "parse_hermes_calls": "astra_synth.agent.chat",
     # the two pipelines
     "run_arenas": "astra_synth.arenas.pipeline",
     "ArenasConfig": "astra_synth.arenas.pipeline",
@@ -55,6 +59,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
+    from astra_synth.agent.chat import Message, ToolCall, parse_hermes_calls, parse_openai_calls
     from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
     from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
     from astra_synth.arenas.records import Arena, read_arenas

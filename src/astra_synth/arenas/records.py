@@ -232,8 +232,9 @@ class Arena(StrictModel):
         return next(t.function for t in self.tools if t.function.name == name)
 
 
-def read_arenas(path: Path) -> list[Arena]:
+def read_arenas(path: Path | str) -> list[Arena]:
     """Every arena of a JSONL file; bad lines raise one :class:`InputError` naming file, line and field."""
+    path = Path(path)
     try:
         loaded = read_jsonl(path, Arena)
     except OSError as exc:
