@@ -23,6 +23,7 @@ def test_every_public_name_imports(name: str) -> None:
 
 def test_all_is_listed_without_duplicates() -> None:
     assert len(set(astra_synth.__all__)) == len(astra_synth.__all__)
+    assert set(astra_synth.__all__) == {"__version__", *astra_synth._EXPORTS}
     assert set(dir(astra_synth)) == set(astra_synth.__all__)
 
 

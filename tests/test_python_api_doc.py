@@ -20,6 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "python_api.md"
 
 
+def _arguments(call: dict[str, Any]) -> Any:
+    return json.loads(call["function"]["arguments"])
+
+
 def _first_block() -> str:
     match = re.search(r"```python\n(.*?)```", DOC.read_text(), re.S)
     assert match, "docs/python_api.md has no python example"

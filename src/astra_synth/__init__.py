@@ -56,7 +56,37 @@ _EXPORTS: dict[str, str] = {
     "EndpointConfig": "astra_synth.config",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "AgentConfig",
+    "Arena",
+    "ArenaEnv",
+    "ArenaEvalConfig",
+    "ArenasConfig",
+    "EndpointConfig",
+    "EnvConfig",
+    "Episode",
+    "LLMClient",
+    "Message",
+    "Pipeline",
+    "Rejected",
+    "RewardBreakdown",
+    "RewardConfig",
+    "Stage",
+    "StageContext",
+    "ToolCall",
+    "ToolReply",
+    "TrajectoriesConfig",
+    "__version__",
+    "evaluate_arenas",
+    "f1_reward",
+    "get_executor",
+    "parse_hermes_calls",
+    "parse_openai_calls",
+    "read_arenas",
+    "run_agent",
+    "run_arenas",
+    "run_trajectories",
+]
 
 if TYPE_CHECKING:
     from astra_synth.agent.chat import Message, ToolCall, parse_hermes_calls, parse_openai_calls
