@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from astra_synth.config import ContaminationConfig
 from astra_synth.evaluation.bfcl import BfclError
 from astra_synth.firewall.contamination import (
-    ContaminationConfig,
     ContaminationReport,
     Firewall,
     InputFormat,

@@ -45,11 +45,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from astra_synth.arenas.records import Arena, read_arenas
-from astra_synth.config import StrictModel, cache_root
+from astra_synth.config import ContaminationConfig, cache_root
 from astra_synth.errors import InputError
 from astra_synth.firewall.benchmarks import (
     BenchmarkItem,
@@ -62,7 +62,7 @@ from astra_synth.firewall.benchmarks import (
 )
 from astra_synth.llm.embeddings import Embedder, LocalEmbedder, VectorCache
 from astra_synth.runs.jsonl import read_jsonl, write_bytes_atomic, write_json_atomic
-from astra_synth.runs.manifest import ContaminationSummary, Manifest
+from astra_synth.runs.manifest import ContaminationSummary
 from astra_synth.runs.store import RejectRecord
 
 Signal = Literal[
@@ -80,47 +80,6 @@ INDEX_VERSION = 3
 """Bump when the index layout or a normalisation changes: it is part of the index cache key."""
 REPORT_FILE = "contamination.json"
 REJECTS_FILE = "contamination_rejects.jsonl"
-
-
-class ContaminationConfig(StrictModel):
-    """The ``contamination:`` section of both pipelines' configs (thresholds: see the module docstring)."""
-
-    enabled: bool = Field(default=True, description="Check the export against the benchmarks.")
-    bfcl: bool = Field(default=True, description="Compare against BFCL-v3 multi-turn (pinned bfcl-eval).")
-    benchmarks: list[Path] = Field(
-        default_factory=list, description="τ²-bench tasks, ACEBench or tool-doc files to compare against too."
-    )
-    embedder: Literal["auto", "local", "none"] = Field(
-        default="auto",
-        description="Text embeddings: local MiniLM; auto = local when sentence-transformers is installed.",
-    )
-    ngram: int = Field(default=8, ge=3, description="Word n-gram length of the text overlap.")
-    ngram_containment: float = Field(default=0.5, gt=0, le=1)
-    embedding_cosine: float = Field(default=0.9, gt=0, le=1)
-    call_sequence: int = Field(default=3, ge=2, description="Consecutive identical golden calls that match.")
-    tool_overlap_matches: int = Field(
-        default=3, ge=1, description="Tools shared with one source by name or generic signature."
-    )
-    schema_min_properties: int = Field(
-        default=3, ge=1, description="Smallest schema matched without its name."
-    )
-
-    @model_validator(mode="after")
-    def _resolve_paths(self, info: ValidationInfo) -> ContaminationConfig:
-        base = (info.context or {}).get("config_dir")
-        if base:
-            self.benchmarks = [p if p.is_absolute() else Path(base) / p for p in self.benchmarks]
-        return self
-
-    def thresholds(self) -> dict[str, float]:
-        return {
-            "ngram": self.ngram,
-            "ngram_containment": self.ngram_containment,
-            "embedding_cosine": self.embedding_cosine,
-            "call_sequence": self.call_sequence,
-            "tool_overlap_matches": self.tool_overlap_matches,
-            "schema_min_properties": self.schema_min_properties,
-        }
 
 
 class Hit(BaseModel):
@@ -646,10 +605,3 @@ def screen(probes: Sequence[Probe], config: ContaminationConfig, out_dir: Path) 
         out_dir / REJECTS_FILE, b"".join(r.model_dump_json().encode() + b"\n" for r in rejects)
     )
     return report
-
-
-def record_contamination(manifest_path: Path, summary: ContaminationSummary) -> None:
-    """Put the export's summary into a finished sub-run's ``manifest.json`` (read by cards and the report)."""
-    manifest = Manifest.model_validate_json(manifest_path.read_bytes())
-    manifest.contamination = summary
-    write_json_atomic(manifest_path, manifest.model_dump(mode="json"))
