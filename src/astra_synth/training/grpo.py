@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import TrainerCallback
 
+from astra_synth.config import StrictModel
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.runs.jsonl import write_json_atomic
@@ -308,7 +309,7 @@ def run_rl(
     tokenizer.padding_side = "left"
     sampler = None
     if settings.distractors is not None and settings.distractors.k_per_band > 0:
-        from astra_synth.config import StrictModel, cache_root
+        from astra_synth.config import cache_root
         from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 
         vectors = VectorCache(cache_root() / "embeddings")
