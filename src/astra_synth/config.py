@@ -1,7 +1,7 @@
 """Configuration: YAML files mapped onto pydantic models, with CLI flags overriding fields.
 
-Every pipeline owns a config model; the shared pieces (model endpoint, budget, contamination) live here so that the
-CLI's global ``--base-url`` / ``--model`` apply to every command the same way.
+Every pipeline owns a config model; the shared pieces (model endpoint, budget, contamination) live here
+so that the CLI's global ``--base-url`` / ``--model`` apply to every command the same way.
 """
 
 from __future__ import annotations

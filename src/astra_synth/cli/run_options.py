@@ -1,4 +1,4 @@
-"""What the pipelines' ``run`` commands share: run-directory options, loading the config, publishing, the funnel.
+"""What the pipelines' ``run`` commands share: run-dir options, loading the config, publishing, the funnel.
 
 Both pipelines resume from a run directory and take the CLI's global endpoint options over their config
 file; one definition keeps their flags, help, exit status for a bad config, and funnel table the same.

@@ -48,7 +48,7 @@ class RunDir:
         return "finished" if len(self.manifests) == expected else "running"
 
     def summary(self) -> RunSummary:
-        """The run's ``summary.json``; a :class:`~astra_synth.runs.summary.SummaryError` names what is wrong."""
+        """The run's ``summary.json``; a ``SummaryError`` says what is wrong with it."""
         return read_summary(self.path)
 
 
