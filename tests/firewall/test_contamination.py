@@ -27,15 +27,10 @@ from astra_synth.firewall.benchmarks import (
     load_benchmark_file,
     load_bfcl_multi_turn,
 )
-from astra_synth.firewall.contamination import (
-    BenchmarkIndex,
-    Firewall,
-    Signal,
-    arena_probe,
-    cached_index,
-    chat_probe,
-    make_embedder,
-)
+from astra_synth.firewall.contamination import Firewall
+from astra_synth.firewall.index import BenchmarkIndex, cached_index, make_embedder
+from astra_synth.firewall.probes import arena_probe, chat_probe
+from astra_synth.firewall.signals import Signal
 from astra_synth.llm.embeddings import Embedder, VectorCache
 
 from ..trajectories.conftest import make_notes_server, make_trajectory

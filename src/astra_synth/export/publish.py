@@ -21,7 +21,8 @@ from astra_synth.arenas.records import Arena, write_arenas
 from astra_synth.config import ContaminationConfig
 from astra_synth.export.card import DEFAULT_LICENSE, write_card
 from astra_synth.firewall.benchmarks import Probe
-from astra_synth.firewall.contamination import ContaminationReport, arena_probe, chat_probe, screen
+from astra_synth.firewall.contamination import ContaminationReport, screen
+from astra_synth.firewall.probes import arena_probe, chat_probe
 from astra_synth.runs.jsonl import load_records
 from astra_synth.runs.rundir import LAYOUTS, RunDirError, open_run
 from astra_synth.runs.store import OUTPUT_FILE, OkRecord
