@@ -44,7 +44,9 @@ def test_demo_runs_every_step_and_resumes(scripted_llm: ScriptedLLM, tmp_path: P
     )
     run_dir = tmp_path / "demo"
     summary = run_demo(cfg, run_dir)
-    assert summary.funnel["arenas"] == 1  # the scripted arena joined the 12 sample arenas
+    published = summary.arenas.published
+    assert published is not None and published.rows == 1  # the scripted arena joined the 12 sample arenas
+    assert (run_dir / "arenas" / "README.md").is_file()  # published: the card beside the parquet
     assert summary.train_arenas == 11 and summary.heldout_arenas == 2
     assert summary.golden_conversations == 11
     assert len(summary.sft_losses) == 1 and len(summary.rl_rewards) == 1

@@ -1,7 +1,7 @@
 """Configuration: YAML files mapped onto pydantic models, with CLI flags overriding fields.
 
-Every pipeline owns a config model; the shared pieces (model endpoint, budget) live here so that the
-CLI's global ``--base-url`` / ``--model`` apply to every command the same way.
+Every pipeline owns a config model; the shared pieces (model endpoint, budget, contamination) live here
+so that the CLI's global ``--base-url`` / ``--model`` apply to every command the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -127,3 +127,46 @@ def cache_root() -> Path:
     """Where machine-wide caches live (LLM responses, models, embeddings, the BFCL venv): ``$ASTRA_CACHE_DIR``
     or ``~/.cache/astra-synth``."""
     return Path(os.environ.get("ASTRA_CACHE_DIR") or Path.home() / ".cache" / "astra-synth")
+
+
+class ContaminationConfig(StrictModel):
+    """The ``contamination:`` section of both pipelines' configs, read by the publish step's firewall
+    (thresholds: see :mod:`astra_synth.firewall.contamination`). Here, not in the firewall, because the
+    producers' configs carry it and the producers sit below the firewall."""
+
+    enabled: bool = Field(default=True, description="Check the export against the benchmarks.")
+    bfcl: bool = Field(default=True, description="Compare against BFCL-v3 multi-turn (pinned bfcl-eval).")
+    benchmarks: list[Path] = Field(
+        default_factory=list, description="τ²-bench tasks, ACEBench or tool-doc files to compare against too."
+    )
+    embedder: Literal["auto", "local", "none"] = Field(
+        default="auto",
+        description="Text embeddings: local MiniLM; auto = local when sentence-transformers is installed.",
+    )
+    ngram: int = Field(default=8, ge=3, description="Word n-gram length of the text overlap.")
+    ngram_containment: float = Field(default=0.5, gt=0, le=1)
+    embedding_cosine: float = Field(default=0.9, gt=0, le=1)
+    call_sequence: int = Field(default=3, ge=2, description="Consecutive identical golden calls that match.")
+    tool_overlap_matches: int = Field(
+        default=3, ge=1, description="Tools shared with one source by name or generic signature."
+    )
+    schema_min_properties: int = Field(
+        default=3, ge=1, description="Smallest schema matched without its name."
+    )
+
+    @model_validator(mode="after")
+    def _resolve_paths(self, info: ValidationInfo) -> ContaminationConfig:
+        base = (info.context or {}).get("config_dir")
+        if base:
+            self.benchmarks = [p if p.is_absolute() else Path(base) / p for p in self.benchmarks]
+        return self
+
+    def thresholds(self) -> dict[str, float]:
+        return {
+            "ngram": self.ngram,
+            "ngram_containment": self.ngram_containment,
+            "embedding_cosine": self.embedding_cosine,
+            "call_sequence": self.call_sequence,
+            "tool_overlap_matches": self.tool_overlap_matches,
+            "schema_min_properties": self.schema_min_properties,
+        }

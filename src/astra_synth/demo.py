@@ -1,7 +1,7 @@
 """``astra demo``: the whole loop on the embedded default, small enough for 2 CPU cores.
 
 Steps (each one resumable: a finished step leaves ``steps/<name>.json`` and is skipped on a re-run):
-arenas (pipeline B on the bundled seeds, with its funnel) → split (sample + synthesized arenas into train and
+arenas (pipeline B on the bundled seeds, then published) → split (sample + synthesized arenas into train and
 held-out) → golden (verified SFT conversations from the train arenas) → sft → rl (a few GRPO steps) →
 eval_before / eval_after (held-out arenas, base model vs trained model, through ``astra serve``) → summary.
 A 135M model makes poor data and learns little in a few CPU steps: the demo shows every part running for
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from rich.console import Console
 
 from astra_synth.arenas.golden import golden_example
@@ -25,12 +25,14 @@ from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import Arena, read_arenas, write_arenas
 from astra_synth.config import StrictModel
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
-from astra_synth.training.serve import serving
+from astra_synth.export.publish import publish
 from astra_synth.llm.client import LLMClient
 from astra_synth.report.pages import write_report
 from astra_synth.runs.jsonl import write_json_atomic
+from astra_synth.runs.summary import RunSummary
 from astra_synth.sandbox import get_executor
 from astra_synth.training.grpo import RLConfig, run_rl
+from astra_synth.training.serve import serving
 from astra_synth.training.sft import SFTConfig, run_sft
 
 T = TypeVar("T", bound=BaseModel)
@@ -70,8 +72,13 @@ class Steps:
     def run(self, name: str, model: type[T], fn: Callable[[], T]) -> T:
         marker = self.dir / f"{name}.json"
         if marker.exists():
-            self.console.print(f"[dim]✓ {name} (done earlier)[/dim]")
-            return model.model_validate(json.loads(marker.read_text())["data"])
+            try:
+                done = model.model_validate(json.loads(marker.read_text())["data"])
+            except ValidationError:  # stored by an older astra-synth: redo it (every step resumes)
+                self.console.print(f"[dim]{name}: result of an older version, redoing the step[/dim]")
+            else:
+                self.console.print(f"[dim]✓ {name} (done earlier)[/dim]")
+                return done
         self.console.rule(name)
         result = fn()
         write_json_atomic(marker, {"name": name, "data": result.model_dump(mode="json")})
@@ -135,7 +142,7 @@ def evaluate_model(model: str, arenas: list[Arena], config: ArenaEvalConfig) -> 
 
 class DemoSummary(BaseModel):
     run_dir: Path
-    funnel: dict[str, Any]
+    arenas: RunSummary = Field(description="The arenas run's summary, after publishing.")
     train_arenas: int
     heldout_arenas: int
     golden_conversations: int
@@ -162,15 +169,12 @@ def run_demo(config: DemoConfig, run_dir: Path, console: Console | None = None) 
     run_dir.mkdir(parents=True, exist_ok=True)
     steps = Steps(run_dir, console)
 
-    class Funnel(BaseModel):
-        funnel: dict[str, Any]
+    def arenas() -> RunSummary:
+        asyncio.run(run_arenas(config.arenas, run_dir / "arenas"))
+        return publish(run_dir / "arenas", config.arenas.contamination)
 
-    funnel = steps.run(
-        "arenas",
-        Funnel,
-        lambda: Funnel(funnel=asyncio.run(run_arenas(config.arenas, run_dir / "arenas")).model_dump()),
-    )
-    console.print(f"arena funnel: {funnel.funnel}")
+    produced = steps.run("arenas", RunSummary, arenas)
+    console.print(f"arenas: {produced.published.rows if produced.published else 0} ({produced.status})")
     synthesized = read_arenas(run_dir / "arenas" / "arenas.jsonl")
     pool = read_arenas(config.sample_arenas) + synthesized
     split = steps.run("split", Split, lambda: split_arenas(pool, config.heldout, config.seed, run_dir))
@@ -210,7 +214,7 @@ def run_demo(config: DemoConfig, run_dir: Path, console: Console | None = None) 
     )
     summary = DemoSummary(
         run_dir=run_dir,
-        funnel=funnel.funnel,
+        arenas=produced,
         train_arenas=len(train),
         heldout_arenas=len(heldout),
         golden_conversations=golden.conversations,

@@ -13,10 +13,12 @@ import pytest
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.seeds import SeedSource
-from astra_synth.config import EndpointConfig
+from astra_synth.config import ContaminationConfig, EndpointConfig
+from astra_synth.export.publish import publish
 from astra_synth.firewall.benchmarks import BFCL_LABEL
+from astra_synth.runs.rundir import RunDirError
+from astra_synth.runs.summary import read_summary
 from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply
-from astra_synth.runs.manifest import ContaminationSummary
 
 QA = {
     "main_question": "Which hotel is cheaper on 12 May 2026, Hotel Aurora or Casa Azul?",
@@ -131,29 +133,33 @@ def config(server: ScriptedLLM, tmp_path: Path, **kw: Any) -> ArenasConfig:
 async def test_end_to_end_funnel_files_and_free_rerun(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
     script(scripted_llm)
     run_dir = tmp_path / "run"
-    funnel = await run_arenas(config(scripted_llm, tmp_path), run_dir, progress=False)
+    produced = await run_arenas(config(scripted_llm, tmp_path), run_dir, progress=False)
     # two seeds, but the scripted model answers both identically: one distinct instance survives dedupe
-    assert funnel.seeds == 2 and funnel.status == "finished"
-    assert funnel.arenas >= 1 and funnel.threshold == 1.0
+    assert produced.inputs == 2 and produced.status == "finished"
+    selection = produced.filter("selection")
+    assert produced.ok >= 1 and selection is not None and selection.threshold == 1.0
+    assert not (run_dir / "arenas.jsonl").exists()  # the pipeline stops at its outputs
+    funnel = publish(run_dir, config(scripted_llm, tmp_path).contamination)
+    assert funnel.published is not None
     arenas = read_arenas(run_dir / "arenas.jsonl")
-    assert len(arenas) == funnel.arenas
+    assert len(arenas) == funnel.published.rows == produced.ok
     arena = arenas[0]
     assert [t.function.name for t in arena.tools] == ["get_hotel_rate"]  # merged into one tool
     assert arena.report is not None and arena.report.passed
     assert arena.provenance.method == "synthesized" and arena.provenance.run_id == "run"
     table = pq.read_table(run_dir / "arenas.parquet")
     assert table.num_rows == len(arenas) and json.loads(table.column("tools")[0].as_py())
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["funnel"]["arenas"] == funnel.arenas
-    contamination = ContaminationSummary.model_validate(manifest["contamination"])  # on by default
-    assert contamination.checked == funnel.arenas and contamination.dropped == funnel.contaminated == 0
+    assert read_summary(run_dir) == funnel
+    contamination = funnel.contamination  # on by default
+    assert contamination is not None and contamination.checked == len(arenas) and contamination.dropped == 0
     assert contamination.benchmarks == [BFCL_LABEL] and contamination.thresholds["embedding_cosine"] == 0.9
     assert (run_dir / "contamination_rejects.jsonl").read_text() == ""
-    assert json.loads((run_dir / "selection.json").read_text())["threshold"] == 1.0
+    assert (run_dir / "README.md").exists()  # the card
     calls = len(scripted_llm.chat_requests())
     assert funnel.llm_calls == calls
 
     again = await run_arenas(config(scripted_llm, tmp_path), tmp_path / "rerun", progress=False)
+    publish(tmp_path / "rerun", config(scripted_llm, tmp_path).contamination)
     assert len(scripted_llm.chat_requests()) == calls  # the cache answered everything
     rerun = read_arenas(tmp_path / "rerun" / "arenas.jsonl")
     assert [a.model_dump(exclude={"provenance"}) for a in rerun] == [
@@ -165,10 +171,12 @@ async def test_end_to_end_funnel_files_and_free_rerun(scripted_llm: ScriptedLLM,
 
 async def test_budget_stops_cleanly(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
     script(scripted_llm)
-    funnel = await run_arenas(
+    summary = await run_arenas(
         config(scripted_llm, tmp_path, budget={"max_calls": 1}), tmp_path / "r", progress=False
     )
-    assert funnel.status == "stopped: budget" and funnel.arenas == 0
+    assert summary.status == "stopped: budget" and summary.ok == 0
+    with pytest.raises(RunDirError, match="not finished"):  # nothing to publish yet
+        publish(tmp_path / "r", ContaminationConfig())
     assert len(scripted_llm.chat_requests()) <= 2
 
 
@@ -189,17 +197,14 @@ async def test_embedded_model_run_completes_with_a_consistent_funnel(
         synthesis={"outer_attempts": 1, "inner_attempts": 1, "max_llm_calls": 8},
         selection={"percentile": 0},
     )
-    funnel = await run_arenas(cfg, tmp_path / "run", progress=False)
-    assert funnel.status == "finished"
+    summary = await run_arenas(cfg, tmp_path / "run", progress=False)
+    assert summary.status == "finished"
+    funnel = publish(tmp_path / "run", cfg.contamination)
     steps = [
-        funnel.seeds,
-        funnel.qa_generated,
-        funnel.legitimate,
-        funnel.verified,
-        funnel.selected,
-        funnel.tools_synthesized,
-        funnel.merged,
-        funnel.arenas,
+        funnel.inputs,
+        *(funnel.count(s) for s in ("qa_generate", "tool_necessity", "verify", "selection")),
+        *(funnel.count(s) for s in ("tool_synthesis", "merge")),
+        funnel.published.rows if funnel.published else 0,
     ]
     assert steps[0] == 2 and all(a >= b for a, b in itertools.pairwise(steps))
     assert funnel.llm_calls >= 2  # at least one generation request per seed reached the model

@@ -12,6 +12,7 @@ import pytest
 
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.config import load_config
+from astra_synth.export.publish import publish
 from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 from tests.arenas.test_pipeline import config as arenas_config
@@ -25,23 +26,26 @@ RunCopy = Callable[[Path], Path]
 
 @pytest.fixture(scope="session")
 def trajectories_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished pipeline-A run (5 SFT rows); treat as read-only, take a ``run_copy`` to change it."""
+    """A finished, published pipeline-A run (5 SFT rows); read-only: take a ``run_copy`` to change it."""
     root = tmp_path_factory.mktemp("traj")
     with ScriptedLLM() as server:
         server.handler = answer_trajectories
         path = trajectories_config(root, make_notes_server())
         config = load_config(TrajectoriesConfig, path, {"endpoint.base_url": server.base_url})
         asyncio.run(run_trajectories(config, root / "run", progress=False))
+    publish(root / "run", config.contamination, parquet=config.parquet)
     return root / "run"
 
 
 @pytest.fixture(scope="session")
 def arenas_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished pipeline-B run; read-only like ``trajectories_run``."""
+    """A finished and published pipeline-B run; read-only like ``trajectories_run``."""
     root = tmp_path_factory.mktemp("arenas")
     with ScriptedLLM() as server:
         script_arenas(server)
-        asyncio.run(run_arenas(arenas_config(server, root), root / "run", progress=False))
+        config = arenas_config(server, root)
+        asyncio.run(run_arenas(config, root / "run", progress=False))
+    publish(root / "run", config.contamination)
     return root / "run"
 
 

@@ -3,22 +3,21 @@ the manifests' number."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import datasets
 import pyarrow.parquet as pq
-import pytest
 import yaml
 
 from astra_synth.export.card import build_card, render_card, write_card
 from astra_synth.export.licences import UNKNOWN, server_licence
 from astra_synth.export.redact import REDACTED, redact
-from astra_synth.runs.rundir import open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.runs.manifest import ContaminationSummary, Manifest
+from astra_synth.runs.rundir import open_run
+from astra_synth.runs.summary import read_summary, write_summary
 from astra_synth.tools.spec import ServerRecord, StdioTransport
 from tests.export.conftest import RunCopy
 
@@ -85,9 +84,10 @@ def test_trajectories_card_written_by_the_pipeline_matches_its_manifests(traject
     body = assert_matches_manifests(
         trajectories_run, card, ("synth", "rollout"), trajectories_run / "sft" / "sft.parquet"
     )
-    # the run-level dedupe between the sub-runs, with its reason counts from dedupe.json
-    dedupe = json.loads((trajectories_run / "dedupe.json").read_text())
-    kept, dropped = len(dedupe["kept"]), len(dedupe["dropped"])
+    # the run-level dedupe between the sub-runs, with its reason counts from the run summary
+    dedupe = read_summary(trajectories_run).filter("dedupe")
+    assert dedupe is not None
+    kept, dropped = len(dedupe.kept), len(dedupe.dropped)
     row = f"| trajectories | dedupe | {kept + dropped} | {kept} | {dropped} | 0 | {kept} |"
     assert f"{row} duplicate (exact): 3 |" in section(body, "Filtering statistics")
     sources = section(body, "Sources and licences")
@@ -98,8 +98,8 @@ def test_trajectories_card_written_by_the_pipeline_matches_its_manifests(traject
     )
     assert "| personas | personas.jsonl |" in sources
     assert "- Tool results in the rollouts: emulated: 10" in sources
-    # whatever the export's firewall recorded (it may be switched off) is what the card says
-    recorded = open_run(trajectories_run).contamination()
+    # whatever the publish step's firewall recorded (it may be switched off) is what the card says
+    recorded = read_summary(trajectories_run).contamination
     text = section(body, "Benchmark contamination")
     if recorded is None:
         assert "**Not checked**" in text and "(it was not checked against any)" in body
@@ -120,17 +120,17 @@ def test_arenas_card_written_by_the_pipeline_matches_its_manifests(arenas_run: P
     body = assert_matches_manifests(
         arenas_run, arenas_run / "README.md", ("qa", "synth"), arenas_run / "arenas.parquet"
     )
-    selection = json.loads((arenas_run / "selection.json").read_text())
-    kept = len(selection["kept"])
-    assert f"| arenas | selection | {kept + len(selection['dropped'])} | {kept} |" in body
+    selection = read_summary(arenas_run).filter("selection")
+    assert selection is not None
+    kept = len(selection.kept)
+    assert f"| arenas | selection | {kept + len(selection.dropped)} | {kept} |" in body
     assert "| QA seeds (plain) | Travel |" in section(body, "Sources and licences")
     assert "Licence in each arena's provenance: CC-BY-4.0" in body
     assert "| QA generation, verification, tool synthesis | scripted | OpenAI-compatible endpoint |" in body
 
 
-@pytest.mark.parametrize("where", ["manifest", "report"])
-def test_contamination_summary_is_in_the_card(trajectories_run: Path, run_copy: RunCopy, where: str) -> None:
-    """Read from the sub-run manifest, or from the firewall's report next to the exported set."""
+def test_contamination_summary_is_in_the_card(trajectories_run: Path, run_copy: RunCopy) -> None:
+    """Read from the run summary, the one place the publish step records it."""
     run = run_copy(trajectories_run)
     summary = ContaminationSummary(
         checked=7,
@@ -140,14 +140,7 @@ def test_contamination_summary_is_in_the_card(trajectories_run: Path, run_copy: 
         method="ngram",
         thresholds={"ngram_containment": 0.5},
     )
-    path = run / "rollout" / "manifest.json"
-    manifest = Manifest.model_validate_json(path.read_bytes())
-    manifest.contamination = summary if where == "manifest" else None
-    path.write_text(manifest.model_dump_json())
-    if where == "report":
-        report = {"summary": summary.model_dump(), "verdicts": []}
-        (run / "sft" / "contamination.json").write_text(json.dumps(report))
-    assert open_run(run).contamination() == summary
+    write_summary(run, read_summary(run).model_copy(update={"contamination": summary}))
     _, body = split_card(write_card(run).read_text(encoding="utf-8"))
     text = section(body, "Benchmark contamination")
     assert "Not checked" not in text

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from astra_synth.arenas.records import Arena, ChatMessage, read_arenas, write_arenas
 from astra_synth.cli import app
+from astra_synth.config import ContaminationConfig
+from astra_synth.evaluation.bfcl import BFCL_EVAL_VERSION, ready_bfcl_venv
 from astra_synth.firewall import benchmarks
 from astra_synth.firewall.benchmarks import (
     BenchmarkFormatError,
@@ -25,17 +27,10 @@ from astra_synth.firewall.benchmarks import (
     load_benchmark_file,
     load_bfcl_multi_turn,
 )
-from astra_synth.evaluation.bfcl import BFCL_EVAL_VERSION, ready_bfcl_venv
-from astra_synth.firewall.contamination import (
-    BenchmarkIndex,
-    ContaminationConfig,
-    Firewall,
-    Signal,
-    arena_probe,
-    cached_index,
-    chat_probe,
-    make_embedder,
-)
+from astra_synth.firewall.contamination import Firewall
+from astra_synth.firewall.index import BenchmarkIndex, cached_index, make_embedder
+from astra_synth.firewall.probes import arena_probe, chat_probe
+from astra_synth.firewall.signals import Signal
 from astra_synth.llm.embeddings import Embedder, VectorCache
 
 from ..trajectories.conftest import make_notes_server, make_trajectory

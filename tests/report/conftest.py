@@ -16,8 +16,9 @@ from rich.console import Console
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.config import load_config
-from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply
+from astra_synth.export.publish import publish
 from astra_synth.report.pages import write_report
+from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 from tests.arenas.test_pipeline import config as arenas_config
 from tests.arenas.test_pipeline import script as script_arenas
@@ -100,9 +101,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         path = _config(work, make_notes_server())
         cfg = load_config(TrajectoriesConfig, path, {"endpoint": llm.endpoint().model_dump()})
         asyncio.run(run_trajectories(cfg, pipelines / "traj", progress=False))
+    publish(pipelines / "traj", cfg.contamination, parquet=cfg.parquet)
     with ScriptedLLM() as llm:
         script_arenas(llm)
-        asyncio.run(run_arenas(arenas_config(llm, work), pipelines / "arenas", progress=False))
+        arenas_cfg = arenas_config(llm, work)
+        asyncio.run(run_arenas(arenas_cfg, pipelines / "arenas", progress=False))
+    publish(pipelines / "arenas", arenas_cfg.contamination)
     _demo_shaped(root / "demo", pipelines / "arenas")
     (root / "empty").mkdir()
     return Runs(pipelines=pipelines, demo=root / "demo", empty=root / "empty")

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from astra_synth.cli import app
 from astra_synth.config import EndpointConfig, load_config
+from astra_synth.export.publish import publish
 from astra_synth.firewall.benchmarks import BFCL_LABEL
+from astra_synth.runs.summary import read_summary
 from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply, text_reply, tool_call_reply
-from astra_synth.runs.manifest import Manifest
 from astra_synth.tools.registry import write_servers
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
@@ -132,18 +133,20 @@ def test_cli_run_then_resume_costs_nothing(
     args += ["--config", str(config), "--run-dir", str(tmp_path / "run")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    funnel = json.loads((tmp_path / "run" / "funnel.json").read_text())
-    stages = {s["stage"]: s for s in funnel["stages"]}
-    assert stages["graph"]["outputs"] == 2  # the proposed chain (the only walk) + one server-only seed
+    summary = read_summary(tmp_path / "run")
+    stages = {s.stage: s for s in summary.stages}
+    assert stages["graph"].outputs == 2  # the proposed chain (the only walk) + one server-only seed
     # The chain task and its 3 augmentations; the server-only task and its 3.
-    assert stages["augment"]["outputs"] == 8
+    assert stages["augment"].outputs == 8
     # The scripted augmentations are the same for both seeds: the second copies are exact duplicates.
-    assert funnel["dedupe_method"] == "embedding" and funnel["deduped_tasks"] == 5
-    dropped = json.loads((tmp_path / "run" / "dedupe.json").read_text())["dropped"]
-    assert [d["reason"] for d in dropped] == ["exact"] * 3
-    assert funnel["rollout_status"] == {"completed": 5}
-    assert funnel["tool_routes"] == {"emulated": 10}
-    assert funnel["sft_rows"] == 5 and stages["judge"]["rejected"] == 0
+    dedupe = summary.filter("dedupe")
+    assert dedupe is not None and dedupe.method == "embedding" and len(dedupe.kept) == 5
+    assert [d.reason for d in dedupe.dropped] == ["exact"] * 3
+    assert stages["dedupe"].reject_reasons == {"duplicate (exact)": 3}
+    assert summary.rollout_status == {"completed": 5}
+    assert summary.tool_routes == {"emulated": 10}
+    assert summary.published is not None and summary.published.rows == 5
+    assert stages["judge"].rejected == 0
     rows = (tmp_path / "run" / "sft" / "sft.jsonl").read_text().splitlines()
     assert len(rows) == 5
     first = json.loads(rows[0])
@@ -158,10 +161,11 @@ def test_cli_run_then_resume_costs_nothing(
     ]
     assert (tmp_path / "run" / "sft" / "sft.parquet").exists()
     assert "SFT rows: 5" in result.output
-    manifest = Manifest.model_validate_json((tmp_path / "run" / "rollout" / "manifest.json").read_text())
-    assert manifest.contamination is not None  # the firewall ran on the export, on by default
-    assert manifest.contamination.checked == 5 and manifest.contamination.dropped == 0
-    assert manifest.contamination.benchmarks == [BFCL_LABEL]
+    contamination = summary.contamination
+    assert contamination is not None  # the firewall ran on the publish step, on by default
+    assert contamination.checked == 5 and contamination.dropped == 0
+    assert contamination.benchmarks == [BFCL_LABEL]
+    assert (tmp_path / "run" / "sft" / "README.md").exists()  # the card, beside the parquet
     assert (tmp_path / "run" / "sft" / "contamination_rejects.jsonl").read_text() == ""
 
     calls = len(scripted_llm.requests)
@@ -185,18 +189,19 @@ async def test_strict_judge_and_scores_filter_everything_out(
         _config(tmp_path, notes_server, augment={"modes": []}, graph={"server_only_tool_counts": []}),
         {"endpoint.base_url": scripted_llm.base_url},
     )
-    funnel = await run_trajectories(config, tmp_path / "run", progress=False)
-    stages = {s.stage: s for s in funnel.stages}
-    assert funnel.rollout_status == {"completed": 1}
+    summary = await run_trajectories(config, tmp_path / "run", progress=False)
+    stages = {s.stage: s for s in summary.stages}
+    assert summary.rollout_status == {"completed": 1}
     assert stages["judge"].reject_reasons == {"judge_error": 1}  # fail closed: no score, no row
-    assert funnel.sft_rows == 0 and funnel.status == "finished"
+    assert summary.ok == 0 and summary.status == "finished"
+    assert not (tmp_path / "run" / "sft").exists()  # the pipeline stops at its outputs; publish writes sft/
 
 
 async def test_rows_offering_a_benchmark_tool_are_dropped_at_export(
     tmp_path: Path, scripted_llm: ScriptedLLM, notes_server: ServerRecord
 ) -> None:
     """A benchmark file (relative to the config) holding the notes server's ``search_notes``: every row
-    offers it, so every row is dropped, with its reason in the rejects, the funnel and the manifest."""
+    offers it, so every row is dropped at publishing, with its reason in the rejects and the summary."""
     scripted_llm.handler = _answer
     (tmp_path / "bench_tools.json").write_text(json.dumps([notes_server.tools[0].openai()]))
     contamination = {"bfcl": False, "benchmarks": ["bench_tools.json"], "embedder": "none"}
@@ -208,13 +213,14 @@ async def test_rows_offering_a_benchmark_tool_are_dropped_at_export(
         contamination=contamination,
     )
     config = load_config(TrajectoriesConfig, path, {"endpoint.base_url": scripted_llm.base_url})
-    funnel = await run_trajectories(config, tmp_path / "run", progress=False)
-    assert funnel.export is not None and funnel.export.rows == funnel.sft_rows == 0
-    summary = funnel.export.contamination
+    produced = await run_trajectories(config, tmp_path / "run", progress=False)
+    assert produced.ok == 1 and produced.contamination is None
+    published = publish(tmp_path / "run", config.contamination, parquet=config.parquet)
+    assert published.published is not None and published.published.rows == 0
+    summary = published.contamination
     assert summary is not None and summary.checked == 1 and summary.by_reason == {"tool_signature": 1}
     assert summary.benchmarks == ["tools:bench_tools.json"] and summary.method == "ngram"
-    manifest = Manifest.model_validate_json((tmp_path / "run" / "rollout" / "manifest.json").read_text())
-    assert manifest.contamination == summary
+    assert read_summary(tmp_path / "run").contamination == summary  # recorded once, in summary.json
     (reject,) = [
         json.loads(line) for line in (tmp_path / "run" / "sft" / "contamination_rejects.jsonl").open()
     ]
@@ -245,11 +251,11 @@ async def test_embedded_model_end_to_end(
         budget={"max_calls": 60},
     )
     config = load_config(TrajectoriesConfig, path, {"endpoint": embedded_endpoint.model_dump()})
-    funnel = await run_trajectories(config, tmp_path / "run", progress=False)
-    print(json.dumps(funnel.model_dump(mode="json", exclude={"export"})))
-    assert funnel.status in ("finished", "stopped: budget")
-    assert [s.stage for s in funnel.stages][:4] == ["graph", "chains", "tasks", "augment"]
-    for stage in funnel.stages:
+    summary = await run_trajectories(config, tmp_path / "run", progress=False)
+    print(summary.model_dump_json())
+    assert summary.status in ("finished", "stopped: budget")
+    assert [s.stage for s in summary.stages][:4] == ["graph", "chains", "tasks", "augment"]
+    for stage in summary.stages:
         assert stage.ok + stage.rejected + stage.errors == stage.inputs
         assert sum(stage.reject_reasons.values()) == stage.rejected
-    assert json.loads((tmp_path / "run" / "funnel.json").read_text())["servers"] == 1
+    assert read_summary(tmp_path / "run").inputs == 1

@@ -4,43 +4,38 @@ Two resumable runner pipelines share one run directory, with the run-level perce
 them (it needs every verified score, so it cannot be a per-item stage)::
 
     run_dir/qa/        qa_generate → tool_necessity → verify          (manifest.json, ok/rejects per stage)
-    run_dir/selection.json                                             (percentile, threshold, kept, dropped)
-    run_dir/synth/     tool_synthesis → merge → arena_check
-    run_dir/contamination.json, contamination_rejects.jsonl            (benchmark firewall: report, drops)
-    run_dir/arenas.jsonl, arenas.parquet, manifest.json                (funnel, threshold, cost per arena)
-    run_dir/README.md                                                  (dataset card)
+    run_dir/synth/     tool_synthesis → merge → arena_check          (synth/ok.jsonl: every checked arena)
+    run_dir/summary.json                                               (stage rows, selection, usage, status)
+
+The pipeline stops there; :mod:`astra_synth.export.publish` then writes the contamination report and
+rejects, ``arenas.jsonl``, ``arenas.parquet`` and the ``README.md`` card into ``run_dir``.
 
 Resuming reruns nothing that finished: both pipelines skip recorded ids and the LLM cache answers the rest.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from astra_synth.arenas.arena_check import ArenaCheckStage
-from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.instance import QAInstance
 from astra_synth.arenas.merge import MergeStage
-from astra_synth.arenas.tool_necessity import ToolNecessityStage
-from astra_synth.arenas.records import Arena, write_arenas
+from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.seeds import SeedSource, expand_sources
+from astra_synth.arenas.tool_necessity import ToolNecessityStage
 from astra_synth.arenas.tool_synthesis import ToolSynthesisStage
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import VerifyStage, select_by_percentile
-from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel, cache_root
-from astra_synth.firewall.contamination import ContaminationConfig, arena_probe, screen
-from astra_synth.export.card import write_card
+from astra_synth.config import BudgetConfig, ContaminationConfig, EndpointConfig, StrictModel, cache_root
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
 from astra_synth.llm.local import endpoint_session
-from astra_synth.runs.jsonl import write_json_atomic
-from astra_synth.runs.manifest import Manifest
 from astra_synth.runs.pipeline import Pipeline, RunOptions
+from astra_synth.runs.summary import Dropped, RunFilter, RunSummary, funnel_rows, write_summary
 from astra_synth.sandbox import get_executor
 
 
@@ -84,38 +79,19 @@ class ArenasConfig(StrictModel):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
-    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
-
-
-class Funnel(BaseModel):
-    seeds: int
-    seed_errors: list[str]
-    qa_generated: int
-    legitimate: int
-    verified: int
-    selected: int
-    threshold: float | None
-    tools_synthesized: int
-    merged: int
-    arenas: int
-    contaminated: int = Field(default=0, description="Arenas dropped by the contamination firewall.")
-    llm_calls: int
-    llm_calls_per_arena: float | None
-    status: str
+    contamination: ContaminationConfig = Field(
+        default_factory=ContaminationConfig, description="The publish step's benchmark firewall."
+    )
 
 
 def default_cache_path() -> Path:
     return cache_root() / "llm.sqlite"
 
 
-def _ok(manifest: Manifest, stage: str) -> int:
-    entry = manifest.stage(stage)
-    return entry.counts.ok if entry else 0
-
-
 async def run_arenas(
     config: ArenasConfig, run_dir: Path, *, retry_rejected: bool = False, progress: bool | None = None
-) -> Funnel:
+) -> RunSummary:
+    """Run or resume pipeline B into ``run_dir``; returns its summary (also written to summary.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     seeds, seed_errors = expand_sources(config.qa.sources, config.seed)
     options = RunOptions(
@@ -142,15 +118,18 @@ async def run_arenas(
             kept, threshold = select_by_percentile(
                 scores, config.selection.percentile, min_score=config.selection.min_score
             )
-            write_json_atomic(
-                run_dir / "selection.json",
-                {
-                    "percentile": config.selection.percentile,
-                    "min_score": config.selection.min_score,
-                    "threshold": threshold,
-                    "kept": sorted(kept),
-                    "dropped": {k: v for k, v in sorted(scores.items()) if k not in kept},
-                },
+            selection = RunFilter(
+                name="selection",
+                method="percentile",
+                kept=sorted(kept),
+                dropped=[
+                    Dropped(id=k, reason="below_threshold", score=v)
+                    for k, v in sorted(scores.items())
+                    if k not in kept
+                ],
+                percentile=config.selection.percentile,
+                min_score=config.selection.min_score,
+                threshold=threshold,
             )
             selected = [verified[k] for k in verified if k in kept]
             synth_result = None
@@ -160,93 +139,26 @@ async def run_arenas(
                     [
                         ToolSynthesisStage(**config.synthesis.model_dump(), validation=config.validation),
                         MergeStage(**config.merge.model_dump(), validation=config.validation),
-                        ArenaCheckStage(model=endpoint.model, run_id=run_dir.name, validation=config.validation),
+                        ArenaCheckStage(
+                            model=endpoint.model, run_id=run_dir.name, validation=config.validation
+                        ),
                     ],
                     config=config,
                 )
                 synth_result = await synth.run(
                     selected, run_dir / "synth", options, llm=llm, sandbox=sandbox, ledger=ledger
                 )
-    arenas = [Arena.model_validate(r.data) for r in synth_result.outputs] if synth_result else []
-    contamination = None
-    if config.contamination.enabled:
-        report = screen([arena_probe(a) for a in arenas], config.contamination, run_dir)
-        arenas = [a for a in arenas if a.id not in report.dropped_ids]
-        contamination = report.summary
-    write_arenas(run_dir / "arenas.jsonl", arenas)
-    write_parquet(run_dir / "arenas.parquet", arenas)
-    total_calls = ledger.total().calls
-    status = synth_result.status if synth_result else qa_result.status
-    funnel = Funnel(
-        seeds=len(seeds),
-        seed_errors=[str(e) for e in seed_errors],
-        qa_generated=_ok(qa_result.manifest, "qa_generate"),
-        legitimate=_ok(qa_result.manifest, "tool_necessity"),
-        verified=_ok(qa_result.manifest, "verify"),
-        selected=len(selected),
-        threshold=threshold,
-        tools_synthesized=_ok(synth_result.manifest, "tool_synthesis") if synth_result else 0,
-        merged=_ok(synth_result.manifest, "merge") if synth_result else 0,
-        arenas=len(arenas),
-        contaminated=contamination.dropped if contamination else 0,
-        llm_calls=total_calls,
-        llm_calls_per_arena=(total_calls / len(arenas)) if arenas else None,
-        status=status,
+    results = [(run_dir / "qa", qa_result)] + ([(run_dir / "synth", synth_result)] if synth_result else [])
+    summary = RunSummary(
+        pipeline="arenas",
+        status=synth_result.status if synth_result else qa_result.status,
+        inputs=len(seeds),
+        input_errors=[str(e) for e in seed_errors],
+        stages=funnel_rows("arenas", [(d, r.manifest) for d, r in results], [selection]),
+        filters=[selection],
+        ok=len(synth_result.outputs) if synth_result else 0,
+        llm_calls=ledger.total().calls,
+        usage=ledger.by_stage(),
     )
-    write_json_atomic(
-        run_dir / "manifest.json",
-        {
-            "pipeline": "arenas",
-            "config": config.model_dump(mode="json"),
-            "funnel": funnel.model_dump(),
-            "usage": {k: v.model_dump() for k, v in ledger.by_stage().items()},
-            "stages": {"qa": "qa/manifest.json", "synth": "synth/manifest.json"},
-            "contamination": contamination.model_dump() if contamination else None,
-        },
-    )
-    write_card(run_dir)
-    return funnel
-
-
-def arena_row(arena: Arena) -> dict[str, Any]:
-    """A flat row: scalar columns plus JSON strings for nested fields (loads in any parquet reader)."""
-    data = arena.model_dump(mode="json")
-    return {
-        "id": arena.id,
-        "language": arena.language,
-        "domain": arena.domain,
-        "scenario_type": arena.scenario_type,
-        "prompt": json.dumps(data["messages"], ensure_ascii=False),
-        "tools": json.dumps(data["tools"], ensure_ascii=False),
-        "tool_sources": json.dumps(data["tool_sources"], ensure_ascii=False),
-        "subtasks": json.dumps(data["subtasks"], ensure_ascii=False),
-        "final_answer": arena.final_answer,
-        "provenance": json.dumps(data["provenance"], ensure_ascii=False),
-        "report": json.dumps(data.get("report"), ensure_ascii=False),
-    }
-
-
-def write_parquet(path: Path, arenas: list[Arena]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns = [
-        "id",
-        "language",
-        "domain",
-        "scenario_type",
-        "prompt",
-        "tools",
-        "tool_sources",
-        "subtasks",
-        "final_answer",
-        "provenance",
-        "report",
-    ]
-    rows = [arena_row(a) for a in arenas]
-    table = pa.Table.from_pydict(
-        {c: [r[c] for r in rows] for c in columns}, schema=pa.schema([(c, pa.string()) for c in columns])
-    )
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    write_summary(run_dir, summary)
+    return summary

@@ -15,8 +15,14 @@ from astra_synth.arenas.golden import golden_example
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.validate import ValidationConfig, check_arena
+from astra_synth.cli.run_options import (
+    RetryRejectedOption,
+    RunDirOption,
+    load_run_config,
+    print_funnel,
+    publish_finished,
+)
 from astra_synth.errors import InputError
-from astra_synth.cli.run_options import RetryRejectedOption, RunDirOption, load_run_config
 from astra_synth.sandbox import ExecutorKind, get_executor
 
 app = typer.Typer(help="Pipeline B: verifiable RL arenas from QA.", no_args_is_help=True)
@@ -81,30 +87,21 @@ def run(
     run_dir: RunDirOption,
     retry_rejected: RetryRejectedOption = False,
 ) -> None:
-    """Synthesize arenas from QA seeds (resumable): QA → necessity → verification → tools → merge → replay."""
+    """Synthesize arenas from QA seeds (resumable): QA → necessity → verification → tools → merge → replay,
+    then publish: contamination firewall → arenas.jsonl / arenas.parquet → dataset card."""
     cfg = load_run_config(ctx, ArenasConfig, config)
-    funnel = asyncio.run(run_arenas(cfg, run_dir, retry_rejected=retry_rejected))
-    table = Table(title=f"arena funnel ({funnel.status})")
-    table.add_column("step")
-    table.add_column("count", justify="right")
-    for step in (
-        "seeds",
-        "qa_generated",
-        "legitimate",
-        "verified",
-        "selected",
-        "tools_synthesized",
-        "merged",
-        "arenas",
-    ):
-        table.add_row(step, str(getattr(funnel, step)))
-    Console().print(table)
-    for error in funnel.seed_errors:
+    summary = asyncio.run(run_arenas(cfg, run_dir, retry_rejected=retry_rejected))
+    summary = publish_finished(summary, run_dir, cfg.contamination, parquet=True)
+    print_funnel(summary, f"arena funnel, {summary.inputs} seed(s)")
+    for error in summary.input_errors:
         typer.echo(f"bad seed: {error}", err=True)
-    per_arena = f"{funnel.llm_calls_per_arena:.1f}" if funnel.llm_calls_per_arena is not None else "n/a"
-    typer.echo(f"threshold: {funnel.threshold}  LLM calls: {funnel.llm_calls}  per arena: {per_arena}")
-    typer.echo(f"arenas: {run_dir / 'arenas.jsonl'}  (parquet: {run_dir / 'arenas.parquet'})")
-    if funnel.status != "finished":
+    arenas = summary.published.rows if summary.published else 0
+    per_arena = f"{summary.llm_calls / arenas:.1f}" if arenas else "n/a"
+    selection = summary.filter("selection")
+    threshold = selection.threshold if selection else None
+    typer.echo(f"threshold: {threshold}  LLM calls: {summary.llm_calls}  per arena: {per_arena}")
+    typer.echo(f"arenas: {arenas} in {run_dir / 'arenas.jsonl'}  (parquet: {run_dir / 'arenas.parquet'})")
+    if summary.status != "finished":
         raise typer.Exit(1)
 
 

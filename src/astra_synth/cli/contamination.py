@@ -10,14 +10,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from astra_synth.config import ContaminationConfig
 from astra_synth.evaluation.bfcl import BfclError
-from astra_synth.firewall.contamination import (
-    ContaminationConfig,
-    ContaminationReport,
-    Firewall,
-    InputFormat,
-    read_probes,
-)
+from astra_synth.firewall.contamination import ContaminationReport, Firewall
+from astra_synth.firewall.probes import InputFormat, read_probes
 from astra_synth.runs.jsonl import write_json_atomic
 
 app = typer.Typer()

@@ -40,7 +40,8 @@ def demo(
     for key, value in summary.before.items():
         table.add_row(key, f"{value:.3f}", f"{summary.after[key]:.3f}")
     console.print(table)
-    console.print(f"arena funnel: {summary.funnel}")
+    arenas = summary.arenas
+    console.print(f"arenas synthesized: {arenas.published.rows if arenas.published else 0} ({arenas.status})")
     console.print(
         f"SFT loss {summary.sft_losses[:1]} → {summary.sft_losses[-1:]}; RL rewards {summary.rl_rewards}"
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from astra_synth.errors import InputError
 from astra_synth.export.card import DEFAULT_LICENSE
 from astra_synth.export.hf import export_hf
 from astra_synth.runs.rundir import RunDirError
@@ -34,7 +35,7 @@ def hf(
     """
     try:
         result = export_hf(run_dir, out, force=force, license_id=license_id, allow_empty=allow_empty)
-    except RunDirError as exc:
+    except (RunDirError, InputError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{result.kind}: {result.rows} rows → {result.out} ({', '.join(result.files)})")

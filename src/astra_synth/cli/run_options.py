@@ -1,7 +1,7 @@
-"""What the pipelines' ``run`` commands share: the run-directory options and loading the config.
+"""What the pipelines' ``run`` commands share: run-dir options, loading the config, publishing, the funnel.
 
 Both pipelines resume from a run directory and take the CLI's global endpoint options over their config
-file; one definition keeps their flags, help and exit status for a bad config the same.
+file; one definition keeps their flags, help, exit status for a bad config, and funnel table the same.
 """
 
 from __future__ import annotations
@@ -11,8 +11,14 @@ from typing import Annotated, TypeVar
 
 import typer
 from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
 
-from astra_synth.config import ConfigError, GlobalOptions, load_config
+from astra_synth.config import ConfigError, ContaminationConfig, GlobalOptions, load_config
+from astra_synth.errors import InputError
+from astra_synth.export.publish import publish
+from astra_synth.runs.rundir import RunDirError
+from astra_synth.runs.summary import RunSummary
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -31,3 +37,32 @@ def load_run_config(ctx: typer.Context, model: type[T], path: Path) -> T:
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+
+
+def publish_finished(
+    summary: RunSummary, run_dir: Path, contamination: ContaminationConfig, parquet: bool
+) -> RunSummary:
+    """Publish a run that finished (firewall → data files → card); an unfinished one is left as it is."""
+    if summary.status != "finished":
+        return summary
+    try:
+        return publish(run_dir, contamination, parquet=parquet)
+    except (InputError, RunDirError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+
+
+def print_funnel(summary: RunSummary, title: str) -> None:
+    """The stage rows of a run summary as one table, top reject reasons included."""
+    table = Table(title=f"{title} ({summary.status})")
+    for column in ("stage", "inputs", "ok", "outputs", "rejected", "errors", "top reject reasons"):
+        table.add_column(column, justify="left" if column in ("stage", "top reject reasons") else "right")
+    for s in summary.stages:
+        reasons = ", ".join(f"{k}={v}" for k, v in list(s.reject_reasons.items())[:3])
+        table.add_row(
+            s.stage, str(s.inputs), str(s.ok), str(s.outputs), str(s.rejected), str(s.errors), reasons
+        )
+    Console().print(table)
+    if summary.contamination is not None:
+        c = summary.contamination
+        typer.echo(f"contamination firewall: {c.dropped} of {c.checked} dropped ({c.method})")

@@ -1,7 +1,7 @@
 """The dataset card: what a published dataset is made of, how it was made, and what it cost.
 
-Built from the run's own records (sub-run manifests, reject logs, dedupe/selection files, the exported
-parquet), never from memory of the run, so a card written long after the run still matches its manifests.
+Built from the run's own records (its typed ``summary.json``, the sub-run manifests, the published parquet),
+never from memory of the run, so a card written long after the run still matches them.
 Rendered as a Hugging Face dataset card: YAML front matter the Hub reads (licence, languages, tasks, size,
 ``configs`` pointing at the parquet, ``dataset_info`` features), then the provenance a reader needs to judge
 the data — sources and their licences, generator models, prompt hashes, the (redacted) config, the filter
@@ -22,12 +22,12 @@ from pydantic import BaseModel, Field
 
 from astra_synth.export.licences import UNKNOWN, package_licence, server_licence
 from astra_synth.export.redact import redact, scrub_paths
-from astra_synth.runs.rundir import RunDir, RunDirError, RunKind, open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.llm.local import GGUF_FILE
 from astra_synth.runs.jsonl import write_bytes_atomic
 from astra_synth.runs.manifest import ContaminationSummary
-from astra_synth.runs.store import reject_reasons
+from astra_synth.runs.rundir import RunDir, RunDirError, RunKind, open_run
+from astra_synth.runs.summary import RunSummary, StageRow
 from astra_synth.tools.registry import load_servers
 from astra_synth.tools.spec import EmulatedTransport, ServerRecord
 
@@ -57,17 +57,6 @@ class PromptHash(BaseModel):
     sha256: str
 
 
-class FilterStep(BaseModel):
-    pipeline: str
-    stage: str
-    inputs: int
-    ok: int
-    rejected: int
-    errors: int
-    outputs: int
-    reject_reasons: dict[str, int] = Field(default_factory=dict)
-
-
 class StageCost(BaseModel):
     pipeline: str
     stage: str
@@ -93,7 +82,7 @@ class DatasetCard(BaseModel):
     models: list[ModelEntry]
     prompt_hashes: list[PromptHash]
     config: dict[str, Any] | None = Field(description="The run's config, secrets and local paths redacted.")
-    filters: list[FilterStep]
+    filters: list[StageRow]
     contamination: ContaminationSummary | None
     costs: list[StageCost]
     total: StageUsage
@@ -223,37 +212,6 @@ def _arena_sources(config: dict[str, Any]) -> list[SourceEntry]:
     return sources
 
 
-def _run_filters(run: RunDir) -> list[FilterStep]:
-    """The run-level filters between the two sub-runs: task dedupe (A) and percentile selection (B)."""
-    if run.kind == "trajectories":
-        dedupe = run.json("dedupe.json")
-        if dedupe is None:
-            return []
-        kept, dropped = len(dedupe["kept"]), dedupe["dropped"]
-        reasons = Counter(f"duplicate ({d['reason']})" for d in dropped)
-        step = "dedupe"
-    else:
-        selection = run.json("selection.json")
-        if selection is None:
-            return []
-        kept, dropped = len(selection["kept"]), selection["dropped"]
-        threshold = selection["threshold"]
-        reasons = Counter({f"verification score below {threshold}": len(dropped)} if dropped else {})
-        step = "selection"
-    return [
-        FilterStep(
-            pipeline=run.kind,
-            stage=step,
-            inputs=kept + len(dropped),
-            ok=kept,
-            rejected=len(dropped),
-            errors=0,
-            outputs=kept,
-            reject_reasons=dict(reasons.most_common()),
-        )
-    ]
-
-
 class _KindFacts(NamedTuple):
     """What differs between the two pipelines' cards."""
 
@@ -265,13 +223,16 @@ class _KindFacts(NamedTuple):
     tags: list[str]
 
 
-def _trajectory_facts(run: RunDir, raw_config: dict[str, Any], config: dict[str, Any]) -> _KindFacts:
+def _trajectory_facts(
+    run: RunDir, summary: RunSummary, raw_config: dict[str, Any], config: dict[str, Any]
+) -> _KindFacts:
     models = _endpoint_models(config, "tasks, agent rollouts, tool emulation, judge")
-    if (run.json("dedupe.json") or {}).get("method") == "embedding":
+    dedupe = summary.filter("dedupe")
+    if dedupe is not None and dedupe.method == "embedding":
         embedder = (config.get("dedupe") or {}).get("embedding_model")
         for entry in _endpoint_models(config, "task dedupe embeddings"):
             models.append(entry.model_copy(update={"model": embedder or entry.model}))
-    routes = (run.json("funnel.json") or {}).get("tool_routes") or {}
+    routes = summary.tool_routes
     routes_text = ", ".join(f"{k}: {v}" for k, v in sorted(routes.items())) or "none recorded"
     return _KindFacts(
         sources=_trajectory_sources(run, config, _registry(raw_config)),
@@ -296,39 +257,17 @@ def _arena_facts(run: RunDir, config: dict[str, Any]) -> _KindFacts:
     )
 
 
-def _filters(run: RunDir) -> list[FilterStep]:
-    """Every stage of both sub-runs in order, with the run-level filter (dedupe / selection) between them."""
-    filters: list[FilterStep] = []
-    for index, (folder, manifest) in enumerate(run.manifests.items()):
-        if index == 1:
-            filters += _run_filters(run)
-        for s in manifest.stages:
-            c = s.counts
-            filters.append(
-                FilterStep(
-                    pipeline=manifest.pipeline,
-                    stage=s.name,
-                    inputs=c.inputs,
-                    ok=c.ok,
-                    rejected=c.rejected,
-                    errors=c.errors,
-                    outputs=c.outputs,
-                    reject_reasons=reject_reasons(run.path / folder / s.name),
-                )
-            )
-    return filters
-
-
 def build_card(run: RunDir, *, data_file: str, license_id: str = DEFAULT_LICENSE) -> DatasetCard:
     """The card of a run whose parquet is at ``data_file`` relative to where the card will be written."""
     if not run.manifests or not run.parquet.exists():
         raise RunDirError(f"{run.path}: nothing exported yet (no manifests or no {run.parquet.name})")
+    summary = run.summary()
     stages = [(m, s) for m in run.manifests.values() for s in m.stages]
     first = next(iter(run.manifests.values()))
     raw_config = first.config or {}
     config: dict[str, Any] = redact(raw_config)  # everything shown comes from the redacted copy
     if run.kind == "trajectories":
-        facts = _trajectory_facts(run, raw_config, config)
+        facts = _trajectory_facts(run, summary, raw_config, config)
     else:
         facts = _arena_facts(run, config)
     costs = [StageCost(pipeline=m.pipeline, stage=s.name, usage=s.usage) for m, s in stages]
@@ -355,8 +294,8 @@ def build_card(run: RunDir, *, data_file: str, license_id: str = DEFAULT_LICENSE
             for name, digest in s.prompt_hashes.items()
         ],
         config=config if first.config is not None else None,
-        filters=_filters(run),
-        contamination=run.contamination(),
+        filters=summary.stages,
+        contamination=summary.contamination,
         costs=costs,
         total=sum((c.usage for c in costs), StageUsage()),
         cost_known=_cost_known(config),
@@ -580,7 +519,7 @@ def _limitations(card: DatasetCard) -> list[str]:
 
 
 def write_card(run_dir: Path, *, license_id: str = DEFAULT_LICENSE) -> Path:
-    """Write README.md next to the run's parquet (the pipelines call this after their export)."""
+    """Write README.md next to the run's parquet (the publish step calls this last)."""
     run = open_run(run_dir)
     card = build_card(run, data_file=run.parquet.name, license_id=license_id)
     path = run.parquet.parent / "README.md"

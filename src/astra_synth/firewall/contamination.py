@@ -30,98 +30,43 @@ plus τ²-bench / ACEBench / tool-doc files). Signals, and why each threshold is
 
 Any signal drops the item; the reason recorded is the first one in the order above. The benchmark side is
 indexed once per input content and cached on disk; benchmark texts are embedded once per machine.
+
+The parts: :mod:`~astra_synth.firewall.signals` (the keys above), :mod:`~astra_synth.firewall.index` (the
+benchmark side, cached), :mod:`~astra_synth.firewall.probes` (our side: SFT rows, arenas, exported files);
+this module checks probes against the index and writes the report and the rejects.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from astra_synth.agent.chat import parse_openai_calls
-from astra_synth.arenas.records import Arena, read_arenas
-from astra_synth.config import StrictModel, cache_root
-from astra_synth.errors import InputError
-from astra_synth.firewall.benchmarks import (
-    BenchmarkItem,
-    BenchmarkSource,
-    Call,
-    Probe,
-    ToolDoc,
-    load_benchmark_file,
-    load_bfcl_multi_turn,
+from astra_synth.config import ContaminationConfig, cache_root
+from astra_synth.firewall.benchmarks import Probe
+from astra_synth.firewall.index import BenchmarkIndex, cached_index, load_sources, make_embedder, overlap_keys
+from astra_synth.firewall.signals import (
+    MIN_NGRAMS,
+    SIGNALS,
+    Signal,
+    call_grams,
+    schema_signature,
+    tool_signature,
+    word_ngrams,
 )
-from astra_synth.llm.embeddings import Embedder, LocalEmbedder, VectorCache
-from astra_synth.runs.jsonl import read_jsonl, write_bytes_atomic, write_json_atomic
-from astra_synth.runs.manifest import ContaminationSummary, Manifest
+from astra_synth.llm.embeddings import Embedder, VectorCache
+from astra_synth.runs.jsonl import write_bytes_atomic, write_json_atomic
+from astra_synth.runs.manifest import ContaminationSummary
 from astra_synth.runs.store import RejectRecord
 
-Signal = Literal[
-    "tool_signature", "tool_schema", "tool_overlap", "call_sequence", "text_ngram", "text_embedding"
-]
-SIGNALS: tuple[Signal, ...] = (
-    "tool_signature",
-    "tool_schema",
-    "tool_overlap",
-    "call_sequence",
-    "text_ngram",
-    "text_embedding",
-)
-INDEX_VERSION = 3
-"""Bump when the index layout or a normalisation changes: it is part of the index cache key."""
 REPORT_FILE = "contamination.json"
 REJECTS_FILE = "contamination_rejects.jsonl"
-
-
-class ContaminationConfig(StrictModel):
-    """The ``contamination:`` section of both pipelines' configs (thresholds: see the module docstring)."""
-
-    enabled: bool = Field(default=True, description="Check the export against the benchmarks.")
-    bfcl: bool = Field(default=True, description="Compare against BFCL-v3 multi-turn (pinned bfcl-eval).")
-    benchmarks: list[Path] = Field(
-        default_factory=list, description="τ²-bench tasks, ACEBench or tool-doc files to compare against too."
-    )
-    embedder: Literal["auto", "local", "none"] = Field(
-        default="auto",
-        description="Text embeddings: local MiniLM; auto = local when sentence-transformers is installed.",
-    )
-    ngram: int = Field(default=8, ge=3, description="Word n-gram length of the text overlap.")
-    ngram_containment: float = Field(default=0.5, gt=0, le=1)
-    embedding_cosine: float = Field(default=0.9, gt=0, le=1)
-    call_sequence: int = Field(default=3, ge=2, description="Consecutive identical golden calls that match.")
-    tool_overlap_matches: int = Field(
-        default=3, ge=1, description="Tools shared with one source by name or generic signature."
-    )
-    schema_min_properties: int = Field(
-        default=3, ge=1, description="Smallest schema matched without its name."
-    )
-
-    @model_validator(mode="after")
-    def _resolve_paths(self, info: ValidationInfo) -> ContaminationConfig:
-        base = (info.context or {}).get("config_dir")
-        if base:
-            self.benchmarks = [p if p.is_absolute() else Path(base) / p for p in self.benchmarks]
-        return self
-
-    def thresholds(self) -> dict[str, float]:
-        return {
-            "ngram": self.ngram,
-            "ngram_containment": self.ngram_containment,
-            "embedding_cosine": self.embedding_cosine,
-            "call_sequence": self.call_sequence,
-            "tool_overlap_matches": self.tool_overlap_matches,
-            "schema_min_properties": self.schema_min_properties,
-        }
 
 
 class Hit(BaseModel):
@@ -149,239 +94,6 @@ class ContaminationReport(BaseModel):
     @property
     def dropped_ids(self) -> set[str]:
         return {v.id for v in self.verdicts}
-
-
-# --- normalisation ------------------------------------------------------------------------------------------
-
-_TYPE_ALIASES = {
-    "dict": "object",
-    "float": "number",
-    "double": "number",
-    "int": "integer",
-    "long": "integer",
-    "list": "array",
-    "tuple": "array",
-    "str": "string",
-    "bool": "boolean",
-}
-_PROSE_KEYS = {"description", "title", "default", "examples", "example", "response"}
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\W_]+")
-
-
-def name_words(name: str) -> list[str]:
-    """``GorillaFileSystem.find_files`` / ``findFiles`` → ``['find', 'files']``."""
-    last = re.split(r"\.|__", name)[-1]
-    return [w for w in re.split(r"[^a-z0-9]+", _CAMEL.sub("_", last).lower()) if w]
-
-
-def canonical_schema(schema: Any) -> Any:
-    """The parts of a parameter schema that define the interface, in one spelling."""
-    if isinstance(schema, dict):
-        out: dict[str, Any] = {}
-        for key, value in schema.items():
-            if key in _PROSE_KEYS:
-                continue
-            if key == "type" and isinstance(value, str):
-                out[key] = _TYPE_ALIASES.get(value.lower(), value.lower())
-            elif key in ("required", "enum") and isinstance(value, list):
-                out[key] = sorted(value, key=lambda v: json.dumps(v, sort_keys=True))
-            elif key == "properties" and isinstance(value, dict):
-                out[key] = {str(k).lower(): canonical_schema(v) for k, v in value.items()}
-            else:
-                out[key] = canonical_schema(value)
-        return out
-    if isinstance(schema, list):
-        return [canonical_schema(v) for v in schema]
-    return schema
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
-
-
-def tool_signature(tool: ToolDoc) -> str:
-    schema = json.dumps(canonical_schema(tool.parameters), sort_keys=True, ensure_ascii=False)
-    return _digest("".join(name_words(tool.name)), schema)
-
-
-def schema_signature(tool: ToolDoc, min_properties: int) -> str | None:
-    """The name-free signature, only for schemas distinctive enough to identify a tool on their own."""
-    properties = tool.parameters.get("properties")
-    if not isinstance(properties, dict) or len(properties) < min_properties:
-        return None
-    return _digest(json.dumps(canonical_schema(tool.parameters), sort_keys=True, ensure_ascii=False))
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int | float):
-        return round(float(value), 6)
-    if isinstance(value, str):
-        return value.strip().casefold()
-    if isinstance(value, dict):
-        return {str(k): _value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_value(v) for v in value]
-    return str(value)
-
-
-def call_key(call: Call) -> str:
-    return json.dumps(["".join(name_words(call.name)), _value(call.arguments)], sort_keys=True)
-
-
-def _call_grams(calls: list[Call], n: int) -> list[tuple[str, str]]:
-    """(hash, readable) of every run of ``n`` consecutive calls."""
-    keys = [call_key(c) for c in calls]
-    return [
-        (_digest(*keys[i : i + n]), " → ".join(c.name for c in calls[i : i + n]))
-        for i in range(len(keys) - n + 1)
-    ]
-
-
-def tokens(text: str) -> list[str]:
-    return [t.casefold() for t in _TOKEN.findall(text)]
-
-
-_MIN_NGRAMS = 3
-"""Texts with fewer n-grams (n + 2 words) are too short to call copied by overlap; embeddings judge them."""
-
-
-def _ngrams(text: str, n: int) -> set[str]:
-    words = tokens(text)
-    return {
-        hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).hexdigest()
-        for i in range(len(words) - n + 1)
-    }
-
-
-# --- the benchmark index ------------------------------------------------------------------------------------
-
-
-class BenchmarkIndex(BaseModel):
-    """Everything the check looks up, keyed by hashes; built once per (sources, settings) and cached."""
-
-    key: str
-    sources: list[str]
-    items: list[str] = Field(description="'label#id' per item; the lists below refer to these positions.")
-    ngrams: dict[str, list[int]] = Field(description="Word n-gram hash → the texts holding it.")
-    texts: list[str] = Field(description="Distinct benchmark texts (one per turn, instruction, question).")
-    text_items: list[int] = Field(description="Per text, the first item it belongs to.")
-    text_ngrams: list[int] = Field(description="Per text, how many distinct n-grams it has.")
-    signatures: dict[str, str] = Field(description="Signature of a distinctive tool → 'label#tool'.")
-    schemas: dict[str, str]
-    overlap: dict[str, list[int]] = Field(
-        description="Multi-word name or generic tool signature → positions in ``sources``."
-    )
-    calls: dict[str, int] = Field(description="Call n-gram hash → item.")
-
-    @classmethod
-    def build(cls, sources: Sequence[BenchmarkSource], config: ContaminationConfig) -> BenchmarkIndex:
-        index = cls(
-            key=index_key(sources, config),
-            sources=[s.label for s in sources],
-            items=[],
-            ngrams={},
-            texts=[],
-            text_items=[],
-            text_ngrams=[],
-            signatures={},
-            schemas={},
-            overlap={},
-            calls={},
-        )
-        ngrams: defaultdict[str, list[int]] = defaultdict(list)
-        seen_texts: set[str] = set()
-        for position, source in enumerate(sources):
-            for item in source.items:
-                i = len(index.items)
-                index.items.append(f"{source.label}#{item.id}")
-                for text in item.texts:
-                    if text not in seen_texts:
-                        seen_texts.add(text)
-                        grams = _ngrams(text, config.ngram)
-                        for gram in grams:
-                            ngrams[gram].append(len(index.texts))
-                        index.texts.append(text)
-                        index.text_items.append(i)
-                        index.text_ngrams.append(len(grams))
-                index._add_tools(item, position, config)
-                for digest, _ in _call_grams(item.calls, config.call_sequence):
-                    index.calls.setdefault(digest, i)
-        index.ngrams = dict(ngrams)
-        return index
-
-    def _add_tools(self, item: BenchmarkItem, position: int, config: ContaminationConfig) -> None:
-        for tool in item.tools:
-            ref = f"{item.benchmark}#{tool.name}"
-            schema = schema_signature(tool, config.schema_min_properties)
-            if schema is not None:
-                self.schemas.setdefault(schema, ref)
-            if schema is not None or len(name_words(tool.name)) >= 2:
-                self.signatures.setdefault(tool_signature(tool), ref)
-            for key in _overlap_keys(tool):
-                owners = self.overlap.setdefault(key, [])
-                if position not in owners:
-                    owners.append(position)
-
-
-def _overlap_keys(tool: ToolDoc) -> list[str]:
-    """How a tool counts towards ``tool_overlap``: its multi-word name, else its full signature."""
-    words = name_words(tool.name)
-    return ["name:" + "_".join(words)] if len(words) >= 2 else ["sig:" + tool_signature(tool)]
-
-
-def index_key(sources: Sequence[BenchmarkSource], config: ContaminationConfig) -> str:
-    settings = [config.ngram, config.call_sequence, config.schema_min_properties]
-    return _digest(str(INDEX_VERSION), json.dumps(settings), *(f"{s.label}={s.sha256}" for s in sources))
-
-
-def cached_index(
-    sources: Sequence[BenchmarkSource], config: ContaminationConfig, folder: Path
-) -> BenchmarkIndex:
-    """The index for these inputs, from ``folder`` when built before (its file name is the content key)."""
-    path = folder / f"index-{index_key(sources, config)}.json"
-    if path.is_file():
-        try:
-            return BenchmarkIndex.model_validate_json(path.read_bytes())
-        except ValueError:
-            path.unlink(missing_ok=True)  # a stale or damaged cache entry is rebuilt
-    index = BenchmarkIndex.build(sources, config)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, index.model_dump_json().encode())
-    return index
-
-
-def load_sources(config: ContaminationConfig) -> list[BenchmarkSource]:
-    sources = [load_bfcl_multi_turn()] if config.bfcl else []
-    sources += [load_benchmark_file(p) for p in config.benchmarks]
-    if not sources:
-        raise ValueError(
-            "contamination: nothing to compare against (bfcl is off and no benchmarks are given)"
-        )
-    return sources
-
-
-@functools.cache
-def _local_embedder() -> LocalEmbedder:
-    """One model per process: loading it costs seconds, and a process may export more than once."""
-    return LocalEmbedder()
-
-
-def make_embedder(choice: Literal["auto", "local", "none"]) -> Embedder | None:
-    """The text embedder of ``choice``; ``auto`` falls back to n-grams only without sentence-transformers."""
-    if choice == "none":
-        return None
-    try:
-        return _local_embedder()
-    except ImportError:
-        if choice == "local":
-            raise
-        return None
-
-
-# --- the check ----------------------------------------------------------------------------------------------
 
 
 class Firewall:
@@ -446,7 +158,7 @@ class Firewall:
                 ref := self.index.schemas.get(schema)
             ) is not None:
                 out.append(self._hit("tool_schema", ref, 1.0, tool.name))
-            for key in _overlap_keys(tool):
+            for key in overlap_keys(tool):
                 for position in self.index.overlap.get(key, []):
                     if tool.name not in shared[position]:
                         shared[position].append(tool.name)
@@ -467,21 +179,21 @@ class Firewall:
     def _call_hits(self, probe: Probe) -> list[Hit]:
         return [
             self._hit("call_sequence", self.index.items[i], 1.0, readable)
-            for digest, readable in _call_grams(probe.calls, self.config.call_sequence)
+            for digest, readable in call_grams(probe.calls, self.config.call_sequence)
             if (i := self.index.calls.get(digest)) is not None
         ][:1]
 
     def _ngram_hits(self, probe: Probe) -> list[Hit]:
         out: list[Hit] = []
         for text in probe.texts:
-            grams = _ngrams(text, self.config.ngram)
+            grams = word_ngrams(text, self.config.ngram)
             if not grams:
                 continue
             counts = Counter(t for g in grams for t in self.index.ngrams.get(g, []))
             # Either side contained in the other: a copied turn padded with new words, or one request that
             # pastes several short benchmark turns together.
             smaller = {t: min(len(grams), self.index.text_ngrams[t]) for t in counts}
-            scores = {t: shared / smaller[t] for t, shared in counts.items() if smaller[t] >= _MIN_NGRAMS}
+            scores = {t: shared / smaller[t] for t, shared in counts.items() if smaller[t] >= MIN_NGRAMS}
             if scores:
                 best = max(scores, key=lambda t: scores[t])
                 if scores[best] >= self.config.ngram_containment:
@@ -536,90 +248,6 @@ def _unit(vectors: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.
     return vectors / np.where(norms == 0, 1.0, norms)
 
 
-# --- probes of what we export -------------------------------------------------------------------------------
-
-
-def chat_probe(item_id: str, messages: Iterable[dict[str, Any]], tools: Iterable[dict[str, Any]]) -> Probe:
-    """An SFT row (OpenAI messages + tools): the user texts, the tools offered, the calls made in order."""
-    texts: list[str] = []
-    calls: list[Call] = []
-    for message in messages:
-        content = message.get("content")
-        if (
-            message.get("role") == "user"
-            and isinstance(content, str)
-            and content.strip()
-            and content not in texts
-        ):
-            texts.append(content)
-        # The shared parser: a malformed call keeps its name (if any) with no arguments.
-        calls += [
-            Call(name=c.name, arguments=c.arguments) for c in parse_openai_calls(message.get("tool_calls"))
-        ]
-    docs = [t.get("function", t) for t in tools]
-    return Probe(
-        id=item_id,
-        texts=texts,
-        tools=[ToolDoc(name=str(d.get("name", "")), parameters=d.get("parameters") or {}) for d in docs],
-        calls=calls,
-    )
-
-
-def arena_probe(arena: Arena) -> Probe:
-    """An arena: its user messages and sub-questions, its tools, its golden calls in sub-task order."""
-    texts = [m.content for m in arena.messages if m.role == "user"]
-    texts += [s.question for s in arena.subtasks if s.question not in texts]
-    return Probe(
-        id=arena.id,
-        texts=texts,
-        tools=[ToolDoc(name=t.function.name, parameters=t.function.parameters) for t in arena.tools],
-        calls=[
-            Call(name=s.golden_call.name, arguments=s.golden_call.arguments)
-            for s in arena.subtasks
-            if s.golden_call
-        ],
-    )
-
-
-class _SftRow(BaseModel):
-    id: str
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] = Field(default_factory=list)
-
-
-InputFormat = Literal["auto", "sft", "arenas"]
-
-
-def _detect_format(path: Path) -> Literal["sft", "arenas"]:
-    try:
-        with path.open("rb") as fh:
-            first = next((line for line in fh if line.strip()), b"")
-        head = json.loads(first) if first else None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}:1: expected a JSON line of an SFT set or an arena file ({exc})") from exc
-    if isinstance(head, dict) and "subtasks" in head:
-        return "arenas"
-    if isinstance(head, dict) and "messages" in head:
-        return "sft"
-    raise InputError(
-        f"{path}:1: expected an SFT row (id, messages, tools) or an arena (…, subtasks); see --format"
-    )
-
-
-def read_probes(path: Path, fmt: InputFormat = "auto") -> list[Probe]:
-    """Probes of an exported file: ``sft.jsonl`` rows or ``arenas.jsonl`` arenas."""
-    kind = _detect_format(path) if fmt == "auto" else fmt
-    if kind == "arenas":
-        return [arena_probe(a) for a in read_arenas(path)]
-    try:
-        loaded = read_jsonl(path, _SftRow)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if loaded.errors:
-        raise InputError("\n".join(str(error) for _, _, error in loaded.errors))
-    return [chat_probe(row.id, row.messages, row.tools) for _, row in loaded.items]
-
-
 def screen(probes: Sequence[Probe], config: ContaminationConfig, out_dir: Path) -> ContaminationReport:
     """The export-time check; writes the full report and the rejects into the export folder."""
     report = Firewall.from_config(config).check(probes)
@@ -637,10 +265,3 @@ def screen(probes: Sequence[Probe], config: ContaminationConfig, out_dir: Path) 
         out_dir / REJECTS_FILE, b"".join(r.model_dump_json().encode() + b"\n" for r in rejects)
     )
     return report
-
-
-def record_contamination(manifest_path: Path, summary: ContaminationSummary) -> None:
-    """Put the export's summary into a finished sub-run's ``manifest.json`` (read by cards and the report)."""
-    manifest = Manifest.model_validate_json(manifest_path.read_bytes())
-    manifest.contamination = summary
-    write_json_atomic(manifest_path, manifest.model_dump(mode="json"))

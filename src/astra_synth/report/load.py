@@ -18,11 +18,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.errors import InputError
-from astra_synth.runs.rundir import LAYOUTS, RunDir, RunDirError, open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.runs.jsonl import describe_errors, load_records
 from astra_synth.runs.manifest import ContaminationSummary, Manifest, StageCounts
-from astra_synth.runs.store import ErrorRecord, OkRecord, RejectRecord, reject_reasons
+from astra_synth.runs.rundir import LAYOUTS, RunDir, RunDirError, open_run
+from astra_synth.runs.store import ErrorRecord, OkRecord, RejectRecord
+from astra_synth.runs.summary import SUMMARY_FILE, RunFilter, RunSummary, read_summary, stage_rows
 from astra_synth.trajectories.graph import build_graph
 from astra_synth.trajectories.judge import JudgedTrajectory, JudgeReport
 from astra_synth.trajectories.records import ChainSeed, Trajectory
@@ -81,22 +82,12 @@ class TrajectoriesRun(BaseModel):
     graphs: list[ToolGraphView]
     dedupe_dropped: dict[str, int] = Field(description="Tasks dropped by deduplication, per reason.")
     llm_calls: int | None = Field(
-        default=None, description="Every call of the run (funnel.json), the stages' and deduplication's."
+        default=None, description="Every call of the run (summary.json), the stages' and deduplication's."
     )
 
     @property
     def accepted(self) -> int:
         return sum(1 for t in self.trajectories if t.judge is not None)
-
-
-class Selection(BaseModel):
-    """``selection.json``: the run-level percentile cut over the verified QA instances."""
-
-    percentile: float
-    min_score: float
-    threshold: float | None
-    kept: list[str]
-    dropped: dict[str, float] = Field(description="Verification score of each instance below the cut.")
 
 
 class ArenasRun(BaseModel):
@@ -105,7 +96,7 @@ class ArenasRun(BaseModel):
     contamination: ContaminationSummary | None
     arenas: list[Arena]
     rejected: list[RejectRecord] = Field(description="Arenas the final check dropped, with the failures.")
-    selection: Selection | None = None
+    selection: RunFilter | None = None
 
     @property
     def accepted(self) -> int:
@@ -156,12 +147,6 @@ CURVE_METRICS = (
 """Training metrics drawn, in this order: SFT loss, GRPO reward and its parts, the zero-variance fraction."""
 
 
-class _FunnelCalls(BaseModel):
-    """The one field of pipeline A's funnel.json the report needs (the runner module is heavy to import)."""
-
-    llm_calls: int
-
-
 class _Trajectory(OkRecord):
     data: Trajectory
 
@@ -198,7 +183,7 @@ def load_pipeline(root: Path, folder: Path, manifest: Manifest | None = None) ->
     if manifest is None:
         manifest = _validate(folder / "manifest.json", Manifest, _json(folder / "manifest.json"))
     stages = []
-    for entry in manifest.stages:
+    for entry, row in zip(manifest.stages, stage_rows(folder, manifest), strict=True):
         errors = load_records(folder / entry.name / "errors.jsonl", ErrorRecord)
         stages.append(
             StageView(
@@ -206,7 +191,7 @@ def load_pipeline(root: Path, folder: Path, manifest: Manifest | None = None) ->
                 counts=entry.counts,
                 seconds=entry.seconds,
                 usage=entry.usage,
-                reject_reasons=reject_reasons(folder / entry.name),
+                reject_reasons=row.reject_reasons,
                 error_types=dict(Counter({e.id: e.error for e in errors}.values()).most_common()),
             )
         )
@@ -222,6 +207,18 @@ def load_pipeline(root: Path, folder: Path, manifest: Manifest | None = None) ->
 
 def _pipelines(root: Path, run: RunDir) -> list[PipelineView]:
     return [load_pipeline(root, run.path / sub, m) for sub, m in run.manifests.items()]
+
+
+def _summary(run: RunDir) -> RunSummary | None:
+    """The run's summary; None while a run that never stopped (or one of the old layout) has none."""
+    return read_summary(run.path) if (run.path / SUMMARY_FILE).is_file() else None
+
+
+def _contamination(run: RunDir, summary: RunSummary | None) -> ContaminationSummary | None:
+    """From the summary; a run of the old layout kept it in its last sub-run's manifest."""
+    if summary is not None:
+        return summary.contamination
+    return next((m.contamination for m in reversed(run.manifests.values()) if m.contamination), None)
 
 
 def load_trajectories(root: Path, found: RunDir) -> TrajectoriesRun:
@@ -257,22 +254,16 @@ def load_trajectories(root: Path, found: RunDir) -> TrajectoriesRun:
                 edges=[(a, b, int(w)) for a, b, w in graph.edges(data="weight", default=1)],
             )
         )
-    dropped: Counter[str] = Counter()
-    if (run / "dedupe.json").is_file():
-        dropped.update(str(d.get("reason", "?")) for d in _json(run / "dedupe.json").get("dropped", []))
-    funnel = (
-        _validate(run / "funnel.json", _FunnelCalls, _json(run / "funnel.json"))
-        if (run / "funnel.json").is_file()
-        else None
-    )
+    summary = _summary(found)
+    dedupe = summary.filter("dedupe") if summary else None
     return TrajectoriesRun(
         path=_rel(root, run),
         pipelines=_pipelines(root, found),
-        contamination=found.contamination(),
+        contamination=_contamination(found, summary),
         trajectories=list(views.values()),
         graphs=graphs,
-        dedupe_dropped=dict(dropped),
-        llm_calls=funnel.llm_calls if funnel else None,
+        dedupe_dropped=dict(Counter(d.reason for d in dedupe.dropped)) if dedupe else {},
+        llm_calls=summary.llm_calls if summary else None,
     )
 
 
@@ -281,15 +272,14 @@ def load_arenas(root: Path, found: RunDir) -> ArenasRun:
     run = found.path
     arenas = read_arenas(run / "arenas.jsonl") if (run / "arenas.jsonl").is_file() else []
     rejected = load_records(run / "synth" / "arena_check" / "rejects.jsonl", RejectRecord)
+    summary = _summary(found)
     return ArenasRun(
         path=_rel(root, run),
         pipelines=_pipelines(root, found),
-        contamination=found.contamination(),
+        contamination=_contamination(found, summary),
         arenas=arenas,
         rejected=rejected,
-        selection=_validate(run / "selection.json", Selection, _json(run / "selection.json"))
-        if (run / "selection.json").is_file()
-        else None,
+        selection=summary.filter("selection") if summary else None,
     )
 
 

@@ -360,12 +360,13 @@ def selection_section(run: ArenasRun) -> Html:
         el("h3", "Selection"),
         el(
             "p",
-            f"{len(sel.kept)} of {verified} verified QA instances kept at percentile {sel.percentile:g} "
-            f"(minimum score {sel.min_score:g}, {threshold}).",
+            f"{len(sel.kept)} of {verified} verified QA instances kept at percentile {sel.percentile or 0:g} "
+            f"(minimum score {sel.min_score or 0:g}, {threshold}).",
         ),
     ]
-    if sel.dropped:
-        parts.append(histogram(list(sel.dropped.values()), lo=0, hi=1, bins=5, label="scores of the dropped"))
+    scores = [d.score for d in sel.dropped if d.score is not None]
+    if scores:
+        parts.append(histogram(scores, lo=0, hi=1, bins=5, label="scores of the dropped"))
     return join(*parts)
 
 

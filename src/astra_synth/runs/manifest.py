@@ -10,10 +10,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from astra_synth.config import StrictModel
-
 from astra_synth.llm.ledger import StageUsage
 
 RunStatus = Literal["running", "finished", "stopped: budget", "failed"]
@@ -46,8 +45,7 @@ class StageManifest(BaseModel):
 
 
 class ContaminationSummary(BaseModel):
-    """What the benchmark-contamination firewall did to a run's export (written by the export, read by cards
-    and the report)."""
+    """What the benchmark-contamination firewall did to a run's published set (kept in ``summary.json``)."""
 
     checked: int = 0
     dropped: int = 0
@@ -70,7 +68,9 @@ class Manifest(StrictModel):
     sessions: int = Field(default=0, description="How many times the run was started or resumed.")
     input_rejects: int = 0
     stages: list[StageManifest] = Field(default_factory=list)
-    contamination: ContaminationSummary | None = None
+    contamination: ContaminationSummary | None = Field(
+        default=None, description="Written here by runs before summary.json; now only read from old runs."
+    )
 
     def stage(self, name: str) -> StageManifest | None:
         return next((s for s in self.stages if s.name == name), None)

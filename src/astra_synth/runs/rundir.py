@@ -1,20 +1,20 @@
 """What kind of run a folder holds, its manifests, its exported files, and whether it is ready to publish.
 
-Both pipelines run two resumable sub-runs in one folder, each with its own ``manifest.json``; the sub-run
-manifests are the record of counts, prompt hashes and usage, so the card reads them rather than the
-pipelines' summaries. The layout is fixed per pipeline (see the pipelines' module docstrings).
+Both pipelines run two resumable sub-runs in one folder, each with its own ``manifest.json`` (prompt hashes,
+config, usage per stage), and write one ``summary.json`` at the run root (:mod:`astra_synth.runs.summary`:
+stage rows, filters, contamination, status). The layout is fixed per pipeline (see the pipelines' docstrings).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ValidationError
 
-from astra_synth.runs.manifest import ContaminationSummary, Manifest
+from astra_synth.runs.manifest import Manifest
+from astra_synth.runs.summary import RunSummary, read_summary
 
 RunKind = Literal["trajectories", "arenas"]
 # Per pipeline: its sub-runs in order, and the exported parquet (relative to the run folder).
@@ -47,29 +47,9 @@ class RunDir:
             return unfinished[0]
         return "finished" if len(self.manifests) == expected else "running"
 
-    def json(self, name: str) -> Any:
-        """A JSON side file of the run (``funnel.json``, ``dedupe.json`` …), or None when absent."""
-        path = self.path / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-
-    def contamination(self) -> ContaminationSummary | None:
-        """The firewall's summary, wherever the export recorded it: a sub-run manifest, the report next to
-        the parquet (``contamination.json``: ``{"summary": …}``), the trajectories funnel's export summary, or
-        the arenas run's own ``manifest.json``."""
-        for manifest in reversed(self.manifests.values()):
-            if manifest.contamination is not None:
-                return manifest.contamination
-        report = self.parquet.parent / "contamination.json"
-        funnel = self.json("funnel.json") or {}
-        top = self.json("manifest.json") or {}
-        for found in (
-            json.loads(report.read_text(encoding="utf-8")).get("summary") if report.exists() else None,
-            (funnel.get("export") or {}).get("contamination"),
-            top.get("contamination"),
-        ):
-            if found:
-                return ContaminationSummary.model_validate(found)
-        return None
+    def summary(self) -> RunSummary:
+        """The run's ``summary.json``; a ``SummaryError`` says what is wrong with it."""
+        return read_summary(self.path)
 
 
 def _manifest(path: Path) -> Manifest:

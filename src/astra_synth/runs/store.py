@@ -24,10 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from astra_synth.config import StrictModel
-
 from astra_synth.runs.ids import item_of
 from astra_synth.runs.jsonl import JsonlAppender, load_records, write_bytes_atomic, write_json_atomic
 from astra_synth.runs.manifest import Manifest
@@ -36,6 +33,10 @@ log = logging.getLogger(__name__)
 
 INPUT_STAGE = "input"
 Outcome = Literal["ok", "rejected", "error"]
+
+
+OUTPUT_FILE = "output.jsonl"
+"""A finished sub-run's outputs (the last stage's ok records for the session's inputs), in input order."""
 
 
 class OkRecord(StrictModel):
@@ -161,7 +162,7 @@ class RunStore:
     def __init__(self, run_dir: Path, *, max_batch: int = 512, max_age_s: float = 0.5) -> None:
         self.dir = Path(run_dir)
         self.manifest_path = self.dir / "manifest.json"
-        self.output_path = self.dir / "output.jsonl"
+        self.output_path = self.dir / OUTPUT_FILE
         self.max_batch = max_batch
         self.max_age_s = max_age_s
         self._lock_fd: int | None = None

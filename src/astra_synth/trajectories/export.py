@@ -6,8 +6,8 @@ turns merged: ``content`` + ``reasoning_content`` + ``tool_calls`` with argument
 ``tools`` as a JSON string, because tool parameter schemas differ from tool to tool and a columnar type
 cannot hold them all. ``provenance.jsonl`` keeps, per id, where the item came from and every score: chain
 origin and verification, the five task scores, the rollout's status and routes, the seven judge dimensions
-with their status. With the contamination firewall on, rows that copy a benchmark are left out; the report and
-the rejects (``contamination.json``, ``contamination_rejects.jsonl``) are written next to the set.
+with their status. The publish step (:mod:`astra_synth.export.publish`) runs the contamination firewall first
+and passes only the rows it kept.
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from astra_synth.firewall.contamination import ContaminationConfig, chat_probe, screen
 from astra_synth.runs.jsonl import write_bytes_atomic
-from astra_synth.runs.manifest import ContaminationSummary
 from astra_synth.trajectories.judge import JudgedTrajectory
 
 _TOOL_CALL = pa.struct(
@@ -61,7 +59,6 @@ class ExportSummary(BaseModel):
     dimension_means: dict[str, float]
     roles: dict[str, int]
     files: dict[str, str]
-    contamination: ContaminationSummary | None = None
 
 
 def _arguments(value: Any) -> str:
@@ -161,17 +158,10 @@ def export_sft(
     out_dir: Path,
     *,
     parquet: bool = True,
-    contamination: ContaminationConfig | None = None,
 ) -> ExportSummary:
     """Write the three files (atomically, so a crash never leaves half a file) and summarise them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [sft_row(i, t) for i, t in items]
-    report = None
-    if contamination is not None and contamination.enabled:
-        probes = [chat_probe(r["id"], r["messages"], r["tools"]) for r in rows]
-        report = screen(probes, contamination, out_dir)
-        items = [(i, t) for i, t in items if i not in report.dropped_ids]
-        rows = [r for r in rows if r["id"] not in report.dropped_ids]
     files = {"sft": out_dir / "sft.jsonl", "provenance": out_dir / "provenance.jsonl"}
     write_bytes_atomic(files["sft"], _jsonl(rows))
     write_bytes_atomic(files["provenance"], _jsonl([provenance_row(i, t) for i, t in items]))
@@ -198,5 +188,4 @@ def export_sft(
         dimension_means={k: round(sum(v) / len(v), 4) for k, v in sorted(dims.items())},
         roles=dict(roles),
         files={k: str(v) for k, v in files.items()},
-        contamination=report.summary if report else None,
     )

@@ -4,11 +4,11 @@ Two resumable runner pipelines share one run directory, with task deduplication 
 every task with every other, so it cannot be a per-item stage)::
 
     run_dir/synth/      graph → chains → tasks → augment          (manifest.json, ok/rejects per stage)
-    run_dir/dedupe.json                                            (method, kept ids, dropped with reason)
     run_dir/rollout/    score → rollout → judge                   (rollout/ok.jsonl: every trajectory)
-    run_dir/sft/        contamination.json, contamination_rejects.jsonl (benchmark firewall)
-    run_dir/sft/        sft.jsonl, sft.parquet, provenance.jsonl, README.md (dataset card)
-    run_dir/funnel.json                                            (counts and reject reasons per stage)
+    run_dir/summary.json                                           (stage rows, dedupe, usage, status)
+
+The pipeline stops there; :mod:`astra_synth.export.publish` then writes ``run_dir/sft/`` (contamination
+firewall, ``sft.jsonl``, ``sft.parquet``, ``provenance.jsonl``, the ``README.md`` card).
 
 A resume recomputes nothing finished: the runner skips recorded ids, dedupe is deterministic in input
 order, and the LLM cache (``llm_cache.sqlite`` in the run directory unless configured) answers the rest.
@@ -22,16 +22,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
-from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
-from astra_synth.firewall.contamination import ContaminationConfig, record_contamination
-from astra_synth.export.card import write_card
+from astra_synth.config import BudgetConfig, ContaminationConfig, EndpointConfig, StrictModel
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
 from astra_synth.llm.local import endpoint_session
-from astra_synth.runs.jsonl import load_records, write_json_atomic
+from astra_synth.runs.jsonl import load_records
 from astra_synth.runs.pipeline import Pipeline, RunOptions, RunResult
-from astra_synth.runs.store import OkRecord, reject_reasons
+from astra_synth.runs.store import OkRecord
+from astra_synth.runs.summary import Dropped, RunFilter, RunSummary, funnel_rows, write_summary
 from astra_synth.tools.cassette import Cassette, CassetteMode
 from astra_synth.tools.emulator import EmulatorConfig, ToolEmulator
 from astra_synth.tools.registry import load_servers
@@ -39,9 +38,8 @@ from astra_synth.tools.router import ToolRouter
 from astra_synth.trajectories.augment import AugmentConfig, AugmentStage
 from astra_synth.trajectories.chains import ChainsConfig, ChainsStage
 from astra_synth.trajectories.dedupe import DedupeConfig, dedupe_tasks
-from astra_synth.trajectories.export import ExportSummary, export_sft
 from astra_synth.trajectories.graph import GraphConfig, GraphStage
-from astra_synth.trajectories.judge import JudgeConfig, JudgedTrajectory, JudgeStage
+from astra_synth.trajectories.judge import JudgeConfig, JudgeStage
 from astra_synth.trajectories.records import Task
 from astra_synth.trajectories.rollout import RolloutConfig, RolloutStage
 from astra_synth.trajectories.score import ScoreConfig, ScoreStage
@@ -69,8 +67,10 @@ class TrajectoriesConfig(StrictModel):
     cassette: Path | None = Field(default=None, description="Record/replay real tool responses here.")
     cassette_mode: CassetteMode = "auto"
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    parquet: bool = Field(default=True, description="Also write sft.parquet.")
-    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
+    parquet: bool = Field(default=True, description="Publishing also writes sft.parquet (and the card).")
+    contamination: ContaminationConfig = Field(
+        default_factory=ContaminationConfig, description="The publish step's benchmark firewall."
+    )
 
     @model_validator(mode="after")
     def _resolve_paths(self, info: ValidationInfo) -> TrajectoriesConfig:
@@ -87,51 +87,10 @@ def _under(base: str, path: Path | None) -> Any:
     return path if path is None or path.is_absolute() else Path(base) / path
 
 
-class StageFunnel(BaseModel):
-    stage: str
-    inputs: int
-    ok: int
-    outputs: int
-    rejected: int
-    errors: int
-    reject_reasons: dict[str, int]
-
-
-class Funnel(BaseModel):
-    status: str
-    servers: int
-    stages: list[StageFunnel]
-    deduped_tasks: int
-    dedupe_method: str | None
-    rollout_status: dict[str, int]
-    tool_routes: dict[str, int]
-    sft_rows: int
-    llm_calls: int
-    export: ExportSummary | None
-
-
-def _stage_funnel(result: RunResult, run_dir: Path) -> list[StageFunnel]:
-    out = []
-    for entry in result.manifest.stages:
-        c = entry.counts
-        out.append(
-            StageFunnel(
-                stage=entry.name,
-                inputs=c.inputs,
-                ok=c.ok,
-                outputs=c.outputs,
-                rejected=c.rejected,
-                errors=c.errors,
-                reject_reasons=reject_reasons(run_dir / entry.name),
-            )
-        )
-    return out
-
-
 async def run_trajectories(
     config: TrajectoriesConfig, run_dir: Path, *, retry_rejected: bool = False, progress: bool | None = None
-) -> Funnel:
-    """Run or resume pipeline A into ``run_dir``; returns the funnel (also written to funnel.json)."""
+) -> RunSummary:
+    """Run or resume pipeline A into ``run_dir``; returns its summary (also written to summary.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     servers = load_servers(config.servers)
     if config.server_ids is not None:
@@ -155,7 +114,7 @@ async def run_trajectories(
     }
     rollout_result: RunResult | None = None
     kept: list[Task] = []
-    dedupe_method: str | None = None
+    dedupe: RunFilter | None = None
     with endpoint_session(config.endpoint) as endpoint:
         async with LLMClient(endpoint, ledger=ledger, cache=cache) as llm:
             synth = Pipeline(
@@ -173,19 +132,21 @@ async def run_trajectories(
             if synth_result.status == "finished":
                 records = synth_result.outputs
                 tasks = [Task.model_validate(r.data) for r in records]
-                dedupe = await dedupe_tasks(tasks, config.dedupe, llm)
-                dedupe_method = dedupe.method
-                kept = [tasks[i] for i in dedupe.kept]
-                write_json_atomic(
-                    run_dir / "dedupe.json",
-                    {
-                        "method": dedupe.method,
-                        "kept": [records[i].id for i in dedupe.kept],
-                        "dropped": [
-                            {**d.model_dump(), "id": records[d.index].id, "of": records[d.duplicate_of].id}
-                            for d in dedupe.dropped
-                        ],
-                    },
+                deduped = await dedupe_tasks(tasks, config.dedupe, llm)
+                kept = [tasks[i] for i in deduped.kept]
+                dedupe = RunFilter(
+                    name="dedupe",
+                    method=deduped.method,
+                    kept=[records[i].id for i in deduped.kept],
+                    dropped=[
+                        Dropped(
+                            id=records[d.index].id,
+                            reason=d.reason,
+                            of=records[d.duplicate_of].id,
+                            score=d.similarity,
+                        )
+                        for d in deduped.dropped
+                    ],
                 )
                 cassette = Cassette(config.cassette, config.cassette_mode) if config.cassette else None
                 async with ToolRouter(
@@ -208,42 +169,28 @@ async def run_trajectories(
                     rollout_result = await rollout.run(
                         kept, run_dir / "rollout", options, llm=llm, ledger=ledger
                     )
-    finished = rollout_result is not None and rollout_result.status == "finished"
-    judged = (
-        [(r.id, JudgedTrajectory.model_validate(r.data)) for r in rollout_result.outputs]
-        if rollout_result is not None and finished
-        else []
-    )
-    summary = (
-        export_sft(judged, run_dir / "sft", parquet=config.parquet, contamination=config.contamination)
-        if finished
-        else None
-    )
-    if summary is not None and summary.contamination is not None:
-        record_contamination(run_dir / "rollout" / "manifest.json", summary.contamination)
     by_id = {r.id: r for r in load_records(run_dir / "rollout" / "rollout" / "ok.jsonl", OkRecord)}
     rollouts = list(by_id.values())
-    statuses = Counter(_field(r, "status") for r in rollouts)
     routes: Counter[str] = Counter()
     for r in rollouts:
         routes.update(r.data.get("execution", {}))
-    funnel = Funnel(
+    results = [(run_dir / "synth", synth_result)]
+    if rollout_result is not None:
+        results.append((run_dir / "rollout", rollout_result))
+    summary = RunSummary(
+        pipeline="trajectories",
         status=rollout_result.status if rollout_result else synth_result.status,
-        servers=len(servers),
-        stages=_stage_funnel(synth_result, run_dir / "synth")
-        + (_stage_funnel(rollout_result, run_dir / "rollout") if rollout_result else []),
-        deduped_tasks=len(kept),
-        dedupe_method=dedupe_method,
-        rollout_status=dict(statuses),
+        inputs=len(servers),
+        stages=funnel_rows("trajectories", [(d, r.manifest) for d, r in results], [dedupe] if dedupe else []),
+        filters=[dedupe] if dedupe else [],
+        ok=len(rollout_result.outputs) if rollout_result else 0,
+        rollout_status=dict(Counter(_field(r, "status") for r in rollouts)),
         tool_routes=dict(routes),
-        sft_rows=summary.rows if summary else 0,  # after the contamination firewall
         llm_calls=ledger.total().calls,
-        export=summary,
+        usage=ledger.by_stage(),
     )
-    write_json_atomic(run_dir / "funnel.json", funnel.model_dump(mode="json"))
-    if summary is not None and config.parquet:  # the card describes the parquet
-        write_card(run_dir)
-    return funnel
+    write_summary(run_dir, summary)
+    return summary
 
 
 def _field(record: OkRecord, name: str) -> Any:
