@@ -26,7 +26,7 @@ from astra_synth.evaluation.bfcl import (
     run_bfcl,
     select_ids,
 )
-from astra_synth.llm.client import LLMClient
+from astra_synth.runs.session import RunSession
 from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox import get_executor
@@ -80,13 +80,11 @@ def arenas(
     agent = AgentConfig(max_llm_calls=max_turns, temperature=0.0)
     config = ArenaEvalConfig(agent=agent, repeats=repeats, seed=seed, concurrency=concurrency)
 
-    async def main(ep: EndpointConfig) -> ArenaEvalReport:
-        async with LLMClient(ep) as llm:
-            with get_executor(config.executor) as sandbox:
-                return await evaluate_arenas(items, llm, sandbox, config)
+    async def main() -> ArenaEvalReport:
+        async with RunSession(endpoint, executor=config.executor) as session:
+            return await evaluate_arenas(items, session.llm, session.sandbox, config)
 
-    with endpoint_session(endpoint) as ep:
-        report = asyncio.run(main(ep))
+    report = asyncio.run(main())
     print_report(report)
     if out is not None:
         write_json_atomic(out, report.model_dump(mode="json"))

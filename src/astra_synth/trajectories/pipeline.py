@@ -25,12 +25,9 @@ from pydantic import BaseModel, Field, ValidationInfo, model_validator
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
 from astra_synth.firewall.contamination import ContaminationConfig, record_contamination
 from astra_synth.export.card import write_card
-from astra_synth.llm.cache import ResponseCache
-from astra_synth.llm.client import LLMClient
-from astra_synth.llm.ledger import Ledger
-from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import load_records, write_json_atomic
 from astra_synth.runs.pipeline import Pipeline, RunOptions, RunResult
+from astra_synth.runs.session import CACHE_PATH_HELP, RunSession
 from astra_synth.runs.store import OkRecord, reject_reasons
 from astra_synth.tools.cassette import Cassette, CassetteMode
 from astra_synth.tools.emulator import EmulatorConfig, ToolEmulator
@@ -53,7 +50,7 @@ class TrajectoriesConfig(StrictModel):
 
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    cache_path: Path | None = Field(default=None, description="LLM response cache; default in the run dir.")
+    cache_path: Path | None = Field(default=None, description=CACHE_PATH_HELP)
     seed: int = 0
     concurrency: int = Field(default=8, ge=1, description="Items in flight per stage.")
     servers: Path = Field(description="Tool registry JSONL (one ServerRecord per line).")
@@ -142,10 +139,7 @@ async def run_trajectories(
     options = RunOptions(
         seed=config.seed, concurrency=config.concurrency, retry_rejected=retry_rejected, progress=progress
     )
-    ledger = Ledger(
-        config.budget, config.endpoint.usd_per_1k_prompt_tokens, config.endpoint.usd_per_1k_completion_tokens
-    )
-    cache = ResponseCache(config.cache_path or run_dir / "llm_cache.sqlite")
+    session = RunSession.for_run(run_dir, config.endpoint, budget=config.budget, cache_path=config.cache_path)
     augment = AugmentStage(config.augment)
     stage_configs: dict[str, BaseModel] = {
         "graph": config.graph,
@@ -156,58 +150,58 @@ async def run_trajectories(
     rollout_result: RunResult | None = None
     kept: list[Task] = []
     dedupe_method: str | None = None
-    with endpoint_session(config.endpoint) as endpoint:
-        async with LLMClient(endpoint, ledger=ledger, cache=cache) as llm:
-            synth = Pipeline(
-                "trajectories.synth",
-                [
-                    GraphStage(config.graph),
-                    ChainsStage(config.chains),
-                    TasksStage(config.tasks),
-                    augment,
-                ],
-                config=config,
-                stage_configs=stage_configs,
+    async with session:
+        llm, ledger = session.llm, session.ledger
+        synth = Pipeline(
+            "trajectories.synth",
+            [
+                GraphStage(config.graph),
+                ChainsStage(config.chains),
+                TasksStage(config.tasks),
+                augment,
+            ],
+            config=config,
+            stage_configs=stage_configs,
+        )
+        synth_result = await synth.run(servers, run_dir / "synth", options, llm=llm, ledger=ledger)
+        if synth_result.status == "finished":
+            records = synth_result.outputs
+            tasks = [Task.model_validate(r.data) for r in records]
+            dedupe = await dedupe_tasks(tasks, config.dedupe, llm)
+            dedupe_method = dedupe.method
+            kept = [tasks[i] for i in dedupe.kept]
+            write_json_atomic(
+                run_dir / "dedupe.json",
+                {
+                    "method": dedupe.method,
+                    "kept": [records[i].id for i in dedupe.kept],
+                    "dropped": [
+                        {**d.model_dump(), "id": records[d.index].id, "of": records[d.duplicate_of].id}
+                        for d in dedupe.dropped
+                    ],
+                },
             )
-            synth_result = await synth.run(servers, run_dir / "synth", options, llm=llm, ledger=ledger)
-            if synth_result.status == "finished":
-                records = synth_result.outputs
-                tasks = [Task.model_validate(r.data) for r in records]
-                dedupe = await dedupe_tasks(tasks, config.dedupe, llm)
-                dedupe_method = dedupe.method
-                kept = [tasks[i] for i in dedupe.kept]
-                write_json_atomic(
-                    run_dir / "dedupe.json",
-                    {
-                        "method": dedupe.method,
-                        "kept": [records[i].id for i in dedupe.kept],
-                        "dropped": [
-                            {**d.model_dump(), "id": records[d.index].id, "of": records[d.duplicate_of].id}
-                            for d in dedupe.dropped
-                        ],
+            cassette = Cassette(config.cassette, config.cassette_mode) if config.cassette else None
+            async with ToolRouter(
+                emulator=ToolEmulator(llm, config.emulator), cassette=cassette
+            ) as router:
+                rollout = Pipeline(
+                    "trajectories.rollout",
+                    [
+                        ScoreStage(config.score),
+                        RolloutStage(router, config.rollout),
+                        JudgeStage(config.judge),
+                    ],
+                    config=config,
+                    stage_configs={
+                        "score": config.score,
+                        "rollout": config.rollout,
+                        "judge": config.judge,
                     },
                 )
-                cassette = Cassette(config.cassette, config.cassette_mode) if config.cassette else None
-                async with ToolRouter(
-                    emulator=ToolEmulator(llm, config.emulator), cassette=cassette
-                ) as router:
-                    rollout = Pipeline(
-                        "trajectories.rollout",
-                        [
-                            ScoreStage(config.score),
-                            RolloutStage(router, config.rollout),
-                            JudgeStage(config.judge),
-                        ],
-                        config=config,
-                        stage_configs={
-                            "score": config.score,
-                            "rollout": config.rollout,
-                            "judge": config.judge,
-                        },
-                    )
-                    rollout_result = await rollout.run(
-                        kept, run_dir / "rollout", options, llm=llm, ledger=ledger
-                    )
+                rollout_result = await rollout.run(
+                    kept, run_dir / "rollout", options, llm=llm, ledger=ledger
+                )
     finished = rollout_result is not None and rollout_result.status == "finished"
     judged = (
         [(r.id, JudgedTrajectory.model_validate(r.data)) for r in rollout_result.outputs]
