@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,35 @@ async def test_budget_stops_cleanly(scripted_llm: ScriptedLLM, tmp_path: Path) -
     )
     assert funnel.status == "stopped: budget" and funnel.arenas == 0
     assert len(scripted_llm.chat_requests()) <= 2
+
+
+async def test_budget_cap_counts_the_calls_of_earlier_sessions(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
+    script(scripted_llm)
+    capped = config(scripted_llm, tmp_path, budget={"max_calls": 2})
+    first = await run_arenas(capped, tmp_path / "r", progress=False)
+    asked = len(scripted_llm.chat_requests())
+    assert first.status == "stopped: budget" and asked <= 2
+    resumed = await run_arenas(capped, tmp_path / "r", progress=False)  # as a new process would
+    assert resumed.status == "stopped: budget"
+    assert len(scripted_llm.chat_requests()) == asked  # the cap already spent is not spent again
+
+
+@pytest.mark.slow
+async def test_run_dir_from_before_the_run_dir_cache_resumes_on_its_shared_cache(
+    scripted_llm: ScriptedLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arena runs used to cache in $ASTRA_CACHE_DIR/llm.sqlite: such a run dir keeps that cache on resume."""
+    script(scripted_llm)
+    monkeypatch.setenv("ASTRA_CACHE_DIR", str(tmp_path / "shared"))
+    old = config(scripted_llm, tmp_path).model_copy(update={"cache_path": tmp_path / "shared" / "llm.sqlite"})
+    run_dir = tmp_path / "run"
+    await run_arenas(old, run_dir, progress=False)
+    shutil.rmtree(run_dir / "synth")  # work the old session had not recorded yet
+    asked = len(scripted_llm.chat_requests())
+    resumed = await run_arenas(old.model_copy(update={"cache_path": None}), run_dir, progress=False)
+    assert resumed.status == "finished" and resumed.arenas >= 1
+    assert len(scripted_llm.chat_requests()) == asked and resumed.llm_calls == 0
+    assert not (run_dir / "llm_cache.sqlite").exists()
 
 
 @pytest.mark.slow
