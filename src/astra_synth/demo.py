@@ -25,12 +25,12 @@ from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import Arena, read_arenas, write_arenas
 from astra_synth.config import StrictModel
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
-from astra_synth.training.serve import serving
-from astra_synth.runs.session import RunSession
 from astra_synth.report.pages import write_report
 from astra_synth.runs.jsonl import write_json_atomic
+from astra_synth.runs.session import RunSession
 from astra_synth.sandbox import get_executor
 from astra_synth.training.grpo import RLConfig, run_rl
+from astra_synth.training.serve import serving
 from astra_synth.training.sft import SFTConfig, run_sft
 
 T = TypeVar("T", bound=BaseModel)

@@ -4,7 +4,6 @@ the manifests' number."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +15,11 @@ import yaml
 from astra_synth.export.card import build_card, render_card, write_card
 from astra_synth.export.licences import UNKNOWN, server_licence
 from astra_synth.export.redact import REDACTED, redact
-from astra_synth.runs.rundir import open_run
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.runs.manifest import ContaminationSummary, Manifest
+from astra_synth.runs.rundir import open_run
 from astra_synth.tools.spec import ServerRecord, StdioTransport
-from tests.export.conftest import RunCopy
-
-
-def split_card(text: str) -> tuple[dict[str, Any], str]:
-    match = re.match(r"^---\n(.*?)\n---\n(.*)$", text, re.DOTALL)
-    assert match, "the card starts with YAML front matter between --- lines"
-    front = yaml.safe_load(match.group(1))
-    assert isinstance(front, dict)
-    return front, match.group(2)
+from tests.export.conftest import RunCopy, split_card
 
 
 def section(body: str, title: str) -> str:

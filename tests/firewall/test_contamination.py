@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from astra_synth.arenas.records import Arena, ChatMessage, read_arenas, write_arenas
 from astra_synth.cli import app
 from astra_synth.evaluation import benchmarks
+from astra_synth.evaluation.bfcl import BFCL_EVAL_VERSION, ready_bfcl_venv
 from astra_synth.firewall.benchmarks import (
     BenchmarkFormatError,
     BenchmarkItem,
@@ -25,7 +26,6 @@ from astra_synth.firewall.benchmarks import (
     load_benchmark_file,
     load_bfcl_multi_turn,
 )
-from astra_synth.evaluation.bfcl import BFCL_EVAL_VERSION, ready_bfcl_venv
 from astra_synth.firewall.contamination import (
     BenchmarkIndex,
     ContaminationConfig,
@@ -37,8 +37,7 @@ from astra_synth.firewall.contamination import (
     make_embedder,
 )
 from astra_synth.llm.embeddings import Embedder, VectorCache
-
-from ..trajectories.conftest import make_notes_server, make_trajectory
+from astra_synth.testing.scripts import notes_server, notes_trajectory
 
 NGRAM_ONLY = ContaminationConfig(embedder="none")
 SAMPLE = Path(__file__).parents[2] / "examples" / "arenas.sample.jsonl"
@@ -227,7 +226,7 @@ def test_clean_sample_arenas_and_trajectories_pass_with_embeddings(
     """The full check (all of BFCL, embeddings on; vectors cached per machine) drops nothing of ours."""
     config = ContaminationConfig()
     fw = Firewall(cached_index([bfcl], config, tmp_path), config, embedder, progress=False)
-    trajectory = make_trajectory(make_notes_server())
+    trajectory = notes_trajectory(notes_server())
     probes = [arena_probe(a) for a in sample_arenas]
     probes.append(chat_probe("notes", trajectory.messages, trajectory.tools))
     report = fw.check(probes)
@@ -428,7 +427,7 @@ def test_cli_exit_codes_and_json_report(
 
 def test_cli_sft_rows_and_extra_benchmark(benchmark_files: list[Path], tmp_path: Path) -> None:
     """An SFT row that offers τ²'s exchange tool under another name, checked with --benchmark only."""
-    trajectory = make_trajectory(make_notes_server())
+    trajectory = notes_trajectory(notes_server())
     tool = _reworded(ToolDoc.model_validate(TAU2_TOOLS[0]["function"]), "swap_items")
     rows = [
         {"id": "clean", "messages": trajectory.messages, "tools": trajectory.tools},

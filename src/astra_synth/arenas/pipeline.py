@@ -22,18 +22,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from astra_synth.arenas.arena_check import ArenaCheckStage
-from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.instance import QAInstance
 from astra_synth.arenas.merge import MergeStage
-from astra_synth.arenas.tool_necessity import ToolNecessityStage
+from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.records import Arena, write_arenas
 from astra_synth.arenas.seeds import SeedSource, expand_sources
+from astra_synth.arenas.tool_necessity import ToolNecessityStage
 from astra_synth.arenas.tool_synthesis import ToolSynthesisStage
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import VerifyStage, select_by_percentile
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
-from astra_synth.firewall.contamination import ContaminationConfig, arena_probe, screen
 from astra_synth.export.card import write_card
+from astra_synth.firewall.contamination import ContaminationConfig, arena_probe, screen
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.runs.manifest import Manifest
 from astra_synth.runs.pipeline import Pipeline, RunOptions

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from astra_synth.agent.loop import AgentConfig
 from astra_synth.arenas.records import read_arenas
 from astra_synth.config import EndpointConfig, GlobalOptions, load_config
 from astra_synth.errors import InputError
-from astra_synth.agent.loop import AgentConfig
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, Summary, evaluate_arenas
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,
@@ -26,10 +26,9 @@ from astra_synth.evaluation.bfcl import (
     run_bfcl,
     select_ids,
 )
-from astra_synth.runs.session import RunSession
 from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
-from astra_synth.sandbox import get_executor
+from astra_synth.runs.session import RunSession
 
 app = typer.Typer(help="Evaluate a model endpoint: held-out arenas (BFCL-v3 multi-turn: issue #7).")
 

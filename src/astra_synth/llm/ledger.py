@@ -43,7 +43,7 @@ class StageUsage(BaseModel):
 
 
 def _save(path: Path, spent: StageUsage) -> None:
-    """Write ``spent`` atomically (temp file + rename): a kill leaves the previous total, never half of one."""
+    """Write ``spent`` atomically (temp file + rename): a kill leaves the previous total, never half."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(spent.model_dump_json(), encoding="utf-8")
     os.replace(tmp, path)

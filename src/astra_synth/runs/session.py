@@ -126,7 +126,9 @@ class RunSession:
                 self.endpoint.usd_per_1k_completion_tokens,
                 path=self._usage_path,
             )
-            self._llm = await stack.enter_async_context(LLMClient(self.endpoint, ledger=self.ledger, cache=cache))
+            self._llm = await stack.enter_async_context(
+                LLMClient(self.endpoint, ledger=self.ledger, cache=cache)
+            )
             self._stack = stack.pop_all()  # opened: closing now belongs to __aexit__
         return self
 

@@ -23,8 +23,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel
-from astra_synth.firewall.contamination import ContaminationConfig, record_contamination
 from astra_synth.export.card import write_card
+from astra_synth.firewall.contamination import ContaminationConfig, record_contamination
 from astra_synth.runs.jsonl import load_records, write_json_atomic
 from astra_synth.runs.pipeline import Pipeline, RunOptions, RunResult
 from astra_synth.runs.session import CACHE_PATH_HELP, RunSession
@@ -182,9 +182,7 @@ async def run_trajectories(
                 },
             )
             cassette = Cassette(config.cassette, config.cassette_mode) if config.cassette else None
-            async with ToolRouter(
-                emulator=ToolEmulator(llm, config.emulator), cassette=cassette
-            ) as router:
+            async with ToolRouter(emulator=ToolEmulator(llm, config.emulator), cassette=cassette) as router:
                 rollout = Pipeline(
                     "trajectories.rollout",
                     [
@@ -199,9 +197,7 @@ async def run_trajectories(
                         "judge": config.judge,
                     },
                 )
-                rollout_result = await rollout.run(
-                    kept, run_dir / "rollout", options, llm=llm, ledger=ledger
-                )
+                rollout_result = await rollout.run(kept, run_dir / "rollout", options, llm=llm, ledger=ledger)
     finished = rollout_result is not None and rollout_result.status == "finished"
     judged = (
         [(r.id, JudgedTrajectory.model_validate(r.data)) for r in rollout_result.outputs]
