@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from astra_synth.arenas.records import Arena, ChatMessage, read_arenas, write_arenas
 from astra_synth.cli import app
-from astra_synth.evaluation import benchmarks
 from astra_synth.evaluation.bfcl import BFCL_EVAL_VERSION, ready_bfcl_venv
+from astra_synth.firewall import benchmarks
 from astra_synth.firewall.benchmarks import (
     BenchmarkFormatError,
     BenchmarkItem,
