@@ -30,7 +30,7 @@ from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.runs.session import RunSession
 
-app = typer.Typer(help="Evaluate a model endpoint: held-out arenas (BFCL-v3 multi-turn: issue #7).")
+app = typer.Typer(help="Evaluate a model endpoint: held-out arenas or BFCL-v3 multi-turn (offline).")
 
 
 def _fmt(s: Summary) -> str:
