@@ -184,7 +184,7 @@ def notes_trajectory(
     server: ServerRecord, final: str = "Your Lisbon note says: book the tram tour."
 ) -> Trajectory:
     """A completed rollout on :func:`notes_server`: search, read, then ``final`` as the answer."""
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "What does my note about Lisbon say?"},
         {
