@@ -11,7 +11,7 @@ from astra_synth.arenas.seeds import SeedSource
 from astra_synth.config import load_config
 from astra_synth.demo import DemoConfig, run_demo
 from astra_synth.testing.scripted import ScriptedLLM
-from tests.arenas.test_pipeline import script
+from astra_synth.testing.scripts import script_arenas
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -19,7 +19,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_demo_runs_every_step_and_resumes(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
-    script(scripted_llm)  # the arena step gets a scripted model; training and evaluation use the real one
+    script_arenas(
+        scripted_llm
+    )  # the arena step gets a scripted model; training and evaluation use the real one
     cfg = load_config(
         DemoConfig,
         EXAMPLES / "demo.yaml",

@@ -52,7 +52,8 @@ class EndpointConfig(StrictModel):
 
 
 class BudgetConfig(StrictModel):
-    """Hard caps for one run; reaching any of them stops the run cleanly (finished work is kept)."""
+    """Hard caps for one run, over all its sessions (a resume counts what earlier ones spent, kept in the run
+    dir's ``usage.json``); reaching any of them stops the run cleanly (finished work is kept)."""
 
     max_calls: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
@@ -124,7 +125,7 @@ def load_config(model: type[T], path: Path | None = None, overrides: dict[str, A
 
 
 def cache_root() -> Path:
-    """Where machine-wide caches live (LLM responses, models, embeddings, the BFCL venv): ``$ASTRA_CACHE_DIR``
+    """Where machine-wide caches live (models, embeddings, the BFCL venv): ``$ASTRA_CACHE_DIR``
     or ``~/.cache/astra-synth``."""
     return Path(os.environ.get("ASTRA_CACHE_DIR") or Path.home() / ".cache" / "astra-synth")
 

@@ -26,9 +26,9 @@ from astra_synth.arenas.records import Arena, read_arenas, write_arenas
 from astra_synth.config import StrictModel
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
 from astra_synth.export.publish import publish
-from astra_synth.llm.client import LLMClient
 from astra_synth.report.pages import write_report
 from astra_synth.runs.jsonl import write_json_atomic
+from astra_synth.runs.session import RunSession
 from astra_synth.runs.summary import RunSummary
 from astra_synth.sandbox import get_executor
 from astra_synth.training.grpo import RLConfig, run_rl
@@ -133,9 +133,8 @@ def write_golden(arenas: list[Arena], out: Path, executor_kind: str) -> Golden:
 def evaluate_model(model: str, arenas: list[Arena], config: ArenaEvalConfig) -> ArenaEvalReport:
     async def main() -> ArenaEvalReport:
         with serving(model, max_new_tokens=config.agent.max_tokens or 256) as endpoint:
-            async with LLMClient(endpoint) as llm:
-                with get_executor(config.executor) as sandbox:
-                    return await evaluate_arenas(arenas, llm, sandbox, config)
+            async with RunSession(endpoint, executor=config.executor) as session:
+                return await evaluate_arenas(arenas, session.llm, session.sandbox, config)
 
     return asyncio.run(main())
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -18,128 +18,21 @@ from astra_synth.export.publish import publish
 from astra_synth.firewall.benchmarks import BFCL_LABEL
 from astra_synth.runs.rundir import RunDirError
 from astra_synth.runs.summary import read_summary
-from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply
-
-QA = {
-    "main_question": "Which hotel is cheaper on 12 May 2026, Hotel Aurora or Casa Azul?",
-    "final_answer": "Casa Azul (95 EUR) is cheaper than Hotel Aurora (150 EUR).",
-    "sub_questions": [
-        {
-            "id": 1,
-            "question": "What is the nightly rate of Hotel Aurora on 2026-05-12?",
-            "answer": "150 EUR",
-            "depends_on": [],
-            "hop_level": 1,
-        },
-        {
-            "id": 2,
-            "question": "What is the nightly rate of Casa Azul on 2026-05-12?",
-            "answer": "95 EUR",
-            "depends_on": [],
-            "hop_level": 1,
-        },
-        {
-            "id": 3,
-            "question": "Which of the two rates is lower?",
-            "answer": "Casa Azul",
-            "depends_on": [1, 2],
-            "hop_level": 2,
-        },
-    ],
-}
-DOC = {
-    "name": "get_hotel_rate",
-    "description": "Nightly rate of a hotel on a date, in EUR.",
-    "parameters": [
-        {"name": "hotel", "type": "string", "description": "Hotel name"},
-        {"name": "date", "type": "string", "description": "Date, YYYY-MM-DD"},
-    ],
-}
-
-
-def code(table: dict[str, int]) -> str:
-    return (
-        "def get_hotel_rate(hotel, date):\n"
-        f"    rates = {table!r}\n"
-        "    if hotel not in rates or date != '2026-05-12':\n"
-        "        raise ValueError(f'no rate for {hotel} on {date}')\n"
-        "    return {'hotel': hotel, 'rate': f'{rates[hotel]} EUR'}\n"
-    )
-
-
-def verdicts(body: dict[str, Any]) -> Reply:
-    ids = body["response_format"]["schema"]["$defs"]["Verdict"]["properties"]["id"]["enum"]
-    return json_reply({"verdicts": [{"id": i, "ok": True} for i in ids]})
-
-
-def call(body: dict[str, Any]) -> Reply:
-    question = body["messages"][0]["content"].split("Question:")[1]
-    hotel = "Casa Azul" if "Casa Azul" in question else "Hotel Aurora"
-    return json_reply({"hotel": hotel, "date": "2026-05-12"})
-
-
-def script(server: ScriptedLLM) -> None:
-    server.on("You write realistic, multi-step user requests", json_reply(QA))
-    server.on(
-        "You decide, for each sub-question",
-        json_reply(
-            {
-                "decisions": [
-                    {"id": "q1", "needs_tool": True},
-                    {"id": "q2", "needs_tool": True},
-                    {"id": "q3", "needs_tool": False},
-                ]
-            }
-        ),
-    )
-    for prompt in (
-        "You check the dependency links",
-        "You check that each sub-question",
-        "You check the execution",
-    ):
-        server.on(prompt, verdicts)
-    server.on("You check whether the sub-questions", json_reply({"complete": True}))
-    server.on("You design one reusable API tool", json_reply(DOC))
-    server.on("You refine an API tool document", json_reply(DOC))
-    server.on("Write the call of the tool below", call)
-    server.on(
-        "Implement the API tool below",
-        json_reply({"code": code({"Hotel Aurora": 150, "Casa Azul": 95, "Inn": 60})}),
-    )
-    server.on(
-        "You group the sub-questions", json_reply({"clusters": [{"intent": "rate", "ids": ["q1", "q2"]}]})
-    )
-    server.on(
-        "Extend ONLY its data", json_reply({"code": code({"Hotel Aurora": 150, "Casa Azul": 95, "Inn": 60})})
-    )
-    server.on(
-        "One tool now serves several",
-        json_reply({"description": "Nightly rate of a listed hotel on a date."}),
-    )
-
-
-def config(server: ScriptedLLM, tmp_path: Path, **kw: Any) -> ArenasConfig:
-    return ArenasConfig(
-        endpoint=server.endpoint(schema_mode="llama_cpp"),
-        cache_path=tmp_path / "cache.sqlite",
-        executor="subprocess",
-        qa={"sources": [SeedSource(mode="plain", domain="Travel", min_hops=3, max_hops=3, repeats=2)]},
-        selection={"percentile": 0},
-        **kw,
-    )
+from astra_synth.testing.scripted import ScriptedLLM
+from astra_synth.testing.scripts import arenas_config, script_arenas
 
 
 @pytest.mark.slow
 async def test_end_to_end_funnel_files_and_free_rerun(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
-    script(scripted_llm)
+    script_arenas(scripted_llm)
     run_dir = tmp_path / "run"
-    produced = await run_arenas(config(scripted_llm, tmp_path), run_dir, progress=False)
+    produced = await run_arenas(arenas_config(scripted_llm, tmp_path), run_dir, progress=False)
     # two seeds, but the scripted model answers both identically: one distinct instance survives dedupe
     assert produced.inputs == 2 and produced.status == "finished"
     selection = produced.filter("selection")
     assert produced.ok >= 1 and selection is not None and selection.threshold == 1.0
     assert not (run_dir / "arenas.jsonl").exists()  # the pipeline stops at its outputs
-    funnel = publish(run_dir, config(scripted_llm, tmp_path).contamination)
+    funnel = publish(run_dir, arenas_config(scripted_llm, tmp_path).contamination)
     assert funnel.published is not None
     arenas = read_arenas(run_dir / "arenas.jsonl")
     assert len(arenas) == funnel.published.rows == produced.ok
@@ -158,8 +51,8 @@ async def test_end_to_end_funnel_files_and_free_rerun(scripted_llm: ScriptedLLM,
     calls = len(scripted_llm.chat_requests())
     assert funnel.llm_calls == calls
 
-    again = await run_arenas(config(scripted_llm, tmp_path), tmp_path / "rerun", progress=False)
-    publish(tmp_path / "rerun", config(scripted_llm, tmp_path).contamination)
+    again = await run_arenas(arenas_config(scripted_llm, tmp_path), tmp_path / "rerun", progress=False)
+    publish(tmp_path / "rerun", arenas_config(scripted_llm, tmp_path).contamination)
     assert len(scripted_llm.chat_requests()) == calls  # the cache answered everything
     rerun = read_arenas(tmp_path / "rerun" / "arenas.jsonl")
     assert [a.model_dump(exclude={"provenance"}) for a in rerun] == [
@@ -170,14 +63,47 @@ async def test_end_to_end_funnel_files_and_free_rerun(scripted_llm: ScriptedLLM,
 
 
 async def test_budget_stops_cleanly(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
-    script(scripted_llm)
+    script_arenas(scripted_llm)
     summary = await run_arenas(
-        config(scripted_llm, tmp_path, budget={"max_calls": 1}), tmp_path / "r", progress=False
+        arenas_config(scripted_llm, tmp_path, budget={"max_calls": 1}), tmp_path / "r", progress=False
     )
     assert summary.status == "stopped: budget" and summary.ok == 0
     with pytest.raises(RunDirError, match="not finished"):  # nothing to publish yet
         publish(tmp_path / "r", ContaminationConfig())
     assert len(scripted_llm.chat_requests()) <= 2
+
+
+async def test_budget_cap_counts_the_calls_of_earlier_sessions(
+    scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    script_arenas(scripted_llm)
+    capped = arenas_config(scripted_llm, tmp_path, budget={"max_calls": 2})
+    first = await run_arenas(capped, tmp_path / "r", progress=False)
+    asked = len(scripted_llm.chat_requests())
+    assert first.status == "stopped: budget" and asked <= 2
+    resumed = await run_arenas(capped, tmp_path / "r", progress=False)  # as a new process would
+    assert resumed.status == "stopped: budget"
+    assert len(scripted_llm.chat_requests()) == asked  # the cap already spent is not spent again
+
+
+@pytest.mark.slow
+async def test_run_dir_from_before_the_run_dir_cache_resumes_on_its_shared_cache(
+    scripted_llm: ScriptedLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arena runs used to cache in $ASTRA_CACHE_DIR/llm.sqlite: such a run dir keeps that cache on resume."""
+    script_arenas(scripted_llm)
+    monkeypatch.setenv("ASTRA_CACHE_DIR", str(tmp_path / "shared"))
+    old = arenas_config(scripted_llm, tmp_path).model_copy(
+        update={"cache_path": tmp_path / "shared" / "llm.sqlite"}
+    )
+    run_dir = tmp_path / "run"
+    await run_arenas(old, run_dir, progress=False)
+    shutil.rmtree(run_dir / "synth")  # work the old session had not recorded yet
+    asked = len(scripted_llm.chat_requests())
+    resumed = await run_arenas(old.model_copy(update={"cache_path": None}), run_dir, progress=False)
+    assert resumed.status == "finished" and resumed.arenas >= 1
+    assert len(scripted_llm.chat_requests()) == asked and resumed.llm_calls == 0
+    assert not (run_dir / "llm_cache.sqlite").exists()
 
 
 @pytest.mark.slow

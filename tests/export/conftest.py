@@ -1,27 +1,41 @@
 """Real run directories for the card and export tests: both pipelines run once per session against the
-scripted server, with the scripts their own pipeline tests use."""
+scripted server, with the test kit's scripts (astra_synth.testing.scripts)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.config import load_config
 from astra_synth.export.publish import publish
 from astra_synth.testing.scripted import ScriptedLLM
+from astra_synth.testing.scripts import (
+    answer_trajectories,
+    arenas_config,
+    notes_server,
+    script_arenas,
+    trajectories_config,
+)
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
-from tests.arenas.test_pipeline import config as arenas_config
-from tests.arenas.test_pipeline import script as script_arenas
-from tests.trajectories.conftest import make_notes_server
-from tests.trajectories.test_pipeline import _answer as answer_trajectories
-from tests.trajectories.test_pipeline import _config as trajectories_config
 
 RunCopy = Callable[[Path], Path]
+
+
+def split_card(text: str) -> tuple[dict[str, Any], str]:
+    """A dataset card's YAML front matter and its Markdown body."""
+    match = re.match(r"^---\n(.*?)\n---\n(.*)$", text, re.DOTALL)
+    assert match, "the card starts with YAML front matter between --- lines"
+    front = yaml.safe_load(match.group(1))
+    assert isinstance(front, dict)
+    return front, match.group(2)
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +44,7 @@ def trajectories_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("traj")
     with ScriptedLLM() as server:
         server.handler = answer_trajectories
-        path = trajectories_config(root, make_notes_server())
+        path = trajectories_config(root, notes_server())
         config = load_config(TrajectoriesConfig, path, {"endpoint.base_url": server.base_url})
         asyncio.run(run_trajectories(config, root / "run", progress=False))
     publish(root / "run", config.contamination, parquet=config.parquet)

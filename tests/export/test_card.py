@@ -3,7 +3,6 @@ the manifests' number."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,7 @@ from astra_synth.runs.manifest import ContaminationSummary, Manifest
 from astra_synth.runs.rundir import open_run
 from astra_synth.runs.summary import read_summary, write_summary
 from astra_synth.tools.spec import ServerRecord, StdioTransport
-from tests.export.conftest import RunCopy
-
-
-def split_card(text: str) -> tuple[dict[str, Any], str]:
-    match = re.match(r"^---\n(.*?)\n---\n(.*)$", text, re.DOTALL)
-    assert match, "the card starts with YAML front matter between --- lines"
-    front = yaml.safe_load(match.group(1))
-    assert isinstance(front, dict)
-    return front, match.group(2)
+from tests.export.conftest import RunCopy, split_card
 
 
 def section(body: str, title: str) -> str:

@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from astra_synth.cli import app
 from astra_synth.export.hf import DATA_FILE
 from astra_synth.runs.manifest import Manifest
-from tests.export.conftest import RunCopy
-from tests.export.test_card import split_card
+from tests.export.conftest import RunCopy, split_card
 
 
 def export(run: Path, out: Path, *extra: str) -> tuple[int, str]:

@@ -32,8 +32,7 @@ from astra_synth.firewall.index import BenchmarkIndex, cached_index, make_embedd
 from astra_synth.firewall.probes import arena_probe, chat_probe
 from astra_synth.firewall.signals import Signal
 from astra_synth.llm.embeddings import Embedder, VectorCache
-
-from ..trajectories.conftest import make_notes_server, make_trajectory
+from astra_synth.testing.scripts import notes_server, notes_trajectory
 
 NGRAM_ONLY = ContaminationConfig(embedder="none")
 SAMPLE = Path(__file__).parents[2] / "examples" / "arenas.sample.jsonl"
@@ -222,7 +221,7 @@ def test_clean_sample_arenas_and_trajectories_pass_with_embeddings(
     """The full check (all of BFCL, embeddings on; vectors cached per machine) drops nothing of ours."""
     config = ContaminationConfig()
     fw = Firewall(cached_index([bfcl], config, tmp_path), config, embedder, progress=False)
-    trajectory = make_trajectory(make_notes_server())
+    trajectory = notes_trajectory(notes_server())
     probes = [arena_probe(a) for a in sample_arenas]
     probes.append(chat_probe("notes", trajectory.messages, trajectory.tools))
     report = fw.check(probes)
@@ -423,7 +422,7 @@ def test_cli_exit_codes_and_json_report(
 
 def test_cli_sft_rows_and_extra_benchmark(benchmark_files: list[Path], tmp_path: Path) -> None:
     """An SFT row that offers τ²'s exchange tool under another name, checked with --benchmark only."""
-    trajectory = make_trajectory(make_notes_server())
+    trajectory = notes_trajectory(notes_server())
     tool = _reworded(ToolDoc.model_validate(TAU2_TOOLS[0]["function"]), "swap_items")
     rows = [
         {"id": "clean", "messages": trajectory.messages, "tools": trajectory.tools},

@@ -19,11 +19,14 @@ from astra_synth.config import load_config
 from astra_synth.export.publish import publish
 from astra_synth.report.pages import write_report
 from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply
+from astra_synth.testing.scripts import (
+    answer_trajectories,
+    arenas_config,
+    notes_server,
+    script_arenas,
+    trajectories_config,
+)
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
-from tests.arenas.test_pipeline import config as arenas_config
-from tests.arenas.test_pipeline import script as script_arenas
-from tests.trajectories.conftest import make_notes_server
-from tests.trajectories.test_pipeline import _answer, _config
 
 HOSTILE = '<script>console.error("injected")</script><img src="missing.png">'
 """Model text that would run a script and fetch a file if the report pasted it in unescaped."""
@@ -31,7 +34,7 @@ HOSTILE = '<script>console.error("injected")</script><img src="missing.png">'
 
 def _hostile_agent(body: dict[str, Any]) -> Reply | dict[str, Any]:
     """The scripted pipeline-A model, whose final answers carry markup (a report must show it as text)."""
-    reply = _answer(body)
+    reply = answer_trajectories(body)
     agent = body["messages"][0]["content"].startswith("You are a capable assistant")
     if agent and isinstance(reply, Reply) and reply.content and not reply.tool_calls:
         return text_reply(HOSTILE + reply.content)
@@ -98,7 +101,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     work.mkdir()
     with ScriptedLLM() as llm:
         llm.handler = _hostile_agent
-        path = _config(work, make_notes_server())
+        path = trajectories_config(work, notes_server())
         cfg = load_config(TrajectoriesConfig, path, {"endpoint": llm.endpoint().model_dump()})
         asyncio.run(run_trajectories(cfg, pipelines / "traj", progress=False))
     publish(pipelines / "traj", cfg.contamination, parquet=cfg.parquet)

@@ -17,9 +17,9 @@ from astra_synth.config import BudgetConfig
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
-from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.runs.pipeline import RunOptions
-from tests.runs import scripted_pipeline as sp
+from astra_synth.testing import toy_pipeline as sp
+from astra_synth.testing.scripted import ScriptedLLM
 
 SCRIPT = Path(sp.__file__)
 STAGES = ("ask", "explode", "judge")

@@ -11,7 +11,7 @@ from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.training.episodes import EpisodeRunner, EpisodeConfig
+from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer
 from astra_synth.training.sft import SFTResult, read_sft_rows, to_trl_row
@@ -74,11 +74,11 @@ def test_pipeline_a_export_trains_on_assistant_turns_only(embedded_model: Path, 
     assistant turn (tool calls and the answer) is a target, tool outputs and the question are context."""
     from trl.chat_template_utils import get_training_chat_template
 
+    from astra_synth.testing.scripts import judged_notes_trajectory, notes_server
     from astra_synth.trajectories.export import export_sft
-    from tests.trajectories.conftest import make_judged, make_notes_server
 
     final = "Your Lisbon note says: book the tram tour."
-    export_sft([("a1", make_judged(make_notes_server(), final))], tmp_path / "sft")
+    export_sft([("a1", judged_notes_trajectory(notes_server(), final))], tmp_path / "sft")
     (row,) = read_sft_rows([tmp_path / "sft" / "sft.jsonl"])
     tokenizer = load_tokenizer(str(embedded_model))
     rendered = tokenizer.apply_chat_template(

@@ -10,18 +10,17 @@ import jinja2.sandbox
 import pytest
 from datasets import Dataset
 
+from astra_synth.testing.scripts import judged_notes_trajectory
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.export import export_sft
 from astra_synth.trajectories.judge import DIMENSIONS
-
-from .conftest import make_judged
 
 
 @pytest.fixture
 def exported(tmp_path: Path, notes_server: ServerRecord) -> Path:
     items = [
-        ("a1", make_judged(notes_server)),
-        ("a2", make_judged(notes_server, "Die Notiz sagt: Tram buchen.")),
+        ("a1", judged_notes_trajectory(notes_server)),
+        ("a2", judged_notes_trajectory(notes_server, "Die Notiz sagt: Tram buchen.")),
     ]
     summary = export_sft(items, tmp_path / "out")
     assert summary.rows == 2 and summary.tool_calls == 4

@@ -8,6 +8,7 @@ import pytest
 
 from astra_synth.errors import Rejection
 from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
+from astra_synth.testing.scripts import notes_trajectory
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.judge import (
     DIMENSIONS,
@@ -18,7 +19,7 @@ from astra_synth.trajectories.judge import (
     unseen_urls,
 )
 
-from .conftest import ContextFactory, make_trajectory
+from .conftest import ContextFactory
 
 QU, QP = "Judge only its FIRST response", "Judge its INITIAL PLAN"
 TCU, TCP = "must show that it understood", "judge the tool calls it makes after having seen"
@@ -55,7 +56,7 @@ async def test_a_good_trajectory_scores_one_on_every_dimension(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     _script(scripted_llm)
-    trajectory = make_trajectory(notes_server)
+    trajectory = notes_trajectory(notes_server)
     assert later_rounds(trajectory.messages) == [4]
     out = await JudgeStage().process(trajectory, make_ctx("judge"))
     assert out.judge.overall == 1.0
@@ -75,17 +76,17 @@ async def test_failed_call_scores_zero_and_partial_single_call_plan_is_zero(
         fa=json_reply({"correctness": "partial", "summary": "pass"}),
     )
     lenient = JudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
-    out = await lenient.process(make_trajectory(notes_server), make_ctx("judge"))
+    out = await lenient.process(notes_trajectory(notes_server), make_ctx("judge"))
     dims = {d: r.score for d, r in out.judge.dimensions.items()}
     assert dims["tool_call_status"] == 0.5  # paper: 1 of 2 calls succeeded (the authors' code gave 0.75)
     assert dims["tool_context_planning"] == 0.0
     assert dims["final_answer"] == 0.75
     assert out.judge.overall == pytest.approx((1 + 1 + 1 + 0 + 0.5 + 1 + 0.75) / 7, abs=1e-4)
     with pytest.raises(Rejection, match="judge_below_threshold"):
-        await JudgeStage().process(make_trajectory(notes_server), make_ctx("judge"))
+        await JudgeStage().process(notes_trajectory(notes_server), make_ctx("judge"))
     with pytest.raises(Rejection, match="judge_zero_dimension"):
         await JudgeStage(JudgeConfig(threshold=0.5)).process(
-            make_trajectory(notes_server), make_ctx("judge")
+            notes_trajectory(notes_server), make_ctx("judge")
         )
 
 
@@ -105,7 +106,7 @@ async def test_an_unusable_judge_answer_rejects_never_scores(
     _script(scripted_llm, **override)
     stage = JudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
     with pytest.raises(Rejection, match=f"judge_error.*{_dimension(next(iter(override)))}"):
-        await stage.process(make_trajectory(notes_server), make_ctx("judge"))
+        await stage.process(notes_trajectory(notes_server), make_ctx("judge"))
 
 
 def _dimension(key: str) -> str:
@@ -124,12 +125,12 @@ async def test_language_mismatch_and_made_up_urls_are_caught_without_the_judge(
     _script(scripted_llm)
     stage = JudgeStage(JudgeConfig(threshold=0.0, reject_zero_dimension=False))
     chinese = await stage.process(
-        make_trajectory(notes_server, "你的笔记写着：预订电车游览。"), make_ctx("judge")
+        notes_trajectory(notes_server, "你的笔记写着：预订电车游览。"), make_ctx("judge")
     )
     assert chinese.judge.dimensions["final_answer"].score == 0.5
     assert "language mismatch" in chinese.judge.dimensions["final_answer"].detail
     url = await stage.process(
-        make_trajectory(notes_server, "Booked: https://tram.example/t/1"), make_ctx("judge")
+        notes_trajectory(notes_server, "Booked: https://tram.example/t/1"), make_ctx("judge")
     )
     assert url.judge.dimensions["final_answer"].score == 0.5
 
@@ -142,7 +143,7 @@ async def test_single_round_trajectory_has_not_applicable_context_dimensions(
         tcs=json_reply({"calls": [{"id": "c1", "status": "success"}]}),
         tc=json_reply({"calls": [{"id": "c1", "necessary": True}]}),
     )
-    full = make_trajectory(notes_server)
+    full = notes_trajectory(notes_server)
     short = full.model_copy(
         update={"messages": [*full.messages[:4], {"role": "assistant", "content": "It is n7."}]}
     )
@@ -156,10 +157,10 @@ async def test_single_round_trajectory_has_not_applicable_context_dimensions(
 async def test_incomplete_rollouts_and_tool_free_answers_are_rejected_unjudged(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
-    full = make_trajectory(notes_server)
+    full = notes_trajectory(notes_server)
     with pytest.raises(Rejection, match="rollout_incomplete"):
         await JudgeStage().process(full.model_copy(update={"status": "timeout"}), make_ctx("judge"))
-    twice = make_trajectory(notes_server)
+    twice = notes_trajectory(notes_server)
     twice.messages[4]["tool_calls"][0]["id"] = "c1"
     with pytest.raises(Rejection, match="duplicate_call_ids"):
         await JudgeStage().process(twice, make_ctx("judge"))

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from astra_synth.cli import app
@@ -16,119 +15,17 @@ from astra_synth.config import EndpointConfig, load_config
 from astra_synth.export.publish import publish
 from astra_synth.firewall.benchmarks import BFCL_LABEL
 from astra_synth.runs.summary import read_summary
-from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply, text_reply, tool_call_reply
-from astra_synth.tools.registry import write_servers
+from astra_synth.testing.scripted import Reply, ScriptedLLM
+from astra_synth.testing.scripts import answer_trajectories, trajectories_config
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
-
-CHAIN = ["search_notes", "read_note"]
-GOOD_SCORES = {
-    "question_quality": "excellent",
-    "scenario_realism": "realistic",
-    "tool_necessity": "essential",
-    "selection_difficulty": "medium",
-    "selection_uniqueness": "quite unique",
-}
-
-
-def _ids(body: dict[str, Any], pattern: str) -> list[str]:
-    """Call ids / round ids named in the judge prompt, so the scripted judge answers every one."""
-    import re
-
-    text = body["messages"][0]["content"]
-    if pattern == "calls":
-        return list(dict.fromkeys(re.findall(r"call (call_\w+):", text)))
-    return re.findall(r"^(r\d+): message", text, re.MULTILINE)
-
-
-def _answer(body: dict[str, Any]) -> Reply | dict[str, Any]:
-    """A competent model: every prompt type of pipeline A, answered in its schema."""
-    first = body["messages"][0]["content"]
-    last = body["messages"][-1]
-    if first.startswith("You are a capable assistant"):  # the rollout agent
-        if last["role"] == "user":
-            return tool_call_reply(("search_notes", {"query": "Lisbon"}))
-        if "read_note" not in json.dumps(body["messages"]):
-            return tool_call_reply(("read_note", {"note_id": "n7"}))
-        return text_reply("Your Lisbon note says: book the tram tour.")
-    if first.startswith("You simulate a real software service"):
-        ids = (
-            {"ids": ["n7"]} if "search_notes(" in body["messages"][1]["content"].split("call:")[-1] else None
-        )
-        return {"status": "ok", "result": ids or {"title": "Lisbon", "text": "book the tram tour"}}
-    table: list[tuple[str, Any]] = [
-        ("Propose up to", {"chains": [{"task": "Open my Lisbon note", "chain": CHAIN}]}),
-        (
-            "every required argument",
-            {
-                "parameters": [
-                    {"step": 0, "tool": "search_notes", "parameter": "query", "source": "task"},
-                    {
-                        "step": 1,
-                        "tool": "read_note",
-                        "parameter": "note_id",
-                        "source": "tool_output",
-                        "from_step": 0,
-                    },
-                ]
-            },
-        ),
-        ("You review a workflow", {"is_valid": True, "task": "Open my Lisbon note"}),
-        ("Someone called these tools", {"valid": True, "query": "Show me my note about Lisbon."}),
-        ("A user asks:", {"plan": "search then read", "chain": CHAIN}),
-        (
-            "exactly these 2 tools",
-            {"server_analysis": "notes", "question": "Show me what my Lisbon note says."},
-        ),
-        (
-            "needs exactly 2 of these tools",
-            {"target_tools": CHAIN, "question": "What did I write about Porto?"},
-        ),
-        (
-            "completely different situations",
-            {"variations": [{"question": "Show me what my sourdough note says."}]},
-        ),
-        ("harder versions", {"variations": [{"question": "Before 5pm, show me my Lisbon note."}]}),
-        ("as this person would write it", {"variations": [{"question": "hey, what's in my lisbon note"}]}),
-        ("You rate a user request", {d: {"rating": v} for d, v in GOOD_SCORES.items()}),
-        ("Judge only its FIRST", {"verdict": "pass"}),
-        ("Judge its INITIAL PLAN", {"verdict": "pass"}),
-        ("must show that it understood", {"rounds": [{"id": i, "verdict": "pass"} for i in _ids(body, "r")]}),
-        ("after having seen", {"rounds": [{"id": i, "verdict": "pass"} for i in _ids(body, "r")]}),
-        (
-            "outcome of each tool call",
-            {"calls": [{"id": i, "status": "success"} for i in _ids(body, "calls")]},
-        ),
-        ("was necessary", {"calls": [{"id": i, "necessary": True} for i in _ids(body, "calls")]}),
-        ("You grade the final answer", {"correctness": "pass", "summary": "pass"}),
-    ]
-    for marker, answer in table:
-        if marker in first:
-            return json_reply(answer)
-    raise AssertionError(f"unscripted prompt: {first[:200]}")
-
-
-def _config(tmp_path: Path, server: ServerRecord, **overrides: Any) -> Path:
-    write_servers(tmp_path / "servers.jsonl", [server])
-    personas = Path(__file__).resolve().parents[2] / "examples" / "personas.jsonl"
-    data: dict[str, Any] = {
-        "servers": "servers.jsonl",
-        "concurrency": 4,
-        "graph": {"max_walks_per_server": 3, "server_only_tool_counts": [2]},
-        "augment": {"personas": str(personas), "variations": 1},
-        "emulator": {"failure_rate": 0.0},
-        **overrides,
-    }
-    path = tmp_path / "traj.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def test_cli_run_then_resume_costs_nothing(
     tmp_path: Path, scripted_endpoint: EndpointConfig, scripted_llm: ScriptedLLM, notes_server: ServerRecord
 ) -> None:
-    scripted_llm.handler = _answer
-    config = _config(tmp_path, notes_server)
+    scripted_llm.handler = answer_trajectories
+    config = trajectories_config(tmp_path, notes_server)
     args = ["--base-url", scripted_llm.base_url, "--model", "scripted", "trajectories", "run"]
     args += ["--config", str(config), "--run-dir", str(tmp_path / "run")]
     result = CliRunner().invoke(app, args)
@@ -181,12 +78,14 @@ async def test_strict_judge_and_scores_filter_everything_out(
     def grumpy(body: dict[str, Any]) -> Reply | dict[str, Any]:
         if "Judge only its FIRST" in body["messages"][0]["content"]:
             return Reply(content="I refuse to answer in JSON.")
-        return _answer(body)
+        return answer_trajectories(body)
 
     scripted_llm.handler = grumpy
     config = load_config(
         TrajectoriesConfig,
-        _config(tmp_path, notes_server, augment={"modes": []}, graph={"server_only_tool_counts": []}),
+        trajectories_config(
+            tmp_path, notes_server, augment={"modes": []}, graph={"server_only_tool_counts": []}
+        ),
         {"endpoint.base_url": scripted_llm.base_url},
     )
     summary = await run_trajectories(config, tmp_path / "run", progress=False)
@@ -202,10 +101,10 @@ async def test_rows_offering_a_benchmark_tool_are_dropped_at_export(
 ) -> None:
     """A benchmark file (relative to the config) holding the notes server's ``search_notes``: every row
     offers it, so every row is dropped at publishing, with its reason in the rejects and the summary."""
-    scripted_llm.handler = _answer
+    scripted_llm.handler = answer_trajectories
     (tmp_path / "bench_tools.json").write_text(json.dumps([notes_server.tools[0].openai()]))
     contamination = {"bfcl": False, "benchmarks": ["bench_tools.json"], "embedder": "none"}
-    path = _config(
+    path = trajectories_config(
         tmp_path,
         notes_server,
         augment={"modes": []},
@@ -237,7 +136,7 @@ async def test_embedded_model_end_to_end(
 
     It rarely proposes a usable chain and does not emit tool calls, so its yield is usually zero; the point
     is that every stage runs for real and every item ends ok or with a recorded reason."""
-    path = _config(
+    path = trajectories_config(
         tmp_path,
         notes_server,
         graph={"max_walks_per_server": 1, "server_only_tool_counts": [2], "max_chains": 2, "max_tokens": 256},

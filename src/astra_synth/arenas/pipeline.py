@@ -29,14 +29,10 @@ from astra_synth.arenas.tool_necessity import ToolNecessityStage
 from astra_synth.arenas.tool_synthesis import ToolSynthesisStage
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import VerifyStage, select_by_percentile
-from astra_synth.config import BudgetConfig, ContaminationConfig, EndpointConfig, StrictModel, cache_root
-from astra_synth.llm.cache import ResponseCache
-from astra_synth.llm.client import LLMClient
-from astra_synth.llm.ledger import Ledger
-from astra_synth.llm.local import endpoint_session
+from astra_synth.config import BudgetConfig, ContaminationConfig, EndpointConfig, StrictModel
 from astra_synth.runs.pipeline import Pipeline, RunOptions
+from astra_synth.runs.session import CACHE_PATH_HELP, RunSession
 from astra_synth.runs.summary import Dropped, RunFilter, RunSummary, funnel_rows, write_summary
-from astra_synth.sandbox import get_executor
 
 
 class QAConfig(StrictModel):
@@ -68,9 +64,7 @@ class ArenasConfig(StrictModel):
 
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    cache_path: Path | None = Field(
-        default=None, description="LLM response cache; default $ASTRA_CACHE_DIR or ~/.cache/astra-synth."
-    )
+    cache_path: Path | None = Field(default=None, description=CACHE_PATH_HELP)
     seed: int = 0
     concurrency: int = Field(default=8, ge=1, description="Items in flight per stage.")
     executor: Literal["forkserver", "subprocess"] = "forkserver"
@@ -84,10 +78,6 @@ class ArenasConfig(StrictModel):
     )
 
 
-def default_cache_path() -> Path:
-    return cache_root() / "llm.sqlite"
-
-
 async def run_arenas(
     config: ArenasConfig, run_dir: Path, *, retry_rejected: bool = False, progress: bool | None = None
 ) -> RunSummary:
@@ -97,57 +87,54 @@ async def run_arenas(
     options = RunOptions(
         seed=config.seed, concurrency=config.concurrency, retry_rejected=retry_rejected, progress=progress
     )
-    ledger = Ledger(
-        config.budget, config.endpoint.usd_per_1k_prompt_tokens, config.endpoint.usd_per_1k_completion_tokens
+    session = RunSession.for_run(
+        run_dir, config.endpoint, budget=config.budget, cache_path=config.cache_path, executor=config.executor
     )
-    cache = ResponseCache(config.cache_path or default_cache_path())
-    with endpoint_session(config.endpoint) as endpoint, get_executor(config.executor) as sandbox:
-        async with LLMClient(endpoint, ledger=ledger, cache=cache) as llm:
-            qa = Pipeline(
-                "arenas.qa",
+    async with session:
+        llm, ledger, sandbox, endpoint = session.llm, session.ledger, session.sandbox, session.endpoint
+        qa = Pipeline(
+            "arenas.qa",
+            [
+                QaGenerateStage(**config.qa.model_dump(exclude={"sources"})),
+                ToolNecessityStage(),
+                VerifyStage(),
+            ],
+            config=config,
+        )
+        qa_result = await qa.run(seeds, run_dir / "qa", options, llm=llm, ledger=ledger)
+        verified = {r.id: QAInstance.model_validate(r.data) for r in qa_result.outputs}
+        scores = {k: v.verification.score for k, v in verified.items() if v.verification}
+        kept, threshold = select_by_percentile(
+            scores, config.selection.percentile, min_score=config.selection.min_score
+        )
+        selection = RunFilter(
+            name="selection",
+            method="percentile",
+            kept=sorted(kept),
+            dropped=[
+                Dropped(id=k, reason="below_threshold", score=v)
+                for k, v in sorted(scores.items())
+                if k not in kept
+            ],
+            percentile=config.selection.percentile,
+            min_score=config.selection.min_score,
+            threshold=threshold,
+        )
+        selected = [verified[k] for k in verified if k in kept]
+        synth_result = None
+        if qa_result.status == "finished":
+            synth = Pipeline(
+                "arenas.synth",
                 [
-                    QaGenerateStage(**config.qa.model_dump(exclude={"sources"})),
-                    ToolNecessityStage(),
-                    VerifyStage(),
+                    ToolSynthesisStage(**config.synthesis.model_dump(), validation=config.validation),
+                    MergeStage(**config.merge.model_dump(), validation=config.validation),
+                    ArenaCheckStage(model=endpoint.model, run_id=run_dir.name, validation=config.validation),
                 ],
                 config=config,
             )
-            qa_result = await qa.run(seeds, run_dir / "qa", options, llm=llm, ledger=ledger)
-            verified = {r.id: QAInstance.model_validate(r.data) for r in qa_result.outputs}
-            scores = {k: v.verification.score for k, v in verified.items() if v.verification}
-            kept, threshold = select_by_percentile(
-                scores, config.selection.percentile, min_score=config.selection.min_score
+            synth_result = await synth.run(
+                selected, run_dir / "synth", options, llm=llm, sandbox=sandbox, ledger=ledger
             )
-            selection = RunFilter(
-                name="selection",
-                method="percentile",
-                kept=sorted(kept),
-                dropped=[
-                    Dropped(id=k, reason="below_threshold", score=v)
-                    for k, v in sorted(scores.items())
-                    if k not in kept
-                ],
-                percentile=config.selection.percentile,
-                min_score=config.selection.min_score,
-                threshold=threshold,
-            )
-            selected = [verified[k] for k in verified if k in kept]
-            synth_result = None
-            if qa_result.status == "finished":
-                synth = Pipeline(
-                    "arenas.synth",
-                    [
-                        ToolSynthesisStage(**config.synthesis.model_dump(), validation=config.validation),
-                        MergeStage(**config.merge.model_dump(), validation=config.validation),
-                        ArenaCheckStage(
-                            model=endpoint.model, run_id=run_dir.name, validation=config.validation
-                        ),
-                    ],
-                    config=config,
-                )
-                synth_result = await synth.run(
-                    selected, run_dir / "synth", options, llm=llm, sandbox=sandbox, ledger=ledger
-                )
     results = [(run_dir / "qa", qa_result)] + ([(run_dir / "synth", synth_result)] if synth_result else [])
     summary = RunSummary(
         pipeline="arenas",

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from astra_synth.agent.loop import AgentConfig
 from astra_synth.arenas.records import read_arenas
 from astra_synth.config import EndpointConfig, GlobalOptions, load_config
 from astra_synth.errors import InputError
-from astra_synth.agent.loop import AgentConfig
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, Summary, evaluate_arenas
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,
@@ -26,12 +26,11 @@ from astra_synth.evaluation.bfcl import (
     run_bfcl,
     select_ids,
 )
-from astra_synth.llm.client import LLMClient
 from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
-from astra_synth.sandbox import get_executor
+from astra_synth.runs.session import RunSession
 
-app = typer.Typer(help="Evaluate a model endpoint: held-out arenas (BFCL-v3 multi-turn: issue #7).")
+app = typer.Typer(help="Evaluate a model endpoint: held-out arenas or BFCL-v3 multi-turn (offline).")
 
 
 def _fmt(s: Summary) -> str:
@@ -80,13 +79,11 @@ def arenas(
     agent = AgentConfig(max_llm_calls=max_turns, temperature=0.0)
     config = ArenaEvalConfig(agent=agent, repeats=repeats, seed=seed, concurrency=concurrency)
 
-    async def main(ep: EndpointConfig) -> ArenaEvalReport:
-        async with LLMClient(ep) as llm:
-            with get_executor(config.executor) as sandbox:
-                return await evaluate_arenas(items, llm, sandbox, config)
+    async def main() -> ArenaEvalReport:
+        async with RunSession(endpoint, executor=config.executor) as session:
+            return await evaluate_arenas(items, session.llm, session.sandbox, config)
 
-    with endpoint_session(endpoint) as ep:
-        report = asyncio.run(main(ep))
+    report = asyncio.run(main())
     print_report(report)
     if out is not None:
         write_json_atomic(out, report.model_dump(mode="json"))

@@ -39,7 +39,7 @@ class CacheStats(BaseModel):
 class ResponseCache:
     """Chat answers (JSON) and embedding vectors (float64 blobs) keyed by content hash.
 
-    The location is the caller's choice: a run directory or ``~/.cache/astra-synth/llm.sqlite``.
+    The location is the caller's choice; runs put it in their run directory (``runs.session.run_cache_path``).
     """
 
     def __init__(self, path: Path | str) -> None:

@@ -2,15 +2,19 @@
 
 The ledger is the one place that knows what a run has spent. The client records every real (non-cached)
 call here *before* returning it, and checks the budget *before* sending, so a cap is never overshot by
-more than the calls already in flight.
+more than the calls already in flight. Given a file, the ledger also keeps what the run has spent over all
+its sessions there (rewritten on every real call), so a resumed run counts what earlier processes spent
+against the cap instead of spending it again.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -38,16 +42,35 @@ class StageUsage(BaseModel):
         return StageUsage(**{f: getattr(self, f) + getattr(other, f) for f in StageUsage.model_fields})
 
 
+def _save(path: Path, spent: StageUsage) -> None:
+    """Write ``spent`` atomically (temp file + rename): a kill leaves the previous total, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(spent.model_dump_json(), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 class Ledger:
-    """Thread-safe accumulator of :class:`StageUsage` keyed by stage name."""
+    """Thread-safe accumulator of :class:`StageUsage` keyed by stage name.
+
+    ``total`` and ``by_stage`` are this process's usage; ``spent`` adds what earlier sessions recorded in
+    ``path`` (a run's ``usage.json``), and the budget caps apply to ``spent``.
+    """
 
     def __init__(
         self,
         budget: BudgetConfig | None = None,
         usd_per_1k_prompt: float | None = None,
         usd_per_1k_completion: float | None = None,
+        *,
+        path: Path | None = None,
     ) -> None:
         self.budget = budget or BudgetConfig()
+        self.path = path
+        self._spent_before = (
+            StageUsage.model_validate_json(path.read_text(encoding="utf-8"))
+            if path is not None and path.exists()
+            else StageUsage()
+        )
         self._price = (usd_per_1k_prompt, usd_per_1k_completion)
         self._by_stage: dict[str, StageUsage] = defaultdict(StageUsage)
         self._lock = threading.Lock()
@@ -76,6 +99,8 @@ class Ledger:
             u.completion_tokens += completion_tokens
             u.latency_s += latency_s
             u.cost_usd += cost_usd
+            if self.path is not None:
+                _save(self.path, self._spent_before + sum(self._by_stage.values(), StageUsage()))
 
     def record_cached(self, stage: str) -> None:
         with self._lock:
@@ -91,14 +116,19 @@ class Ledger:
         with self._lock:
             return sum(self._by_stage.values(), StageUsage())
 
+    def spent(self) -> StageUsage:
+        """What the run has spent: earlier sessions (from ``path``) plus this process."""
+        return self._spent_before + self.total()
+
     def by_stage(self) -> dict[str, StageUsage]:
         with self._lock:
             return {k: v.model_copy() for k, v in self._by_stage.items()}
 
     def check_budget(self, *, in_flight: int = 0) -> None:
-        """Raise :class:`BudgetExceeded` when a cap is reached; ``in_flight`` calls count toward max_calls."""
+        """Raise :class:`BudgetExceeded` when a cap is reached by what the run has spent (earlier sessions
+        included); ``in_flight`` calls count toward max_calls."""
         b = self.budget
-        t = self.total()
+        t = self.spent()
         if b.max_calls is not None and t.calls + in_flight >= b.max_calls:
             raise BudgetExceeded(
                 f"LLM call budget reached: {t.calls} done + {in_flight} in flight >= {b.max_calls}"

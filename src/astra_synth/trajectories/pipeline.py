@@ -23,12 +23,9 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
 from astra_synth.config import BudgetConfig, ContaminationConfig, EndpointConfig, StrictModel
-from astra_synth.llm.cache import ResponseCache
-from astra_synth.llm.client import LLMClient
-from astra_synth.llm.ledger import Ledger
-from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import load_records
 from astra_synth.runs.pipeline import Pipeline, RunOptions, RunResult
+from astra_synth.runs.session import CACHE_PATH_HELP, RunSession
 from astra_synth.runs.store import OkRecord
 from astra_synth.runs.summary import Dropped, RunFilter, RunSummary, funnel_rows, write_summary
 from astra_synth.tools.cassette import Cassette, CassetteMode
@@ -51,7 +48,7 @@ class TrajectoriesConfig(StrictModel):
 
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    cache_path: Path | None = Field(default=None, description="LLM response cache; default in the run dir.")
+    cache_path: Path | None = Field(default=None, description=CACHE_PATH_HELP)
     seed: int = 0
     concurrency: int = Field(default=8, ge=1, description="Items in flight per stage.")
     servers: Path = Field(description="Tool registry JSONL (one ServerRecord per line).")
@@ -101,10 +98,7 @@ async def run_trajectories(
     options = RunOptions(
         seed=config.seed, concurrency=config.concurrency, retry_rejected=retry_rejected, progress=progress
     )
-    ledger = Ledger(
-        config.budget, config.endpoint.usd_per_1k_prompt_tokens, config.endpoint.usd_per_1k_completion_tokens
-    )
-    cache = ResponseCache(config.cache_path or run_dir / "llm_cache.sqlite")
+    session = RunSession.for_run(run_dir, config.endpoint, budget=config.budget, cache_path=config.cache_path)
     augment = AugmentStage(config.augment)
     stage_configs: dict[str, BaseModel] = {
         "graph": config.graph,
@@ -115,60 +109,56 @@ async def run_trajectories(
     rollout_result: RunResult | None = None
     kept: list[Task] = []
     dedupe: RunFilter | None = None
-    with endpoint_session(config.endpoint) as endpoint:
-        async with LLMClient(endpoint, ledger=ledger, cache=cache) as llm:
-            synth = Pipeline(
-                "trajectories.synth",
-                [
-                    GraphStage(config.graph),
-                    ChainsStage(config.chains),
-                    TasksStage(config.tasks),
-                    augment,
+    async with session:
+        llm, ledger = session.llm, session.ledger
+        synth = Pipeline(
+            "trajectories.synth",
+            [
+                GraphStage(config.graph),
+                ChainsStage(config.chains),
+                TasksStage(config.tasks),
+                augment,
+            ],
+            config=config,
+            stage_configs=stage_configs,
+        )
+        synth_result = await synth.run(servers, run_dir / "synth", options, llm=llm, ledger=ledger)
+        if synth_result.status == "finished":
+            records = synth_result.outputs
+            tasks = [Task.model_validate(r.data) for r in records]
+            deduped = await dedupe_tasks(tasks, config.dedupe, llm)
+            kept = [tasks[i] for i in deduped.kept]
+            dedupe = RunFilter(
+                name="dedupe",
+                method=deduped.method,
+                kept=[records[i].id for i in deduped.kept],
+                dropped=[
+                    Dropped(
+                        id=records[d.index].id,
+                        reason=d.reason,
+                        of=records[d.duplicate_of].id,
+                        score=d.similarity,
+                    )
+                    for d in deduped.dropped
                 ],
-                config=config,
-                stage_configs=stage_configs,
             )
-            synth_result = await synth.run(servers, run_dir / "synth", options, llm=llm, ledger=ledger)
-            if synth_result.status == "finished":
-                records = synth_result.outputs
-                tasks = [Task.model_validate(r.data) for r in records]
-                deduped = await dedupe_tasks(tasks, config.dedupe, llm)
-                kept = [tasks[i] for i in deduped.kept]
-                dedupe = RunFilter(
-                    name="dedupe",
-                    method=deduped.method,
-                    kept=[records[i].id for i in deduped.kept],
-                    dropped=[
-                        Dropped(
-                            id=records[d.index].id,
-                            reason=d.reason,
-                            of=records[d.duplicate_of].id,
-                            score=d.similarity,
-                        )
-                        for d in deduped.dropped
+            cassette = Cassette(config.cassette, config.cassette_mode) if config.cassette else None
+            async with ToolRouter(emulator=ToolEmulator(llm, config.emulator), cassette=cassette) as router:
+                rollout = Pipeline(
+                    "trajectories.rollout",
+                    [
+                        ScoreStage(config.score),
+                        RolloutStage(router, config.rollout),
+                        JudgeStage(config.judge),
                     ],
+                    config=config,
+                    stage_configs={
+                        "score": config.score,
+                        "rollout": config.rollout,
+                        "judge": config.judge,
+                    },
                 )
-                cassette = Cassette(config.cassette, config.cassette_mode) if config.cassette else None
-                async with ToolRouter(
-                    emulator=ToolEmulator(llm, config.emulator), cassette=cassette
-                ) as router:
-                    rollout = Pipeline(
-                        "trajectories.rollout",
-                        [
-                            ScoreStage(config.score),
-                            RolloutStage(router, config.rollout),
-                            JudgeStage(config.judge),
-                        ],
-                        config=config,
-                        stage_configs={
-                            "score": config.score,
-                            "rollout": config.rollout,
-                            "judge": config.judge,
-                        },
-                    )
-                    rollout_result = await rollout.run(
-                        kept, run_dir / "rollout", options, llm=llm, ledger=ledger
-                    )
+                rollout_result = await rollout.run(kept, run_dir / "rollout", options, llm=llm, ledger=ledger)
     by_id = {r.id: r for r in load_records(run_dir / "rollout" / "rollout" / "ok.jsonl", OkRecord)}
     rollouts = list(by_id.values())
     routes: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""An LLM-backed three-stage pipeline for the runner's integration tests, runnable as a script.
+"""A toy LLM-backed three-stage pipeline for the runner's integration tests, runnable as a script.
 
 ``ask`` (LLM, structured) -> ``explode`` (pure fan-out, seeded) -> ``judge`` (LLM, rejects low scores).
 The scripted server's answers depend only on the request content, so every run, resume and cache replay
@@ -94,6 +94,7 @@ class Judge:
 
 
 def build_pipeline() -> Pipeline:
+    """ask -> explode -> judge, answered by :func:`answer` on a scripted server."""
     return Pipeline("scripted-demo", [Ask(), Explode(), Judge()])
 
 
@@ -108,10 +109,12 @@ def answer(body: dict[str, Any]) -> Any:
 
 
 def write_topics(path: Path, n: int) -> None:
+    """``n`` topics plus one malformed line (an input error the runner must record, not crash on)."""
     path.write_text("".join(f'{{"topic": "topic-{i}"}}\n' for i in range(n)) + '{"topic": 5}\n')
 
 
 async def run(base_url: str, run_dir: Path, inputs: Path, cache: Path, concurrency: int) -> str:
+    """Run or resume the pipeline into ``run_dir`` against ``base_url``; returns the run status."""
     endpoint = EndpointConfig(
         base_url=base_url,
         model="scripted",
