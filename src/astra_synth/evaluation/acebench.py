@@ -110,7 +110,9 @@ class ItemResult(BaseModel):
 
 
 class Metrics(BaseModel):
-    accuracy: float = Field(description="Share correct; multi-turn: share of dialogues with every step right.")
+    accuracy: float = Field(
+        description="Share correct; multi-turn: share of dialogues with every step right."
+    )
     process_accuracy: float | None = Field(
         default=None, description="Multi-turn only: mean share of correct steps per dialogue."
     )
