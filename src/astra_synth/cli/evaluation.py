@@ -306,7 +306,7 @@ def acebench(
     typer.echo(f"report: {out / ACEBENCH_REPORT}")
     summary = report.summary()
     per_category = " ".join(
-        f"acebench_{s.category}={getattr(s, report.scoring).accuracy:.4f}" for s in report.categories
+        f"acebench_{s.category}={s.metrics(report.scoring).accuracy:.4f}" for s in report.categories
     )
     typer.echo(
         f"RESULT acebench_overall={summary.overall:.4f} {per_category} scoring={report.scoring} "

@@ -108,6 +108,9 @@ class ItemResult(BaseModel):
     original: Verdict
     strict: Verdict
 
+    def verdict(self, scoring: Scoring) -> Verdict:
+        return self.original if scoring == "original" else self.strict
+
 
 class Metrics(BaseModel):
     accuracy: float = Field(
@@ -126,6 +129,9 @@ class CategoryScore(BaseModel):
     errors: int = Field(description="Items the endpoint failed on (scored as wrong).")
     original: Metrics
     strict: Metrics
+
+    def metrics(self, scoring: Scoring) -> Metrics:
+        return self.original if scoring == "original" else self.strict
 
 
 class NotRun(BaseModel):
@@ -266,7 +272,7 @@ def result_for(item: AceItem, model: str, text: str | None, error: str | None = 
 
 def _metrics(items: list[AceItem], results: dict[str, ItemResult], scoring: Scoring) -> Metrics:
     def ok(item: AceItem) -> bool:
-        return getattr(results[item.question.id], scoring).ok
+        return results[item.question.id].verdict(scoring).ok
 
     if not items:
         return Metrics(accuracy=0.0)
@@ -288,7 +294,7 @@ def _group(category: str) -> Group:
 def _summary(scores: list[CategoryScore], scoring: Scoring, ran_all: bool) -> Summary:
     means: dict[Group, float | None] = {}
     for group in ("normal", "special", "agent"):
-        values = [getattr(s, scoring).accuracy for s in scores if s.group == group]
+        values = [s.metrics(scoring).accuracy for s in scores if s.group == group]
         means[group] = statistics.fmean(values) if values else None
     ran = {g: m for g, m in means.items() if m is not None}
     weight = sum(WEIGHTS[g] for g in ran)
