@@ -14,6 +14,15 @@ from astra_synth.agent.loop import AgentConfig
 from astra_synth.arenas.records import read_arenas
 from astra_synth.config import EndpointConfig, GlobalOptions, load_config
 from astra_synth.errors import InputError
+from astra_synth.evaluation.acebench import CATEGORIES as ACEBENCH_CATEGORIES
+from astra_synth.evaluation.acebench import REPORT_FILE as ACEBENCH_REPORT
+from astra_synth.evaluation.acebench import (
+    AceBenchConfig,
+    AceBenchError,
+    AceBenchReport,
+    ItemResult,
+    evaluate_acebench,
+)
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, Summary, evaluate_arenas
 from astra_synth.evaluation.bfcl import (
     BFCL_EVAL_VERSION,
@@ -28,9 +37,13 @@ from astra_synth.evaluation.bfcl import (
 )
 from astra_synth.llm.local import endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
+from astra_synth.runs.manifest import StageCounts
+from astra_synth.runs.progress import RunProgress, StageBar
 from astra_synth.runs.session import RunSession
 
-app = typer.Typer(help="Evaluate a model endpoint: held-out arenas or BFCL-v3 multi-turn (offline).")
+app = typer.Typer(
+    help="Evaluate a model endpoint: held-out arenas, BFCL-v3 multi-turn and ACEBench (offline)."
+)
 
 
 def _fmt(s: Summary) -> str:
@@ -177,4 +190,128 @@ def bfcl(
     typer.echo(
         f"RESULT bfcl_overall={report.overall:.4f} {per_category} entries={report.entries} "
         f"wall_s={report.wall_s:.1f} bfcl_eval={report.bfcl_eval_version}"
+    )
+
+
+def print_acebench_report(report: AceBenchReport) -> None:
+    table = Table(title=f"ACEBench (English): {report.model}")
+    for col in ("category", "items", "original", "strict", "process (orig / strict)", "errors"):
+        table.add_column(col, justify="right")
+    for s in report.categories:
+        process = (
+            f"{s.original.process_accuracy:.2%} / {s.strict.process_accuracy:.2%}"
+            if s.original.process_accuracy is not None and s.strict.process_accuracy is not None
+            else ""
+        )
+        items = f"{s.items} ({s.dialogues} dialogues)" if s.dialogues is not None else str(s.items)
+        table.add_row(
+            s.category,
+            items,
+            f"{s.original.accuracy:.2%}",
+            f"{s.strict.accuracy:.2%}",
+            process,
+            str(s.errors),
+        )
+    for n in report.not_run:
+        table.add_row(n.category, "not run", "", "", "", "")
+    for group in ("normal", "special"):
+        orig, strict = getattr(report.original, group), getattr(report.strict, group)
+        if orig is not None and strict is not None:
+            table.add_row(f"{group} (mean)", "", f"{orig:.2%}", f"{strict:.2%}", "", "")
+    table.add_row("overall", "", f"{report.original.overall:.2%}", f"{report.strict.overall:.2%}", "", "")
+    Console().print(table)
+    for n in report.not_run:
+        typer.echo(f"{n.category}: not run: {n.reason}")
+    typer.echo(report.summary().overall_label)
+
+
+@app.command(
+    "acebench",
+    help="ACEBench's English normal and special categories from a data_en folder (evaluation only: never "
+    "train on it). Scored under ACEBench's original rules and a strict variant; both are reported. The agent "
+    "categories are not run yet. A rerun with the same --out resumes the run.",
+)
+def acebench(
+    ctx: typer.Context,
+    data: Annotated[
+        Path, typer.Option("--data", help="ACEBench's data_en folder.", exists=True, file_okay=False)
+    ],
+    scoring: Annotated[
+        str, typer.Option("--scoring", help="Headline scoring: original (comparable) or strict.")
+    ] = "original",
+    out: Annotated[Path, typer.Option("--out", help="Answers (resumable) and acebench_report.json.")] = Path(
+        "runs/acebench"
+    ),
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="First N items per category (multi-turn: dialogues).")
+    ] = None,
+    categories: Annotated[
+        str, typer.Option("--categories", help="Comma-separated ACEBench categories.")
+    ] = ",".join(ACEBENCH_CATEGORIES),
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Requests in flight (default: endpoint's).")
+    ] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Cap each answer.")] = None,
+) -> None:
+    """Print per-category accuracy under both scorings, the group means and the weighted overall."""
+    options = ctx.find_root().obj or GlobalOptions()
+    chosen = [c.strip() for c in categories.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in ACEBENCH_CATEGORIES]
+    if unknown or not chosen or scoring not in ("original", "strict"):
+        typer.echo(
+            f"--categories: choose from {', '.join(ACEBENCH_CATEGORIES)}; --scoring: original or strict",
+            err=True,
+        )
+        raise typer.Exit(2)
+    endpoint = load_config(EndpointConfig, None, {"base_url": options.base_url, "model": options.model})
+
+    async def main() -> AceBenchReport:
+        async with RunSession(endpoint, cache_path=out / "llm_cache.sqlite") as session:
+            return await run(session)
+
+    async def run(session: RunSession) -> AceBenchReport:
+        ep = session.endpoint
+        config = AceBenchConfig(
+            categories=chosen,
+            limit=limit,
+            concurrency=concurrency or ep.max_concurrency,
+            scoring="strict" if scoring == "strict" else "original",
+            max_tokens=max_tokens,
+        )
+        with RunProgress() as progress:
+            bars: list[StageBar] = []
+            counts = StageCounts()
+
+            def started(total: int, done: int) -> None:
+                bars.append(progress.stage("acebench", total))
+                counts.ok = done
+                bars[0].update(counts, 0)
+
+            def finished(result: ItemResult) -> None:
+                if result.error is not None:
+                    counts.errors += 1
+                elif result.original.ok:
+                    counts.ok += 1
+                else:
+                    counts.rejected += 1
+                bars[0].update(counts, 0)
+
+            return await evaluate_acebench(
+                data, out, session.llm, config, on_result=finished, on_start=started
+            )
+
+    try:
+        report = asyncio.run(main())
+    except (InputError, AceBenchError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    print_acebench_report(report)
+    typer.echo(f"report: {out / ACEBENCH_REPORT}")
+    summary = report.summary()
+    per_category = " ".join(
+        f"acebench_{s.category}={s.metrics(report.scoring).accuracy:.4f}" for s in report.categories
+    )
+    typer.echo(
+        f"RESULT acebench_overall={summary.overall:.4f} {per_category} scoring={report.scoring} "
+        f"items={report.items} errors={report.errors} wall_s={report.wall_s:.1f}"
     )

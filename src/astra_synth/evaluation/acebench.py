@@ -1,0 +1,437 @@
+"""ACEBench (English) against any OpenAI-compatible endpoint: the normal and special categories.
+
+The data is the user's ``data_en`` folder of an ACEBench checkout (evaluation only: never train, tune or
+select checkpoints on it); the project ships neither its data nor its code. Each item becomes one chat
+request (system prompt with the item's time or user profile, user prompt with the API list and the
+dialogue so far); the answer text is scored by :mod:`astra_synth.evaluation.acebench_checker` under both
+scorings. The agent categories need ACEBench's environment classes (their start state lives only there),
+so they are reported as not run.
+
+Answers are appended to ``acebench_results.jsonl`` in the output folder as they arrive; a rerun with the
+same folder asks only for the missing ones (and the ones that failed at the endpoint) and re-scores all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from astra_synth.config import StrictModel
+from astra_synth.errors import InputError
+from astra_synth.evaluation.acebench_checker import Scoring, Verdict, check_normal, check_special
+from astra_synth.llm.client import LLMCallError, LLMClient
+from astra_synth.prompts import load_prompt
+from astra_synth.runs.jsonl import JsonlAppender, describe_errors, load_records, write_json_atomic
+
+NORMAL = (
+    "normal_single_turn_single_function",
+    "normal_single_turn_parallel_function",
+    "normal_multi_turn_user_adjust",
+    "normal_multi_turn_user_switch",
+    "normal_similar_api",
+    "normal_preference",
+    "normal_atom_bool",
+    "normal_atom_enum",
+    "normal_atom_number",
+    "normal_atom_list",
+    "normal_atom_object_deep",
+    "normal_atom_object_short",
+)
+SPECIAL = ("special_incomplete", "special_error_param", "special_irrelevant")
+AGENT = ("agent_multi_turn", "agent_multi_step")
+CATEGORIES = NORMAL + SPECIAL + AGENT
+MULTI_TURN = ("normal_multi_turn_user_adjust", "normal_multi_turn_user_switch")
+# ACEBench's summary weights (normal, special, agent).
+WEIGHTS = {"normal": 0.578, "special": 0.2676, "agent": 0.1545}
+AGENT_NOT_RUN = (
+    "not implemented in this step: the agent categories need ACEBench's environment classes (their start "
+    "state lives only in the upstream code), to be loaded from a checkout given with --acebench-repo DIR"
+)
+RESULTS_FILE = "acebench_results.jsonl"
+REPORT_FILE = "acebench_report.json"
+STAGE = "eval_acebench"
+
+Group = Literal["normal", "special", "agent"]
+
+
+class AceBenchError(RuntimeError):
+    """The run cannot go on (e.g. the output folder holds another model's answers)."""
+
+
+class AceQuestion(BaseModel):
+    """One line of ``data_<category>.json`` (normal or special)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    question: str
+    function: list[dict[str, Any]]
+    time: str = ""
+    profile: str | None = None
+
+
+class AceAnswer(BaseModel):
+    """One line of ``possible_answer/data_<category>.json``: expected calls, alternatives, or special text."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    ground_truth: dict[str, Any] | list[dict[str, Any]] | str
+
+
+class AceItem(BaseModel):
+    category: str
+    question: AceQuestion
+    answer: AceAnswer
+
+    @property
+    def dialogue(self) -> str | None:
+        """Multi-turn ids are ``<category>_<dialogue>_<step>``."""
+        return self.question.id.rsplit("_", 2)[-2] if self.category in MULTI_TURN else None
+
+
+class ItemResult(BaseModel):
+    """One item's answer (None when the endpoint failed) and its verdict under both scorings."""
+
+    id: str
+    category: str
+    model: str
+    answer: str | None
+    error: str | None = None
+    original: Verdict
+    strict: Verdict
+
+    def verdict(self, scoring: Scoring) -> Verdict:
+        return self.original if scoring == "original" else self.strict
+
+
+class Metrics(BaseModel):
+    accuracy: float = Field(
+        description="Share correct; multi-turn: share of dialogues with every step right."
+    )
+    process_accuracy: float | None = Field(
+        default=None, description="Multi-turn only: mean share of correct steps per dialogue."
+    )
+
+
+class CategoryScore(BaseModel):
+    category: str
+    group: Group
+    items: int
+    dialogues: int | None = None
+    errors: int = Field(description="Items the endpoint failed on (scored as wrong).")
+    original: Metrics
+    strict: Metrics
+
+    def metrics(self, scoring: Scoring) -> Metrics:
+        return self.original if scoring == "original" else self.strict
+
+
+class NotRun(BaseModel):
+    category: str
+    reason: str
+
+
+class Summary(BaseModel):
+    """Group means and the weighted overall of what ran (renormalised over the groups that ran)."""
+
+    normal: float | None
+    special: float | None
+    agent: float | None
+    overall: float
+    overall_label: str
+
+
+class AceBenchReport(BaseModel):
+    model: str
+    data: str
+    scoring: Scoring = Field(description="The headline scoring; both are reported.")
+    items: int
+    errors: int
+    categories: list[CategoryScore]
+    not_run: list[NotRun]
+    original: Summary
+    strict: Summary
+    wall_s: float
+
+    def summary(self, scoring: Scoring | None = None) -> Summary:
+        return self.original if (scoring or self.scoring) == "original" else self.strict
+
+
+class AceBenchConfig(StrictModel):
+    categories: list[str] = Field(default_factory=lambda: list(CATEGORIES))
+    limit: int | None = Field(default=None, ge=1, description="First N items (multi-turn: dialogues).")
+    concurrency: int = Field(default=8, ge=1)
+    scoring: Scoring = "original"
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+
+def _read_lines(path: Path, model: type[AceQuestion] | type[AceAnswer]) -> list[Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file (expected ACEBench's data_en layout)")
+    records = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                records.append(model.model_validate(json.loads(raw)))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InputError(f"{path}:{lineno}: not a JSON object: {exc}") from exc
+            except ValidationError as exc:
+                raise InputError(f"{path}:{lineno}: {describe_errors(exc)}") from exc
+    return records
+
+
+def _check_answer(category: str, answer: AceAnswer) -> str | None:
+    truth = answer.ground_truth
+    if category == "special_irrelevant":
+        return None if isinstance(truth, str) else "ground_truth must be a string"
+    if category in SPECIAL:
+        ok = isinstance(truth, dict) and all(isinstance(v, list) for v in truth.values())
+        return None if ok else "ground_truth must map names to lists"
+    return None if not isinstance(truth, str) else "ground_truth must be a dict of calls"
+
+
+def load_category(data: Path, category: str, limit: int | None = None) -> list[AceItem]:
+    """Pair ``data_<category>.json`` with its ``possible_answer`` file line by line (JSON Lines)."""
+    if category not in NORMAL + SPECIAL:
+        raise ValueError(f"{category}: not a normal or special ACEBench category")
+    q_path = data / f"data_{category}.json"
+    a_path = data / "possible_answer" / f"data_{category}.json"
+    questions: list[AceQuestion] = _read_lines(q_path, AceQuestion)
+    answers: list[AceAnswer] = _read_lines(a_path, AceAnswer)
+    if len(questions) != len(answers):
+        raise InputError(f"{q_path}: {len(questions)} questions but {a_path}: {len(answers)} answers")
+    items = []
+    for lineno, (question, answer) in enumerate(zip(questions, answers, strict=True), start=1):
+        if question.id != answer.id:
+            raise InputError(f"{a_path}:{lineno}: id {answer.id!r} where {q_path} has {question.id!r}")
+        if problem := _check_answer(category, answer):
+            raise InputError(f"{a_path}:{lineno}: {problem}")
+        items.append(AceItem(category=category, question=question, answer=answer))
+    if limit is None:
+        return items
+    if category in MULTI_TURN:
+        keep = list(dict.fromkeys(item.dialogue for item in items))[:limit]
+        return [item for item in items if item.dialogue in keep]
+    return items[:limit]
+
+
+def build_messages(item: AceItem) -> list[dict[str, str]]:
+    """System prompt (time, or the user profile for preference) and the API list + dialogue."""
+    package = "astra_synth.evaluation"
+    if item.category in SPECIAL:
+        system = load_prompt(package, "acebench_special.md").render(time=item.question.time)
+    elif item.category == "normal_preference":
+        system = load_prompt(package, "acebench_preference.md").render(profile=item.question.profile or "")
+    else:
+        system = load_prompt(package, "acebench_normal.md").render(time=item.question.time)
+    functions = json.dumps(item.question.function, ensure_ascii=False)
+    user = load_prompt(package, "acebench_user.md").render(
+        functions=functions, history=item.question.question.strip()
+    )
+    return [{"role": "system", "content": system.strip()}, {"role": "user", "content": user.strip()}]
+
+
+# --- scoring ------------------------------------------------------------------------------------------------
+
+
+def score_answer(item: AceItem, text: str | None, scoring: Scoring) -> Verdict:
+    if text is None:
+        return Verdict(ok=False, reason="no answer")
+    truth = item.answer.ground_truth
+    if item.category in SPECIAL:
+        return check_special(item.category, text, truth, scoring)
+    if isinstance(truth, str):
+        return Verdict(ok=False, reason="ground truth is not a call dict")
+    return check_normal(text, item.question.function, truth, scoring)
+
+
+def result_for(item: AceItem, model: str, text: str | None, error: str | None = None) -> ItemResult:
+    return ItemResult(
+        id=item.question.id,
+        category=item.category,
+        model=model,
+        answer=text,
+        error=error,
+        original=score_answer(item, text, "original"),
+        strict=score_answer(item, text, "strict"),
+    )
+
+
+def _metrics(items: list[AceItem], results: dict[str, ItemResult], scoring: Scoring) -> Metrics:
+    def ok(item: AceItem) -> bool:
+        return results[item.question.id].verdict(scoring).ok
+
+    if not items:
+        return Metrics(accuracy=0.0)
+    if items[0].category not in MULTI_TURN:
+        return Metrics(accuracy=sum(map(ok, items)) / len(items))
+    dialogues: dict[str | None, list[bool]] = {}
+    for item in items:
+        dialogues.setdefault(item.dialogue, []).append(ok(item))
+    return Metrics(
+        accuracy=sum(all(steps) for steps in dialogues.values()) / len(dialogues),
+        process_accuracy=statistics.fmean(sum(s) / len(s) for s in dialogues.values()),
+    )
+
+
+def _group(category: str) -> Group:
+    return "normal" if category in NORMAL else "special" if category in SPECIAL else "agent"
+
+
+def _summary(scores: list[CategoryScore], scoring: Scoring, ran_all: bool) -> Summary:
+    means: dict[Group, float | None] = {}
+    for group in ("normal", "special", "agent"):
+        values = [s.metrics(scoring).accuracy for s in scores if s.group == group]
+        means[group] = statistics.fmean(values) if values else None
+    ran = {g: m for g, m in means.items() if m is not None}
+    weight = sum(WEIGHTS[g] for g in ran)
+    overall = sum(WEIGHTS[g] * m for g, m in ran.items()) / weight if weight else 0.0
+    if ran_all:
+        label = "overall = 0.578·normal + 0.2676·special + 0.1545·agent (all 17 categories)"
+    else:
+        label = (
+            f"overall of what ran ({', '.join(ran) or 'nothing'}; weights renormalised): not comparable "
+            "with ACEBench's published overall, which needs all 17 categories"
+        )
+    return Summary(**means, overall=overall, overall_label=label)
+
+
+def summarise(
+    items: list[AceItem],
+    results: dict[str, ItemResult],
+    *,
+    model: str,
+    data: Path,
+    config: AceBenchConfig,
+    not_run: list[NotRun],
+    wall_s: float,
+) -> AceBenchReport:
+    scores = []
+    for category in CATEGORIES:
+        mine = [item for item in items if item.category == category]
+        if category not in config.categories or category in AGENT:
+            continue
+        dialogues = len({i.dialogue for i in mine}) if category in MULTI_TURN else None
+        scores.append(
+            CategoryScore(
+                category=category,
+                group=_group(category),
+                items=len(mine),
+                dialogues=dialogues,
+                errors=sum(results[i.question.id].error is not None for i in mine),
+                original=_metrics(mine, results, "original"),
+                strict=_metrics(mine, results, "strict"),
+            )
+        )
+    ran_all = config.limit is None and not not_run and len(scores) == len(CATEGORIES)
+    return AceBenchReport(
+        model=model,
+        data=str(data),
+        scoring=config.scoring,
+        items=len(items),
+        errors=sum(s.errors for s in scores),
+        categories=scores,
+        not_run=not_run,
+        original=_summary(scores, "original", ran_all),
+        strict=_summary(scores, "strict", ran_all),
+        wall_s=wall_s,
+    )
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+def _previous(path: Path, model: str) -> dict[str, ItemResult]:
+    """Answers already in the output folder; another model's answers stop the run (a different --out)."""
+    previous: dict[str, ItemResult] = {}
+    for record in load_records(path, ItemResult):
+        if record.model != model:
+            raise AceBenchError(
+                f"{path} holds answers of model {record.model!r}, not {model!r}: use another --out"
+            )
+        if record.error is None:
+            previous[record.id] = record
+    return previous
+
+
+async def evaluate_acebench(
+    data: Path,
+    out: Path,
+    llm: LLMClient,
+    config: AceBenchConfig,
+    on_result: Callable[[ItemResult], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> AceBenchReport:
+    """Ask the endpoint every item not answered yet in ``out``, score all, write the report there.
+
+    ``on_start(total, already_done)`` and ``on_result(result)`` drive a progress display.
+    """
+    started = time.monotonic()
+    unknown = [c for c in config.categories if c not in CATEGORIES]
+    if unknown:
+        raise InputError(f"unknown ACEBench categories {unknown}; choose from {', '.join(CATEGORIES)}")
+    items = [
+        item
+        for category in CATEGORIES
+        if category in config.categories and category not in AGENT
+        for item in load_category(data, category, config.limit)
+    ]
+    not_run = [NotRun(category=c, reason=AGENT_NOT_RUN) for c in AGENT if c in config.categories]
+    model = llm.endpoint.model
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / RESULTS_FILE
+    previous = _previous(results_path, model)
+    results = {
+        item.question.id: result_for(item, model, previous[item.question.id].answer)
+        for item in items
+        if item.question.id in previous
+    }
+    todo = [item for item in items if item.question.id not in results]
+    if on_start is not None:
+        on_start(len(items), len(results))
+    gate = asyncio.Semaphore(config.concurrency)
+    appender = JsonlAppender(results_path, max_batch=1)
+
+    async def ask(item: AceItem) -> None:
+        async with gate:
+            try:
+                reply = await llm.chat(
+                    build_messages(item), stage=STAGE, temperature=0.0, max_tokens=config.max_tokens
+                )
+                result = result_for(item, model, reply.message.get("content") or "")
+            except LLMCallError as exc:
+                result = result_for(item, model, None, error=str(exc))
+        results[item.question.id] = result
+        appender.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    appender.open()
+    try:
+        await asyncio.gather(*(ask(item) for item in todo))
+    finally:
+        appender.close()
+    report = summarise(
+        items,
+        results,
+        model=model,
+        data=data,
+        config=config,
+        not_run=not_run,
+        wall_s=time.monotonic() - started,
+    )
+    write_json_atomic(out / REPORT_FILE, report.model_dump(mode="json"))
+    return report
