@@ -27,7 +27,7 @@ from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig
-from astra_synth.training.episodes import EpisodeRunner, EpisodeConfig
+from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner
 from astra_synth.training.grpo import RLConfig, run_rl
 from astra_synth.training.metrics import read_metrics
 from astra_synth.training.models import load_tokenizer, resolve_model
@@ -36,9 +36,7 @@ from astra_synth.training.sft import SFTConfig, run_sft
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "arenas.sample.jsonl"
 
 
-def heldout_f1(
-    model_path: str, arenas: list[Arena], executor: ToolExecutor, episode: EpisodeConfig
-) -> float:
+def heldout_f1(model_path: str, arenas: list[Arena], executor: ToolExecutor, episode: EpisodeConfig) -> float:
     """Mean F1 of one greedy episode per arena."""
     import torch
     from transformers import AutoModelForCausalLM

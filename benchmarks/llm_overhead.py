@@ -39,9 +39,9 @@ from pydantic import BaseModel
 from astra_synth.config import EndpointConfig
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
-from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.runs.pipeline import Pipeline, RunOptions
 from astra_synth.runs.stage import StageContext
+from astra_synth.testing.scripted import ScriptedLLM
 
 
 class Prompt(BaseModel):

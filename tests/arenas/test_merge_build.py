@@ -13,10 +13,10 @@ from astra_synth.arenas.records import GoldenCall
 from astra_synth.arenas.tool_synthesis import SynthesizedTool, ToolDocDraft, ToolInstance
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
-from astra_synth.testing.scripted import ScriptedLLM, json_reply
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.testing.scripted import ScriptedLLM, json_reply
 
 SPEC = ToolDocDraft.model_validate(
     {

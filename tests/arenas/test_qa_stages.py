@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.instance import QAInstance
-from astra_synth.arenas.tool_necessity import ToolNecessityStage
+from astra_synth.arenas.qa_generate import QaGenerateStage
 from astra_synth.arenas.seeds import QASeed
+from astra_synth.arenas.tool_necessity import ToolNecessityStage
 from astra_synth.arenas.verify import VerifyStage, percentile, select_by_percentile
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
-from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.runs.stage import StageContext
+from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 
 GEN = "You write realistic, multi-step user requests"
 NEC = "You decide, for each sub-question"

@@ -11,10 +11,10 @@ from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.arenas.tool_synthesis import ToolSynthesisStage, backward_problems, call_model
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
-from astra_synth.testing.scripted import ScriptedLLM, json_reply
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.testing.scripted import ScriptedLLM, json_reply
 
 DOC = "You design one reusable API tool"
 SCALE = "You refine an API tool document"

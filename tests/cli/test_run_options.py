@@ -10,8 +10,8 @@ from pydantic import Field
 from typer.testing import CliRunner
 
 from astra_synth.cli import app
-from astra_synth.config import EndpointConfig, GlobalOptions, StrictModel
 from astra_synth.cli.run_options import load_run_config
+from astra_synth.config import EndpointConfig, GlobalOptions, StrictModel
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from astra_synth.errors import Rejection
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMCallError, LLMClient
+from astra_synth.llm.structured import CallCap, StructuredOutputRejected, parse_structured, structured_chat
 from astra_synth.testing.scripted import (
     Reply,
     ScriptedLLM,
@@ -21,7 +22,6 @@ from astra_synth.testing.scripted import (
     length_reply,
     wrong_schema_reply,
 )
-from astra_synth.llm.structured import CallCap, StructuredOutputRejected, parse_structured, structured_chat
 
 SYSTEM = "You extract cities."
 MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Paris has 3 museums."}]

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from astra_synth.tools.spec import HttpTransport, StdioTransport
-
-HELPER = Path(__file__).with_name("helper_server.py")
+from astra_synth.tools.spec import StdioTransport
 
 
 def child_pids() -> set[int]:
@@ -47,38 +40,5 @@ def no_orphan_servers() -> Iterator[None]:
 
 
 @pytest.fixture
-def helper_stdio() -> StdioTransport:
-    """The test helper MCP server over stdio (tools: echo, add_to_counter, sleep_for, process_id, crash)."""
-    return StdioTransport(command="python", args=[str(HELPER)])
-
-
-@pytest.fixture
 def time_stdio() -> StdioTransport:
     return StdioTransport(command="python", args=["-m", "mcp_server_time"])
-
-
-@pytest.fixture
-def helper_http() -> Iterator[HttpTransport]:
-    """The helper server over streamable HTTP, as a real process on a free port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(HELPER), "--http", str(port)], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url, timeout=1)
-            except urllib.error.HTTPError:
-                break  # the server answers (an MCP endpoint refuses a plain GET)
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("helper HTTP server did not start") from None
-                time.sleep(0.1)
-            else:
-                break
-        yield HttpTransport(url=url)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -13,7 +13,13 @@ from llama_cpp.llama_grammar import json_schema_to_gbnf
 
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
-from astra_synth.testing.scripted import Reply, ScriptedLLM, invalid_json_reply, json_reply, server_error_reply
+from astra_synth.testing.scripted import (
+    Reply,
+    ScriptedLLM,
+    invalid_json_reply,
+    json_reply,
+    server_error_reply,
+)
 from astra_synth.tools.emulator import (
     EmulatedResponse,
     EmulatorConfig,

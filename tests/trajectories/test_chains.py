@@ -66,9 +66,7 @@ async def test_unknown_tool_is_rejected_before_any_llm_call(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:
     with pytest.raises(Rejection, match=r"chain_structure.*unknown tools"):
-        await ChainsStage().process(
-            _seed(notes_server, ["search_notes", "delete_all"]), make_ctx("chains")
-        )
+        await ChainsStage().process(_seed(notes_server, ["search_notes", "delete_all"]), make_ctx("chains"))
     with pytest.raises(Rejection, match=r"chain_structure.*length"):
         await ChainsStage(ChainsConfig(max_len=2)).process(_seed(notes_server), make_ctx("chains"))
     assert scripted_llm.chat_requests() == []

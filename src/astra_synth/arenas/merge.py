@@ -16,14 +16,12 @@ import asyncio
 import random
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
-
-from astra_synth.config import StrictModel
+from pydantic import Field, create_model, model_validator
 
 from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance
-from astra_synth.arenas.tool_necessity import render_subs
 from astra_synth.arenas.records import CheckResult, FunctionSpec, GoldenCall, SubTask
+from astra_synth.arenas.tool_necessity import render_subs
 from astra_synth.arenas.tool_synthesis import (
     CodeDraft,
     SynthesizedTool,
@@ -34,6 +32,7 @@ from astra_synth.arenas.tool_synthesis import (
     single_tool_arena,
 )
 from astra_synth.arenas.validate import ValidationConfig, static_check, tool_battery
+from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.structured import CallCap
 from astra_synth.runs.stage import StageContext

@@ -7,12 +7,11 @@ ids (``q<n>``). The scenario type is derived from the graph, never taken from th
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from astra_synth.config import StrictModel
+from pydantic import Field, model_validator
 
 from astra_synth.arenas.instance import QAInstance, SubQuestion, dag_problems, scenario_type
 from astra_synth.arenas.seeds import QASeed
+from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.structured import structured_chat
 from astra_synth.prompts import Prompt, load_prompt

@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from astra_synth.config import StrictModel
+from pydantic import ConfigDict, Field, model_validator
 
 from astra_synth.arenas.instance import Language, ScenarioType, SubQuestion, dag_problems, scenario_type
+from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import read_jsonl
 from astra_synth.tools.spec import ToolSpec

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from astra_synth.config import StrictModel
-
-from astra_synth.runs.ids import canonical_json
 from astra_synth.arenas.answer_match import contains_answer, render
+from astra_synth.config import StrictModel
+from astra_synth.runs.ids import canonical_json
 
 
 class RewardConfig(StrictModel):

@@ -15,8 +15,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from astra_synth.config import StrictModel
-
 from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.arenas.records import (
@@ -31,6 +29,7 @@ from astra_synth.arenas.records import (
     ToolSource,
 )
 from astra_synth.arenas.validate import ValidationConfig, static_check, tool_battery
+from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.structured import CallCap

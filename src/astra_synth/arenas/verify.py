@@ -13,13 +13,12 @@ import asyncio
 import math
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from astra_synth.config import StrictModel
+from pydantic import BaseModel, Field, model_validator
 
 from astra_synth.arenas.idschema import exact_ids, unique_ids
 from astra_synth.arenas.instance import QAInstance, Verification
 from astra_synth.arenas.tool_necessity import render_subs
+from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from astra_synth.config import EndpointConfig, StrictModel, cache_root
 from astra_synth.runs.jsonl import write_json_atomic

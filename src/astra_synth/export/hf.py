@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from astra_synth.export.card import DEFAULT_LICENSE, build_card, render_card
-from astra_synth.runs.rundir import RunDirError, open_run, require_exported
 from astra_synth.runs.jsonl import write_bytes_atomic
+from astra_synth.runs.rundir import RunDirError, open_run, require_exported
 
 DATA_FILE = "data/train-00000-of-00001.parquet"
 

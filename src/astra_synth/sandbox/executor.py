@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from astra_synth.config import StrictModel
 

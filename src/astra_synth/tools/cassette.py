@@ -15,10 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict
-
 from astra_synth.config import StrictModel
-
 from astra_synth.errors import InputError, Rejection
 from astra_synth.runs.jsonl import JsonlAppender, read_jsonl, repair_tail
 from astra_synth.tools.outcome import ToolOutcome

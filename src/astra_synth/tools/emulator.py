@@ -17,10 +17,9 @@ import json
 import time
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from astra_synth.config import StrictModel
-
 from astra_synth.llm.client import LLMCallError, LLMClient
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt

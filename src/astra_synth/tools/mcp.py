@@ -26,11 +26,10 @@ import mcp_types
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client import Transport
 from mcp.client.streamable_http import streamable_http_client
-from pydantic import BaseModel, ConfigDict, Field
-
-from astra_synth.config import StrictModel
+from pydantic import Field
 
 from astra_synth.closing import AsyncClosing
+from astra_synth.config import StrictModel
 from astra_synth.tools.normalize import (
     FilterConfig,
     ImportReject,

@@ -13,10 +13,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from astra_synth.config import StrictModel
-
 from astra_synth.tools.spec import TOOL_NAME_PATTERN, ServerRecord, ToolSpec, Transport
 
 RejectReason = Literal[

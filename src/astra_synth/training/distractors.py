@@ -19,12 +19,11 @@ import random
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
-from astra_synth.config import StrictModel
+from pydantic import BaseModel, Field
 
 from astra_synth.arenas.records import Arena, ToolSchema, ToolSource
 from astra_synth.arenas.runtime import ExtraTool
+from astra_synth.config import StrictModel
 from astra_synth.llm.embeddings import Embedder, VectorCache
 
 

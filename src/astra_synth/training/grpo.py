@@ -30,7 +30,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from transformers import TrainerCallback
 
-from astra_synth.config import StrictModel
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.config import StrictModel

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from astra_synth.config import StrictModel, cache_root
 from astra_synth.llm.local import bundled_gguf

@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from astra_synth.config import StrictModel
-
 from astra_synth.errors import InputError
 from astra_synth.training.metrics import JsonlMetrics, read_metrics
 from astra_synth.training.models import (

@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError

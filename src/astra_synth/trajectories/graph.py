@@ -14,7 +14,7 @@ import random
 from itertools import pairwise
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
