@@ -15,6 +15,7 @@ import pytest
 
 from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import read_arenas
+from astra_synth.testing.scripted import ScriptedLLM, text_reply
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "python_api.md"
@@ -56,3 +57,17 @@ def test_the_arena_loop_example_runs_and_scores_golden_play(
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
     assert all("F1=1.00" in line for line in lines), lines
+
+
+def test_the_endpoint_example_runs_against_a_real_http_endpoint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], scripted_llm: ScriptedLLM
+) -> None:
+    """The second example, aimed at the scripted server (it answers without calling a tool): it runs to the
+    end and prints F1 and success rate, both 0 for a model that never calls a tool."""
+    monkeypatch.chdir(ROOT)
+    scripted_llm.handler = lambda body: text_reply("I cannot help with that.")
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    code = blocks[1].replace("http://127.0.0.1:8000/v1", scripted_llm.base_url)
+    assert code != blocks[1], "the example's endpoint URL changed: update this test"
+    exec(compile(code, str(DOC), "exec"), {"__name__": "__doc_example__"})
+    assert capsys.readouterr().out.split() == ["0.0", "0.0"]

@@ -43,6 +43,8 @@ _EXPORTS: dict[str, str] = {
     "ArenasConfig": "astra_synth.arenas.pipeline",
     "run_trajectories": "astra_synth.trajectories.pipeline",
     "TrajectoriesConfig": "astra_synth.trajectories.pipeline",
+    "RunSummary": "astra_synth.runs.summary",
+    "publish": "astra_synth.export.publish",
     # evaluation
     "evaluate_arenas": "astra_synth.evaluation.arenas",
     "ArenaEvalConfig": "astra_synth.evaluation.arenas",
@@ -54,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     # models
     "LLMClient": "astra_synth.llm.client",
     "EndpointConfig": "astra_synth.config",
+    "RunSession": "astra_synth.runs.session",
 }
 
 __all__ = [
@@ -71,6 +74,8 @@ __all__ = [
     "Rejected",
     "RewardBreakdown",
     "RewardConfig",
+    "RunSession",
+    "RunSummary",
     "Stage",
     "StageContext",
     "ToolCall",
@@ -82,6 +87,7 @@ __all__ = [
     "get_executor",
     "parse_hermes_calls",
     "parse_openai_calls",
+    "publish",
     "read_arenas",
     "run_agent",
     "run_arenas",
@@ -97,9 +103,12 @@ if TYPE_CHECKING:
     from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
     from astra_synth.config import EndpointConfig
     from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
+    from astra_synth.export.publish import publish
     from astra_synth.llm.client import LLMClient
     from astra_synth.runs.pipeline import Pipeline
+    from astra_synth.runs.session import RunSession
     from astra_synth.runs.stage import Rejected, Stage, StageContext
+    from astra_synth.runs.summary import RunSummary
     from astra_synth.sandbox import get_executor
     from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 
