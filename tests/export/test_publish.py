@@ -14,11 +14,9 @@ from astra_synth.export.publish import publish
 from astra_synth.runs.manifest import ContaminationSummary, Manifest
 from astra_synth.runs.summary import SUMMARY_FILE, SummaryError, read_summary
 from astra_synth.testing.scripted import ScriptedLLM
+from astra_synth.testing.scripts import answer_trajectories, notes_server, trajectories_config
 from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 from tests.export.conftest import RunCopy
-from tests.trajectories.conftest import make_notes_server
-from tests.trajectories.test_pipeline import _answer as answer_trajectories
-from tests.trajectories.test_pipeline import _config as trajectories_config
 
 OFF = ContaminationConfig(enabled=False)
 
@@ -80,7 +78,7 @@ def test_an_old_layout_run_is_refused_by_name_then_resumes_into_a_summary(
         publish(run, OFF)
     with ScriptedLLM() as server:
         server.handler = answer_trajectories
-        path = trajectories_config(tmp_path, make_notes_server())
+        path = trajectories_config(tmp_path, notes_server())
         config = load_config(TrajectoriesConfig, path, {"endpoint.base_url": server.base_url})
         summary = asyncio.run(run_trajectories(config, run, progress=False))
         assert server.chat_requests() == []  # resumed: every finished item and call reused
