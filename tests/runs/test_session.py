@@ -9,7 +9,7 @@ import pytest
 
 from astra_synth.config import BudgetConfig
 from astra_synth.llm.ledger import BudgetExceeded
-from astra_synth.runs.session import CACHE_FILE, USAGE_FILE, RunSession, run_cache_path
+from astra_synth.runs.session import CACHE_FILE, USAGE_FILE, PipelineConfig, RunSession, run_cache_path
 from astra_synth.testing.scripted import ScriptedLLM, text_reply
 
 
@@ -31,7 +31,7 @@ def test_cache_path_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 async def test_session_wires_cache_and_closes(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
     scripted_llm.on("hello", text_reply("hi"))
-    async with RunSession.for_run(tmp_path, scripted_llm.endpoint()) as session:
+    async with RunSession.for_run(tmp_path, PipelineConfig(endpoint=scripted_llm.endpoint())) as session:
         first = await session.llm.chat([{"role": "user", "content": "hello"}], stage="s")
         again = await session.llm.chat([{"role": "user", "content": "hello"}], stage="s")
         assert first.message["content"] == again.message["content"] == "hi"
@@ -45,16 +45,16 @@ async def test_session_wires_cache_and_closes(scripted_llm: ScriptedLLM, tmp_pat
 
 async def test_budget_cap_counts_every_session(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
     scripted_llm.on("", text_reply("ok"))
-    budget = BudgetConfig(max_calls=3)
+    config = PipelineConfig(endpoint=scripted_llm.endpoint(), budget=BudgetConfig(max_calls=3))
 
     async def ask(session: RunSession, i: int) -> None:
         await session.llm.chat([{"role": "user", "content": f"q{i}"}], stage="s")
 
-    async with RunSession.for_run(tmp_path, scripted_llm.endpoint(), budget=budget) as first:
+    async with RunSession.for_run(tmp_path, config) as first:
         for i in range(2):
             await ask(first, i)
     assert (tmp_path / USAGE_FILE).exists()
-    async with RunSession.for_run(tmp_path, scripted_llm.endpoint(), budget=budget) as resumed:
+    async with RunSession.for_run(tmp_path, config) as resumed:
         await ask(resumed, 0)  # cached: free
         await ask(resumed, 2)  # the third real call of the run
         with pytest.raises(BudgetExceeded, match="3 done"):

@@ -76,6 +76,16 @@ class Message(BaseModel):
         return out
 
 
+def arguments_string(value: Any) -> str:
+    """A call's arguments in the OpenAI form (a JSON string): a string is kept exactly as written, anything
+    else is serialised (None as ``{}``). Writers of training data use it; readers parse by the rule above."""
+    return (
+        value
+        if isinstance(value, str)
+        else json.dumps(value if value is not None else {}, ensure_ascii=False)
+    )
+
+
 def _with_arguments(call: ToolCall, value: Any) -> ToolCall:
     """``call`` with ``value`` (as found in the call) read as its arguments, under the module's rule."""
     if isinstance(value, dict):

@@ -29,9 +29,9 @@ from astra_synth.arenas.tool_necessity import ToolNecessityStage
 from astra_synth.arenas.tool_synthesis import ToolSynthesisStage
 from astra_synth.arenas.validate import ValidationConfig
 from astra_synth.arenas.verify import VerifyStage, select_by_percentile
-from astra_synth.config import BudgetConfig, ContaminationConfig, EndpointConfig, StrictModel
+from astra_synth.config import ContaminationConfig, StrictModel
 from astra_synth.runs.pipeline import Pipeline, RunOptions
-from astra_synth.runs.session import CACHE_PATH_HELP, RunSession
+from astra_synth.runs.session import PipelineConfig, RunSession
 from astra_synth.runs.summary import Dropped, RunFilter, RunSummary, funnel_rows, write_summary
 
 
@@ -59,14 +59,9 @@ class MergeConfig(StrictModel):
     max_llm_calls: int = Field(default=24, ge=1, description="Hard cap per instance.")
 
 
-class ArenasConfig(StrictModel):
+class ArenasConfig(PipelineConfig):
     """``examples/arenas.yaml`` maps onto this."""
 
-    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    cache_path: Path | None = Field(default=None, description=CACHE_PATH_HELP)
-    seed: int = 0
-    concurrency: int = Field(default=8, ge=1, description="Items in flight per stage.")
     executor: Literal["forkserver", "subprocess"] = "forkserver"
     qa: QAConfig
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
@@ -87,9 +82,7 @@ async def run_arenas(
     options = RunOptions(
         seed=config.seed, concurrency=config.concurrency, retry_rejected=retry_rejected, progress=progress
     )
-    session = RunSession.for_run(
-        run_dir, config.endpoint, budget=config.budget, cache_path=config.cache_path, executor=config.executor
-    )
+    session = RunSession.for_run(run_dir, config, executor=config.executor)
     async with session:
         llm, ledger, sandbox, endpoint = session.llm, session.ledger, session.sandbox, session.endpoint
         qa = Pipeline(

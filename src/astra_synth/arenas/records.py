@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, model_validator
 from astra_synth.arenas.instance import Language, ScenarioType, SubQuestion, dag_problems, scenario_type
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
-from astra_synth.runs.jsonl import read_jsonl
+from astra_synth.runs.jsonl import read_jsonl_whole
 from astra_synth.tools.spec import ToolSpec
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -234,13 +234,7 @@ class Arena(StrictModel):
 def read_arenas(path: Path | str) -> list[Arena]:
     """Every arena of a JSONL file; bad lines raise one :class:`InputError` naming file, line and field."""
     path = Path(path)
-    try:
-        loaded = read_jsonl(path, Arena)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if loaded.errors:
-        raise InputError("\n".join(str(error) for _, _, error in loaded.errors))
-    arenas = [arena for _, arena in loaded.items]
+    arenas = [arena for _, arena in read_jsonl_whole(path, Arena)]
     ids = [a.id for a in arenas]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

@@ -14,7 +14,7 @@ from astra_synth.agent.chat import parse_openai_calls
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.errors import InputError
 from astra_synth.firewall.benchmarks import Call, Probe, ToolDoc
-from astra_synth.runs.jsonl import read_jsonl
+from astra_synth.runs.jsonl import read_jsonl_whole
 
 
 def chat_probe(item_id: str, messages: Iterable[dict[str, Any]], tools: Iterable[dict[str, Any]]) -> Probe:
@@ -89,10 +89,4 @@ def read_probes(path: Path, fmt: InputFormat = "auto") -> list[Probe]:
     kind = _detect_format(path) if fmt == "auto" else fmt
     if kind == "arenas":
         return [arena_probe(a) for a in read_arenas(path)]
-    try:
-        loaded = read_jsonl(path, _SftRow)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if loaded.errors:
-        raise InputError("\n".join(str(error) for _, _, error in loaded.errors))
-    return [chat_probe(row.id, row.messages, row.tools) for _, row in loaded.items]
+    return [chat_probe(row.id, row.messages, row.tools) for _, row in read_jsonl_whole(path, _SftRow)]

@@ -172,6 +172,18 @@ def read_jsonl(path: Path, model: type[M]) -> JsonlInput[M]:
     return result
 
 
+def read_jsonl_whole(path: Path, model: type[M]) -> list[tuple[int, M]]:
+    """:func:`read_jsonl` for an input that must be whole: an unreadable file, or any bad line, raises one
+    :class:`InputError` naming every bad line. Returns (line number, record) pairs."""
+    try:
+        read = read_jsonl(path, model)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if read.errors:
+        raise InputError("\n".join(str(error) for _, _, error in read.errors))
+    return read.items
+
+
 def describe_errors(exc: ValidationError) -> str:
     """``field 'a.b': message; …`` for every error of a pydantic validation failure."""
     parts = []

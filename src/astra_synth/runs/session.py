@@ -13,7 +13,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from astra_synth.config import BudgetConfig, EndpointConfig, cache_root
+from pydantic import Field
+
+from astra_synth.config import BudgetConfig, EndpointConfig, StrictModel, cache_root
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
@@ -27,11 +29,21 @@ USAGE_FILE = "usage.json"
 """What the run has spent over all its sessions; the budget caps count it (see :class:`Ledger`)."""
 SHARED_CACHE_FILE = "llm.sqlite"
 """The machine-wide cache under ``$ASTRA_CACHE_DIR`` that arena runs used before the run-dir default."""
-CACHE_PATH_HELP = (
-    "LLM response cache (SQLite); default run_dir/llm_cache.sqlite, so a run is self-contained and a resume "
-    "costs zero calls. Point several runs at one file to share answers between them."
-)
-"""The ``cache_path`` description of every pipeline config, so both state the one rule."""
+
+
+class PipelineConfig(StrictModel):
+    """What every pipeline's config starts with: the model endpoint, the spending cap, the LLM cache, the
+    seed and the per-stage concurrency (pipeline A's and B's configs extend it)."""
+
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    cache_path: Path | None = Field(
+        default=None,
+        description="LLM response cache (SQLite); default run_dir/llm_cache.sqlite, so a run is "
+        "self-contained and a resume costs zero calls. Point several runs at one file to share answers.",
+    )
+    seed: int = 0
+    concurrency: int = Field(default=8, ge=1, description="Items in flight per stage.")
 
 
 def run_cache_path(run_dir: Path, configured: Path | None = None) -> Path:
@@ -81,20 +93,12 @@ class RunSession:
         self._llm: LLMClient | None = None
 
     @classmethod
-    def for_run(
-        cls,
-        run_dir: Path,
-        endpoint: EndpointConfig,
-        *,
-        budget: BudgetConfig | None = None,
-        cache_path: Path | None = None,
-        executor: str | None = None,
-    ) -> RunSession:
+    def for_run(cls, run_dir: Path, config: PipelineConfig, *, executor: str | None = None) -> RunSession:
         """A pipeline run's session: cache at :func:`run_cache_path`, usage persisted in ``run_dir``."""
         return cls(
-            endpoint,
-            budget=budget,
-            cache_path=run_cache_path(run_dir, cache_path),
+            config.endpoint,
+            budget=config.budget,
+            cache_path=run_cache_path(run_dir, config.cache_path),
             usage_path=run_dir / USAGE_FILE,
             executor=executor,
         )

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from astra_synth.errors import InputError
-from astra_synth.runs.jsonl import read_jsonl, write_bytes_atomic
+from astra_synth.runs.jsonl import read_jsonl_whole, write_bytes_atomic
 from astra_synth.tools.spec import ServerRecord
 
 
@@ -14,12 +14,10 @@ def load_servers(path: Path) -> list[ServerRecord]:
     """Every record of a registry file; any bad line is an :class:`InputError` naming file, line and field."""
     if not path.exists():
         raise InputError(f"{path}: no such registry file")
-    read = read_jsonl(path, ServerRecord)
-    if read.errors:
-        raise InputError("\n".join(str(error) for _, _, error in read.errors))
-    servers = [record for _, record in read.items]
+    items = read_jsonl_whole(path, ServerRecord)
+    servers = [record for _, record in items]
     seen: dict[str, int] = {}
-    for lineno, record in read.items:
+    for lineno, record in items:
         if record.id in seen:
             raise InputError(
                 f"{path}:{lineno}: server id {record.id!r} already used on line {seen[record.id]}"

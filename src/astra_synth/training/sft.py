@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from astra_synth.agent.chat import arguments_string
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
 from astra_synth.training.metrics import JsonlMetrics, read_metrics
@@ -62,9 +63,7 @@ def _string_arguments(message: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in message.items() if k != "tool_calls"}
     fixed = []
     for call in calls:
-        function = dict(call["function"])
-        if not isinstance(function.get("arguments"), str):
-            function["arguments"] = json.dumps(function.get("arguments") or {}, ensure_ascii=False)
+        function = {**call["function"], "arguments": arguments_string(call["function"].get("arguments"))}
         fixed.append({**call, "function": function})
     return {**message, "tool_calls": fixed}
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
+from astra_synth.agent.chat import arguments_string
 from astra_synth.runs.jsonl import write_bytes_atomic
 from astra_synth.trajectories.judge import JudgedTrajectory
 
@@ -61,14 +62,6 @@ class ExportSummary(BaseModel):
     files: dict[str, str]
 
 
-def _arguments(value: Any) -> str:
-    return (
-        value
-        if isinstance(value, str)
-        else json.dumps(value if value is not None else {}, ensure_ascii=False)
-    )
-
-
 def canonical_message(message: dict[str, Any]) -> dict[str, Any]:
     """Only the fields of the chat format, with tool-call arguments as JSON strings. A missing ``content``
     becomes ``""``: chat templates concatenate it, and ``None`` breaks many of them."""
@@ -82,7 +75,7 @@ def canonical_message(message: dict[str, Any]) -> dict[str, Any]:
                 "type": "function",
                 "function": {
                     "name": call.get("function", {}).get("name", ""),
-                    "arguments": _arguments(call.get("function", {}).get("arguments")),
+                    "arguments": arguments_string(call.get("function", {}).get("arguments")),
                 },
             }
             for call in message["tool_calls"]

@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
-from astra_synth.config import BudgetConfig, ContaminationConfig, EndpointConfig, StrictModel
+from astra_synth.config import ContaminationConfig
 from astra_synth.runs.jsonl import load_records
 from astra_synth.runs.pipeline import Pipeline, RunOptions, RunResult
-from astra_synth.runs.session import CACHE_PATH_HELP, RunSession
+from astra_synth.runs.session import PipelineConfig, RunSession
 from astra_synth.runs.store import OkRecord
 from astra_synth.runs.summary import Dropped, RunFilter, RunSummary, funnel_rows, write_summary
 from astra_synth.tools.cassette import Cassette, CassetteMode
@@ -43,14 +43,9 @@ from astra_synth.trajectories.score import ScoreConfig, ScoreStage
 from astra_synth.trajectories.tasks import TaskGenConfig, TasksStage
 
 
-class TrajectoriesConfig(StrictModel):
+class TrajectoriesConfig(PipelineConfig):
     """``examples/trajectories.yaml`` maps onto this. Relative paths resolve against the config's folder."""
 
-    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    cache_path: Path | None = Field(default=None, description=CACHE_PATH_HELP)
-    seed: int = 0
-    concurrency: int = Field(default=8, ge=1, description="Items in flight per stage.")
     servers: Path = Field(description="Tool registry JSONL (one ServerRecord per line).")
     server_ids: list[str] | None = Field(default=None, description="Use only these servers.")
     graph: GraphConfig = Field(default_factory=GraphConfig)
@@ -98,7 +93,7 @@ async def run_trajectories(
     options = RunOptions(
         seed=config.seed, concurrency=config.concurrency, retry_rejected=retry_rejected, progress=progress
     )
-    session = RunSession.for_run(run_dir, config.endpoint, budget=config.budget, cache_path=config.cache_path)
+    session = RunSession.for_run(run_dir, config)
     augment = AugmentStage(config.augment)
     stage_configs: dict[str, BaseModel] = {
         "graph": config.graph,
