@@ -69,12 +69,12 @@ def test_hermes_malformed_blocks_are_kept_with_an_error() -> None:
         '<tool_call>{"name": "f", "arguments": 3}</tool_call>'
         '<tool_call>{"name": "f", "arguments": {"x": '
     )
-    assert broken.name == "" and "not valid JSON" in (broken.error or "")
+    assert broken.name == "capital_of" and broken.raw == "{" and "not valid JSON" in (broken.error or "")
     assert listed.name == nameless.name == "" and "malformed tool call" in (listed.error or "")
     assert "malformed tool call" in (nameless.error or "")
     assert bad_args.name == "f" and "not valid JSON" in (bad_args.error or "")
     assert not_object.name == "f" and "must be a JSON object, got int" in (not_object.error or "")
-    assert cut.name == "" and cut.error is not None  # cut off by the end of the text: emitted, so kept
+    assert cut.name == "f" and cut.raw == '{"x":' and cut.error  # cut off at the end: emitted, so kept
 
 
 def test_malformed_calls_survive_the_openai_form_unchanged() -> None:
@@ -113,3 +113,14 @@ def test_message_round_trip_and_unique_ids() -> None:
     first = unique_call_ids(message.tool_calls, seen, 1)
     assert [c.id for c in first] == ["c1", "call_1_1"]  # a repeated id within the turn is replaced
     assert [c.id for c in unique_call_ids(message.tool_calls, seen, 2)] == ["call_2_0", "call_2_1"]
+
+
+def test_a_hermes_block_cut_off_in_its_arguments_keeps_its_name() -> None:
+    """The token limit cut the block after its name: still malformed (nothing repaired), but the error names
+    the tool and the arguments stay as written, so the model learns which call it broke."""
+    [call] = parse_hermes_calls('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par')
+    assert call.name == "get_weather" and call.arguments == {}
+    assert call.raw == '{"city": "Par' and call.error is not None and "'get_weather'" in call.error
+    assert call.to_openai()["function"] == {"name": "get_weather", "arguments": '{"city": "Par'}
+    [nameless] = parse_hermes_calls('<tool_call>{"nam')
+    assert nameless.name == "" and nameless.raw == '{"nam' and nameless.error is not None

@@ -101,7 +101,7 @@ async def test_run_dir_from_before_the_run_dir_cache_resumes_on_its_shared_cache
     shutil.rmtree(run_dir / "synth")  # work the old session had not recorded yet
     asked = len(scripted_llm.chat_requests())
     resumed = await run_arenas(old.model_copy(update={"cache_path": None}), run_dir, progress=False)
-    assert resumed.status == "finished" and resumed.arenas >= 1
+    assert resumed.status == "finished" and resumed.ok >= 1
     assert len(scripted_llm.chat_requests()) == asked and resumed.llm_calls == 0
     assert not (run_dir / "llm_cache.sqlite").exists()
 

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from astra_synth.agent.chat import parse_openai_call
+from astra_synth.agent.chat import parse_openai_call, parse_openai_calls
 from astra_synth.llm.local import free_port
 from astra_synth.training.serve import parse_tool_calls
 
@@ -96,7 +96,10 @@ def test_embedded_checkpoint_answers_the_openai_client_with_a_parsed_tool_call()
         message = reply.choices[0].message
         assert reply.choices[0].finish_reason == "tool_calls"
         assert message.tool_calls and message.tool_calls[0].function.name == "get_weather"
-        assert isinstance(json.loads(message.tool_calls[0].function.arguments), dict)
+        # Arguments come as the model wrote them (48 tokens may cut them off): the one parser reads them,
+        # keeping the forced tool's name whether or not they are whole JSON.
+        [call] = parse_openai_calls([message.tool_calls[0].model_dump()])
+        assert call.name == "get_weather" and (call.error is None or "'get_weather'" in call.error)
         assert reply.usage is not None and reply.usage.completion_tokens > 0
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -1,7 +1,8 @@
 """Typed chat records and the one tool-call parser, for OpenAI ``tool_calls`` and hermes ``<tool_call>`` text.
 
 The rule for malformed calls, everywhere: a call with no name, JSON that does not parse, or arguments that
-are not a JSON object is KEPT as a :class:`ToolCall` whose ``error`` says what is wrong. Whoever executes
+are not a JSON object is KEPT as a :class:`ToolCall` whose ``error`` says what is wrong (a broken hermes
+block that opens with ``{"name": "…"`` keeps that name, e.g. one cut off by the token limit). Whoever executes
 calls answers it with an error tool message and counts it as a call (the reward's precision pays for it);
 it is never dropped and never repaired. Missing, null or empty arguments mean ``{}``. Everything here is
 parsed as data; model text is never evaluated.
@@ -16,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+_NAME_HEAD = re.compile(r'^\{\s*"name"\s*:\s*"([^"\\]+)"\s*(?:,\s*"arguments"\s*:\s*)?(.*)$', re.S)
+"""A hermes block that opens with its name; group 2 is the rest (the arguments as written)."""
 _BLOCK = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 _MALFORMED = "malformed tool call: expected {'function': {'name': ..., 'arguments': ...}}"
 _MALFORMED_BLOCK = 'malformed tool call: expected <tool_call>{"name": ..., "arguments": {...}}</tool_call>'
@@ -132,8 +135,14 @@ def parse_hermes_calls(text: str) -> list[ToolCall]:
         try:
             obj = json.loads(body)
         except json.JSONDecodeError as exc:
-            error = f"malformed tool call: the <tool_call> block is not valid JSON: {exc.msg}"
-            calls.append(ToolCall(id=call_id, raw=body, error=error))
+            head = _NAME_HEAD.match(body)
+            if head:  # the name is readable: keep it, so the error can say which tool's arguments broke
+                name, raw = head.group(1), head.group(2)
+                error = f"arguments of {name!r} are not valid JSON (broken <tool_call> block): {exc.msg}"
+                calls.append(ToolCall(id=call_id, name=name, raw=raw, error=error))
+            else:
+                error = f"malformed tool call: the <tool_call> block is not valid JSON: {exc.msg}"
+                calls.append(ToolCall(id=call_id, raw=body, error=error))
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
             calls.append(ToolCall(id=call_id, raw=body, error=_MALFORMED_BLOCK))
