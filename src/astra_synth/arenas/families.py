@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
 
 from astra_synth.arenas.answer_match import render
 from astra_synth.arenas.arena_check import SYSTEM_PROMPT, SYSTEM_PROMPT_ZH
@@ -46,7 +46,7 @@ from astra_synth.sandbox.executor import ToolExecutor
 SCHEMA_VERSION: Literal[1] = 1
 Group = Literal["warm-up", "rl", "unseen"]
 GROUPS: tuple[Group, ...] = ("warm-up", "rl", "unseen")
-Scalar = str | int | float
+Scalar = StrictStr | StrictInt | StrictFloat  # strict: YAML turns NO or yes into booleans
 # "{city}", "{0}", "{1.price}", "{1.price:.2f}": a slot, a call's output, a path into it, a format spec.
 _PLACEHOLDER = re.compile(r"\{([^{}:]+)(?::([^{}]*))?\}")
 _SLOT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
