@@ -152,6 +152,15 @@ class Family(StrictModel):
                         problems.append(f"{where}.arguments.{key}: unknown slot {ref['$slot']!r}")
                     if "$call" in ref and not (isinstance(ref["$call"], int) and 0 <= ref["$call"] < i):
                         problems.append(f"{where}.arguments.{key}: $call must name an earlier call (< {i})")
+            refs = [r for v in call.arguments.values() for r in _refs(v) if isinstance(r.get("$call"), int)]
+            for parent in sorted({r["$call"] for r in refs if 0 <= r["$call"] < i}):
+                # The battery's dependency check: a dependency carries the parent's answer, not just any field.
+                paths = {r.get("path", self.calls[parent].answer) for r in refs if r["$call"] == parent}
+                if self.calls[parent].answer not in paths:
+                    problems.append(
+                        f"{where}.arguments: uses calls[{parent}] only through {sorted(paths)}, "
+                        f"never its answer {self.calls[parent].answer!r}"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self
