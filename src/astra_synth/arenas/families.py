@@ -61,9 +61,9 @@ class Slot(StrictModel):
     """A typed slot domain: ``choices`` or an integer range ``min``..``max`` (inclusive, by ``step``)."""
 
     choices: list[Scalar] | None = Field(default=None, min_length=1)
-    min: int | None = None
-    max: int | None = None
-    step: int = Field(default=1, ge=1)
+    min: StrictInt | None = None
+    max: StrictInt | None = None
+    step: StrictInt = Field(default=1, ge=1)
     differs_from: list[str] = Field(default_factory=list, description="Slots that must take another value.")
 
     @model_validator(mode="after")
