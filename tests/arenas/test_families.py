@@ -100,7 +100,9 @@ def test_a_bad_family_names_file_line_family_and_field(tmp_path: Path) -> None:
 
 def test_a_field_of_the_wrong_type_points_at_its_line(tmp_path: Path) -> None:
     path = tmp_path / "fruit.yaml"
-    text = FAMILY_FILE.format(apple="2.75", second_tool="get_cost").replace("{min: 2, max: 7}", "{min: 2, max: NO}")
+    text = FAMILY_FILE.format(apple="2.75", second_tool="get_cost").replace(
+        "{min: 2, max: 7}", "{min: 2, max: NO}"
+    )
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError) as info:
         load_families([path])
@@ -109,7 +111,9 @@ def test_a_field_of_the_wrong_type_points_at_its_line(tmp_path: Path) -> None:
 
 
 def test_too_few_distinct_instances_fail_clearly(tmp_path: Path, executor: ToolExecutor) -> None:
-    with pytest.raises(FamilyError, match=r"'test.fruit-cost': its slots allow at most 24 instances, 25 asked"):
+    with pytest.raises(
+        FamilyError, match=r"'test.fruit-cost': its slots allow at most 24 instances, 25 asked"
+    ):
         instantiate(_family(tmp_path), 25, 0, executor)
 
 
@@ -160,7 +164,9 @@ def test_the_curriculum_covers_what_the_issue_asks(curriculum: list[BoundFamily]
     extra = sum(len(b.tools) > len({c.tool for c in b.family.calls}) for b in curriculum)
     assert extra > len(curriculum) / 2  # most families offer tools they do not need
     tools = {g: {t.name for b in curriculum if b.family.group == g for t in b.tools} for g in groups}
-    assert not (tools["warm-up"] & tools["rl"] or tools["warm-up"] & tools["unseen"] or tools["rl"] & tools["unseen"])
+    assert not (
+        tools["warm-up"] & tools["rl"] or tools["warm-up"] & tools["unseen"] or tools["rl"] & tools["unseen"]
+    )
 
 
 def test_every_shipped_family_gives_20_valid_distinct_arenas(
@@ -180,7 +186,11 @@ def test_every_shipped_family_gives_20_valid_distinct_arenas(
     for members in by_family.values():
         for arena in rng.sample(members, 5):
             card = check_arena(arena, executor)
-            assert card.passed, (arena.id, [f"{c.name}: {c.detail}" for c in card.failures], card.probe_rewards)
+            assert card.passed, (
+                arena.id,
+                [f"{c.name}: {c.detail}" for c in card.failures],
+                card.probe_rewards,
+            )
             assert all(r == pytest.approx(1.0) for r in card.replay_rewards.values())
 
 
@@ -190,13 +200,19 @@ def test_splits_are_disjoint_and_seeded(curriculum: list[BoundFamily], shipped: 
     ids = [a.id for members in splits.values() for a in members]
     assert sorted(ids) == sorted(a.id for a in shipped)  # every arena in exactly one split
     families = {name: {a.family for a in members} for name, members in splits.items()}
-    assert families["warm-up.train"] == families["warm-up.held-out"] == {f for f, g in groups.items() if g == "warm-up"}
+    assert (
+        families["warm-up.train"]
+        == families["warm-up.held-out"]
+        == {f for f, g in groups.items() if g == "warm-up"}
+    )
     assert families["rl.train"] == families["rl.held-out"] == {f for f, g in groups.items() if g == "rl"}
     assert families["unseen"] == {f for f, g in groups.items() if g == "unseen"}
     assert len(splits["warm-up.held-out"]) == 4 * len(families["warm-up.train"])
     again = split_instances(shipped, groups, 0.2, seed=0)
     other = split_instances(shipped, groups, 0.2, seed=1)
-    assert {k: [a.id for a in v] for k, v in again.items()} == {k: [a.id for a in v] for k, v in splits.items()}
+    assert {k: [a.id for a in v] for k, v in again.items()} == {
+        k: [a.id for a in v] for k, v in splits.items()
+    }
     assert {a.id for a in other["rl.held-out"]} != {a.id for a in splits["rl.held-out"]}
 
 

@@ -28,7 +28,11 @@ def test_writes_the_split_files(tmp_path: Path) -> None:
 
 
 def test_a_bad_family_file_exits_2_with_file_and_line(tmp_path: Path) -> None:
-    text = (FAMILIES / "travel.yaml").read_text(encoding="utf-8").replace("    group: warm-up", "    group: warmup", 1)
+    text = (
+        (FAMILIES / "travel.yaml")
+        .read_text(encoding="utf-8")
+        .replace("    group: warm-up", "    group: warmup", 1)
+    )
     bad = tmp_path / "travel.yaml"
     bad.write_text(text, encoding="utf-8")
     done = CliRunner().invoke(app, ["arenas", "instantiate", str(bad), "--out", str(tmp_path / "out")])

@@ -136,9 +136,15 @@ class Family(StrictModel):
         for name, slot in self.slots.items():
             if not re.match(_SLOT_NAME, name):
                 problems.append(f"slots.{name}: not an identifier")
-            problems += [f"slots.{name}.differs_from: unknown slot {o!r}" for o in slot.differs_from if o not in self.slots]
+            problems += [
+                f"slots.{name}.differs_from: unknown slot {o!r}"
+                for o in slot.differs_from
+                if o not in self.slots
+            ]
         used = {key for key, _ in _placeholders(self.question)}
-        problems += [f"question: slot {name!r} does not appear in it" for name in self.slots if name not in used]
+        problems += [
+            f"question: slot {name!r} does not appear in it" for name in self.slots if name not in used
+        ]
         problems += _template_problems("question", self.question, self.slots, calls=0)
         problems += _template_problems("answer", self.answer, self.slots, calls=len(self.calls))
         for i, call in enumerate(self.calls):
@@ -154,7 +160,7 @@ class Family(StrictModel):
                         problems.append(f"{where}.arguments.{key}: $call must name an earlier call (< {i})")
             refs = [r for v in call.arguments.values() for r in _refs(v) if isinstance(r.get("$call"), int)]
             for parent in sorted({r["$call"] for r in refs if 0 <= r["$call"] < i}):
-                # The battery's dependency check: a dependency carries the parent's answer, not just any field.
+                # The battery's dependency check: a dependency passes the parent's answer, not any field.
                 paths = {r.get("path", self.calls[parent].answer) for r in refs if r["$call"] == parent}
                 if self.calls[parent].answer not in paths:
                     problems.append(
@@ -167,7 +173,9 @@ class Family(StrictModel):
 
     def parents(self, index: int) -> list[int]:
         """The earlier calls whose answers call ``index`` takes as arguments."""
-        return sorted({ref["$call"] for v in self.calls[index].arguments.values() for ref in _refs(v) if "$call" in ref})
+        return sorted(
+            {ref["$call"] for v in self.calls[index].arguments.values() for ref in _refs(v) if "$call" in ref}
+        )
 
 
 class FamilyFile(StrictModel):
@@ -330,8 +338,8 @@ def draw_slots(family: Family, n: int, rng: random.Random) -> list[dict[str, Sca
     """``n`` distinct slot assignments (``differs_from`` respected); FamilyError when there are fewer."""
     domains = {name: slot.values() for name, slot in family.slots.items()}
     size = 1
-    for values in domains.values():
-        size *= len(values)
+    for options in domains.values():
+        size *= len(options)
     if size < n:
         raise FamilyError(f"family {family.id!r}: its slots allow at most {size} instances, {n} asked")
     drawn: dict[str, dict[str, Scalar]] = {}
@@ -379,13 +387,16 @@ def build_instance(
                 id=f"s{i + 1}",
                 question=_fill(call.question, slots, outputs),
                 answer=answer,
-                depends_on=[f"s{p + 1}" for p in parents],
+                parents=[f"s{p + 1}" for p in parents],
                 hop_level=hops[i],
                 tool=call.tool,
                 golden_call=GoldenCall(name=call.tool, arguments=args),
             )
         )
     system = SYSTEM_PROMPT_ZH if family.language == "zh" else SYSTEM_PROMPT
+    origin = (
+        f"{Path(bound.origin).name}: {bound.provenance.source}" if bound.provenance.source else bound.origin
+    )
     digest = hashlib.sha256(shown.encode()).hexdigest()[:10]
     try:
         final = _fill(family.answer, slots, outputs)
@@ -405,9 +416,7 @@ def build_instance(
         tool_sources={t.name: ToolSource.of(t.source, t.name) for t in bound.tools},
         subtasks=tasks,
         final_answer=final,
-        provenance=bound.provenance.model_copy(
-            update={"source": f"family {family.id} of {Path(bound.origin).name}: {bound.provenance.source or ''}".rstrip(": ")}
-        ),
+        provenance=bound.provenance.model_copy(update={"source": f"family {family.id} ({origin})"}),
     )
 
 
@@ -455,7 +464,13 @@ def split_instances(
     for arena in arenas:
         assert arena.family is not None
         by_family.setdefault(arena.family, []).append(arena)
-    splits: dict[str, list[Arena]] = {"warm-up.train": [], "warm-up.held-out": [], "rl.train": [], "rl.held-out": [], "unseen": []}
+    splits: dict[str, list[Arena]] = {
+        "warm-up.train": [],
+        "warm-up.held-out": [],
+        "rl.train": [],
+        "rl.held-out": [],
+        "unseen": [],
+    }
     for family, members in by_family.items():
         group = groups[family]
         if group == "unseen":
@@ -482,7 +497,12 @@ class InstantiateManifest(StrictModel):
 
 
 def write_splits(
-    out: Path, families: Sequence[BoundFamily], arenas: Sequence[Arena], per_family: int, seed: int, held_out: float
+    out: Path,
+    families: Sequence[BoundFamily],
+    arenas: Sequence[Arena],
+    per_family: int,
+    seed: int,
+    held_out: float,
 ) -> InstantiateManifest:
     """``<split>.jsonl`` per split and ``manifest.json`` under ``out``."""
     groups = {b.family.id: b.family.group for b in families}

@@ -154,7 +154,8 @@ def instantiate_families(
     per_family: Annotated[int, typer.Option("--per-family", min=1, help="Distinct arenas per family.")] = 20,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same arenas and splits.")] = 0,
     held_out: Annotated[
-        float, typer.Option("--held-out", min=0.0, max=1.0, help="Share of each trained family's arenas held out.")
+        float,
+        typer.Option("--held-out", min=0.0, max=1.0, help="Share of each trained family's arenas held out."),
     ] = 0.2,
     executor: Annotated[
         ExecutorKind, typer.Option("--executor", help="Sandbox backend for tool calls.")
