@@ -51,6 +51,8 @@ Scalar = StrictStr | StrictInt | StrictFloat  # strict: YAML turns NO or yes int
 _PLACEHOLDER = re.compile(r"\{([^{}:]+)(?::([^{}]*))?\}")
 _SLOT_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _MAX_DRAWS_PER_INSTANCE = 200
+_VALUE_ERROR = "Value error, "
+_FIELD = re.compile(r"^([A-Za-z_][\w-]*(?:\[\d+\])?(?:\.[\w$-]+(?:\[\d+\])?)*): (.*)$")
 
 
 class FamilyError(ValueError):
@@ -311,8 +313,29 @@ def read_family_file(path: Path) -> FamilyFile:
                 fams = data.get("families")
                 entry = fams[loc[1]] if isinstance(fams, list) and loc[1] < len(fams) else None
                 family = f" family {entry.get('id')!r}" if isinstance(entry, dict) else ""
-            lines.append(f"{path}:{_line_of(root, loc)}:{family} {where}: {err['msg']}")
+            problems = _family_problems(err["msg"]) if family and len(loc) == 2 else []
+            if not problems:
+                lines.append(f"{path}:{_line_of(root, loc)}:{family} {where}: {err['msg']}")
+            for field, parts, problem in problems:  # the family's own checks, each at its field's line
+                lines.append(f"{path}:{_line_of(root, [*loc, *parts])}:{family} {field}: {problem}")
         raise InputError("\n".join(lines)) from exc
+
+
+def _family_problems(message: str) -> list[tuple[str, list[int | str], str]]:
+    """Split a :class:`Family` validator message into (field, location parts, problem) triples."""
+    if not message.startswith(_VALUE_ERROR):
+        return []
+    found = []
+    for problem in message.removeprefix(_VALUE_ERROR).split("; "):
+        match = _FIELD.match(problem)
+        if match is None:
+            return []
+        field = match.group(1)
+        parts: list[int | str] = []
+        for name, index in re.findall(r"([^.\[\]]+)(?:\[(\d+)\])?", field):
+            parts += [name, int(index)] if index else [name]
+        found.append((field, parts, match.group(2)))
+    return found
 
 
 def load_families(paths: Sequence[Path]) -> list[BoundFamily]:
