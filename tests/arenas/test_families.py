@@ -217,3 +217,11 @@ def test_splits_are_disjoint_and_seeded(curriculum: list[BoundFamily], shipped: 
 
 def test_old_arena_files_still_load() -> None:
     assert all(a.family is None for a in read_arenas(SAMPLE))
+
+
+def test_a_dependency_must_pass_the_parents_answer(tmp_path: Path) -> None:
+    path = tmp_path / "fruit.yaml"
+    text = FAMILY_FILE.format(apple="2.75", second_tool="get_cost")
+    path.write_text(text.replace("{$call: 0}", "{$call: 0, path: fruit}"), encoding="utf-8")
+    with pytest.raises(InputError, match=r"calls\[1\]\.arguments: uses calls\[0\] only through \['fruit'\]"):
+        load_families([path])
