@@ -225,3 +225,12 @@ def test_a_dependency_must_pass_the_parents_answer(tmp_path: Path) -> None:
     path.write_text(text.replace("{$call: 0}", "{$call: 0, path: fruit}"), encoding="utf-8")
     with pytest.raises(InputError, match=r"calls\[1\]\.arguments: uses calls\[0\] only through \['fruit'\]"):
         load_families([path])
+
+
+def test_a_path_the_output_lacks_fails_with_the_call(tmp_path: Path, executor: ToolExecutor) -> None:
+    path = tmp_path / "fruit.yaml"
+    text = FAMILY_FILE.format(apple="2.75", second_tool="get_cost")
+    path.write_text(text.replace("{1.cost_eur} EUR", "{1.cost_usd} USD"), encoding="utf-8")
+    expected = r"'test.fruit-cost' with slots .*: answer: .*path 'cost_usd' does not exist"
+    with pytest.raises(FamilyError, match=expected):
+        instantiate(load_families([path]), 1, 0, executor)

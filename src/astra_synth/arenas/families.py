@@ -241,14 +241,14 @@ def _template_problems(where: str, template: str, slots: dict[str, Slot], calls:
 
 
 def _at_path(value: Any, path: str) -> Any:
-    """The part of a JSON value a dotted path names (object keys, list indices); KeyError when absent."""
+    """The part of a JSON value a dotted path names (object keys, list indices); ValueError when absent."""
     for part in path.split(".") if path else []:
         if isinstance(value, dict) and part in value:
             value = value[part]
         elif isinstance(value, list) and part.lstrip("-").isdigit() and -len(value) <= int(part) < len(value):
             value = value[int(part)]
         else:
-            raise KeyError(f"path {path!r} does not exist in {render(value)[:120]}")
+            raise ValueError(f"path {path!r} does not exist in {render(value)[:120]}")
     return value
 
 
@@ -391,7 +391,12 @@ def build_instance(
     tasks: list[SubTask] = []
     shown = canonical_json(slots)
     for i, call in enumerate(family.calls):
-        args = {k: _resolve(v, slots, family, outputs) for k, v in call.arguments.items()}
+        try:
+            args = {k: _resolve(v, slots, family, outputs) for k, v in call.arguments.items()}
+        except ValueError as exc:
+            raise FamilyError(
+                f"family {family.id!r} with slots {shown}: calls[{i}].arguments: {exc}"
+            ) from exc
         result = executor.execute(executor.load(sources[call.tool]), call.tool, args, config.timeout_s)
         if not result.ok:
             raise FamilyError(
@@ -401,14 +406,15 @@ def build_instance(
         outputs.append(result.result)
         try:
             answer = render(_at_path(result.result, call.answer))
-        except KeyError as exc:
-            raise FamilyError(f"family {family.id!r} with slots {shown}: calls[{i}].answer: {exc}") from exc
+            question = _fill(call.question, slots, outputs)
+        except ValueError as exc:  # a path the output lacks, a format spec that does not fit
+            raise FamilyError(f"family {family.id!r} with slots {shown}: calls[{i}]: {exc}") from exc
         parents = family.parents(i)
         hops.append(1 + max((hops[p] for p in parents), default=0))
         tasks.append(
             SubTask(
                 id=f"s{i + 1}",
-                question=_fill(call.question, slots, outputs),
+                question=question,
                 answer=answer,
                 parents=[f"s{p + 1}" for p in parents],
                 hop_level=hops[i],
@@ -423,7 +429,7 @@ def build_instance(
     digest = hashlib.sha256(shown.encode()).hexdigest()[:10]
     try:
         final = _fill(family.answer, slots, outputs)
-    except KeyError as exc:
+    except ValueError as exc:
         raise FamilyError(f"family {family.id!r} with slots {shown}: answer: {exc}") from exc
     return Arena(
         id=f"{family.id}-{digest}",
