@@ -188,6 +188,7 @@ class Arena(StrictModel):
     subtasks: list[SubTask] = Field(min_length=1)
     final_answer: str = Field(min_length=1)
     provenance: Provenance
+    family: str | None = Field(default=None, description="The family it was instantiated from, if any.")
     report: ReportCard | None = None
 
     @model_validator(mode="after")

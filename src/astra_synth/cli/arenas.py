@@ -1,4 +1,5 @@
-"""``astra arenas …``: run the arena pipeline, check arena files, export golden SFT conversations."""
+"""``astra arenas …``: run the arena pipeline, instantiate families, check arena files, export golden SFT
+conversations."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from astra_synth.arenas.families import FamilyError, instantiate, load_families, write_splits
 from astra_synth.arenas.golden import golden_example
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
@@ -137,3 +140,41 @@ def to_sft(
     typer.echo(f"RESULT arenas={len(arenas)} conversations={written} skipped={len(refused)} out={out}")
     if refused:
         raise typer.Exit(1)
+
+
+@app.command("instantiate")
+def instantiate_families(
+    families: Annotated[
+        list[Path], typer.Argument(help="Family YAML files, or folders of them.", exists=True)
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the split JSONL files and manifest.json.")],
+    per_family: Annotated[int, typer.Option("--per-family", min=1, help="Distinct arenas per family.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same arenas and splits.")] = 0,
+    held_out: Annotated[
+        float,
+        typer.Option("--held-out", min=0.0, max=1.0, help="Share of each trained family's arenas held out."),
+    ] = 0.2,
+    executor: Annotated[
+        ExecutorKind, typer.Option("--executor", help="Sandbox backend for tool calls.")
+    ] = "forkserver",
+) -> None:
+    """Arenas from families: slots drawn by seed, answers computed in the sandbox, each arena validated."""
+    try:
+        bound = load_families(families)
+    except InputError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with get_executor(executor) as sandbox, Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("instantiating", total=len(bound) * per_family)
+        try:
+            arenas = instantiate(
+                bound, per_family, seed, sandbox, on_instance=lambda arena: progress.advance(task)
+            )
+        except FamilyError as exc:
+            progress.stop()
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+    manifest = write_splits(out, bound, arenas, per_family, seed, held_out)
+    files = " ".join(f"{name}={count}" for name, count in manifest.files.items())
+    typer.echo(f"RESULT families={len(bound)} arenas={len(arenas)} {files} out={out}")
