@@ -18,7 +18,7 @@ from astra_synth.agent.chat import parse_openai_calls
 from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.remote import RemoteArenaEnv, RemoteEnvError, ws_url
-from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ServerConfig
+from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolCall as SandboxCall
 from astra_synth.sandbox.executor import ToolExecutor, ToolResult
@@ -62,7 +62,7 @@ def sandbox() -> Iterator[ToolExecutor]:
 
 @pytest.fixture(scope="module")
 def server(corpus: ArenaCorpus, sandbox: ToolExecutor) -> Iterator[ThreadedServer]:
-    config = ServerConfig(max_calls_per_step=8, max_message_bytes=4096, max_sessions=16)
+    config = ArenaServerConfig(max_calls_per_step=8, max_message_bytes=4096, max_sessions=16)
     with ThreadedServer(ArenaServer(corpus, sandbox, config, token="").app()) as running:
         yield running
 
@@ -225,7 +225,7 @@ async def test_a_missing_or_wrong_token_is_refused_before_anything_runs(
 async def test_idle_sessions_are_reaped_and_capacity_is_enforced(
     corpus: ArenaCorpus, sandbox: ToolExecutor
 ) -> None:
-    config = ServerConfig(idle_timeout_s=0.3, max_sessions=1)
+    config = ArenaServerConfig(idle_timeout_s=0.3, max_sessions=1)
     with ThreadedServer(ArenaServer(corpus, sandbox, config, token="").app()) as server:
         async with connect(f"{server.ws_url}/ws") as first:
             await send(first, "reset", {"arena_id": corpus.all[0].id})

@@ -47,7 +47,7 @@ from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
 
 
-class ServerConfig(StrictModel):
+class ArenaServerConfig(StrictModel):
     """Session limits; ``env`` is every episode's ``ArenaEnv`` config (sandbox limit, reward)."""
 
     max_sessions: int = Field(default=64, ge=1, description="WebSocket sessions open at once.")
@@ -133,7 +133,7 @@ class ArenaCorpus:
 class ArenaSession:
     """One WebSocket session's episode. Synchronous (the sandbox is): the server calls it in a thread."""
 
-    def __init__(self, corpus: ArenaCorpus, executor: ToolExecutor, config: ServerConfig) -> None:
+    def __init__(self, corpus: ArenaCorpus, executor: ToolExecutor, config: ArenaServerConfig) -> None:
         self.corpus = corpus
         self.executor = executor
         self.config = config
@@ -217,12 +217,12 @@ class ArenaServer:
         self,
         corpus: ArenaCorpus,
         executor: ToolExecutor,
-        config: ServerConfig | None = None,
+        config: ArenaServerConfig | None = None,
         token: str | None = None,
     ) -> None:
         self.corpus = corpus
         self.executor = executor
-        self.config = config or ServerConfig()
+        self.config = config or ArenaServerConfig()
         self.token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.sessions = 0
 
@@ -359,7 +359,7 @@ def _refused() -> JSONResponse:
     return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
 
 
-def serve(server: ArenaServer, host: str = "127.0.0.1", port: int = 8791) -> None:
+def serve_arenas(server: ArenaServer, host: str = "127.0.0.1", port: int = 8791) -> None:
     """Run until SIGINT/SIGTERM; on either, uvicorn stops taking sessions and closes the open ones (within
     10 s), then the caller's ``with executor`` block stops the sandbox workers."""
     import uvicorn

@@ -199,19 +199,19 @@ def serve(
 ) -> None:
     """Serve the arenas as an OpenEnv environment (WebSocket /ws, TaskProvider routes, /health) until
     SIGINT/SIGTERM; ASTRA_ARENAS_TOKEN, when set, is the bearer token every client must send."""
-    from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ServerConfig
-    from astra_synth.arenas.server import serve as run_server
+    from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig
+    from astra_synth.arenas.server import serve_arenas
 
     try:
         corpus = ArenaCorpus.from_files(files)
     except InputError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    config = ServerConfig(max_sessions=max_sessions, idle_timeout_s=idle_timeout)
+    config = ArenaServerConfig(max_sessions=max_sessions, idle_timeout_s=idle_timeout)
     with get_executor(executor) as sandbox:
         if sandbox.refusal:
             typer.echo(f"refusing to serve: {sandbox.refusal}", err=True)
             raise typer.Exit(1)
         splits = ", ".join(f"{name}={len(arenas)}" for name, arenas in corpus.splits.items())
         typer.echo(f"arena server on ws://{host}:{port}/ws ({splits}; {max_sessions} sessions)", err=True)
-        run_server(ArenaServer(corpus, sandbox, config), host, port)
+        serve_arenas(ArenaServer(corpus, sandbox, config), host, port)
