@@ -199,8 +199,7 @@ def serve(
 ) -> None:
     """Serve the arenas as an OpenEnv environment (WebSocket /ws, TaskProvider routes, /health) until
     SIGINT/SIGTERM; ASTRA_ARENAS_TOKEN, when set, is the bearer token every client must send."""
-    from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig
-    from astra_synth.arenas.server import serve_arenas
+    from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig, serve_arenas
 
     try:
         corpus = ArenaCorpus.from_files(files)
