@@ -29,6 +29,12 @@ _EXPORTS: dict[str, str] = {
     "RewardConfig": "astra_synth.arenas.reward",
     "RewardBreakdown": "astra_synth.arenas.reward",
     "get_executor": "astra_synth.sandbox",
+    # arenas as a service: the OpenEnv server and our client of it
+    "ArenaServer": "astra_synth.arenas.server",
+    "ArenaServerConfig": "astra_synth.arenas.server",
+    "ArenaCorpus": "astra_synth.arenas.server",
+    "serve_arenas": "astra_synth.arenas.server",
+    "RemoteArenaEnv": "astra_synth.arenas.remote",
     # the episode core
     "run_agent": "astra_synth.agent.loop",
     "AgentConfig": "astra_synth.agent.loop",
@@ -62,8 +68,11 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "AgentConfig",
     "Arena",
+    "ArenaCorpus",
     "ArenaEnv",
     "ArenaEvalConfig",
+    "ArenaServer",
+    "ArenaServerConfig",
     "ArenasConfig",
     "EndpointConfig",
     "EnvConfig",
@@ -72,6 +81,7 @@ __all__ = [
     "Message",
     "Pipeline",
     "Rejected",
+    "RemoteArenaEnv",
     "RewardBreakdown",
     "RewardConfig",
     "RunSession",
@@ -92,6 +102,7 @@ __all__ = [
     "run_agent",
     "run_arenas",
     "run_trajectories",
+    "serve_arenas",
 ]
 
 if TYPE_CHECKING:
@@ -99,8 +110,10 @@ if TYPE_CHECKING:
     from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
     from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
     from astra_synth.arenas.records import Arena, read_arenas
+    from astra_synth.arenas.remote import RemoteArenaEnv
     from astra_synth.arenas.reward import RewardBreakdown, RewardConfig, f1_reward
     from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+    from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig, serve_arenas
     from astra_synth.config import EndpointConfig
     from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
     from astra_synth.export.publish import publish

@@ -14,6 +14,7 @@ import pytest
 
 from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena, read_arenas
+from astra_synth.arenas.server import ArenaCorpus, ArenaServer
 from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
 from astra_synth.llm.client import LLMClient
 from astra_synth.runs.ids import canonical_json
@@ -21,6 +22,7 @@ from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolCall as SandboxCall
 from astra_synth.sandbox.executor import ToolExecutor, ToolResult
 from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
+from astra_synth.testing.servers import ThreadedServer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
 
@@ -92,6 +94,28 @@ async def test_junk_calls_count_against_precision(
     assert report.precision.mean < 1.0 and report.f1.mean < 1.0
     for e in report.episodes:
         assert e.calls == sum(len(t) for t in golden_turns(next(a for a in arenas if a.id == e.arena_id))) + 2
+
+
+def seen_by_model(bodies: list[dict[str, Any]]) -> list[str]:
+    """What the model was shown, one canonical line per request, sorted (episodes interleave)."""
+    return sorted(canonical_json([b["messages"], b.get("tools")]) for b in bodies)
+
+
+@pytest.mark.parametrize("junk_first", [False, True])
+async def test_an_arena_server_gives_the_local_results(
+    scripted_llm: ScriptedLLM, llm: LLMClient, arenas: list[Arena], sandbox: ToolExecutor, junk_first: bool
+) -> None:
+    scripted_llm.on(".*", golden_player(arenas, junk_first=junk_first))
+    config = ArenaEvalConfig(repeats=2, seed=5)
+    local = await evaluate_arenas(arenas, llm, sandbox, config)
+    local_seen = seen_by_model(scripted_llm.chat_requests())
+    server = ArenaServer(ArenaCorpus({"sample": arenas}), sandbox, token="")
+    with ThreadedServer(server.app()) as running:
+        remote_config = config.model_copy(update={"env_url": running.ws_url})
+        remote = await evaluate_arenas(arenas, llm, None, remote_config)
+    assert remote.model_dump() == local.model_dump()
+    assert seen_by_model(scripted_llm.chat_requests()[len(local_seen) :]) == local_seen
+    assert (local.f1.mean == pytest.approx(1.0)) is not junk_first
 
 
 class CountingSandbox(ToolExecutor):

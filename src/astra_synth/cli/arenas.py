@@ -178,3 +178,39 @@ def instantiate_families(
     manifest = write_splits(out, bound, arenas, per_family, seed, held_out)
     files = " ".join(f"{name}={count}" for name, count in manifest.files.items())
     typer.echo(f"RESULT families={len(bound)} arenas={len(arenas)} {files} out={out}")
+
+
+@app.command("serve")
+def serve(
+    files: Annotated[
+        list[Path], typer.Argument(help="Arena JSONL files; each is a split named by its stem.", exists=True)
+    ],
+    host: Annotated[str, typer.Option("--host", help="Interface; the server runs tool code.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8791,
+    max_sessions: Annotated[
+        int, typer.Option("--max-sessions", min=1, help="WebSocket sessions at once.")
+    ] = 64,
+    idle_timeout: Annotated[
+        float, typer.Option("--idle-timeout", min=1.0, help="Close a session silent this long, s.")
+    ] = 600.0,
+    executor: Annotated[
+        ExecutorKind, typer.Option("--executor", help="Sandbox backend for tool calls.")
+    ] = "forkserver",
+) -> None:
+    """Serve the arenas as an OpenEnv environment (WebSocket /ws, TaskProvider routes, /health) until
+    SIGINT/SIGTERM; ASTRA_ARENAS_TOKEN, when set, is the bearer token every client must send."""
+    from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig, serve_arenas
+
+    try:
+        corpus = ArenaCorpus.from_files(files)
+    except InputError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    config = ArenaServerConfig(max_sessions=max_sessions, idle_timeout_s=idle_timeout)
+    with get_executor(executor) as sandbox:
+        if sandbox.refusal:
+            typer.echo(f"refusing to serve: {sandbox.refusal}", err=True)
+            raise typer.Exit(1)
+        splits = ", ".join(f"{name}={len(arenas)}" for name, arenas in corpus.splits.items())
+        typer.echo(f"arena server on ws://{host}:{port}/ws ({splits}; {max_sessions} sessions)", err=True)
+        serve_arenas(ArenaServer(corpus, sandbox, config), host, port)

@@ -80,6 +80,10 @@ def arenas(
     max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="Model calls per episode.")] = 12,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
     out: Annotated[Path | None, typer.Option("--out", help="Write the full report (JSON) here.")] = None,
+    env_url: Annotated[
+        str | None,
+        typer.Option("--env-url", help="Play on an arena server (ws://host:port) serving these arenas."),
+    ] = None,
 ) -> None:
     """Play every arena with the endpoint; report success rate, F1, recall, precision, calls and turns."""
     options = ctx.find_root().obj or GlobalOptions()
@@ -90,11 +94,14 @@ def arenas(
         raise typer.Exit(2) from exc
     endpoint = load_config(EndpointConfig, None, {"base_url": options.base_url, "model": options.model})
     agent = AgentConfig(max_llm_calls=max_turns, temperature=0.0)
-    config = ArenaEvalConfig(agent=agent, repeats=repeats, seed=seed, concurrency=concurrency)
+    config = ArenaEvalConfig(
+        agent=agent, repeats=repeats, seed=seed, concurrency=concurrency, env_url=env_url
+    )
+    local = env_url is None
 
     async def main() -> ArenaEvalReport:
-        async with RunSession(endpoint, executor=config.executor) as session:
-            return await evaluate_arenas(items, session.llm, session.sandbox, config)
+        async with RunSession(endpoint, executor=config.executor if local else None) as session:
+            return await evaluate_arenas(items, session.llm, session.sandbox if local else None, config)
 
     report = asyncio.run(main())
     print_report(report)

@@ -3,7 +3,8 @@
 The agent loop steps ``ArenaEnv`` directly: every call the model emits — unknown tools and malformed calls
 included — goes through the env once, the model sees the env's answers, and the score is the reward of the
 env it played, so precision counts exactly what the model emitted. Repeats use different seeds; summaries
-give the mean and a 95 % interval over repeats.
+give the mean and a 95 % interval over repeats. With ``env_url`` the episodes are played through an arena
+server (``astra arenas serve``) instead: same env, same seed, same reward, computed there.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
+from contextlib import AsyncExitStack
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -18,6 +20,8 @@ from pydantic import BaseModel, Field
 from astra_synth.agent.chat import ToolCall
 from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
 from astra_synth.arenas.records import Arena
+from astra_synth.arenas.remote import RemoteArenaEnv
+from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.config import StrictModel
 from astra_synth.llm.client import LLMClient
@@ -31,6 +35,9 @@ class ArenaEvalConfig(StrictModel):
     seed: int = 0
     concurrency: int = Field(default=4, ge=1, description="Episodes in flight.")
     executor: Literal["forkserver", "subprocess"] = "forkserver"
+    env_url: str | None = Field(
+        default=None, description="An arena server (ws://host:port) to play on; its env config applies."
+    )
 
 
 class EpisodeScore(BaseModel):
@@ -88,6 +95,9 @@ class EnvSteps:
         if self._turn is not None:
             await self._turn
 
+    async def reward(self, final_message: str | None) -> RewardBreakdown:
+        return await asyncio.to_thread(self.env.reward, final_message)
+
 
 def final_answer(messages: list[dict[str, Any]]) -> str | None:
     """The text of the last assistant turn when it calls no tool (the episode's answer), else None."""
@@ -98,16 +108,25 @@ def final_answer(messages: list[dict[str, Any]]) -> str | None:
 
 
 async def play(
-    arena: Arena, llm: LLMClient, executor: ToolExecutor, config: ArenaEvalConfig, repeat: int
+    arena: Arena, llm: LLMClient, executor: ToolExecutor | None, config: ArenaEvalConfig, repeat: int
 ) -> EpisodeScore:
-    env = ArenaEnv(arena, executor, config.env, seed=config.seed + repeat)
-    prompt, tools = env.reset()
-    steps = EnvSteps(env)
-    episode: Episode = await run_agent(
-        llm, prompt, tools, steps, config.agent, stage="eval_arenas", seed=config.seed + repeat
-    )
-    await steps.settle()
-    score = await asyncio.to_thread(env.reward, final_answer(episode.messages))
+    seed = config.seed + repeat
+    async with AsyncExitStack() as stack:
+        steps: EnvSteps | RemoteArenaEnv
+        if config.env_url is not None:
+            steps = await stack.enter_async_context(RemoteArenaEnv(config.env_url))
+            prompt, tools = await steps.reset(arena_id=arena.id, seed=seed)
+        elif executor is None:
+            raise ValueError("a local arena evaluation needs a sandbox executor (or set env_url)")
+        else:
+            env = ArenaEnv(arena, executor, config.env, seed=seed)
+            prompt, tools = env.reset()
+            steps = EnvSteps(env)
+        episode: Episode = await run_agent(
+            llm, prompt, tools, steps, config.agent, stage="eval_arenas", seed=seed
+        )
+        await steps.settle()
+        score = await steps.reward(final_answer(episode.messages))
     return EpisodeScore(
         arena_id=arena.id,
         repeat=repeat,
@@ -134,8 +153,9 @@ def _summary(episodes: list[EpisodeScore], repeats: int, value: str) -> Summary:
 
 
 async def evaluate_arenas(
-    arenas: list[Arena], llm: LLMClient, executor: ToolExecutor, config: ArenaEvalConfig
+    arenas: list[Arena], llm: LLMClient, executor: ToolExecutor | None, config: ArenaEvalConfig
 ) -> ArenaEvalReport:
+    """Play every arena ``repeats`` times; ``executor`` runs the tools unless ``config.env_url`` is set."""
     gate = asyncio.Semaphore(config.concurrency)
 
     async def one(arena: Arena, repeat: int) -> EpisodeScore:
