@@ -36,7 +36,7 @@ async def test_wrong_prefix_falls_back_to_a_chat_probe_and_says_what_to_check(
         await check_endpoint(scripted_llm.endpoint(base_url=base))
 
 
-async def test_run_session_checks_before_anything_else(tmp_path: object) -> None:
-    with pytest.raises(EndpointUnavailable, match="127.0.0.1:9"):
+async def test_run_session_checks_before_anything_else() -> None:
+    with pytest.raises(EndpointUnavailable, match=r"127\.0\.0\.1:9/v1"):
         async with RunSession(EndpointConfig(base_url=DEAD, model="x"), executor="forkserver"):
             pytest.fail("the session must not open")
