@@ -3,7 +3,8 @@
 ``async with RunSession(...) as s`` starts the endpoint (the embedded llama.cpp server when the endpoint has
 no base URL), checks that it answers (:func:`~astra_synth.llm.preflight.check_endpoint` raises
 ``EndpointUnavailable`` naming the URL), then the sandbox executor when one is asked for, the response cache,
-the usage ledger and the LLM client, and closes them in reverse: the client before the cache it writes to, the embedded server last.
+the usage ledger and the LLM client, and closes them in reverse: the client before the cache it writes to,
+the embedded server last.
 :meth:`RunSession.for_run` applies the run-directory rules (where the cache lives, where usage persists).
 """
 
