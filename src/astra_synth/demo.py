@@ -33,7 +33,7 @@ from astra_synth.runs.session import RunSession
 from astra_synth.runs.summary import RunSummary
 from astra_synth.sandbox import get_executor
 from astra_synth.training.grpo import RLConfig, run_rl
-from astra_synth.training.serve import serving
+from astra_synth.training.serve import ServeConfig, serving
 from astra_synth.training.sft import SFTConfig, run_sft
 
 T = TypeVar("T", bound=BaseModel)
@@ -136,7 +136,7 @@ def evaluate_model(model: str, arenas: list[Arena], config: ArenaEvalConfig) -> 
     server does not answer and :class:`EndpointErrors` when it failed episodes beyond the policy."""
 
     async def main() -> ArenaEvalReport:
-        with serving(model, max_new_tokens=config.agent.max_tokens or 256) as endpoint:
+        with serving(model, ServeConfig(max_new_tokens=config.agent.max_tokens or 256)) as endpoint:
             async with RunSession(endpoint, executor=config.executor) as session:
                 return await evaluate_arenas(arenas, session.llm, session.sandbox, config)
 
