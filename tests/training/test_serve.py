@@ -107,7 +107,7 @@ def chat(base: str, content: str, **fields: Any) -> httpx.Response:
 def test_embedded_checkpoint_answers_the_openai_client_with_a_parsed_tool_call() -> None:
     with astra_serve("--max-new-tokens", "48") as (_, base):
         client = openai.OpenAI(base_url=base, api_key="x", timeout=600)
-        reply = client.chat.completions.create(
+        reply = client.chat.completions.create(  # type: ignore[call-overload]  # plain dicts, not the SDK TypedDicts
             model="embedded",
             messages=[
                 {"role": "system", "content": "You are a helpful assistant."},
