@@ -25,6 +25,7 @@ from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import Arena, read_arenas, write_arenas
 from astra_synth.config import StrictModel
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
+from astra_synth.evaluation.endpoint_errors import EndpointErrors
 from astra_synth.export.publish import publish
 from astra_synth.report.pages import write_report
 from astra_synth.runs.jsonl import write_json_atomic
@@ -32,7 +33,7 @@ from astra_synth.runs.session import RunSession
 from astra_synth.runs.summary import RunSummary
 from astra_synth.sandbox import get_executor
 from astra_synth.training.grpo import RLConfig, run_rl
-from astra_synth.training.serve import serving
+from astra_synth.training.serve import ServeConfig, serving
 from astra_synth.training.sft import SFTConfig, run_sft
 
 T = TypeVar("T", bound=BaseModel)
@@ -131,12 +132,18 @@ def write_golden(arenas: list[Arena], out: Path, executor_kind: str) -> Golden:
 
 
 def evaluate_model(model: str, arenas: list[Arena], config: ArenaEvalConfig) -> ArenaEvalReport:
+    """Held-out arenas against ``model`` served in this process; raises ``EndpointUnavailable`` when the
+    server does not answer and :class:`EndpointErrors` when it failed episodes beyond the policy."""
+
     async def main() -> ArenaEvalReport:
-        with serving(model, max_new_tokens=config.agent.max_tokens or 256) as endpoint:
+        with serving(model, ServeConfig(max_new_tokens=config.agent.max_tokens or 256)) as endpoint:
             async with RunSession(endpoint, executor=config.executor) as session:
                 return await evaluate_arenas(arenas, session.llm, session.sandbox, config)
 
-    return asyncio.run(main())
+    report = asyncio.run(main())
+    if report.error_violation is not None:
+        raise EndpointErrors(f"evaluating {model}: {report.error_violation}")
+    return report
 
 
 class DemoSummary(BaseModel):

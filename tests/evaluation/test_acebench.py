@@ -29,6 +29,7 @@ from astra_synth.evaluation.acebench import (
     summarise,
 )
 from astra_synth.evaluation.acebench_checker import ParseError, check_normal, parse_calls, strip_suffix
+from astra_synth.evaluation.endpoint_errors import ErrorPolicy
 from astra_synth.llm.client import LLMClient
 from astra_synth.testing.scripted import ScriptedLLM, server_error_reply, text_reply
 
@@ -127,6 +128,28 @@ async def test_endpoint_errors_are_counted_and_retried_on_rerun(
     scripted_llm.reset()
     scripted_llm.on(".*", oracle(items))
     assert (await evaluate_acebench(FIXTURE, tmp_path, llm, cfg)).original.overall == 1.0
+
+
+async def test_server_breaking_mid_run_is_left_out_only_with_allow_errors(
+    scripted_llm: ScriptedLLM, llm: LLMClient, tmp_path: Path
+) -> None:
+    category = "normal_single_turn_single_function"
+    items = [i for i in fixture_items() if i.category == category]
+    assert len(items) >= 2
+    scripted_llm.on(".*", oracle(items))
+    scripted_llm.fail_after(1, server_error_reply())
+    cfg = AceBenchConfig(categories=[category], concurrency=1)
+    report = await evaluate_acebench(FIXTURE, tmp_path / "scored", llm, cfg)
+    failed = len(items) - 1
+    assert report.errors == failed and report.error_violation is not None
+    assert report.categories[0].original.accuracy == pytest.approx(1 / len(items))
+    allowed = cfg.model_copy(update={"errors": ErrorPolicy(allow_errors=True, max_error_rate=1.0)})
+    scripted_llm.reset()
+    scripted_llm.on(".*", oracle(items))
+    scripted_llm.fail_after(1, server_error_reply())
+    report = await evaluate_acebench(FIXTURE, tmp_path / "allowed", llm, allowed)
+    assert report.errors == failed and report.error_violation is None and report.allow_errors
+    assert report.categories[0].original.accuracy == 1.0
 
 
 async def test_out_dir_of_another_model_is_refused(

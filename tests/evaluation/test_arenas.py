@@ -15,13 +15,20 @@ import pytest
 from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.server import ArenaCorpus, ArenaServer
-from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
+from astra_synth.evaluation.arenas import ArenaEvalConfig, EpisodeScore, evaluate_arenas
+from astra_synth.evaluation.endpoint_errors import ErrorPolicy
 from astra_synth.llm.client import LLMClient
 from astra_synth.runs.ids import canonical_json
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolCall as SandboxCall
 from astra_synth.sandbox.executor import ToolExecutor, ToolResult
-from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
+from astra_synth.testing.scripted import (
+    Reply,
+    ScriptedLLM,
+    server_error_reply,
+    text_reply,
+    tool_call_reply,
+)
 from astra_synth.testing.servers import ThreadedServer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
@@ -118,6 +125,47 @@ async def test_an_arena_server_gives_the_local_results(
     assert (local.f1.mean == pytest.approx(1.0)) is not junk_first
 
 
+async def test_server_breaking_mid_run_gives_errors_apart_from_the_score(
+    scripted_llm: ScriptedLLM, llm: LLMClient, arenas: list[Arena], sandbox: ToolExecutor
+) -> None:
+    """Two arenas played whole, then every request gets a 500 (after the client's retries): two errors,
+    scored 0 by default (success 0.5), left out with allow_errors (success 1.0); both fail the policy."""
+    four = arenas[:4]
+    scripted_llm.on(".*", golden_player(four))
+    scripted_llm.fail_after(sum(len(golden_turns(a)) + 1 for a in four[:2]), server_error_reply())
+    strict = ArenaEvalConfig(concurrency=1)
+    report = await evaluate_arenas(four, llm, sandbox, strict)
+    assert report.errors == 2 and [e.status for e in report.episodes][2:] == ["llm_error"] * 2
+    assert report.success_rate.mean == 0.5 and report.error_violation is not None
+    allowed = strict.model_copy(update={"errors": ErrorPolicy(allow_errors=True)})
+    report = await evaluate_arenas(four, llm, sandbox, allowed)
+    assert report.errors == 4 and report.success_rate.mean == 0.0  # still broken: nothing left to score
+    tolerant = strict.model_copy(update={"errors": ErrorPolicy(allow_errors=True, max_error_rate=1.0)})
+    scripted_llm.reset()
+    scripted_llm.on(".*", golden_player(four))
+    scripted_llm.fail_after(sum(len(golden_turns(a)) + 1 for a in four[:2]), server_error_reply())
+    report = await evaluate_arenas(four, llm, sandbox, tolerant)
+    assert report.errors == 2 and report.success_rate.mean == 1.0 and report.f1.mean == pytest.approx(1.0)
+    assert report.error_violation is None
+
+
+def test_model_mistakes_are_failures_not_errors() -> None:
+    mistaken = EpisodeScore(
+        arena_id="a",
+        repeat=0,
+        status="completed",
+        reward=0.0,
+        recall=0.0,
+        precision=0.0,
+        calls=1,
+        turns=1,
+        solved_all=False,
+        error=None,
+    )
+    assert not mistaken.endpoint_error
+    assert mistaken.model_copy(update={"status": "llm_error"}).endpoint_error
+
+
 class CountingSandbox(ToolExecutor):
     """The real sandbox, recording every (tool, arguments) that reaches it."""
 
@@ -184,5 +232,6 @@ def test_cli_prints_table_and_result(scripted_llm: ScriptedLLM, arenas: list[Are
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "RESULT arenas=12 success_rate=1.0000 f1=1.0000"
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == "RESULT arenas=12 success_rate=1.0000 f1=1.0000 errors=0"
     assert json.loads(out.read_text())["arenas"] == 12

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -115,3 +116,17 @@ async def test_reset_forgets_rules_faults_and_records(scripted_llm: ScriptedLLM)
     scripted_llm.handler = lambda body: "after reset"
     assert scripted_llm.requests == []
     assert await _contents(scripted_llm, _msgs("a")) == ["after reset"]
+
+
+def test_fail_after_breaks_the_server_mid_run(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on(".*", text_reply("ok"))
+    scripted_llm.fail_after(2, server_error_reply())
+    statuses = [
+        httpx.post(
+            f"{scripted_llm.base_url}/chat/completions",
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        ).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [200, 200, 500, 500]
+    assert httpx.get(f"{scripted_llm.base_url}/models").status_code == 200  # only chat is broken

@@ -1,4 +1,6 @@
-"""``astra serve``: tool-call parsing, and the embedded checkpoint answering the OpenAI client."""
+"""``astra serve``: tool-call parsing, the embedded checkpoint answering the OpenAI client, and the server's
+defences: body limit (413), context check (400), max_tokens clamp, bounded queue (429), SIGTERM
+mid-generation."""
 
 from __future__ import annotations
 
@@ -7,7 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -49,23 +56,12 @@ def test_truncated_call_is_not_repaired() -> None:
     assert len(calls) == 1 and parse_openai_call(calls[0]).error is not None
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-def test_embedded_checkpoint_answers_the_openai_client_with_a_parsed_tool_call() -> None:
+@contextmanager
+def astra_serve(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real ``astra serve --model embedded`` process on a free port, up and answering; killed after."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "astra_synth.cli",
-            "serve",
-            "--model",
-            "embedded",
-            "--port",
-            str(port),
-            "--max-new-tokens",
-            "48",
-        ],
+        [sys.executable, "-m", "astra_synth.cli", "serve", "--model", "embedded", "--port", str(port), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
@@ -82,8 +78,36 @@ def test_embedded_checkpoint_answers_the_openai_client_with_a_parsed_tool_call()
                 pass
             assert time.monotonic() < deadline, "astra serve did not come up"
             time.sleep(1)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def chat(base: str, content: str, **fields: Any) -> httpx.Response:
+    body = {"model": "embedded", "messages": [{"role": "user", "content": content}], **fields}
+    return httpx.post(f"{base}/chat/completions", json=body, timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_embedded_checkpoint_answers_the_openai_client_with_a_parsed_tool_call() -> None:
+    with astra_serve("--max-new-tokens", "48") as (_, base):
         client = openai.OpenAI(base_url=base, api_key="x", timeout=600)
-        reply = client.chat.completions.create(
+        reply = client.chat.completions.create(  # type: ignore[call-overload]  # plain dicts, not the SDK TypedDicts
             model="embedded",
             messages=[
                 {"role": "system", "content": "You are a helpful assistant."},
@@ -101,6 +125,67 @@ def test_embedded_checkpoint_answers_the_openai_client_with_a_parsed_tool_call()
         [call] = parse_openai_calls([message.tool_calls[0].model_dump()])
         assert call.name == "get_weather" and (call.error is None or "'get_weather'" in call.error)
         assert reply.usage is not None and reply.usage.completion_tokens > 0
-    finally:
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_oversized_requests_are_refused_fast_and_max_tokens_is_clamped() -> None:
+    with astra_serve("--max-new-tokens", "8", "--context", "512") as (proc, base):
+        chat(base, "Hi")  # warm: the first generation allocates what every later one reuses
+        idle = rss_mb(proc.pid)
+        started = time.monotonic()
+        huge = chat(base, "x" * 5_000_000)
+        assert time.monotonic() - started < 1.0
+        assert huge.status_code == 413 and "1048576 bytes" in huge.json()["error"]["message"]
+        assert rss_mb(proc.pid) < idle + 20
+
+        long_prompt = chat(base, "word " * 2000)  # 10 kB: under the body limit, over the context
+        message = long_prompt.json()["error"]["message"]
+        assert long_prompt.status_code == 400 and "context is 512 tokens" in message
+        assert "the prompt is" in message
+
+        absurd = chat(base, "Hi", max_tokens=100_000_000)
+        message = absurd.json()["error"]["message"]
+        assert absurd.status_code == 400 and "max_tokens (100000000)" in message and "512" in message
+        assert chat(base, "Hi", max_tokens="many").status_code == 400
+
+        clamped = chat(base, "Hi", max_tokens=50)
+        assert clamped.status_code == 200
+        usage = clamped.json()["usage"]
+        assert usage["max_tokens"] == 8 and usage["max_tokens_requested"] == 50
+        assert usage["completion_tokens"] <= 8
+        assert rss_mb(proc.pid) < idle + 50
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_full_queue_gets_429_and_sigterm_stops_a_generation_in_progress() -> None:
+    with astra_serve("--max-new-tokens", "100000", "--max-queue", "1") as (proc, base):
+        answers: dict[str, httpx.Response | Exception] = {}
+
+        def ask(name: str) -> None:
+            try:
+                answers[name] = chat(base, "Count to a million.", max_tokens=4000, ignore_eos=True)
+            except httpx.HTTPError as exc:
+                answers[name] = exc
+
+        running = threading.Thread(target=ask, args=("running",))
+        running.start()
+        time.sleep(3)  # generating now: 4000 tokens take minutes on a CPU
+        waiting = threading.Thread(target=ask, args=("waiting",))
+        waiting.start()
+        time.sleep(1)
+        full = chat(base, "Hi")
+        assert full.status_code == 429 and full.headers["Retry-After"] == "5"
+        assert "limit 1 waiting" in full.json()["error"]["message"]
+
+        started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        proc.wait(timeout=30)
+        assert time.monotonic() - started < 10
+        running.join(timeout=10)
+        waiting.join(timeout=10)
+        for name in ("running", "waiting"):
+            answer = answers[name]
+            # The request in flight is told (503); one whose connection closed first sees an HTTP error.
+            assert isinstance(answer, Exception) or answer.status_code == 503, (name, answer)

@@ -25,6 +25,8 @@ def demo(
 ) -> None:
     """Arenas from seeds → SFT on golden episodes → GRPO → held-out evaluation before/after, on the CPU."""
     from astra_synth.demo import DemoConfig, run_demo
+    from astra_synth.evaluation.endpoint_errors import EndpointErrors
+    from astra_synth.llm.preflight import EndpointUnavailable
 
     try:
         cfg = load_config(DemoConfig, config)
@@ -32,7 +34,11 @@ def demo(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     console = Console()
-    summary = run_demo(cfg, run_dir, console)
+    try:
+        summary = run_demo(cfg, run_dir, console)
+    except (EndpointUnavailable, EndpointErrors) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     table = Table(title=f"held-out arenas ({summary.heldout_arenas}): before vs after training")
     table.add_column("metric")
     table.add_column("before", justify="right")

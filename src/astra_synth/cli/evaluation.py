@@ -35,7 +35,9 @@ from astra_synth.evaluation.bfcl import (
     run_bfcl,
     select_ids,
 )
+from astra_synth.evaluation.endpoint_errors import ErrorPolicy
 from astra_synth.llm.local import endpoint_session
+from astra_synth.llm.preflight import EndpointUnavailable, check_endpoint_sync
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.runs.manifest import StageCounts
 from astra_synth.runs.progress import RunProgress, StageBar
@@ -46,6 +48,37 @@ app = typer.Typer(
 )
 
 
+AllowErrorsOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-errors",
+        help="Leave items the endpoint failed (after retries) out of the score's denominator; by default "
+        "they are scored as failures. Model mistakes are always scored.",
+    ),
+]
+MaxErrorRateOption = Annotated[
+    float,
+    typer.Option(
+        "--max-error-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of items that may fail at the endpoint; above it the command exits 1 (default 0: any).",
+    ),
+]
+
+
+def _endpoint_unavailable(exc: EndpointUnavailable) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def _fail_on_errors(violation: str | None) -> None:
+    """Exit 1 after the report is printed when too many items failed at the endpoint."""
+    if violation is not None:
+        typer.echo(f"error: {violation}", err=True)
+        raise typer.Exit(1)
+
+
 def _fmt(s: Summary) -> str:
     return f"{s.mean:.3f}" + (f" ± {s.ci95:.3f}" if s.ci95 is not None else "")
 
@@ -54,7 +87,7 @@ def print_report(report: ArenaEvalReport) -> None:
     table = Table(
         title=f"held-out arenas: {report.model} ({report.arenas} arenas × {report.repeats} repeats)"
     )
-    for col in ("success", "F1", "recall", "precision", "calls/arena", "turns/arena"):
+    for col in ("success", "F1", "recall", "precision", "calls/arena", "turns/arena", "errors"):
         table.add_column(col, justify="right")
     table.add_row(
         _fmt(report.success_rate),
@@ -63,6 +96,7 @@ def print_report(report: ArenaEvalReport) -> None:
         _fmt(report.precision),
         f"{report.calls_per_arena:.2f}",
         f"{report.turns_per_arena:.2f}",
+        f"{report.errors}" + (" (left out)" if report.allow_errors and report.errors else ""),
     )
     Console().print(table)
 
@@ -84,6 +118,8 @@ def arenas(
         str | None,
         typer.Option("--env-url", help="Play on an arena server (ws://host:port) serving these arenas."),
     ] = None,
+    allow_errors: AllowErrorsOption = False,
+    max_error_rate: MaxErrorRateOption = 0.0,
 ) -> None:
     """Play every arena with the endpoint; report success rate, F1, recall, precision, calls and turns."""
     options = ctx.find_root().obj or GlobalOptions()
@@ -94,8 +130,9 @@ def arenas(
         raise typer.Exit(2) from exc
     endpoint = load_config(EndpointConfig, None, {"base_url": options.base_url, "model": options.model})
     agent = AgentConfig(max_llm_calls=max_turns, temperature=0.0)
+    errors = ErrorPolicy(allow_errors=allow_errors, max_error_rate=max_error_rate)
     config = ArenaEvalConfig(
-        agent=agent, repeats=repeats, seed=seed, concurrency=concurrency, env_url=env_url
+        agent=agent, repeats=repeats, seed=seed, concurrency=concurrency, env_url=env_url, errors=errors
     )
     local = env_url is None
 
@@ -103,22 +140,30 @@ def arenas(
         async with RunSession(endpoint, executor=config.executor if local else None) as session:
             return await evaluate_arenas(items, session.llm, session.sandbox if local else None, config)
 
-    report = asyncio.run(main())
+    try:
+        report = asyncio.run(main())
+    except EndpointUnavailable as exc:
+        raise _endpoint_unavailable(exc) from exc
     print_report(report)
     if out is not None:
         write_json_atomic(out, report.model_dump(mode="json"))
         typer.echo(f"report: {out}")
     typer.echo(
-        f"RESULT arenas={report.arenas} success_rate={report.success_rate.mean:.4f} f1={report.f1.mean:.4f}"
+        f"RESULT arenas={report.arenas} success_rate={report.success_rate.mean:.4f} f1={report.f1.mean:.4f} "
+        f"errors={report.errors}"
     )
+    _fail_on_errors(report.error_violation)
 
 
 def print_bfcl_report(report: BfclReport) -> None:
     table = Table(title=f"BFCL-v3 multi-turn (bfcl-eval=={report.bfcl_eval_version}): {report.model}")
-    for col in ("category", "accuracy", "correct / total", "inference errors"):
+    for col in ("category", "accuracy", "correct / scored", "endpoint errors"):
         table.add_column(col, justify="right")
     for s in report.categories:
-        table.add_row(s.category, f"{s.accuracy:.2%}", f"{s.correct} / {s.total}", str(s.inference_errors))
+        errors = str(s.inference_errors) + (
+            " (left out)" if report.allow_errors and s.inference_errors else ""
+        )
+        table.add_row(s.category, f"{s.accuracy:.2%}", f"{s.correct} / {s.scored}", errors)
     table.add_row("overall (mean)", f"{report.overall:.2%}", "", "")
     Console().print(table)
 
@@ -161,6 +206,8 @@ def bfcl(
             "write until their context is full. The embedded server's tool-calling format ignores it.",
         ),
     ] = None,
+    allow_errors: AllowErrorsOption = False,
+    max_error_rate: MaxErrorRateOption = 0.0,
 ) -> None:
     """Print per-category accuracy and the mean; keep BFCL's result and score files in --out."""
     options = ctx.find_root().obj or GlobalOptions()
@@ -174,11 +221,12 @@ def bfcl(
         raise typer.Exit(2)
     endpoint = load_config(EndpointConfig, None, {"base_url": options.base_url, "model": options.model})
     try:
-        venv = ensure_bfcl_venv()
-        selection = select_ids(venv, [c for c in CATEGORIES if c in chosen], limit, ids)
-        entries = sum(len(v) for v in selection.values())
-        typer.echo(f"BFCL: {entries} entries; progress in {out / GENERATE_LOG}", err=True)
         with endpoint_session(endpoint) as ep:
+            check_endpoint_sync(ep)
+            venv = ensure_bfcl_venv()
+            selection = select_ids(venv, [c for c in CATEGORIES if c in chosen], limit, ids)
+            entries = sum(len(v) for v in selection.values())
+            typer.echo(f"BFCL: {entries} entries; progress in {out / GENERATE_LOG}", err=True)
             report = run_bfcl(
                 ep,
                 selection,
@@ -187,7 +235,10 @@ def bfcl(
                 endpoint_label=options.base_url or "embedded",
                 threads=threads or ep.max_concurrency,
                 max_tokens=max_tokens,
+                errors=ErrorPolicy(allow_errors=allow_errors, max_error_rate=max_error_rate),
             )
+    except EndpointUnavailable as exc:
+        raise _endpoint_unavailable(exc) from exc
     except BfclError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
@@ -196,8 +247,9 @@ def bfcl(
     per_category = " ".join(f"bfcl_{s.category}={s.accuracy:.4f}" for s in report.categories)
     typer.echo(
         f"RESULT bfcl_overall={report.overall:.4f} {per_category} entries={report.entries} "
-        f"wall_s={report.wall_s:.1f} bfcl_eval={report.bfcl_eval_version}"
+        f"errors={report.errors} wall_s={report.wall_s:.1f} bfcl_eval={report.bfcl_eval_version}"
     )
+    _fail_on_errors(report.error_violation)
 
 
 def print_acebench_report(report: AceBenchReport) -> None:
@@ -259,6 +311,8 @@ def acebench(
         int | None, typer.Option("--concurrency", min=1, help="Requests in flight (default: endpoint's).")
     ] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Cap each answer.")] = None,
+    allow_errors: AllowErrorsOption = False,
+    max_error_rate: MaxErrorRateOption = 0.0,
 ) -> None:
     """Print per-category accuracy under both scorings, the group means and the weighted overall."""
     options = ctx.find_root().obj or GlobalOptions()
@@ -284,6 +338,7 @@ def acebench(
             concurrency=concurrency or ep.max_concurrency,
             scoring="strict" if scoring == "strict" else "original",
             max_tokens=max_tokens,
+            errors=ErrorPolicy(allow_errors=allow_errors, max_error_rate=max_error_rate),
         )
         with RunProgress() as progress:
             bars: list[StageBar] = []
@@ -309,6 +364,8 @@ def acebench(
 
     try:
         report = asyncio.run(main())
+    except EndpointUnavailable as exc:
+        raise _endpoint_unavailable(exc) from exc
     except (InputError, AceBenchError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
@@ -322,3 +379,4 @@ def acebench(
         f"RESULT acebench_overall={summary.overall:.4f} {per_category} scoring={report.scoring} "
         f"items={report.items} errors={report.errors} wall_s={report.wall_s:.1f}"
     )
+    _fail_on_errors(report.error_violation)

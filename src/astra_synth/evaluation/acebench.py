@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
 from astra_synth.evaluation.acebench_checker import Scoring, Verdict, check_normal, check_special
+from astra_synth.evaluation.endpoint_errors import ErrorPolicy
 from astra_synth.llm.client import LLMCallError, LLMClient
 from astra_synth.prompts import load_prompt
 from astra_synth.runs.jsonl import JsonlAppender, describe_errors, load_records, write_json_atomic
@@ -126,7 +127,9 @@ class CategoryScore(BaseModel):
     group: Group
     items: int
     dialogues: int | None = None
-    errors: int = Field(description="Items the endpoint failed on (scored as wrong).")
+    errors: int = Field(
+        description="Items the endpoint failed on (scored as wrong unless allow_errors leaves them out)."
+    )
     original: Metrics
     strict: Metrics
 
@@ -155,6 +158,10 @@ class AceBenchReport(BaseModel):
     scoring: Scoring = Field(description="The headline scoring; both are reported.")
     items: int
     errors: int
+    allow_errors: bool = Field(default=False, description="Whether errored items were left out of scores.")
+    error_violation: str | None = Field(
+        default=None, description="Why the run failed for endpoint reasons (above --max-error-rate)."
+    )
     categories: list[CategoryScore]
     not_run: list[NotRun]
     original: Summary
@@ -171,6 +178,7 @@ class AceBenchConfig(StrictModel):
     concurrency: int = Field(default=8, ge=1)
     scoring: Scoring = "original"
     max_tokens: int | None = Field(default=None, ge=1)
+    errors: ErrorPolicy = Field(default_factory=ErrorPolicy)
 
 
 # --- data ---------------------------------------------------------------------------------------------------
@@ -270,10 +278,17 @@ def result_for(item: AceItem, model: str, text: str | None, error: str | None = 
     )
 
 
-def _metrics(items: list[AceItem], results: dict[str, ItemResult], scoring: Scoring) -> Metrics:
+def _metrics(
+    items: list[AceItem], results: dict[str, ItemResult], scoring: Scoring, allow_errors: bool = False
+) -> Metrics:
+    """``allow_errors``: items the endpoint failed (multi-turn: dialogues with such a step) are left out."""
+
     def ok(item: AceItem) -> bool:
         return results[item.question.id].verdict(scoring).ok
 
+    if allow_errors:
+        failed = {item.dialogue or item.question.id for item in items if results[item.question.id].error}
+        items = [item for item in items if (item.dialogue or item.question.id) not in failed]
     if not items:
         return Metrics(accuracy=0.0)
     if items[0].category not in MULTI_TURN:
@@ -332,17 +347,20 @@ def summarise(
                 items=len(mine),
                 dialogues=dialogues,
                 errors=sum(results[i.question.id].error is not None for i in mine),
-                original=_metrics(mine, results, "original"),
-                strict=_metrics(mine, results, "strict"),
+                original=_metrics(mine, results, "original", config.errors.allow_errors),
+                strict=_metrics(mine, results, "strict", config.errors.allow_errors),
             )
         )
     ran_all = config.limit is None and not not_run and len(scores) == len(CATEGORIES)
+    errors = sum(s.errors for s in scores)
     return AceBenchReport(
         model=model,
         data=str(data),
         scoring=config.scoring,
         items=len(items),
-        errors=sum(s.errors for s in scores),
+        errors=errors,
+        allow_errors=config.errors.allow_errors,
+        error_violation=config.errors.violation(len(items), errors),
         categories=scores,
         not_run=not_run,
         original=_summary(scores, "original", ran_all),

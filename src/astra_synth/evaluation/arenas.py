@@ -4,7 +4,9 @@ The agent loop steps ``ArenaEnv`` directly: every call the model emits — unkno
 included — goes through the env once, the model sees the env's answers, and the score is the reward of the
 env it played, so precision counts exactly what the model emitted. Repeats use different seeds; summaries
 give the mean and a 95 % interval over repeats. With ``env_url`` the episodes are played through an arena
-server (``astra arenas serve``) instead: same env, same seed, same reward, computed there.
+server (``astra arenas serve``) instead: same env, same seed, same reward, computed there. Episodes the
+endpoint failed (status ``llm_error``) are counted as ``errors`` apart from the model's failures
+(:mod:`astra_synth.evaluation.endpoint_errors`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from astra_synth.arenas.remote import RemoteArenaEnv
 from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.config import StrictModel
+from astra_synth.evaluation.endpoint_errors import ErrorPolicy
 from astra_synth.llm.client import LLMClient
 from astra_synth.sandbox.executor import ToolExecutor
 
@@ -38,6 +41,7 @@ class ArenaEvalConfig(StrictModel):
     env_url: str | None = Field(
         default=None, description="An arena server (ws://host:port) to play on; its env config applies."
     )
+    errors: ErrorPolicy = Field(default_factory=ErrorPolicy)
 
 
 class EpisodeScore(BaseModel):
@@ -51,6 +55,11 @@ class EpisodeScore(BaseModel):
     turns: int
     solved_all: bool
     error: str | None = None
+
+    @property
+    def endpoint_error(self) -> bool:
+        """The endpoint failed the episode (after retries): nothing about the model was measured."""
+        return self.status == "llm_error"
 
 
 class Summary(BaseModel):
@@ -70,6 +79,11 @@ class ArenaEvalReport(BaseModel):
     precision: Summary
     calls_per_arena: float
     turns_per_arena: float
+    errors: int = Field(description="Episodes the endpoint failed (status llm_error).")
+    allow_errors: bool = Field(description="Whether those episodes were left out of the scores.")
+    error_violation: str | None = Field(
+        description="Why the run failed for endpoint reasons (errors above --max-error-rate), else None."
+    )
     episodes: list[EpisodeScore]
 
 
@@ -141,10 +155,14 @@ async def play(
     )
 
 
-def _summary(episodes: list[EpisodeScore], repeats: int, value: str) -> Summary:
+def _summary(episodes: list[EpisodeScore], repeats: int, value: str, allow_errors: bool) -> Summary:
     per_repeat = []
     for r in range(repeats):
-        scores = [float(getattr(e, value)) for e in episodes if e.repeat == r]
+        scores = [
+            float(getattr(e, value))
+            for e in episodes
+            if e.repeat == r and not (allow_errors and e.endpoint_error)
+        ]
         per_repeat.append(statistics.fmean(scores) if scores else 0.0)
     mean = statistics.fmean(per_repeat)
     if repeats < 2:
@@ -163,16 +181,22 @@ async def evaluate_arenas(
             return await play(arena, llm, executor, config, repeat)
 
     episodes = list(await asyncio.gather(*(one(a, r) for r in range(config.repeats) for a in arenas)))
-    n = max(len(episodes), 1)
+    errors = sum(e.endpoint_error for e in episodes)
+    policy = config.errors
+    scored = [e for e in episodes if not (policy.allow_errors and e.endpoint_error)]
+    n = max(len(scored), 1)
     return ArenaEvalReport(
         model=llm.endpoint.model,
         arenas=len(arenas),
         repeats=config.repeats,
-        success_rate=_summary(episodes, config.repeats, "solved_all"),
-        f1=_summary(episodes, config.repeats, "reward"),
-        recall=_summary(episodes, config.repeats, "recall"),
-        precision=_summary(episodes, config.repeats, "precision"),
-        calls_per_arena=sum(e.calls for e in episodes) / n,
-        turns_per_arena=sum(e.turns for e in episodes) / n,
+        success_rate=_summary(episodes, config.repeats, "solved_all", policy.allow_errors),
+        f1=_summary(episodes, config.repeats, "reward", policy.allow_errors),
+        recall=_summary(episodes, config.repeats, "recall", policy.allow_errors),
+        precision=_summary(episodes, config.repeats, "precision", policy.allow_errors),
+        calls_per_arena=sum(e.calls for e in scored) / n,
+        turns_per_arena=sum(e.turns for e in scored) / n,
+        errors=errors,
+        allow_errors=policy.allow_errors,
+        error_violation=policy.violation(len(episodes), errors, "episodes"),
         episodes=episodes,
     )

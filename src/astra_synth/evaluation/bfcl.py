@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from astra_synth.config import EndpointConfig, StrictModel, cache_root
+from astra_synth.evaluation.endpoint_errors import ErrorPolicy
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.venvs import PinnedVenv, ensure_venv, read_marker, run_step
 
@@ -66,10 +67,13 @@ class BfclVenv(PinnedVenv):
 
 class CategoryScore(BaseModel):
     category: Category
-    accuracy: float = Field(ge=0, le=1)
+    accuracy: float = Field(ge=0, le=1, description="correct / scored.")
     correct: int
     total: int
-    inference_errors: int = Field(description="Entries BFCL recorded as failed requests (scored wrong).")
+    inference_errors: int = Field(
+        description="Entries BFCL recorded as failed requests (scored wrong unless allow_errors)."
+    )
+    scored: int = Field(description="The denominator: total, or total - inference_errors (allow_errors).")
 
 
 class BfclReport(StrictModel):
@@ -85,6 +89,9 @@ class BfclReport(StrictModel):
         description="Unweighted mean over the categories run (BFCL's overall counts missing ones as 0)."
     )
     entries: int
+    errors: int = Field(description="Entries whose requests failed at the endpoint, over all categories.")
+    allow_errors: bool
+    error_violation: str | None = Field(description="Why the run failed for endpoint reasons, else None.")
     wall_s: float
     out_dir: Path
 
@@ -194,8 +201,9 @@ def _read_jsonl(path: Path) -> list[dict[str, object]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def _score(out: Path, category: Category) -> CategoryScore:
-    """BFCL's verdict for one category, plus the entries whose generation itself failed."""
+def _score(out: Path, category: Category, policy: ErrorPolicy) -> CategoryScore:
+    """BFCL's verdict for one category, plus the entries whose generation itself failed (left out of the
+    denominator when the policy allows errors)."""
     result = out / "result" / REGISTRY_NAME / "multi_turn" / f"{DATA_PREFIX}_{category}_result.json"
     score = out / "score" / REGISTRY_NAME / "multi_turn" / f"{DATA_PREFIX}_{category}_score.json"
     try:
@@ -205,12 +213,15 @@ def _score(out: Path, category: Category) -> CategoryScore:
             for entry in _read_jsonl(result)
             if isinstance(entry.get("result"), str) and str(entry["result"]).startswith(_INFERENCE_ERROR)
         )
+        correct, total = int(str(head["correct_count"])), int(str(head["total_count"]))
+        scored = policy.scored(total, errors)
         return CategoryScore(
             category=category,
-            accuracy=float(str(head["accuracy"])),
-            correct=int(str(head["correct_count"])),
-            total=int(str(head["total_count"])),
+            accuracy=correct / scored if scored else 0.0,
+            correct=correct,
+            total=total,
             inference_errors=errors,
+            scored=scored,
         )
     except (OSError, IndexError, KeyError, ValueError) as exc:
         raise BfclError(f"BFCL wrote no readable score for {category} ({exc})") from exc
@@ -225,11 +236,15 @@ def run_bfcl(
     endpoint_label: str,
     threads: int,
     max_tokens: int | None = None,
+    errors: ErrorPolicy | None = None,
 ) -> BfclReport:
     """Generate with BFCL's FC handler against ``endpoint``, then let BFCL score it; resumable.
 
     BFCL skips entries already in its result files, so a rerun into the same ``out`` continues a killed run.
+    Check the endpoint first (:func:`astra_synth.llm.preflight.check_endpoint_sync`): BFCL's own client
+    records a dead endpoint as an inference error per entry.
     """
+    policy = errors or ErrorPolicy()
     if endpoint.base_url is None:
         raise BfclError("run_bfcl needs a running endpoint (use endpoint_session)")
     t0 = time.monotonic()
@@ -265,14 +280,19 @@ def run_bfcl(
     )
     evaluate = [*cli, "evaluate", *model_and_categories, "--partial-eval"]
     _run(evaluate, "BFCL evaluate", env, out / "bfcl_evaluate.log")
-    scores = [_score(out, c) for c in categories]
+    scores = [_score(out, c, policy) for c in categories]
+    failed = sum(s.inference_errors for s in scores)
+    entries = sum(s.total for s in scores)
     report = BfclReport(
         model=endpoint.model,
         endpoint=endpoint_label,
         max_tokens=max_tokens,
         categories=scores,
         overall=sum(s.accuracy for s in scores) / len(scores),
-        entries=sum(s.total for s in scores),
+        entries=entries,
+        errors=failed,
+        allow_errors=policy.allow_errors,
+        error_violation=policy.violation(entries, failed, "entries"),
         wall_s=time.monotonic() - t0,
         out_dir=out,
     )

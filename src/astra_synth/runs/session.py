@@ -1,8 +1,10 @@
 """One session: the parts every command wires before it talks to a model, opened together, closed in order.
 
 ``async with RunSession(...) as s`` starts the endpoint (the embedded llama.cpp server when the endpoint has
-no base URL), the sandbox executor when one is asked for, the response cache, the usage ledger and the LLM
-client, and closes them in reverse: the client before the cache it writes to, the embedded server last.
+no base URL), checks that it answers (:func:`~astra_synth.llm.preflight.check_endpoint` raises
+``EndpointUnavailable`` naming the URL), then the sandbox executor when one is asked for, the response cache,
+the usage ledger and the LLM client, and closes them in reverse: the client before the cache it writes to,
+the embedded server last.
 :meth:`RunSession.for_run` applies the run-directory rules (where the cache lives, where usage persists).
 """
 
@@ -20,6 +22,7 @@ from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
 from astra_synth.llm.local import LocalServerConfig, endpoint_session
+from astra_synth.llm.preflight import check_endpoint
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 
@@ -118,6 +121,7 @@ class RunSession:
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
             self.endpoint = stack.enter_context(endpoint_session(self._config, self._server))
+            await check_endpoint(self.endpoint)  # a dead or wrong endpoint fails here, before any work
             if self._executor is not None:
                 self._sandbox = stack.enter_context(get_executor(self._executor))
             cache = None

@@ -10,11 +10,12 @@ for assertions (call counts, re-ask messages, peak concurrency).
 How a request is answered, first match wins:
 
 1. faults queued with :meth:`ScriptedLLM.fail_next` (the next N requests),
-2. faults drawn at a seeded rate (:meth:`ScriptedLLM.fail_randomly`),
-3. rules added with :meth:`ScriptedLLM.on` (a regex on the first / last / any message); a rule's replies are
+2. a server that breaks mid-run (:meth:`ScriptedLLM.fail_after`: every request after the next N),
+3. faults drawn at a seeded rate (:meth:`ScriptedLLM.fail_randomly`),
+4. rules added with :meth:`ScriptedLLM.on` (a regex on the first / last / any message); a rule's replies are
    used in order and the last one repeats,
-4. the ``handler`` given to the constructor (``request_json -> Reply | str | dict``),
-5. otherwise HTTP 400 naming the unmatched prompt, so a missing script fails loudly instead of answering.
+5. the ``handler`` given to the constructor (``request_json -> Reply | str | dict``),
+6. otherwise HTTP 400 naming the unmatched prompt, so a missing script fails loudly instead of answering.
 """
 
 from __future__ import annotations
@@ -179,9 +180,17 @@ class _QueuedFault:
 
 
 @dataclass
+class _FailAfter:
+    healthy_left: int
+    reply: Reply
+    path: FaultPath
+
+
+@dataclass
 class _Script:
     rules: list[Rule] = field(default_factory=list)
     queued: list[_QueuedFault] = field(default_factory=list)
+    fail_after: list[_FailAfter] = field(default_factory=list)
     random_faults: list[_RandomFaults] = field(default_factory=list)
 
 
@@ -337,6 +346,12 @@ class ScriptedLLM:
         with self._lock:
             self._script.queued.extend(_QueuedFault(reply, path) for _ in range(n))
 
+    def fail_after(self, n: int, reply: Reply, *, path: FaultPath = "chat") -> None:
+        """Answer the next ``n`` requests to ``path`` as scripted, then ``reply`` (a fault) to every later
+        one: a server that breaks in the middle of a run."""
+        with self._lock:
+            self._script.fail_after.append(_FailAfter(n, reply, path))
+
     def fail_randomly(self, rate: float, *replies: Reply, seed: int = 0, path: FaultPath = "chat") -> None:
         """Each request to ``path`` gets one of ``replies`` with probability ``rate`` (seeded draws)."""
         if not replies or not 0.0 <= rate <= 1.0:
@@ -388,6 +403,11 @@ class ScriptedLLM:
             if queued.path in (path, "any"):
                 del self._script.queued[i]
                 return queued.reply
+        for broken in self._script.fail_after:
+            if broken.path in (path, "any"):
+                if broken.healthy_left <= 0:
+                    return broken.reply
+                broken.healthy_left -= 1
         for faults in self._script.random_faults:
             if faults.path in (path, "any") and faults.rng.random() < faults.rate:
                 return faults.rng.choice(faults.replies)
