@@ -12,7 +12,8 @@ from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.sft import SFTResult
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SAMPLE = EXAMPLES / "arenas.sample.jsonl"
 SFT_STEPS = 3
 
 
@@ -25,6 +26,19 @@ def executor() -> Iterator[ToolExecutor]:
 @pytest.fixture(scope="session")
 def sample_arenas() -> list[Arena]:
     return read_arenas(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def family_arena(executor: ToolExecutor) -> Arena:
+    """One instance of a two-hop family (postcode -> zone -> rate): two tool turns, then the answer."""
+    from astra_synth.arenas.families import instantiate, load_families
+
+    (bound,) = [
+        b for b in load_families([EXAMPLES / "families" / "logistics.yaml"])
+        if b.family.id == "logistics.postcode-rate"
+    ]  # fmt: skip
+    (arena,) = instantiate([bound], per_family=1, seed=0, executor=executor, validate=False)
+    return arena
 
 
 @pytest.fixture(scope="session")
