@@ -82,7 +82,8 @@ def test_scripted_episodes_splice_tool_turns_into_the_template_rendering(
     rendering of the conversation, model tokens (exactly as emitted) are mask 1 and all tool output mask 0."""
     tokenizer = load_tokenizer(str(embedded_model))
     tokenizer.padding_side = "left"
-    runner = EpisodeRunner(tokenizer, EpisodeConfig(max_turns=4, max_new_tokens=64, max_completion_tokens=400))
+    settings = EpisodeConfig(max_turns=4, max_new_tokens=64, max_completion_tokens=400)
+    runner = EpisodeRunner(tokenizer, settings)
     texts = golden_script(family_arena)
     assert len(texts) == 3  # two tool turns, then the answer
     golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]

@@ -37,7 +37,8 @@ class ScriptedPolicy:
 
         active = [i for i, turns in enumerate(self._left) if turns]
         if len(active) != input_ids.shape[0]:
-            raise AssertionError(f"{input_ids.shape[0]} rows to generate, {len(active)} scripts still running")
+            rows = input_ids.shape[0]
+            raise AssertionError(f"{rows} rows to generate, {len(active)} scripts still running")
         rows = [ids[mask.bool()].tolist() for ids, mask in zip(input_ids, attention_mask, strict=True)]
         self.inputs.append(rows)
         turns = [self._left[i].pop(0)[:max_new_tokens] for i in active]
