@@ -13,7 +13,7 @@ from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.testing.policy import ScriptedPolicy
+from astra_synth.testing.policy import ScriptedPolicy, golden_texts
 from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, _Running
 from astra_synth.training.models import load_tokenizer
 
@@ -60,21 +60,6 @@ def test_token_loop_steps_the_env_with_every_emitted_call(
     assert len(episode.env_mask) > len(new_ids)
 
 
-def golden_script(arena: Arena) -> list[str]:
-    """The assistant turns of a perfect episode as the model writes them (hermes blocks, the template's
-    spacing), ending with the arena's answer."""
-    turns = [
-        "\n".join(
-            "<tool_call>\n"
-            + json.dumps({"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])})
-            + "\n</tool_call>"
-            for c in calls
-        )
-        for calls in golden_turns(arena)
-    ]
-    return [t + "<|im_end|>" for t in [*turns, arena.final_answer]]
-
-
 def test_scripted_episodes_splice_tool_turns_into_the_template_rendering(
     embedded_model: Path, family_arena: Arena, executor: ToolExecutor
 ) -> None:
@@ -84,7 +69,7 @@ def test_scripted_episodes_splice_tool_turns_into_the_template_rendering(
     tokenizer.padding_side = "left"
     settings = EpisodeConfig(max_turns=4, max_new_tokens=64, max_completion_tokens=400)
     runner = EpisodeRunner(tokenizer, settings)
-    texts = golden_script(family_arena)
+    texts = golden_texts(family_arena)
     assert len(texts) == 3  # two tool turns, then the answer
     golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
@@ -128,7 +113,7 @@ def test_a_small_completion_budget_is_flagged_as_exhausted(
     """The budget counts model and tool tokens: tool results that do not fit end the episode, and so does
     a turn cut off mid-way; both are flagged, and the mask still matches the completion."""
     tokenizer = load_tokenizer(str(embedded_model))
-    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_script(family_arena)]
+    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(family_arena)]
     first = len(golden[0])
     for budget, kept in ((first + 4, first), (first - 5, first - 5)):
         runner = EpisodeRunner(tokenizer, EpisodeConfig(max_new_tokens=64, max_completion_tokens=budget))

@@ -10,8 +10,27 @@ stays real. Every call's unpadded input rows are recorded, so a test can check w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
+
+from astra_synth.arenas.golden import golden_turns
+from astra_synth.arenas.records import Arena
+
+
+def golden_texts(arena: Arena) -> list[str]:
+    """The assistant turns of a perfect episode as a model writes them (hermes blocks with the chat
+    template's spacing, one turn per hop level), then the arena's answer; each ends with ``<|im_end|>``."""
+    turns = [
+        "\n".join(
+            "<tool_call>\n"
+            + json.dumps({"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])})
+            + "\n</tool_call>"
+            for c in calls
+        )
+        for calls in golden_turns(arena)
+    ]
+    return [t + "<|im_end|>" for t in [*turns, arena.final_answer]]
 
 
 class ScriptedPolicy:

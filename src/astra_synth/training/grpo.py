@@ -12,7 +12,7 @@ fields to one reward function, which also logs recall, precision, calls, turns a
 
 The dataset column ``prompt`` is the arena id (TRL's sampler schedules arenas; the rollout renders the
 chat). Because of batch filling the arenas trained on may differ from those scheduled; ``rollouts.jsonl``
-records what was actually played (arena, distractors, reward breakdown, whether the group was masked).
+records what was actually played (arena and its family, distractors, reward breakdown, whether the group was masked).
 Resume restores model, optimiser, scheduler and RNG state from a checkpoint, and each rank's rollout state
 (carry-over buffer, arena sampler RNG, group counter) from ``rollout_state.rank<R>.json`` saved beside it, so
 buffered groups survive an interruption and a resumed run draws the arenas an uninterrupted one would.
@@ -247,6 +247,7 @@ class ArenaRollouts:
                         "group": group.key,
                         "masked": group.masked,
                         "arena_id": ep.arena_id,
+                        "family": ep.family,
                         "reward": ep.breakdown.model_dump(),
                         "distractors": ep.distractors.model_dump() if ep.distractors else None,
                         "completion_tokens": len(ep.completion_ids),
