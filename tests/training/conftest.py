@@ -29,16 +29,20 @@ def sample_arenas() -> list[Arena]:
 
 
 @pytest.fixture(scope="session")
-def family_arena(executor: ToolExecutor) -> Arena:
-    """One instance of a two-hop family (postcode -> zone -> rate): two tool turns, then the answer."""
+def family_arenas(executor: ToolExecutor) -> list[Arena]:
+    """Two instances of a two-hop family (postcode -> zone -> rate): two tool turns, then the answer."""
     from astra_synth.arenas.families import instantiate, load_families
 
     (bound,) = [
         b for b in load_families([EXAMPLES / "families" / "logistics.yaml"])
         if b.family.id == "logistics.postcode-rate"
     ]  # fmt: skip
-    (arena,) = instantiate([bound], per_family=1, seed=0, executor=executor, validate=False)
-    return arena
+    return instantiate([bound], per_family=2, seed=0, executor=executor, validate=False)
+
+
+@pytest.fixture(scope="session")
+def family_arena(family_arenas: list[Arena]) -> Arena:
+    return family_arenas[0]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import pytest
 
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.reward import RewardBreakdown
+from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.testing.policy import ScriptedPolicy, golden_texts
 from astra_synth.training.batching import FillConfig, FillResult, Group
@@ -70,6 +71,16 @@ def test_masked_groups_carry_no_loss_tokens(
     )
     assert rewards == [0.0, 1.0, 0.5, 0.5]
     assert logged["arena/calls"] == 1.0 and logged["fill/frac_zero_variance"] == 7 / 8
+
+
+def test_too_few_arenas_for_a_step_fail_before_training(
+    family_arena: Arena, executor: ToolExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each group of a step needs its own arena; TRL would otherwise train 0 steps and say nothing."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(InputError, match=r"at least 2 arenas \(1 groups per step × 2 processes.*got 1"):
+        run_rl([family_arena], executor, tmp_path, RLConfig(groups_per_device=1))
+    assert not any(tmp_path.iterdir())
 
 
 def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
