@@ -1,5 +1,5 @@
 """The multi-process path: `astra train rl` under torchrun (2 CPU ranks, gloo) takes one GRPO step; the
-generator is scripted (scripted_rl.py) so each rank's rewards are known."""
+generator is scripted (astra_synth.testing.scripted_rl) so each rank's rewards are known."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ import pytest
 from astra_synth.arenas.records import Arena, write_arenas
 from astra_synth.training.metrics import read_metrics
 
-HERE = Path(__file__).parent
-
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # model load in two processes + one step on 2 shared CPU cores
@@ -27,7 +25,7 @@ def test_grpo_under_torchrun_with_two_ranks(
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
         str(torchrun), "--standalone", "--nproc_per_node", "2",
-        str(HERE / "scripted_rl.py"), "train", "rl", "--arenas", str(arenas), "--model", str(embedded_model),
+        "-m", "astra_synth.testing.scripted_rl", "train", "rl", "--arenas", str(arenas), "--model", str(embedded_model),
         "--out", str(out), "--group-size", "2", "--groups", "1", "--max-steps", "1", "--max-rolls", "1",
         "--max-turns", "3", "--max-new-tokens", "64", "--distractors", "0", "--save-steps", "1",
     ]  # fmt: skip

@@ -1,5 +1,7 @@
-"""``astra train rl`` with a scripted generator, for torchrun (see test_distributed.py): ranks must give known
-rewards so the logged reward can be checked against both ranks' logs.
+"""``astra train rl`` with a scripted generator: ``torchrun ... -m astra_synth.testing.scripted_rl train rl ...``.
+
+Sampled rewards cannot show that the reward logged under several processes is gathered from all of them; known
+per-rank rewards can (tests/training/test_distributed.py).
 
 Per ``play``, the first episode on rank 0 answers wrongly at once (reward 0) and every other episode plays its
 arena's golden conversation (reward 1): one GRPO group of two per rank gives rewards [0, 1] on rank 0 and
