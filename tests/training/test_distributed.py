@@ -25,7 +25,8 @@ def test_grpo_under_torchrun_with_two_ranks(
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
         str(torchrun), "--standalone", "--nproc_per_node", "2",
-        "-m", "astra_synth.testing.scripted_rl", "train", "rl", "--arenas", str(arenas), "--model", str(embedded_model),
+        "-m", "astra_synth.testing.scripted_rl", "train", "rl",
+        "--arenas", str(arenas), "--model", str(embedded_model),
         "--out", str(out), "--group-size", "2", "--groups", "1", "--max-steps", "1", "--max-rolls", "1",
         "--max-turns", "3", "--max-new-tokens", "64", "--distractors", "0", "--save-steps", "1",
     ]  # fmt: skip

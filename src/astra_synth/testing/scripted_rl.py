@@ -1,4 +1,4 @@
-"""``astra train rl`` with a scripted generator: ``torchrun ... -m astra_synth.testing.scripted_rl train rl ...``.
+"""``astra train rl`` with a scripted generator (``torchrun ... -m astra_synth.testing.scripted_rl train rl``).
 
 Sampled rewards cannot show that the reward logged under several processes is gathered from all of them; known
 per-rank rewards can (tests/training/test_distributed.py).
@@ -31,5 +31,5 @@ def scripted_play(runner: EpisodeRunner, model: Any, envs: list[Any]) -> list[To
 
 
 if __name__ == "__main__":
-    EpisodeRunner.play = scripted_play  # type: ignore[method-assign]
+    EpisodeRunner.play = scripted_play  # type: ignore[method-assign,assignment]
     main()
