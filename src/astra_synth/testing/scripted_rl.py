@@ -1,4 +1,4 @@
-"""``astra train rl`` with a scripted generator (``torchrun ... -m astra_synth.testing.scripted_rl train rl``).
+"""``astra train rl`` with a scripted generator (``torchrun -m astra_synth.testing.scripted_rl train rl``).
 
 Sampled rewards cannot show that the reward logged under several processes is gathered from all of them; known
 per-rank rewards can (tests/training/test_distributed.py).
