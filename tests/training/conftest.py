@@ -12,7 +12,8 @@ from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.sft import SFTResult
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SAMPLE = EXAMPLES / "arenas.sample.jsonl"
 SFT_STEPS = 3
 
 
@@ -25,6 +26,23 @@ def executor() -> Iterator[ToolExecutor]:
 @pytest.fixture(scope="session")
 def sample_arenas() -> list[Arena]:
     return read_arenas(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def family_arenas(executor: ToolExecutor) -> list[Arena]:
+    """Two instances of a two-hop family (postcode -> zone -> rate): two tool turns, then the answer."""
+    from astra_synth.arenas.families import instantiate, load_families
+
+    (bound,) = [
+        b for b in load_families([EXAMPLES / "families" / "logistics.yaml"])
+        if b.family.id == "logistics.postcode-rate"
+    ]  # fmt: skip
+    return instantiate([bound], per_family=2, seed=0, executor=executor, validate=False)
+
+
+@pytest.fixture(scope="session")
+def family_arena(family_arenas: list[Arena]) -> Arena:
+    return family_arenas[0]
 
 
 @pytest.fixture(scope="session")

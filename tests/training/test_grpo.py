@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.reward import RewardBreakdown
+from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.testing.policy import ScriptedPolicy, golden_texts
 from astra_synth.training.batching import FillConfig, FillResult, Group
 from astra_synth.training.distractors import DistractorConfig
 from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
@@ -70,6 +73,16 @@ def test_masked_groups_carry_no_loss_tokens(
     assert logged["arena/calls"] == 1.0 and logged["fill/frac_zero_variance"] == 7 / 8
 
 
+def test_too_few_arenas_for_a_step_fail_before_training(
+    family_arena: Arena, executor: ToolExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each group of a step needs its own arena; TRL would otherwise train 0 steps and say nothing."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(InputError, match=r"at least 2 arenas \(1 groups per step × 2 processes.*got 1"):
+        run_rl([family_arena], executor, tmp_path, RLConfig(groups_per_device=1))
+    assert not any(tmp_path.iterdir())
+
+
 def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
     embedded_model: Path, short_arenas: list[Arena], executor: ToolExecutor
 ) -> None:
@@ -90,6 +103,60 @@ def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
     assert group.rewards == [0.0, 1.0] and [e.breakdown.reward for e in group.payload] == [0.0, 1.0]
     assert second._groups == 5
     assert [second._rng.random() for _ in range(3)] == [first._rng.random() for _ in range(3)]
+
+
+def _differing_tensors(start: Path, end: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(start, "pt") as a, safe_open(end, "pt") as b:
+        names = set(a.keys())
+        assert names == set(b.keys())
+        return [k for k in sorted(names) if not a.get_tensor(k).equal(b.get_tensor(k))]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # model load + one real GRPO step (two short episodes) + a checkpoint
+def test_one_group_with_rewards_0_and_1_moves_the_weights(
+    embedded_model: Path,
+    family_arena: Arena,
+    executor: ToolExecutor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rollout's generator is scripted (a wrong answer, then the golden episode), everything else is real:
+    runner, sandbox, F1 reward, TRL's loss and optimiser. A group with rewards [0, 1] must reach the loss."""
+    tokenizer = load_tokenizer(str(embedded_model))
+    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(family_arena)]
+    wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
+    play = EpisodeRunner.play
+
+    def scripted(runner: EpisodeRunner, model: object, envs: list[Any]) -> list[TokenEpisode]:
+        return play(runner, ScriptedPolicy([wrong, golden]), envs)
+
+    monkeypatch.setattr(EpisodeRunner, "play", scripted)
+    settings = RLConfig(
+        model=str(embedded_model),
+        max_steps=1,
+        group_size=2,
+        groups_per_device=1,
+        learning_rate=1e-5,
+        episode=EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=320),
+        distractors=None,
+        fill=FillConfig(max_rolls=1),
+    )  # no checkpoint folder (optimiser state is a GB to write): the policy saved at the end is compared
+    out = tmp_path / "rl"
+    result = run_rl([family_arena], executor, out, settings)
+
+    played = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+    assert [p["reward"]["reward"] for p in played] == [0.0, pytest.approx(1.0)]
+    assert [p["masked"] for p in played] == [False, False]
+    assert {(p["arena_id"], p["family"]) for p in played} == {(family_arena.id, "logistics.postcode-rate")}
+    (step,) = [r for r in read_metrics(out / "metrics.jsonl") if "reward" in r]
+    assert step["reward"] == pytest.approx(0.5) and result.rewards == [step["reward"]]
+    assert step["frac_reward_zero_std"] == 0.0
+    assert step["grad_norm"] > 0
+    changed = _differing_tensors(embedded_model / "model.safetensors", out / "model.safetensors")
+    assert "model.layers.0.self_attn.q_proj.weight" in changed, changed
 
 
 @pytest.mark.slow

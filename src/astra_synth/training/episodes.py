@@ -38,6 +38,7 @@ class TokenEpisode(BaseModel):
     """One finished GRPO episode: the tokens to train on, the conversation and its reward breakdown."""
 
     arena_id: str
+    family: str | None = None
     prompt_ids: list[int]
     completion_ids: list[int]
     env_mask: list[int]
@@ -166,6 +167,7 @@ class EpisodeRunner:
     def _finish(self, episode: _Running) -> TokenEpisode:
         return TokenEpisode(
             arena_id=episode.env.arena.id,
+            family=episode.env.arena.family,
             prompt_ids=episode.prompt_ids,
             completion_ids=episode.completion_ids,
             env_mask=episode.env_mask,

@@ -12,7 +12,8 @@ fields to one reward function, which also logs recall, precision, calls, turns a
 
 The dataset column ``prompt`` is the arena id (TRL's sampler schedules arenas; the rollout renders the
 chat). Because of batch filling the arenas trained on may differ from those scheduled; ``rollouts.jsonl``
-records what was actually played (arena, distractors, reward breakdown, whether the group was masked).
+records what was actually played (arena and its family, distractors, reward breakdown, whether the group was
+masked).
 Resume restores model, optimiser, scheduler and RNG state from a checkpoint, and each rank's rollout state
 (carry-over buffer, arena sampler RNG, group counter) from ``rollout_state.rank<R>.json`` saved beside it, so
 buffered groups survive an interruption and a resumed run draws the arenas an uninterrupted one would.
@@ -33,6 +34,7 @@ from transformers import TrainerCallback
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.config import StrictModel
+from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
@@ -247,6 +249,7 @@ class ArenaRollouts:
                         "group": group.key,
                         "masked": group.masked,
                         "arena_id": ep.arena_id,
+                        "family": ep.family,
                         "reward": ep.breakdown.model_dump(),
                         "distractors": ep.distractors.model_dump() if ep.distractors else None,
                         "completion_tokens": len(ep.completion_ids),
@@ -304,6 +307,13 @@ def run_rl(
     settings = settings or RLConfig()
     if settings.episode.temperature <= 0:
         raise ValueError("GRPO samples its groups: episode.temperature must be > 0")
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun/accelerate
+    needed = settings.groups_per_device * processes
+    if len(arenas) < needed:  # TRL's sampler would yield no batch: 0 steps, no error
+        raise InputError(
+            f"GRPO needs at least {needed} arenas ({settings.groups_per_device} groups per step × "
+            f"{processes} processes, each a different arena); got {len(arenas)}"
+        )
     model_path = resolve_model(settings.model)
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
