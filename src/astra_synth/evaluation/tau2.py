@@ -203,6 +203,12 @@ def ensure_tau2_venv(root: Path | None = None) -> Tau2Venv:
     )
 
 
+def _runner(venv: Tau2Venv) -> list[str]:
+    """The runner's command; isolated (``-I``) so its own folder, which holds this ``tau2.py``, does not
+    shadow the ``tau2`` package, and no ``PYTHONPATH`` of ours leaks into the venv."""
+    return [str(venv.python), "-I", str(RUNNER)]
+
+
 def _runner_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **OFFLINE_ENV, **(extra or {})}
 
@@ -210,7 +216,7 @@ def _runner_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def load_tasks(venv: Tau2Venv, domain: Domain) -> list[Tau2Task]:
     """The domain's ``base`` tasks, in τ²'s order."""
     text = run_step(
-        [str(venv.python), str(RUNNER), "tasks", domain],
+        [*_runner(venv), "tasks", domain],
         f"reading τ² {domain} tasks",
         _runner_env(),
         error=Tau2Error,
@@ -328,7 +334,7 @@ def _run_domain(
     write_json_atomic(request_file, request)
     with log.open("a", encoding="utf-8") as err:
         proc = subprocess.Popen(
-            [str(venv.python), str(RUNNER), "run", str(request_file)],
+            [*_runner(venv), "run", str(request_file)],
             cwd=log.parent,
             env=env,
             stdout=subprocess.PIPE,
