@@ -46,6 +46,7 @@ _RUN_FILE = "astra_tau2_run.json"
 RESULTS_FILE = "simulations.jsonl"
 TRAJECTORIES_FILE = "trajectories.jsonl"
 SUMMARY_FILE = "tau2_summary.json"
+RUN_LOG = "tau2_run.log"
 OFFLINE_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "HF_HUB_OFFLINE": "1",
@@ -213,18 +214,19 @@ def _runner_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **OFFLINE_ENV, **(extra or {})}
 
 
-def load_tasks(venv: Tau2Venv, domain: Domain) -> list[Tau2Task]:
-    """The domain's ``base`` tasks, in τ²'s order."""
+def load_tasks(venv: Tau2Venv, domains: list[Domain]) -> dict[Domain, list[Tau2Task]]:
+    """Each domain's ``base`` tasks, in τ²'s order."""
     text = run_step(
-        [*_runner(venv), "tasks", domain],
-        f"reading τ² {domain} tasks",
+        [*_runner(venv), "tasks", ",".join(domains)],
+        f"reading the τ² tasks of {', '.join(domains)}",
         _runner_env(),
         error=Tau2Error,
     )
     try:
-        return [Tau2Task.model_validate(t) for t in json.loads(text)]
-    except (ValueError, ValidationError) as exc:
-        raise Tau2Error(f"τ² runner printed no task list for {domain}: {exc}") from exc
+        listed = json.loads(text)
+        return {d: [Tau2Task.model_validate(t) for t in listed[d]] for d in domains}
+    except (ValueError, KeyError, ValidationError) as exc:
+        raise Tau2Error(f"τ² runner printed no task list for {domains}: {exc}") from exc
 
 
 def pass_hat_k(trials: int, successes: int, k: int) -> float:
@@ -322,14 +324,14 @@ def _side(endpoint: EndpointConfig, config: Tau2Config) -> dict[str, object]:
     }
 
 
-def _run_domain(
+def _run_simulations(
     venv: Tau2Venv,
     request: dict[str, object],
     env: dict[str, str],
     log: Path,
     on_result: Callable[[SimulationResult], None] | None,
 ) -> None:
-    """One runner process for one domain; its stdout is the event stream, its stderr the log."""
+    """One runner process; its stdout is the event stream, its stderr the log."""
     request_file = log.with_suffix(".request.json")
     write_json_atomic(request_file, request)
     with log.open("a", encoding="utf-8") as err:
@@ -394,7 +396,8 @@ def run_tau2(
         max_tokens=config.max_tokens,
     )
     _check_identity(out, identity)
-    selection = {d: [t.id for t in load_tasks(venv, d)][: config.limit] for d in config.domains}
+    listed = load_tasks(venv, config.domains)
+    selection = {d: [t.id for t in listed[d]][: config.limit] for d in config.domains}
     results = read_results(out)
 
     def finished(domain: str, task_id: str, trial: int) -> bool:
@@ -409,12 +412,14 @@ def run_tau2(
         total = sum(len(ids) for ids in selection.values()) * config.trials
         on_start(total, sum(len(v) for v in done.values()))
     env = _runner_env({"ASTRA_TAU2_AGENT_KEY": endpoint.api_key(), "ASTRA_TAU2_USER_KEY": user.api_key()})
-    for domain, ids in selection.items():
-        if len(done[domain]) == len(ids) * config.trials:
-            continue
+    todo = {
+        d: {"task_ids": ids, "done": done[d]}
+        for d, ids in selection.items()
+        if len(done[d]) < len(ids) * config.trials
+    }
+    if todo:
         request = {
-            "domain": domain,
-            "task_ids": ids,
+            "domains": todo,
             "trials": config.trials,
             "seed": config.seed,
             "max_steps": config.max_steps,
@@ -422,11 +427,10 @@ def run_tau2(
             "concurrency": config.concurrency,
             "agent": _side(endpoint, config),
             "user": _side(user, config),
-            "done": done[domain],
             "results": str(out / RESULTS_FILE),
             "trajectories": str(out / TRAJECTORIES_FILE),
         }
-        _run_domain(venv, request, env, out / f"tau2_{domain}.log", on_result)
+        _run_simulations(venv, request, env, out / RUN_LOG, on_result)
     results = read_results(out)
     scores = [
         score_domain(d, ids, config.trials, results, config.allow_errors) for d, ids in selection.items()

