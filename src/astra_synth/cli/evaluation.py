@@ -341,7 +341,7 @@ def print_tau2_report(report: Tau2Report) -> None:
         table.add_row(
             s.domain, str(s.tasks), *passes, f"{s.avg_reward:.3f}", str(s.simulations), str(s.errors)
         )
-    table.add_row("mean", "", f"{report.pass1:.2%}", *([""] * (report.trials + 2)), str(report.errors))
+    table.add_row("mean", "", f"{report.pass1:.2%}", *([""] * (report.trials + 1)), str(report.errors))
     Console().print(table)
     for s in report.domains:
         ends = ", ".join(f"{reason} {n}" for reason, n in sorted(s.terminations.items()))
