@@ -23,12 +23,14 @@ from astra_synth.evaluation.tau2 import (
     SUMMARY_FILE,
     Domain,
     SimulationResult,
+    Tau2Error,
     Tau2Report,
     Tau2Task,
     Tau2Venv,
     ensure_tau2_venv,
     load_tasks,
     pass_hat_k,
+    read_results,
     score_domain,
 )
 from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
@@ -127,6 +129,15 @@ def test_endpoint_errors_score_zero_unless_allowed() -> None:
     assert strict.errors == 1 and strict.pass_hat_k == [0.25, 0.0] and strict.passed == []
     lenient = score_domain("retail", ["a", "b"], 2, results, allow_errors=True)
     assert lenient.pass_hat_k[0] == 0.5 and lenient.passed == ["a"] and lenient.simulations == 2
+
+
+def test_a_line_cut_by_a_crash_is_rerun_and_a_corrupt_one_refused(tmp_path: Path) -> None:
+    good = SimulationResult(domain="airline", task_id="0", trial=0, seed=1, reward=1.0, duration_s=1.0)
+    (tmp_path / RESULTS_FILE).write_text(good.model_dump_json() + "\n" + good.model_dump_json()[:20])
+    assert read_results(tmp_path) == {("airline", "0", 0): good}
+    (tmp_path / RESULTS_FILE).write_text("{}\n" + good.model_dump_json() + "\n")
+    with pytest.raises(Tau2Error, match="not a simulation record"):
+        read_results(tmp_path)
 
 
 @pytest.mark.slow

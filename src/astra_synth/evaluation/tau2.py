@@ -248,12 +248,21 @@ def read_results(out: Path) -> dict[tuple[str, str, int], SimulationResult]:
             result = SimulationResult.model_validate_json(line)
         except ValidationError:
             if number == len(lines):
-                continue  # a line cut by a crash: that simulation runs again
+                continue  # a line cut by a crash (cut off before the next run appends): it runs again
             raise Tau2Error(f"{path}:{number}: not a simulation record; use another --out") from None
         key = (result.domain, result.task_id, result.trial)
         if key not in latest or latest[key].endpoint_error is not None:
             latest[key] = result
     return latest
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line a crash left unfinished, so the next record starts on a line of its own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def score_domain(
@@ -398,6 +407,8 @@ def run_tau2(
     _check_identity(out, identity)
     listed = load_tasks(venv, config.domains)
     selection = {d: [t.id for t in listed[d]][: config.limit] for d in config.domains}
+    _drop_torn_tail(out / RESULTS_FILE)
+    _drop_torn_tail(out / TRAJECTORIES_FILE)
     results = read_results(out)
 
     def finished(domain: str, task_id: str, trial: int) -> bool:
