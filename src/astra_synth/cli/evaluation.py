@@ -36,6 +36,7 @@ from astra_synth.evaluation.bfcl import (
     select_ids,
 )
 from astra_synth.evaluation.tau2 import DOMAINS as TAU2_DOMAINS
+from astra_synth.evaluation.tau2 import EMBEDDED_N_CTX as TAU2_EMBEDDED_N_CTX
 from astra_synth.evaluation.tau2 import SUMMARY_FILE as TAU2_SUMMARY
 from astra_synth.evaluation.tau2 import (
     TAU2_VERSION,
@@ -46,7 +47,7 @@ from astra_synth.evaluation.tau2 import (
     run_tau2,
 )
 from astra_synth.evaluation.tau2 import SimulationResult as Tau2Simulation
-from astra_synth.llm.local import endpoint_session
+from astra_synth.llm.local import LocalServerConfig, endpoint_session
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.runs.manifest import StageCounts
 from astra_synth.runs.progress import RunProgress, StageBar
@@ -411,7 +412,8 @@ def tau2(
             allow_errors=allow_errors,
         )
         venv = ensure_tau2_venv()
-        with endpoint_session(endpoint) as ep, RunProgress() as progress:
+        embedded = LocalServerConfig(n_ctx=TAU2_EMBEDDED_N_CTX)
+        with endpoint_session(endpoint, embedded) as ep, RunProgress() as progress:
             user = ep.model_copy(
                 update={"base_url": user_base_url or ep.base_url, "model": user_model or ep.model}
             )

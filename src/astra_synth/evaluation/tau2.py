@@ -47,6 +47,9 @@ RESULTS_FILE = "simulations.jsonl"
 TRAJECTORIES_FILE = "trajectories.jsonl"
 SUMMARY_FILE = "tau2_summary.json"
 RUN_LOG = "tau2_run.log"
+EMBEDDED_N_CTX = 8192
+"""Context for the embedded model under τ²: SmolLM2's trained context; the policy and tools alone take
+~5 k tokens, more than the server's 4 k default."""
 OFFLINE_ENV = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "HF_HUB_OFFLINE": "1",

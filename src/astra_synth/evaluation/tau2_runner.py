@@ -69,11 +69,32 @@ def _llm_args(side: dict[str, Any], key_env: str) -> dict[str, Any]:
     }
 
 
+def _plain_messages() -> None:
+    """Send assistant messages without ``null`` fields and with a string ``content``.
+
+    τ² sends ``content: null`` and ``tool_calls: null``; llama-cpp-python (our embedded server) refuses
+    ``null`` there and its chat template needs a ``content``. A no-op for servers that follow OpenAI's API.
+    """
+    from tau2.utils import llm_utils  # type: ignore[import-not-found]
+
+    convert = llm_utils.to_litellm_messages
+
+    def plain(messages: list[Any]) -> list[dict[str, Any]]:
+        converted: list[dict[str, Any]] = convert(messages)
+        return [
+            {k: v for k, v in m.items() if v is not None} | {"content": m.get("content") or ""}
+            for m in converted
+        ]
+
+    llm_utils.to_litellm_messages = plain
+
+
 def run(request_path: str, out: TextIO) -> None:
     import litellm  # type: ignore[import-not-found]
     import openai
     from tau2.run import run_task
 
+    _plain_messages()
     with open(request_path, encoding="utf-8") as fh:
         request = json.load(fh)
     random.seed(request["seed"])
