@@ -23,6 +23,7 @@ from astra_synth.evaluation.tau2 import (
     SUMMARY_FILE,
     Domain,
     SimulationResult,
+    Tau2Config,
     Tau2Error,
     Tau2Report,
     Tau2Task,
@@ -31,9 +32,16 @@ from astra_synth.evaluation.tau2 import (
     load_tasks,
     pass_hat_k,
     read_results,
+    run_tau2,
     score_domain,
 )
-from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
+from astra_synth.testing.scripted import (
+    Reply,
+    ScriptedLLM,
+    server_error_reply,
+    text_reply,
+    tool_call_reply,
+)
 
 USER_PROMPT = "# User Simulation Guidelines"
 """How τ²'s user simulator's system prompt starts (the agent's starts with <instructions>)."""
@@ -189,3 +197,18 @@ def test_bad_domain_is_refused() -> None:
     with ScriptedLLM(handler=lambda body: text_reply("x")) as llm:
         result = _run(Path("unused"), llm, "--domains", "retail,bank")
     assert result.exit_code == 2 and "--domains" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_endpoint_failures_are_errors_and_rerun_on_resume(tmp_path: Path, venv: Tau2Venv) -> None:
+    config = Tau2Config(domains=["retail"], limit=2, max_steps=4, concurrency=2)
+    with ScriptedLLM(handler=lambda body: server_error_reply()) as broken:
+        ep = broken.endpoint(model="m", max_retries=0)
+        report = run_tau2(ep, ep, tmp_path, venv, config, endpoint_label="x", user_label="x")
+    assert report.errors == 2 and report.domains[0].pass_hat_k == [0.0]
+    assert report.domains[0].terminations == {"endpoint_error": 2}
+    with ScriptedLLM(handler=lambda body: text_reply("I see.")) as silent:
+        ep = silent.endpoint(model="m", max_retries=0)
+        report = run_tau2(ep, ep, tmp_path, venv, config, endpoint_label="x", user_label="x")
+    assert report.errors == 0 and report.domains[0].terminations == {"max_steps": 2}
