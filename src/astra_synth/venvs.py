@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import Field, ValidationError
 
-from astra_synth.config import StrictModel
+from astra_synth.config import StrictModel, cache_root
 from astra_synth.runs.jsonl import write_json_atomic
 
 
@@ -136,3 +137,38 @@ def ensure_venv(
             check(venv, where)
         write_json_atomic(root / marker, venv.model_dump(mode="json"))
         return venv
+
+
+@dataclass(frozen=True)
+class SideVenv(Generic[V]):
+    """One third-party stack's pinned venv under the cache (BFCL, τ²): where it lives, what it is built
+    from, how it is recorded and checked, and which error names a failure."""
+
+    folder: str
+    lock_file: Path
+    marker: str
+    model: type[V]
+    label: str
+    error: type[Exception]
+    fields: dict[str, Any]
+    check: Callable[[V, str], None] | None = None
+
+    def default_dir(self) -> Path:
+        return cache_root() / self.folder
+
+    def ready(self, root: Path | None = None) -> V | None:
+        """The venv if one built from the current lock exists; never builds one."""
+        return read_marker(root or self.default_dir(), self.marker, self.model, self.lock_file, **self.fields)
+
+    def ensure(self, root: Path | None = None) -> V:
+        """The venv, created (network to PyPI) if missing or built from another lock."""
+        return ensure_venv(
+            root or self.default_dir(),
+            self.lock_file,
+            marker=self.marker,
+            model=self.model,
+            label=self.label,
+            error=self.error,
+            check=self.check,
+            **self.fields,
+        )

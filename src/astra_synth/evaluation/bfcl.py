@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from astra_synth.config import EndpointConfig, StrictModel, cache_root
+from astra_synth.config import EndpointConfig, StrictModel
 from astra_synth.evaluation.endpoint_errors import ErrorPolicy
+from astra_synth.evaluation.out_dir import claim_out_dir
 from astra_synth.runs.jsonl import write_json_atomic
-from astra_synth.venvs import PinnedVenv, ensure_venv, read_marker, run_step
+from astra_synth.venvs import PinnedVenv, SideVenv, run_step
 
 BFCL_EVAL_VERSION = "2026.3.23"
 DATA_PREFIX = "BFCL_v4"
@@ -106,39 +107,29 @@ class _RunIdentity(BaseModel):
     ids: dict[str, list[str]]
 
 
-def default_venv_dir() -> Path:
-    return cache_root() / "bfcl-venv"
-
-
-def _run(args: list[str], what: str, env: dict[str, str] | None = None, log: Path | None = None) -> str:
-    """:func:`astra_synth.venvs.run_step` raising :class:`BfclError`."""
-    return run_step(args, what, env, log, error=BfclError)
-
-
-def ready_bfcl_venv(root: Path | None = None) -> BfclVenv | None:
-    """The BFCL venv if one built from the current lock exists; never builds one."""
-    return read_marker(
-        root or default_venv_dir(), _VENV_MARKER, BfclVenv, LOCK_FILE, bfcl_eval_version=BFCL_EVAL_VERSION
-    )
-
-
 def _check_data(venv: BfclVenv, where: str) -> None:
     if not (venv.data_dir / f"{DATA_PREFIX}_multi_turn_base.json").is_file():
         raise BfclError(f"{where}: bfcl-eval installed but its data is missing under {venv.data_dir}")
 
 
-def ensure_bfcl_venv(root: Path | None = None) -> BfclVenv:
-    """The BFCL venv, created (about a minute, network to PyPI) if missing or built from another lock."""
-    return ensure_venv(
-        root or default_venv_dir(),
-        LOCK_FILE,
-        marker=_VENV_MARKER,
-        model=BfclVenv,
-        label="the BFCL venv",
-        error=BfclError,
-        check=_check_data,
-        bfcl_eval_version=BFCL_EVAL_VERSION,
-    )
+_VENV = SideVenv(
+    "bfcl-venv",
+    LOCK_FILE,
+    _VENV_MARKER,
+    BfclVenv,
+    "the BFCL venv",
+    BfclError,
+    {"bfcl_eval_version": BFCL_EVAL_VERSION},
+    check=_check_data,
+)
+ready_bfcl_venv = _VENV.ready
+ensure_bfcl_venv = _VENV.ensure
+default_venv_dir = _VENV.default_dir
+
+
+def _run(args: list[str], what: str, env: dict[str, str] | None = None, log: Path | None = None) -> str:
+    """:func:`astra_synth.venvs.run_step` raising :class:`BfclError`."""
+    return run_step(args, what, env, log, error=BfclError)
 
 
 def category_ids(venv: BfclVenv, category: Category) -> list[str]:
@@ -176,24 +167,6 @@ def select_ids(
     if not selection:
         raise BfclError(f"{ids_file}: no ids for the selected categories {categories}")
     return selection
-
-
-def _check_identity(out: Path, identity: _RunIdentity) -> None:
-    """Resume only the same run: mixing results of two models or selections would corrupt the scores."""
-    path = out / _RUN_FILE
-    if path.is_file():
-        try:
-            previous = _RunIdentity.model_validate_json(path.read_text(encoding="utf-8"))
-        except ValidationError as exc:
-            raise BfclError(f"{path}: unreadable run record; use another --out ({exc})") from exc
-        if previous != identity:
-            raise BfclError(
-                f"{out} holds a BFCL run for another model, endpoint, version or id selection "
-                f"({previous.model} at {previous.endpoint}); use another --out"
-            )
-    elif (out / "result" / REGISTRY_NAME).exists():
-        raise BfclError(f"{out} holds BFCL results this command did not record; use another --out")
-    write_json_atomic(path, identity.model_dump(mode="json"))
 
 
 def _read_jsonl(path: Path) -> list[dict[str, object]]:
@@ -257,7 +230,9 @@ def run_bfcl(
         max_tokens=max_tokens,
         ids=selection,
     )
-    _check_identity(out, identity)
+    claim_out_dir(
+        out / _RUN_FILE, identity, unrecorded=out / "result" / REGISTRY_NAME, what="BFCL", error=BfclError
+    )
     write_json_atomic(out / "test_case_ids_to_generate.json", selection)
     env = {
         **os.environ,

