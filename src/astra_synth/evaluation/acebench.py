@@ -4,11 +4,13 @@ The data is the user's ``data_en`` folder of an ACEBench checkout (evaluation on
 select checkpoints on it); the project ships neither its data nor its code. Each item becomes one chat
 request (system prompt with the item's time or user profile, user prompt with the API list and the
 dialogue so far); the answer text is scored by :mod:`astra_synth.evaluation.acebench_checker` under both
-scorings. The agent categories need ACEBench's environment classes (their start state lives only there),
-so they are reported as not run.
+scorings. The agent categories need ACEBench's environment classes (their start state lives only there):
+with a checkout (``acebench_repo``) they run as episodes (:mod:`astra_synth.evaluation.acebench_agent`),
+without one they are reported as not run.
 
-Answers are appended to ``acebench_results.jsonl`` in the output folder as they arrive; a rerun with the
-same folder asks only for the missing ones (and the ones that failed at the endpoint) and re-scores all.
+Answers and episodes are appended to ``acebench_results.jsonl`` and ``acebench_agent_results.jsonl`` in the
+output folder as they arrive; a rerun with the same folder runs only the missing ones (and the ones that
+failed at the endpoint) and re-scores all.
 """
 
 from __future__ import annotations
@@ -19,17 +21,32 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
+from astra_synth.evaluation.acebench_agent import AGENT as AGENT
+from astra_synth.evaluation.acebench_agent import (
+    AGENT_RESULTS_FILE,
+    ENV_LOG,
+    NOT_RUN_REASON,
+    AgentEpisode,
+    AgentItem,
+    AnsweredRecord,
+    check_checkout,
+    load_agent_category,
+    previous_results,
+    run_episode,
+    score_episode,
+)
+from astra_synth.evaluation.acebench_agent import AceBenchError as AceBenchError
 from astra_synth.evaluation.acebench_checker import Scoring, Verdict, check_normal, check_special
 from astra_synth.evaluation.endpoint_errors import ErrorPolicy
 from astra_synth.llm.client import LLMCallError, LLMClient
 from astra_synth.prompts import load_prompt
-from astra_synth.runs.jsonl import JsonlAppender, describe_errors, load_records, write_json_atomic
+from astra_synth.runs.jsonl import JsonlAppender, describe_errors, write_json_atomic
 
 NORMAL = (
     "normal_single_turn_single_function",
@@ -46,24 +63,16 @@ NORMAL = (
     "normal_atom_object_short",
 )
 SPECIAL = ("special_incomplete", "special_error_param", "special_irrelevant")
-AGENT = ("agent_multi_turn", "agent_multi_step")
 CATEGORIES = NORMAL + SPECIAL + AGENT
 MULTI_TURN = ("normal_multi_turn_user_adjust", "normal_multi_turn_user_switch")
 # ACEBench's summary weights (normal, special, agent).
 WEIGHTS = {"normal": 0.578, "special": 0.2676, "agent": 0.1545}
-AGENT_NOT_RUN = (
-    "not implemented in this step: the agent categories need ACEBench's environment classes (their start "
-    "state lives only in the upstream code), to be loaded from a checkout given with --acebench-repo DIR"
-)
 RESULTS_FILE = "acebench_results.jsonl"
 REPORT_FILE = "acebench_report.json"
 STAGE = "eval_acebench"
 
 Group = Literal["normal", "special", "agent"]
-
-
-class AceBenchError(RuntimeError):
-    """The run cannot go on (e.g. the output folder holds another model's answers)."""
+Outcome = Literal["ok", "wrong", "error"]
 
 
 class AceQuestion(BaseModel):
@@ -98,14 +107,11 @@ class AceItem(BaseModel):
         return self.question.id.rsplit("_", 2)[-2] if self.category in MULTI_TURN else None
 
 
-class ItemResult(BaseModel):
+class ItemResult(AnsweredRecord):
     """One item's answer (None when the endpoint failed) and its verdict under both scorings."""
 
-    id: str
     category: str
-    model: str
     answer: str | None
-    error: str | None = None
     original: Verdict
     strict: Verdict
 
@@ -115,10 +121,11 @@ class ItemResult(BaseModel):
 
 class Metrics(BaseModel):
     accuracy: float = Field(
-        description="Share correct; multi-turn: share of dialogues with every step right."
+        description="Share correct; multi-turn: share of dialogues with every step right; agent: end-to-end."
     )
     process_accuracy: float | None = Field(
-        default=None, description="Multi-turn only: mean share of correct steps per dialogue."
+        default=None,
+        description="Multi-turn: mean share of correct steps per dialogue; agent: mean milestone share.",
     )
 
 
@@ -154,7 +161,9 @@ class Summary(BaseModel):
 
 class AceBenchReport(BaseModel):
     model: str
+    user_model: str | None = Field(default=None, description="The simulated user of agent_multi_turn.")
     data: str
+    acebench_repo: str | None = Field(default=None, description="The checkout the agent classes came from.")
     scoring: Scoring = Field(description="The headline scoring; both are reported.")
     items: int
     errors: int
@@ -324,6 +333,20 @@ def _summary(scores: list[CategoryScore], scoring: Scoring, ran_all: bool) -> Su
     return Summary(**means, overall=overall, overall_label=label)
 
 
+def _agent_metrics(
+    items: list[AgentItem], episodes: dict[str, AgentEpisode], scoring: Scoring, allow_errors: bool
+) -> Metrics:
+    if allow_errors:
+        items = [item for item in items if episodes[item.question.id].error is None]
+    if not items:
+        return Metrics(accuracy=0.0, process_accuracy=0.0)
+    verdicts = [score_episode(item, episodes[item.question.id], scoring) for item in items]
+    return Metrics(
+        accuracy=sum(v.end_to_end.ok for v in verdicts) / len(verdicts),
+        process_accuracy=statistics.fmean(v.process for v in verdicts),
+    )
+
+
 def summarise(
     items: list[AceItem],
     results: dict[str, ItemResult],
@@ -333,12 +356,31 @@ def summarise(
     config: AceBenchConfig,
     not_run: list[NotRun],
     wall_s: float,
+    agent_items: list[AgentItem] | None = None,
+    episodes: dict[str, AgentEpisode] | None = None,
+    user_model: str | None = None,
+    acebench_repo: Path | None = None,
 ) -> AceBenchReport:
     scores = []
+    agent_items, episodes = agent_items or [], episodes or {}
+    skipped = {n.category for n in not_run}
     for category in CATEGORIES:
-        mine = [item for item in items if item.category == category]
-        if category not in config.categories or category in AGENT:
+        if category not in config.categories or category in skipped:
             continue
+        if category in AGENT:
+            mine_agent = [item for item in agent_items if item.category == category]
+            scores.append(
+                CategoryScore(
+                    category=category,
+                    group="agent",
+                    items=len(mine_agent),
+                    errors=sum(episodes[i.question.id].error is not None for i in mine_agent),
+                    original=_agent_metrics(mine_agent, episodes, "original", config.errors.allow_errors),
+                    strict=_agent_metrics(mine_agent, episodes, "strict", config.errors.allow_errors),
+                )
+            )
+            continue
+        mine = [item for item in items if item.category == category]
         dialogues = len({i.dialogue for i in mine}) if category in MULTI_TURN else None
         scores.append(
             CategoryScore(
@@ -355,12 +397,14 @@ def summarise(
     errors = sum(s.errors for s in scores)
     return AceBenchReport(
         model=model,
+        user_model=user_model,
         data=str(data),
+        acebench_repo=str(acebench_repo) if acebench_repo is not None else None,
         scoring=config.scoring,
-        items=len(items),
+        items=len(items) + len(agent_items),
         errors=errors,
         allow_errors=config.errors.allow_errors,
-        error_violation=config.errors.violation(len(items), errors),
+        error_violation=config.errors.violation(len(items) + len(agent_items), errors),
         categories=scores,
         not_run=not_run,
         original=_summary(scores, "original", ran_all),
@@ -372,30 +416,23 @@ def summarise(
 # --- the run ------------------------------------------------------------------------------------------------
 
 
-def _previous(path: Path, model: str) -> dict[str, ItemResult]:
-    """Answers already in the output folder; another model's answers stop the run (a different --out)."""
-    previous: dict[str, ItemResult] = {}
-    for record in load_records(path, ItemResult):
-        if record.model != model:
-            raise AceBenchError(
-                f"{path} holds answers of model {record.model!r}, not {model!r}: use another --out"
-            )
-        if record.error is None:
-            previous[record.id] = record
-    return previous
-
-
 async def evaluate_acebench(
     data: Path,
     out: Path,
     llm: LLMClient,
     config: AceBenchConfig,
-    on_result: Callable[[ItemResult], None] | None = None,
+    on_result: Callable[[str, Outcome], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    *,
+    acebench_repo: Path | None = None,
+    user_llm: LLMClient | None = None,
 ) -> AceBenchReport:
     """Ask the endpoint every item not answered yet in ``out``, score all, write the report there.
 
-    ``on_start(total, already_done)`` and ``on_result(result)`` drive a progress display.
+    The agent categories run only with ``acebench_repo`` (an ACEBench checkout; its classes are loaded
+    in a subprocess, see :mod:`astra_synth.evaluation.acebench_agent`); ``user_llm`` plays the user of
+    ``agent_multi_turn`` (default: ``llm``). ``on_start(total, already_done)`` and ``on_result(id,
+    outcome)`` drive a progress display.
     """
     started = time.monotonic()
     unknown = [c for c in config.categories if c not in CATEGORIES]
@@ -407,21 +444,44 @@ async def evaluate_acebench(
         if category in config.categories and category not in AGENT
         for item in load_category(data, category, config.limit)
     ]
-    not_run = [NotRun(category=c, reason=AGENT_NOT_RUN) for c in AGENT if c in config.categories]
+    agent_wanted = [c for c in AGENT if c in config.categories]
+    not_run = (
+        [] if acebench_repo is not None else [NotRun(category=c, reason=NOT_RUN_REASON) for c in agent_wanted]
+    )
+    agent_items = [
+        item
+        for c in agent_wanted
+        if acebench_repo is not None
+        for item in load_agent_category(data, c, config.limit)
+    ]
+    if agent_items and acebench_repo is not None:
+        if not acebench_repo.is_dir():
+            raise InputError(f"--acebench-repo {acebench_repo}: no such folder")
+        await check_checkout(acebench_repo, agent_items)
+    user = user_llm or llm
     model = llm.endpoint.model
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / RESULTS_FILE
-    previous = _previous(results_path, model)
+    agent_path = out / AGENT_RESULTS_FILE
+    previous = previous_results(results_path, model, ItemResult)
+    episodes = previous_results(agent_path, model, AgentEpisode)
     results = {
         item.question.id: result_for(item, model, previous[item.question.id].answer)
         for item in items
         if item.question.id in previous
     }
+    episodes = {i.question.id: episodes[i.question.id] for i in agent_items if i.question.id in episodes}
     todo = [item for item in items if item.question.id not in results]
+    agent_todo = [item for item in agent_items if item.question.id not in episodes]
     if on_start is not None:
-        on_start(len(items), len(results))
+        on_start(len(items) + len(agent_items), len(results) + len(episodes))
     gate = asyncio.Semaphore(config.concurrency)
     appender = JsonlAppender(results_path, max_batch=1)
+    agent_appender = JsonlAppender(agent_path, max_batch=1)
+
+    def report(record_id: str, outcome: Outcome) -> None:
+        if on_result is not None:
+            on_result(record_id, outcome)
 
     async def ask(item: AceItem) -> None:
         async with gate:
@@ -434,15 +494,26 @@ async def evaluate_acebench(
                 result = result_for(item, model, None, error=str(exc))
         results[item.question.id] = result
         appender.append(result)
-        if on_result is not None:
-            on_result(result)
+        report(result.id, "error" if result.error else "ok" if result.original.ok else "wrong")
+
+    async def play(item: AgentItem, log: IO[bytes]) -> None:
+        assert acebench_repo is not None
+        async with gate:
+            episode = await run_episode(item, acebench_repo, llm, user, max_tokens=config.max_tokens, log=log)
+        episodes[item.question.id] = episode
+        agent_appender.append(episode)
+        ok = score_episode(item, episode, "original").end_to_end.ok
+        report(episode.id, "error" if episode.error else "ok" if ok else "wrong")
 
     appender.open()
+    agent_appender.open()
     try:
-        await asyncio.gather(*(ask(item) for item in todo))
+        with (out / ENV_LOG).open("ab") as log:
+            await asyncio.gather(*(ask(item) for item in todo), *(play(item, log) for item in agent_todo))
     finally:
         appender.close()
-    report = summarise(
+        agent_appender.close()
+    report_ = summarise(
         items,
         results,
         model=model,
@@ -450,6 +521,12 @@ async def evaluate_acebench(
         config=config,
         not_run=not_run,
         wall_s=time.monotonic() - started,
+        agent_items=agent_items,
+        episodes=episodes,
+        user_model=user.endpoint.model
+        if any(i.category == "agent_multi_turn" for i in agent_items)
+        else None,
+        acebench_repo=acebench_repo,
     )
-    write_json_atomic(out / REPORT_FILE, report.model_dump(mode="json"))
-    return report
+    write_json_atomic(out / REPORT_FILE, report_.model_dump(mode="json"))
+    return report_
