@@ -62,6 +62,7 @@ async def llm(scripted_llm: ScriptedLLM) -> AsyncIterator[LLMClient]:
         yield client
 
 
+SEND = {"sender_name": "Eve", "receiver_name": "Frank", "message": "hi"}
 CONFIG = AceBenchConfig(categories=list(AGENT))
 
 
@@ -131,7 +132,7 @@ async def test_environment_dispatches_to_every_instance_and_saves_state() -> Non
         await env.start(["BaseApi", "MessageApi"], {"BaseApi": {"wifi": False, "logged_in": True}})
         calls = [
             Call(name="turn_on_wifi", arguments={}),
-            Call(name="send_message", arguments={"sender_name": "Eve", "receiver_name": "Frank", "message": "x"}),
+            Call(name="send_message", arguments=SEND),
             Call(name="_load_scenario", arguments={}),
             Call(name="delete_message", arguments={"message_id": 1}),
         ]
@@ -177,8 +178,9 @@ def test_calls_are_parsed_from_the_message_never_evaluated() -> None:
 
 def test_cli_runs_agent_categories_with_a_checkout(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
     scripted_llm.on(".*", scripted_model())
-    args = ["--base-url", scripted_llm.base_url, "--model", "scripted", "eval", "acebench", "--data", str(DATA)]
-    args += ["--out", str(tmp_path), "--categories", ",".join(AGENT), "--acebench-repo", str(FAKE_REPO)]
+    args = ["--base-url", scripted_llm.base_url, "--model", "scripted", "eval", "acebench"]
+    args += ["--data", str(DATA), "--out", str(tmp_path), "--categories", ",".join(AGENT)]
+    args += ["--acebench-repo", str(FAKE_REPO)]
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     last = done.stdout.strip().splitlines()[-1]

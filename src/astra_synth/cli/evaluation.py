@@ -20,7 +20,6 @@ from astra_synth.evaluation.acebench import (
     AceBenchConfig,
     AceBenchError,
     AceBenchReport,
-    ItemResult,
     evaluate_acebench,
 )
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, Summary, evaluate_arenas
@@ -48,8 +47,9 @@ from astra_synth.evaluation.tau2 import (
     run_tau2,
 )
 from astra_synth.evaluation.tau2 import SimulationResult as Tau2Simulation
+from astra_synth.llm.client import LLMClient
 from astra_synth.llm.local import LocalServerConfig, endpoint_session
-from astra_synth.llm.preflight import EndpointUnavailable, check_endpoint_sync
+from astra_synth.llm.preflight import EndpointUnavailable, check_endpoint, check_endpoint_sync
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.runs.manifest import StageCounts
 from astra_synth.runs.progress import RunProgress, StageBar
@@ -300,7 +300,8 @@ def print_acebench_report(report: AceBenchReport) -> None:
     "acebench",
     help="ACEBench's English normal and special categories from a data_en folder (evaluation only: never "
     "train on it). Scored under ACEBench's original rules and a strict variant; both are reported. The agent "
-    "categories are not run yet. A rerun with the same --out resumes the run.",
+    "categories need an ACEBench checkout (--acebench-repo; its environment classes are loaded from there at "
+    "run time) and are reported as not run without one. A rerun with the same --out resumes the run.",
 )
 def acebench(
     ctx: typer.Context,
@@ -323,6 +324,22 @@ def acebench(
         int | None, typer.Option("--concurrency", min=1, help="Requests in flight (default: endpoint's).")
     ] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Cap each answer.")] = None,
+    acebench_repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--acebench-repo",
+            help="An ACEBench checkout: the agent categories load its environment classes from there.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    user_base_url: Annotated[
+        str | None,
+        typer.Option("--user-base-url", help="The simulated user's endpoint (default: --base-url)."),
+    ] = None,
+    user_model: Annotated[
+        str | None, typer.Option("--user-model", help="The simulated user's model (default: --model).")
+    ] = None,
     allow_errors: AllowErrorsOption = False,
     max_error_rate: MaxErrorRateOption = 0.0,
 ) -> None:
@@ -340,9 +357,19 @@ def acebench(
 
     async def main() -> AceBenchReport:
         async with RunSession(endpoint, cache_path=out / "llm_cache.sqlite") as session:
-            return await run(session)
+            if user_base_url is None and user_model is None:
+                return await run(session, session.llm)
+            user = session.endpoint.model_copy(
+                update={
+                    "base_url": user_base_url or session.endpoint.base_url,
+                    "model": user_model or session.endpoint.model,
+                }
+            )
+            await check_endpoint(user)
+            async with LLMClient(user) as user_llm:
+                return await run(session, user_llm)
 
-    async def run(session: RunSession) -> AceBenchReport:
+    async def run(session: RunSession, user_llm: LLMClient) -> AceBenchReport:
         ep = session.endpoint
         config = AceBenchConfig(
             categories=chosen,
@@ -361,17 +388,24 @@ def acebench(
                 counts.ok = done
                 bars[0].update(counts, 0)
 
-            def finished(result: ItemResult) -> None:
-                if result.error is not None:
+            def finished(_: str, outcome: str) -> None:
+                if outcome == "error":
                     counts.errors += 1
-                elif result.original.ok:
+                elif outcome == "ok":
                     counts.ok += 1
                 else:
                     counts.rejected += 1
                 bars[0].update(counts, 0)
 
             return await evaluate_acebench(
-                data, out, session.llm, config, on_result=finished, on_start=started
+                data,
+                out,
+                session.llm,
+                config,
+                on_result=finished,
+                on_start=started,
+                acebench_repo=acebench_repo,
+                user_llm=user_llm,
             )
 
     try:

@@ -262,11 +262,7 @@ def extract_calls(text: str) -> list[Call] | None:
 def agent_messages(item: AgentItem, transcript: list[Turn]) -> list[dict[str, str]]:
     package = "astra_synth.evaluation"
     policy = load_prompt(package, "acebench_agent_travel.md" if item.travel else "acebench_agent_phone.md")
-    ending = (
-        "acebench_agent_ending_user.md"
-        if item.category == "agent_multi_turn"
-        else "acebench_agent_ending_task.md"
-    )
+    ending = "user" if item.category == "agent_multi_turn" else "task"
     system = load_prompt(package, "acebench_agent.md").render(
         policy=policy.render().strip(),
         ending=load_prompt(package, f"acebench_agent_ending_{ending}.md").render().strip(),

@@ -1,4 +1,4 @@
-"""A fake of ACEBench's message class, written for astra-synth's tests: two contacts, room for two messages."""
+"""A fake of ACEBench's message class for astra-synth's tests: two contacts, room for two messages."""
 
 from .base_api import BaseApi
 
