@@ -285,7 +285,7 @@ def print_acebench_report(report: AceBenchReport) -> None:
         )
     for n in report.not_run:
         table.add_row(n.category, "not run", "", "", "", "")
-    for group in ("normal", "special"):
+    for group in ("normal", "special", "agent"):
         orig, strict = getattr(report.original, group), getattr(report.strict, group)
         if orig is not None and strict is not None:
             table.add_row(f"{group} (mean)", "", f"{orig:.2%}", f"{strict:.2%}", "", "")
