@@ -4,8 +4,9 @@ The start state of the agent categories (contacts, inboxes, reminders, menus, fl
 ACEBench's own Python classes, so they are loaded at run time from a checkout the user names
 (``--acebench-repo``), never copied into this project. They use only the standard library, so this file
 runs under astra's own interpreter (isolated, ``-I``) and imports nothing but the standard library and the
-checkout's ``model_inference/<split>/scenariosen`` folder, mounted as a package of its own (its parents'
-``__init__`` files never run).
+checkout's ``model_inference/<split>/scenariosen`` folder, mounted under its own dotted name (upstream's
+modules import each other absolutely, ``from model_inference.multi_turn.scenariosen… import BaseApi``) with
+stub parent packages, so the parents' ``__init__`` files and the rest of the checkout never run.
 
 Protocol: one JSON object per line on stdin, one answer per line on stdout (anything the classes print goes
 to stderr):
@@ -50,7 +51,6 @@ SAVED_ATTRIBUTES = {
     "Travel": ("users", "reservations"),
 }
 SPLITS = ("multi_turn", "multi_step")
-_PACKAGE = "_acebench_scenarios"
 
 
 class Fatal(Exception):
@@ -61,21 +61,37 @@ def scenarios_dir(repo: Path, split: str) -> Path:
     return repo / "model_inference" / split / "scenariosen"
 
 
-def _mount(folder: Path) -> None:
-    """Make ``folder`` importable as package ``_acebench_scenarios`` (relative imports inside it work)."""
+_mounted: list[str] = []
+"""The package name of the mounted scenario folder (one per runner process)."""
+
+
+def _package(split: str) -> str:
+    return f"model_inference.{split}.scenariosen"
+
+
+def _mount(repo: Path, split: str) -> None:
+    """Make the split's scenario folder importable as ``model_inference.<split>.scenariosen``, its parents as
+    empty stub packages (absolute and relative imports inside it both work; nothing else is imported)."""
+    folder = scenarios_dir(repo, split)
     if not folder.is_dir():
         raise Fatal(f"{folder}: no such folder (expected an ACEBench checkout)")
-    package = types.ModuleType(_PACKAGE)
-    package.__path__ = [str(folder)]
-    package.__package__ = _PACKAGE
-    sys.modules[_PACKAGE] = package
+    for name, path in (
+        ("model_inference", repo / "model_inference"),
+        (f"model_inference.{split}", folder.parent),
+        (_package(split), folder),
+    ):
+        package = types.ModuleType(name)
+        package.__path__ = [str(path)]
+        package.__package__ = name
+        sys.modules[name] = package
+    _mounted[:] = [_package(split)]
 
 
 def _load_class(name: str) -> type:
     if name not in CLASS_MODULES:
         raise Fatal(f"unknown ACEBench class {name!r}; known: {', '.join(CLASS_MODULES)}")
     try:
-        module = importlib.import_module(f"{_PACKAGE}.{CLASS_MODULES[name]}")
+        module = importlib.import_module(f"{_mounted[0]}.{CLASS_MODULES[name]}")
     except Exception as exc:
         raise Fatal(f"cannot import {CLASS_MODULES[name]} for {name}: {type(exc).__name__}: {exc}") from exc
     cls = getattr(module, name, None)
@@ -171,7 +187,7 @@ def main() -> None:
     answers = sys.stdout
     sys.stdout = sys.stderr  # whatever the classes print stays out of the protocol
     try:
-        _mount(scenarios_dir(args.repo, args.split))
+        _mount(args.repo, args.split)
     except Fatal as exc:
         answers.write(json.dumps({"fatal": str(exc)}) + "\n")
         answers.flush()

@@ -1,6 +1,6 @@
 """A fake of ACEBench's message class for astra-synth's tests: two contacts, room for two messages."""
 
-from .base_api import BaseApi
+from model_inference.multi_turn.scenariosen.phone_platform.base_api import BaseApi
 
 
 class MessageApi(BaseApi):
