@@ -1,5 +1,5 @@
-"""Every evaluation in one run: held-out arenas, BFCL-v3 multi-turn, τ²-bench and ACEBench against one endpoint,
-summarised in ``eval_summary.json`` beside the ASTRA paper's published rows.
+"""Every evaluation in one run: held-out arenas, BFCL-v3 multi-turn, τ²-bench and ACEBench against one
+endpoint, summarised in ``eval_summary.json`` beside the ASTRA paper's published rows.
 
 The endpoint is checked once before any work (a dead one stops the run). Each benchmark runs in its own
 sub-folder of ``out`` with its own resume (BFCL's result files, τ²'s simulations, ACEBench's answers; the
@@ -16,9 +16,9 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, Field, JsonValue, model_validator
 
 from astra_synth.agent.loop import AgentConfig
 from astra_synth.arenas.records import read_arenas
@@ -126,6 +126,20 @@ class SuiteConfig(StrictModel):
     acebench_data: Path | None = Field(default=None, description="ACEBench's data_en folder (for acebench).")
     acebench_scoring: Scoring = "original"
 
+    @model_validator(mode="after")
+    def _inputs_given(self) -> Self:
+        missing = [
+            need
+            for benchmark, value, need in (
+                ("arenas", self.arenas_file, "arenas needs an arena file (--arenas)"),
+                ("acebench", self.acebench_data, "acebench needs its data_en folder (--acebench-data)"),
+            )
+            if benchmark in self.benchmarks and value is None
+        ]
+        if missing:
+            raise ValueError("; ".join(missing) + "; give it or leave the benchmark out (--benchmarks)")
+        return self
+
 
 Status = Literal["ok", "endpoint_errors", "failed"]
 
@@ -216,7 +230,7 @@ class _Bar:
             self._bar.update(self._counts, 0)
 
 
-# --- one benchmark each ---------------------------------------------------------------------------------------
+# --- one benchmark each -------------------------------------------------------------------------------------
 
 
 def _arenas(endpoint: EndpointConfig, config: SuiteConfig, out: Path) -> BenchmarkResult:
@@ -408,7 +422,7 @@ def _acebench(
     )
 
 
-# --- the suite ------------------------------------------------------------------------------------------------
+# --- the suite ----------------------------------------------------------------------------------------------
 
 
 def benchmark_settings(config: SuiteConfig, benchmark: Benchmark, user_label: str) -> dict[str, JsonValue]:
@@ -449,6 +463,57 @@ def benchmark_settings(config: SuiteConfig, benchmark: Benchmark, user_label: st
     }
 
 
+COLUMNS: tuple[tuple[Benchmark, str], ...] = (
+    ("bfcl", "BFCL-v3 multi-turn"),
+    ("tau2", "τ²-bench"),
+    ("acebench", "ACEBench"),
+    ("arenas", "held-out arenas"),
+)
+"""The paper's table's columns (plus ours) in its order."""
+MEASURED = "measured here"
+PUBLISHED_SOURCE = "published, not re-measured"
+
+
+class TableRow(BaseModel):
+    model: str
+    source: str = Field(description=f"{MEASURED!r} or {PUBLISHED_SOURCE!r}.")
+    cells: list[str] = Field(description="One per column of COLUMNS, in %; '*' marks a non-comparable score.")
+
+
+def _cell(result: BenchmarkResult | None) -> str:
+    if result is None:
+        return "not run"
+    if result.status == "failed" or result.headline is None:
+        return "failed"
+    mark = "" if result.comparable else "*"
+    return f"{result.headline:.2f}{mark}" + (" (endpoint errors)" if result.status != "ok" else "")
+
+
+def paper_table(summary: EvalSummary) -> tuple[list[TableRow], list[str]]:
+    """Our row and the published rows as the paper's table, and the notes that go under it."""
+    cells = [_cell(summary.result(b)) for b, _ in COLUMNS]
+    ours = TableRow(model=summary.model, source=MEASURED, cells=cells)
+    published = [
+        TableRow(
+            model=row.model,
+            source=PUBLISHED_SOURCE,
+            cells=[f"{row.bfcl:.2f}", f"{row.tau2:.2f}", f"{row.acebench:.2f}", "—"],
+        )
+        for row in summary.published
+    ]
+    notes = []
+    for r in summary.results:
+        if r.status == "failed":
+            notes.append(f"{r.benchmark}: failed: {r.reason}")
+            continue
+        mark = "" if r.comparable else "* not comparable with the paper; "
+        notes.append(f"{r.benchmark}: {mark}{r.headline_label}" + "".join(f"; {n}" for n in r.notes))
+        if r.reason is not None:
+            notes.append(f"{r.benchmark}: {r.reason}")
+    notes.append(f"published rows: {summary.published_note}")
+    return [ours, *published], notes
+
+
 def read_summary(path: Path) -> EvalSummary:
     """An ``eval_summary.json``; a malformed one is an :class:`InputError` naming the file."""
     try:
@@ -466,7 +531,7 @@ def evaluate_all(
     progress: RunProgress | None = None,
     on_done: Callable[[BenchmarkResult], None] | None = None,
 ) -> EvalSummary:
-    """Run ``config.benchmarks`` against ``endpoint`` into sub-folders of ``out``; write and return the summary.
+    """Run ``config.benchmarks`` against ``endpoint`` into sub-folders of ``out``; write, return the summary.
 
     Raises :class:`~astra_synth.llm.preflight.EndpointUnavailable` before any work when the endpoint (or the
     τ² user simulator's) does not answer, and :class:`InputError` when ``out`` holds another model's run. A
