@@ -614,6 +614,9 @@ def all_benchmarks(
     acebench_data: Annotated[
         Path | None, typer.Option("--acebench-data", help="ACEBench's data_en folder (for acebench).")
     ] = None,
+    acebench_categories: Annotated[
+        str, typer.Option("--acebench-categories", help="Comma-separated ACEBench categories.")
+    ] = ",".join(ACEBENCH_CATEGORIES),
     scoring: Annotated[
         str, typer.Option("--scoring", help="ACEBench headline scoring: original (comparable) or strict.")
     ] = "original",
@@ -647,6 +650,7 @@ def all_benchmarks(
                 "user_base_url": user_base_url,
                 "user_model": user_model,
                 "acebench_data": acebench_data,
+                "acebench_categories": _split(acebench_categories),
                 "acebench_scoring": scoring,
             }
         )

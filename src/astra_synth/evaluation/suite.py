@@ -124,6 +124,7 @@ class SuiteConfig(StrictModel):
     user_base_url: str | None = Field(default=None, description="τ² user simulator (None: the endpoint).")
     user_model: str | None = None
     acebench_data: Path | None = Field(default=None, description="ACEBench's data_en folder (for acebench).")
+    acebench_categories: list[str] = Field(default_factory=lambda: list(ACEBENCH_CATEGORIES), min_length=1)
     acebench_scoring: Scoring = "original"
 
     @model_validator(mode="after")
@@ -373,7 +374,7 @@ def _acebench(
     if not config.acebench_data.is_dir():
         raise InputError(f"acebench: {config.acebench_data} is not a folder (ACEBench's data_en)")
     ace_config = AceBenchConfig(
-        categories=list(ACEBENCH_CATEGORIES),
+        categories=config.acebench_categories,
         limit=config.limit,
         concurrency=config.concurrency or endpoint.max_concurrency,
         scoring=config.acebench_scoring,
@@ -458,6 +459,7 @@ def benchmark_settings(config: SuiteConfig, benchmark: Benchmark, user_label: st
     return {
         **shared,
         "data": str(data) if data else None,
+        "categories": list(config.acebench_categories),
         "scoring": config.acebench_scoring,
         "max_tokens": config.max_tokens,
     }
@@ -480,12 +482,16 @@ class TableRow(BaseModel):
     cells: list[str] = Field(description="One per column of COLUMNS, in %; '*' marks a non-comparable score.")
 
 
+def _unlike_paper(result: BenchmarkResult) -> bool:
+    return result.benchmark != "arenas" and not result.comparable
+
+
 def _cell(result: BenchmarkResult | None) -> str:
     if result is None:
         return "not run"
     if result.status == "failed" or result.headline is None:
         return "failed"
-    mark = "" if result.comparable else "*"
+    mark = "*" if _unlike_paper(result) else ""
     return f"{result.headline:.2f}{mark}" + (" (endpoint errors)" if result.status != "ok" else "")
 
 
@@ -506,7 +512,7 @@ def paper_table(summary: EvalSummary) -> tuple[list[TableRow], list[str]]:
         if r.status == "failed":
             notes.append(f"{r.benchmark}: failed: {r.reason}")
             continue
-        mark = "" if r.comparable else "* not comparable with the paper; "
+        mark = "* not comparable with the paper: " if _unlike_paper(r) else ""
         notes.append(f"{r.benchmark}: {mark}{r.headline_label}" + "".join(f"; {n}" for n in r.notes))
         if r.reason is not None:
             notes.append(f"{r.benchmark}: {r.reason}")
