@@ -576,7 +576,7 @@ def _suite_result_line(summary: EvalSummary) -> str:
     "all",
     help="Held-out arenas, BFCL-v3 multi-turn, τ²-bench and ACEBench against one endpoint (checked once, "
     "before any work), each in a sub-folder of --out and resumable there, summarised in eval_summary.json "
-    "beside the ASTRA paper's published rows (`astra report --run OUT` draws it). A benchmark that fails is "
+    "beside the ASTRA paper's published rows (`astra report OUT` draws it). A benchmark that fails is "
     "recorded with its reason and the others still run; the command then exits 1. Benchmark data is for "
     "evaluation only: never train, tune or select checkpoints on it.",
 )
