@@ -369,10 +369,11 @@ def _tau2(
 def _acebench(
     endpoint: EndpointConfig, config: SuiteConfig, out: Path, progress: RunProgress | None
 ) -> BenchmarkResult:
-    if config.acebench_data is None:
+    data = config.acebench_data
+    if data is None:
         raise InputError("acebench: no data folder given (--acebench-data)")
-    if not config.acebench_data.is_dir():
-        raise InputError(f"acebench: {config.acebench_data} is not a folder (ACEBench's data_en)")
+    if not data.is_dir():
+        raise InputError(f"acebench: {data} is not a folder (ACEBench's data_en)")
     ace_config = AceBenchConfig(
         categories=config.acebench_categories,
         limit=config.limit,
@@ -389,7 +390,7 @@ def _acebench(
     async def main() -> AceBenchReport:
         async with RunSession(endpoint, cache_path=out / "llm_cache.sqlite") as session:
             return await evaluate_acebench(
-                config.acebench_data, out, session.llm, ace_config, on_result=finished, on_start=bar.started
+                data, out, session.llm, ace_config, on_result=finished, on_start=bar.started
             )
 
     report = asyncio.run(main())
