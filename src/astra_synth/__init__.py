@@ -54,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     # evaluation
     "evaluate_arenas": "astra_synth.evaluation.arenas",
     "ArenaEvalConfig": "astra_synth.evaluation.arenas",
+    "evaluate_all": "astra_synth.evaluation.suite",
+    "SuiteConfig": "astra_synth.evaluation.suite",
     # extending: your own stages and pipelines
     "Pipeline": "astra_synth.runs.pipeline",
     "Stage": "astra_synth.runs.stage",
@@ -88,10 +90,12 @@ __all__ = [
     "RunSummary",
     "Stage",
     "StageContext",
+    "SuiteConfig",
     "ToolCall",
     "ToolReply",
     "TrajectoriesConfig",
     "__version__",
+    "evaluate_all",
     "evaluate_arenas",
     "f1_reward",
     "get_executor",
@@ -116,6 +120,7 @@ if TYPE_CHECKING:
     from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig, serve_arenas
     from astra_synth.config import EndpointConfig
     from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
+    from astra_synth.evaluation.suite import SuiteConfig, evaluate_all
     from astra_synth.export.publish import publish
     from astra_synth.llm.client import LLMClient
     from astra_synth.runs.pipeline import Pipeline

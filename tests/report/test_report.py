@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -10,8 +11,11 @@ from typer.testing import CliRunner
 
 from astra_synth.arenas.records import read_arenas
 from astra_synth.cli import app
+from astra_synth.evaluation.suite import PUBLISHED, PUBLISHED_SOURCE, BenchmarkResult, EvalSummary
+from astra_synth.evaluation.suite import SUMMARY_FILE as SUITE_SUMMARY
 from astra_synth.report import pages
 from astra_synth.report.load import load_run
+from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.runs.summary import read_summary
 from tests.report.conftest import HOSTILE, Runs
 
@@ -145,3 +149,27 @@ def test_cli_errors_name_the_problem(runs: Runs, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["report", str(broken)])
     assert result.exit_code == 2
     assert "rollout/rollout/ok.jsonl:6" in result.output
+
+
+def test_an_evaluation_summary_is_drawn_as_the_papers_table(tmp_path: Path) -> None:
+    ours = [
+        BenchmarkResult(benchmark="bfcl", status="ok", headline=12.5, comparable=True, wall_s=3.0),
+        BenchmarkResult(benchmark="acebench", status="failed", reason=f"InputError: {HOSTILE}", wall_s=0.1),
+    ]
+    summary = EvalSummary(model=HOSTILE, endpoint="http://127.0.0.1:8000/v1", results=ours, wall_s=3.1)
+    run = tmp_path / "run"
+    (run / "eval").mkdir(parents=True)
+    write_json_atomic(run / "eval" / SUITE_SUMMARY, summary.model_dump(mode="json"))
+    index = pages.write_report(run, tmp_path / "html").read_text(encoding="utf-8")
+    assert "1 evaluation(s)" in index
+    escaped = html.escape(HOSTILE, quote=True)
+    assert f"<tr><td>{escaped}</td>" in index  # our row, the model name as text
+    assert '<td class="num">12.50</td><td class="num">not run</td><td class="num">failed</td>' in index
+    assert f"<li>acebench: failed: InputError: {escaped}</li>" in index
+    for row in PUBLISHED:  # the paper's rows, each marked as published
+        assert re.search(
+            rf"<tr><td>{row.model}</td><td class=\"num\">{row.bfcl:.2f}</td>.*?"
+            rf"<td class=\"num\">{PUBLISHED_SOURCE}</td></tr>",
+            index,
+        ), row.model
+    assert "<script" not in index

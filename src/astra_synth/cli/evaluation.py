@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -35,6 +36,17 @@ from astra_synth.evaluation.bfcl import (
     select_ids,
 )
 from astra_synth.evaluation.endpoint_errors import ErrorPolicy
+from astra_synth.evaluation.suite import (
+    BENCHMARKS,
+    PAPER_TAU2_DOMAINS,
+    BenchmarkResult,
+    EvalSummary,
+    SuiteConfig,
+    evaluate_all,
+    paper_table,
+)
+from astra_synth.evaluation.suite import COLUMNS as SUITE_COLUMNS
+from astra_synth.evaluation.suite import SUMMARY_FILE as SUITE_SUMMARY
 from astra_synth.evaluation.tau2 import DOMAINS as TAU2_DOMAINS
 from astra_synth.evaluation.tau2 import EMBEDDED_N_CTX as TAU2_EMBEDDED_N_CTX
 from astra_synth.evaluation.tau2 import SUMMARY_FILE as TAU2_SUMMARY
@@ -50,13 +62,13 @@ from astra_synth.evaluation.tau2 import SimulationResult as Tau2Simulation
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.local import LocalServerConfig, endpoint_session
 from astra_synth.llm.preflight import EndpointUnavailable, check_endpoint, check_endpoint_sync
-from astra_synth.runs.jsonl import write_json_atomic
+from astra_synth.runs.jsonl import describe_errors, write_json_atomic
 from astra_synth.runs.manifest import StageCounts
 from astra_synth.runs.progress import RunProgress, StageBar
 from astra_synth.runs.session import RunSession
 
 app = typer.Typer(
-    help="Evaluate a model endpoint: held-out arenas, BFCL-v3 multi-turn and ACEBench (offline)."
+    help="Evaluate a model endpoint: held-out arenas, BFCL-v3 multi-turn, τ²-bench, ACEBench, or all of them."
 )
 
 
@@ -562,3 +574,149 @@ def tau2(
     if report.error_violation is not None:
         typer.echo(f"rerun with the same --out ({report.out_dir}) to retry the failed simulations", err=True)
     _fail_on_errors(report.error_violation)
+
+
+def print_suite_table(summary: EvalSummary) -> None:
+    rows, notes = paper_table(summary)
+    table = Table(title=f"ASTRA paper's table: {summary.model} vs the published rows")
+    table.add_column("model")
+    for _, title in SUITE_COLUMNS:
+        table.add_column(title, justify="right")
+    table.add_column("source")
+    for row in rows:
+        table.add_row(row.model, *row.cells, row.source)
+    Console().print(table)
+    for note in notes:
+        typer.echo(note)
+
+
+def _suite_result_line(summary: EvalSummary) -> str:
+    keys = {
+        "arenas": "arenas_success_rate",
+        "bfcl": "bfcl_overall",
+        "tau2": "tau2_pass1",
+        "acebench": "acebench_overall",
+    }
+    values = " ".join(
+        f"{keys[r.benchmark]}=" + ("failed" if r.headline is None else f"{r.headline / 100:.4f}")
+        for r in summary.results
+    )
+    failed = sum(r.status != "ok" for r in summary.results)
+    errors = sum(r.errors for r in summary.results)
+    return f"RESULT {values} failed={failed} errors={errors} wall_s={summary.wall_s:.1f}"
+
+
+@app.command(
+    "all",
+    help="Held-out arenas, BFCL-v3 multi-turn, τ²-bench and ACEBench against one endpoint (checked once, "
+    "before any work), each in a sub-folder of --out and resumable there, summarised in eval_summary.json "
+    "beside the ASTRA paper's published rows (`astra report OUT` draws it). A benchmark that fails is "
+    "recorded with its reason and the others still run; the command then exits 1. Benchmark data is for "
+    "evaluation only: never train, tune or select checkpoints on it.",
+)
+def all_benchmarks(
+    ctx: typer.Context,
+    out: Annotated[
+        Path, typer.Option("--out", help="One folder per benchmark and eval_summary.json.")
+    ] = Path("runs/eval"),
+    benchmarks: Annotated[
+        str, typer.Option("--benchmarks", help="Comma-separated subset of arenas,bfcl,tau2,acebench.")
+    ] = ",".join(BENCHMARKS),
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="First N items of each benchmark (then not comparable)."),
+    ] = None,
+    arenas_file: Annotated[
+        Path | None, typer.Option("--arenas", help="Held-out arena JSONL (for arenas).", dir_okay=False)
+    ] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Episodes per arena.")] = 1,
+    max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="Model calls per arena episode.")] = 12,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    bfcl_categories: Annotated[
+        str, typer.Option("--bfcl-categories", help="Comma-separated BFCL multi-turn categories.")
+    ] = ",".join(CATEGORIES),
+    tau2_domains: Annotated[
+        str, typer.Option("--tau2-domains", help="τ² domains (the paper's: retail,telecom).")
+    ] = ",".join(PAPER_TAU2_DOMAINS),
+    trials: Annotated[int, typer.Option("--trials", min=1, help="τ² simulations per task (paper: 4).")] = 1,
+    user_base_url: Annotated[
+        str | None, typer.Option("--user-base-url", help="τ² user simulator endpoint (default: --base-url).")
+    ] = None,
+    user_model: Annotated[
+        str | None, typer.Option("--user-model", help="τ² user simulator model (default: --model).")
+    ] = None,
+    acebench_data: Annotated[
+        Path | None, typer.Option("--acebench-data", help="ACEBench's data_en folder (for acebench).")
+    ] = None,
+    acebench_categories: Annotated[
+        str, typer.Option("--acebench-categories", help="Comma-separated ACEBench categories.")
+    ] = ",".join(ACEBENCH_CATEGORIES),
+    scoring: Annotated[
+        str, typer.Option("--scoring", help="ACEBench headline scoring: original (comparable) or strict.")
+    ] = "original",
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Requests in flight (default: endpoint's).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=1, help="Cap each response (BFCL, τ², ACEBench).")
+    ] = None,
+    allow_errors: AllowErrorsOption = False,
+    max_error_rate: MaxErrorRateOption = 0.0,
+) -> None:
+    """Print the paper's table with our row and the RESULT line; exit 1 when any benchmark is not ok."""
+    options = ctx.find_root().obj or GlobalOptions()
+    endpoint = load_config(EndpointConfig, None, {"base_url": options.base_url, "model": options.model})
+    try:
+        config = SuiteConfig.model_validate(
+            {
+                "benchmarks": _split(benchmarks),
+                "limit": limit,
+                "concurrency": concurrency,
+                "max_tokens": max_tokens,
+                "errors": ErrorPolicy(allow_errors=allow_errors, max_error_rate=max_error_rate),
+                "arenas_file": arenas_file,
+                "arena_repeats": repeats,
+                "arena_max_turns": max_turns,
+                "seed": seed,
+                "bfcl_categories": _split(bfcl_categories),
+                "tau2_domains": _split(tau2_domains),
+                "tau2_trials": trials,
+                "user_base_url": user_base_url,
+                "user_model": user_model,
+                "acebench_data": acebench_data,
+                "acebench_categories": _split(acebench_categories),
+                "acebench_scoring": scoring,
+            }
+        )
+    except ValidationError as exc:
+        typer.echo(f"error: {describe_errors(exc)}", err=True)
+        raise typer.Exit(2) from exc
+
+    def done(result: BenchmarkResult) -> None:
+        reason = f": {result.reason}" if result.reason else ""
+        typer.echo(f"{result.benchmark}: {result.status} in {result.wall_s:.1f} s{reason}", err=True)
+
+    try:
+        with RunProgress() as progress:
+            summary = evaluate_all(
+                endpoint,
+                out,
+                config,
+                endpoint_label=options.base_url or "embedded",
+                progress=progress,
+                on_done=done,
+            )
+    except EndpointUnavailable as exc:
+        raise _endpoint_unavailable(exc) from exc
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    print_suite_table(summary)
+    typer.echo(f"summary: {out / SUITE_SUMMARY}")
+    typer.echo(_suite_result_line(summary))
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]

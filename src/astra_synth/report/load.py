@@ -18,6 +18,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.errors import InputError
+from astra_synth.evaluation.suite import SUMMARY_FILE as EVAL_SUMMARY
+from astra_synth.evaluation.suite import EvalSummary
+from astra_synth.evaluation.suite import read_summary as read_eval_summary
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.runs.jsonl import describe_errors, load_records
 from astra_synth.runs.manifest import ContaminationSummary, Manifest, StageCounts
@@ -120,6 +123,13 @@ class DemoStep(BaseModel):
     data: dict[str, Any]
 
 
+class EvaluationView(BaseModel):
+    """An ``astra eval all`` folder's summary."""
+
+    path: str = Field(description="Folder relative to the report root.")
+    summary: EvalSummary
+
+
 class RunData(BaseModel):
     root: Path
     trajectories: list[TrajectoriesRun] = Field(default_factory=list)
@@ -129,10 +139,12 @@ class RunData(BaseModel):
     )
     training: list[TrainingRun] = Field(default_factory=list)
     demo: list[DemoStep] = Field(default_factory=list)
+    evaluations: list[EvaluationView] = Field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.trajectories or self.arenas or self.pipelines or self.training or self.demo)
+        kinds = (self.trajectories, self.arenas, self.pipelines, self.training, self.demo, self.evaluations)
+        return not any(kinds)
 
 
 CURVE_METRICS = (
@@ -355,6 +367,9 @@ def load_run(root: Path) -> RunData:
             claimed.update(folder / sub for sub in LAYOUTS[run.kind][0])
         if (folder / "metrics.jsonl").is_file():
             data.training.append(load_metrics(root, folder / "metrics.jsonl"))
+        if (folder / EVAL_SUMMARY).is_file():
+            summary = read_eval_summary(folder / EVAL_SUMMARY)
+            data.evaluations.append(EvaluationView(path=_rel(root, folder), summary=summary))
         if folder.name == "steps" and folder.parent == root:
             for step in sorted(folder.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name)):  # run order
                 data.demo.append(_validate(step, DemoStep, _json(step)))

@@ -17,10 +17,13 @@ from typing import Any, TypeVar
 from rich.progress import track
 
 from astra_synth.arenas.records import Arena
+from astra_synth.evaluation.suite import COLUMNS as EVAL_COLUMNS
+from astra_synth.evaluation.suite import paper_table
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.report.html import Html, el, join, page, table
 from astra_synth.report.load import (
     ArenasRun,
+    EvaluationView,
     PipelineView,
     RunData,
     TrainingRun,
@@ -312,6 +315,32 @@ def demo_section(data: RunData) -> Html:
     return el("section", *parts)
 
 
+def evaluation_section(view: EvaluationView) -> Html:
+    """``astra eval all``'s summary as the paper's table: our row measured, the paper's rows published."""
+    summary = view.summary
+    rows, notes = paper_table(summary)
+    header = ["model", *(title for _, title in EVAL_COLUMNS), "source"]
+    details = [
+        [
+            r.benchmark,
+            r.status,
+            "" if r.headline is None else f"{r.headline:.2f}",
+            ", ".join(f"{k} {v:.2f}" for k, v in r.sub_scores.items()),
+            r.errors,
+            f"{r.wall_s:.1f}",
+        ]
+        for r in summary.results
+    ]
+    return el(
+        "section",
+        el("h2", f"Evaluation: {summary.model} ({summary.endpoint}), {_label(view.path)}"),
+        table(header, [[row.model, *row.cells, row.source] for row in rows]),
+        el("ul", *(el("li", note) for note in notes)),
+        el("h3", "Per benchmark"),
+        table(["benchmark", "status", "score %", "sub-scores", "endpoint errors", "wall s"], details),
+    )
+
+
 def trajectories_overview(run: TrajectoriesRun, viewer: list[str]) -> Html:
     links = (
         el("p", el("a", f"Open the trajectory viewer ({len(run.trajectories)} rollouts)", href=viewer[0]))
@@ -580,8 +609,8 @@ def build_pages(data: RunData) -> dict[str, str]:
     if data.empty:
         body: object = el(
             "p",
-            "Nothing here yet: this folder holds no pipeline manifest, no training metrics "
-            "and no demo steps. Run a pipeline into it, then report again.",
+            "Nothing here yet: this folder holds no pipeline manifest, no training metrics, "
+            "no demo steps and no evaluation summary. Run a pipeline into it, then report again.",
             class_="empty",
         )
     else:
@@ -590,6 +619,7 @@ def build_pages(data: RunData) -> dict[str, str]:
             f"{len(data.arenas)} arenas run(s)",
             f"{len(data.pipelines)} other pipeline(s)",
             f"{len(data.training)} training run(s)",
+            f"{len(data.evaluations)} evaluation(s)",
         ]
         body = join(
             el("p", f"{data.root}: ", ", ".join(kinds), "." if not data.demo else ", a demo."),
@@ -598,6 +628,7 @@ def build_pages(data: RunData) -> dict[str, str]:
             *(pipeline_overview(p) for p in data.pipelines),
             *(curves_section(t) for t in data.training),
             demo_section(data) if data.demo else Html(""),
+            *(evaluation_section(e) for e in data.evaluations),
         )
     pages["index.html"] = page(title, body, nav=nav)
 
