@@ -648,6 +648,10 @@ def all_benchmarks(
     acebench_data: Annotated[
         Path | None, typer.Option("--acebench-data", help="ACEBench's data_en folder (for acebench).")
     ] = None,
+    acebench_repo: Annotated[
+        Path | None,
+        typer.Option("--acebench-repo", help="An ACEBench checkout: runs the agent split (the paper's)."),
+    ] = None,
     acebench_categories: Annotated[
         str, typer.Option("--acebench-categories", help="Comma-separated ACEBench categories.")
     ] = ",".join(ACEBENCH_CATEGORIES),
@@ -684,6 +688,7 @@ def all_benchmarks(
                 "user_base_url": user_base_url,
                 "user_model": user_model,
                 "acebench_data": acebench_data,
+                "acebench_repo": acebench_repo,
                 "acebench_categories": _split(acebench_categories),
                 "acebench_scoring": scoring,
             }

@@ -26,7 +26,7 @@ from astra_synth.config import EndpointConfig, StrictModel
 from astra_synth.errors import InputError
 from astra_synth.evaluation.acebench import AGENT as ACEBENCH_AGENT
 from astra_synth.evaluation.acebench import CATEGORIES as ACEBENCH_CATEGORIES
-from astra_synth.evaluation.acebench import AceBenchConfig, AceBenchReport, ItemResult, evaluate_acebench
+from astra_synth.evaluation.acebench import AceBenchConfig, AceBenchReport, Outcome, evaluate_acebench
 from astra_synth.evaluation.acebench_checker import Scoring
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
 from astra_synth.evaluation.bfcl import CATEGORIES as BFCL_CATEGORIES
@@ -126,6 +126,9 @@ class SuiteConfig(StrictModel):
     acebench_data: Path | None = Field(default=None, description="ACEBench's data_en folder (for acebench).")
     acebench_categories: list[str] = Field(default_factory=lambda: list(ACEBENCH_CATEGORIES), min_length=1)
     acebench_scoring: Scoring = "original"
+    acebench_repo: Path | None = Field(
+        default=None, description="An ACEBench checkout: its classes run the agent split (None: not run)."
+    )
 
     @model_validator(mode="after")
     def _inputs_given(self) -> Self:
@@ -384,13 +387,19 @@ def _acebench(
     )
     bar = _Bar(progress, "acebench")
 
-    def finished(result: ItemResult) -> None:
-        bar.count(result.error is not None, result.verdict(ace_config.scoring).ok)
+    def finished(_: str, outcome: Outcome) -> None:
+        bar.count(outcome == "error", outcome == "ok")
 
     async def main() -> AceBenchReport:
         async with RunSession(endpoint, cache_path=out / "llm_cache.sqlite") as session:
             return await evaluate_acebench(
-                data, out, session.llm, ace_config, on_result=finished, on_start=bar.started
+                data,
+                out,
+                session.llm,
+                ace_config,
+                on_result=finished,
+                on_start=bar.started,
+                acebench_repo=config.acebench_repo,
             )
 
     report = asyncio.run(main())
