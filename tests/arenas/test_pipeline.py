@@ -173,7 +173,7 @@ async def test_porto_seed_answered_carefully_yields_an_arena(
     publish(tmp_path / "run", config.contamination)
     [arena] = read_arenas(tmp_path / "run" / "arenas.jsonl")
     assert arena.report is not None and arena.report.passed
-    assert arena.report.replay_rewards == {"result": 1.0, "answer": 1.0}
+    assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
     deps = {c.name: c.ok for c in arena.report.checks if c.name.startswith("dependency_used")}
     assert deps == dict.fromkeys(
         ["dependency_used[q3<-q1]", "dependency_used[q4<-q2]", "dependency_used[q4<-q3]"], True
