@@ -6,20 +6,23 @@ import itertools
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
-from astra_synth.arenas.records import read_arenas
+from astra_synth.arenas.records import Arena, GoldenCall, read_arenas
+from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.arenas.seeds import SeedSource
 from astra_synth.config import ContaminationConfig, EndpointConfig
 from astra_synth.export.publish import publish
 from astra_synth.firewall.benchmarks import BFCL_LABEL
 from astra_synth.runs.rundir import RunDirError
 from astra_synth.runs.summary import read_summary
+from astra_synth.sandbox import get_executor
 from astra_synth.testing.scripted import ScriptedLLM
-from astra_synth.testing.scripts import arenas_config, script_arenas
+from astra_synth.testing.scripts import arenas_config, script_arenas, script_porto
 
 
 @pytest.mark.slow
@@ -138,3 +141,47 @@ async def test_embedded_model_run_completes_with_a_consistent_funnel(
     counts = qa_manifest["stages"][0]["counts"]
     assert counts["ok"] + counts["rejected"] + counts["errors"] == counts["inputs"] == 2
     assert (tmp_path / "run" / "arenas.jsonl").exists()
+
+
+SEEDS = Path(__file__).resolve().parents[2] / "examples" / "seeds" / "questions.en.jsonl"
+
+
+def _spelled(arena: Arena, number: type) -> list[dict[str, Any]]:
+    """The golden calls with every integral "number" argument written as ``number`` (int or float)."""
+    calls = []
+    for sub in arena.subtasks:
+        assert sub.golden_call is not None
+        props = arena.tool_schema(sub.golden_call.name).properties
+        args = {
+            k: number(v) if props[k]["type"] == "number" and float(v).is_integer() else v
+            for k, v in sub.golden_call.arguments.items()
+        }
+        calls.append(GoldenCall(name=sub.golden_call.name, arguments=args).as_tool_call(f"call_{sub.id}"))
+    return calls
+
+
+async def test_porto_seed_answered_carefully_yields_an_arena(
+    scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """The review's walk-through: prose sub-answers with units survive the dependency check, and the
+    golden-call reward credits a policy whatever spelling of an integral number it writes."""
+    script_porto(scripted_llm)
+    source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
+    config = arenas_config(scripted_llm, tmp_path, [source], contamination={"enabled": False})
+    summary = await run_arenas(config, tmp_path / "run", progress=False)
+    assert summary.status == "finished" and summary.ok == 1, summary.model_dump_json(indent=1)
+    publish(tmp_path / "run", config.contamination)
+    [arena] = read_arenas(tmp_path / "run" / "arenas.jsonl")
+    assert arena.report is not None and arena.report.passed
+    assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
+    deps = {c.name: c.ok for c in arena.report.checks if c.name.startswith("dependency_used")}
+    assert deps == dict.fromkeys(
+        ["dependency_used[q3<-q1]", "dependency_used[q4<-q2]", "dependency_used[q4<-q3]"], True
+    )
+    golden = {s.id: s.golden_call.arguments for s in arena.subtasks if s.golden_call is not None}
+    assert type(golden["q3"]["nightly_rate"]) is int and type(golden["q4"]["amount"]) is float  # as written
+    with get_executor("subprocess") as executor:
+        env = ArenaEnv(arena, executor)
+        for number in (int, float):
+            reward = env.replay([_spelled(arena, number)])
+            assert reward.reward == pytest.approx(1.0), (number, reward)

@@ -173,3 +173,12 @@ def test_normalise_numbers_and_unicode() -> None:
     assert normalise("  Total:\t1,200.50  EUR ") == "total: 1200.5 eur"
     assert normalise("0.0 and -0") == "0 and 0"
     assert normalise("Ⅻ ｆｕｌｌ") == "xii full"
+
+
+def test_result_match_ignores_number_spelling_not_booleans() -> None:
+    golden = ExecutedCall(name="stay_cost", ok=True, result={"total": 354.0, "nights": [3.0], "paid": True})
+    target = SubTaskTarget(id="s", answer="354", tool="stay_cost", golden=golden)
+    ints = ExecutedCall(name="stay_cost", ok=True, result={"total": 354, "nights": [3], "paid": True})
+    assert f1_reward([target], [ints]).solved["s"] is True
+    as_number = ExecutedCall(name="stay_cost", ok=True, result={"total": 354, "nights": [3], "paid": 1})
+    assert f1_reward([target], [as_number]).solved["s"] is False

@@ -186,3 +186,18 @@ def test_repeated_calls_run_once_per_episode_but_all_count(
     env.reset()
     env.step([golden.as_tool_call("again")])
     assert counting.executed == 3  # golden reference once per env, the call again after reset
+
+
+@pytest.mark.parametrize(("golden", "policy"), [(118.0, 118), (118, 118.0)])
+def test_result_reward_credits_either_spelling_of_an_integral_number(
+    executor: ToolExecutor, make_arena: ArenaFactory, golden: float, policy: float
+) -> None:
+    source = (
+        "def stay_cost(nightly_rate, nights):\n"
+        "    return {'total': nightly_rate * nights, 'currency': 'EUR'}\n"
+    )
+    props = {"nightly_rate": {"type": "number"}, "nights": {"type": "integer"}}
+    arena = make_arena(source, "stay_cost", props, {"nightly_rate": golden, "nights": 3}, "354")
+    env = ArenaEnv(arena, executor)
+    reward = env.replay([[_call("stay_cost", {"nightly_rate": policy, "nights": 3})]])
+    assert reward.solved == {"s1": True} and reward.reward == pytest.approx(1.0)

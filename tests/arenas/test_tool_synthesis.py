@@ -194,3 +194,71 @@ def test_call_model_follows_the_document() -> None:
         model.model_validate({"hotel": "A", "date": "B", "currency": "GBP"})
     with pytest.raises(ValueError):
         model.model_validate({"hotel": "A"})
+
+
+STAY_DOC = {
+    "name": "stay_cost",
+    "description": "Total cost of a hotel stay from its nightly rate.",
+    "parameters": [
+        {"name": "nightly_rate", "type": "number", "description": "Rate per night, EUR"},
+        {"name": "nights", "type": "integer", "description": "Number of nights"},
+    ],
+}
+STAY_CODE = """
+def stay_cost(nightly_rate, nights):
+    if nightly_rate <= 0 or nights <= 0:
+        raise ValueError("rate and nights must be positive")
+    total = round(nightly_rate * nights, 2)
+    return {"total": total, "summary": f"{total} EUR"}
+"""
+PROSE_CODE = GOOD_CODE.replace(
+    '{"hotel": hotel, "date": date, "rate": f"{rates[(hotel, date)]} EUR"}',
+    '{"offer": f"{hotel}, {rates[(hotel, date)]} EUR per night"}',
+)
+
+
+def dependent_instance() -> QAInstance:
+    """q2 builds on q1, whose careful answer is prose with a unit."""
+    first = instance().sub_questions[0].model_copy(update={"answer": "Hotel Aurora, 150 EUR per night"})
+    second = SubQuestion(
+        id="q2",
+        question="What do 3 nights at that nightly rate cost?",
+        answer="450 EUR",
+        parents=["q1"],
+        hop_level=2,
+        needs_tool=True,
+    )
+    return instance().model_copy(update={"sub_questions": [first, second]})
+
+
+def script_dependent(server: ScriptedLLM) -> None:
+    def stay(body: dict[str, Any]) -> bool:
+        return "nightly rate cost" in body["messages"][0]["content"] or "stay_cost" in str(body)
+
+    def call(body: dict[str, Any]) -> Any:
+        if not stay(body):
+            return json_reply({"hotel": "Hotel Aurora", "date": "2026-05-12"})
+        rejected = "was rejected" in body["messages"][0]["content"]  # the first call drops q1's rate
+        return json_reply({"nightly_rate": 150 if rejected else 120, "nights": 3})
+
+    server.on(DOC, lambda b: json_reply(STAY_DOC if stay(b) else DOC_JSON))
+    server.on(SCALE, lambda b: json_reply(STAY_DOC if stay(b) else SCALED_JSON))
+    server.on(CALL, call)
+    server.on(CODE, lambda b: json_reply({"code": STAY_CODE if stay(b) else PROSE_CODE}))
+
+
+async def test_a_call_that_drops_its_parents_value_is_re_asked_with_feedback(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script_dependent(scripted_llm)
+    out = await ToolSynthesisStage().process(dependent_instance(), ctx(llm, sandbox))
+    tool = out.tools["q2"]
+    assert tool.attempts == 2
+    # The rate is read off "Hotel Aurora, 150 EUR per night", and kept as the model wrote it (an int).
+    assert tool.golden_call.arguments == {"nightly_rate": 150, "nights": 3}
+    assert type(tool.golden_call.arguments["nightly_rate"]) is int
+    prompts = [r["messages"][0]["content"] for r in scripted_llm.chat_requests()]
+    stay_calls = [p for p in prompts if CALL in p and "nightly rate cost" in p]
+    assert len(stay_calls) == 2
+    assert "stay_cost(nightly_rate=120, nights=3) passes on no value of the answer of 'q1'" in stay_calls[1]
+    assert sum(CODE in p and "stay_cost" in p for p in prompts) == 1  # no code was asked for the bad call

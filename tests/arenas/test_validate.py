@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -254,3 +255,24 @@ def test_a_dependency_must_carry_the_parents_answer(sample_arenas: dict[str, Are
     )
     [failed] = [c for c in dependency_checks(unused) if not c.ok]
     assert failed.detail == "no argument carries the answer of 's1' ('8')"
+
+
+def _with(arena: Arena, sub_id: str, **update: Any) -> Arena:
+    return arena.model_copy(
+        update={"subtasks": [s.model_copy(update=update) if s.id == sub_id else s for s in arena.subtasks]}
+    )
+
+
+def test_a_dependency_reads_the_childs_argument_off_a_prose_answer(sample_arenas: dict[str, Arena]) -> None:
+    # A careful model answers with units and context, and the child's call passes on the bare value.
+    arena = _with(
+        sample_arenas["finance-convert-then-compound"], "s1", answer="11,022.32 EUR on 15 March 2024"
+    )
+    assert [(c.name, c.ok) for c in dependency_checks(arena)] == [("dependency_used[s2<-s1]", True)]
+    s2 = arena.subtasks[1]
+    assert s2.golden_call is not None
+    other = s2.golden_call.model_copy(
+        update={"arguments": {**s2.golden_call.arguments, "principal": 11000.0}}
+    )
+    [check] = dependency_checks(_with(arena, "s2", golden_call=other))
+    assert not check.ok and "'11,022.32 EUR on 15 March 2024'" in check.detail

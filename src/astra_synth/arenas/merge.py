@@ -263,6 +263,7 @@ class MergeStage:
                     document=spec.model_dump_json(indent=1),
                     question=sub.question,
                     context=context_block(item, sub),
+                    feedback="",
                 )
                 trial = {
                     **calls,

@@ -8,8 +8,10 @@ solving every sub-task with as few calls as possible. Decisions the paper leaves
 * One call solves at most one sub-task (a maximum matching between calls and sub-tasks), so a tool that
   returns everything at once cannot buy several sub-tasks with one call and precision never exceeds 1.
 * ``match="result"`` (default): a call solves a sub-task when it is the sub-task's tool and its result equals
-  the golden call's result — tools are deterministic, so this is exact. ``match="answer"``: the call's output
-  contains the normalised sub-answer (:func:`~astra_synth.arenas.answer_match.contains_answer`).
+  the golden call's result — tools are deterministic, so this is exact up to number spelling (a policy
+  writing ``118`` where the golden call has ``118.0`` gets ``354`` for ``354.0``, and that counts as equal).
+  ``match="answer"``: the call's output contains the normalised sub-answer
+  (:func:`~astra_synth.arenas.answer_match.contains_answer`).
 * Sub-tasks that need no tool are left out by default; ``leaf_subtasks="final_message"`` counts them in
   recall when the final assistant message contains their answer. They never count in precision's numerator,
   so pasting answers without calling tools scores 0.
@@ -21,9 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from astra_synth.arenas.answer_match import contains_answer, render
+from astra_synth.arenas.answer_match import contains_answer, render, same_result
 from astra_synth.config import StrictModel
-from astra_synth.runs.ids import canonical_json
 
 
 class RewardConfig(StrictModel):
@@ -76,7 +77,7 @@ def _solves(call: ExecutedCall, target: SubTaskTarget, config: RewardConfig) -> 
         golden is not None
         and golden.ok
         and call.name == golden.name
-        and canonical_json(call.result) == canonical_json(golden.result)
+        and same_result(call.result, golden.result)
     )
 
 

@@ -11,9 +11,9 @@ restarts from the document. Every LLM request of the sub-question, re-asks inclu
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance, SubQuestion
@@ -28,7 +28,7 @@ from astra_synth.arenas.records import (
     ToolSchema,
     ToolSource,
 )
-from astra_synth.arenas.validate import ValidationConfig, static_check, tool_battery
+from astra_synth.arenas.validate import ValidationConfig, carried, static_check, tool_battery
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
@@ -37,7 +37,10 @@ from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
 ParamType = Literal["string", "integer", "number", "boolean"]
-_PY = {"string": str, "integer": int, "number": float, "boolean": bool}
+# A "number" keeps the spelling the model wrote (118 stays an int, 118.5 a float): the golden call is what a
+# policy would send, and coercing it to 118.0 would make its result differ from a policy's in spelling.
+_Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+_PY: dict[str, Any] = {"string": str, "integer": int, "number": _Number, "boolean": bool}
 
 
 class ParamDraft(StrictModel):
@@ -139,6 +142,17 @@ def context_block(item: QAInstance, sub: SubQuestion) -> str:
         return ""
     lines = [f"- {item.sub(p).question} → {item.sub(p).answer}" for p in sub.parents]
     return "Additional information (answers of earlier steps):\n" + "\n".join(lines) + "\n"
+
+
+def dropped_parents(item: QAInstance, sub: SubQuestion, call: GoldenCall) -> list[str]:
+    """The tool-answered parents whose answer no argument of ``call`` carries (arena_check's dependency
+    test, run as soon as the call exists so that the model is re-asked instead of the arena failing)."""
+    parents = [item.sub(p) for p in sub.parents]
+    return [
+        f"the answer of {p.id!r} ({p.answer!r})"
+        for p in parents
+        if p.needs_tool and not carried(call.arguments, p.answer)
+    ]
 
 
 def _doc_json(spec: FunctionSpec) -> str:
@@ -258,7 +272,7 @@ class ToolSynthesisStage:
                     continue
                 if isinstance(tool, str):
                     last = tool
-                    feedback = f"\n\nYour previous implementation was rejected: {last}\nFix these problems."
+                    feedback = f"\n\nYour previous attempt was rejected: {last}\nFix these problems."
                     continue
                 return tool.model_copy(update={"scaled": scaled, "llm_calls": cap.used, "attempts": attempts})
         raise Rejection("tool_synthesis_failed", f"after {attempts} attempts, {cap.used} LLM calls: {last}")
@@ -279,8 +293,11 @@ class ToolSynthesisStage:
             document=_doc_json(spec),
             question=sub.question,
             context=context_block(item, sub),
+            feedback=feedback,
         )
         call = GoldenCall(name=spec.name, arguments=args.model_dump(exclude_none=True))
+        if dropped := dropped_parents(item, sub, call):
+            return f"the call {render_call(call)} passes on no value of " + "; ".join(dropped)
         draft: CodeDraft = await ask(
             "tool_code.md",
             CodeDraft,

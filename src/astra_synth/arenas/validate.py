@@ -8,7 +8,8 @@ reproduced), and it never replayed the final artefact. Here, fail closed:
 * :func:`tool_battery` runs each tool in the sandbox: golden output contains the normalised answer, a
   second run is identical, some perturbed call loses the answer, a missing required argument fails, the
   answer is long enough to mean something and the output fits what the model will be shown;
-* :func:`dependency_checks` needs every dependency to carry data: the parent's answer is an argument;
+* :func:`dependency_checks` needs every dependency to carry data: an argument holds a value of the parent's
+  answer;
 * :func:`replay` plays every golden call through :class:`ArenaEnv` and needs reward 1 under both
   sub-task predicates;
 * :func:`probes` plays cheating policies that must score at most ``max_probe_reward``.
@@ -22,7 +23,7 @@ from typing import Any
 
 from pydantic import Field
 
-from astra_synth.arenas.answer_match import contains_answer, is_number, normalise, render
+from astra_synth.arenas.answer_match import carries_value, contains_answer, is_number, normalise, render
 from astra_synth.arenas.golden import play_golden
 from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, GoldenCall, ReportCard, SubTask
 from astra_synth.arenas.reward import RewardConfig
@@ -321,22 +322,27 @@ def probes(env: ArenaEnv, repeat_calls: int = 20) -> dict[str, float]:
     return rewards
 
 
+def carried(arguments: dict[str, Any], answer: str) -> bool:
+    """True if some argument of a call carries ``answer``'s value (see :func:`carries_value`)."""
+    return any(carries_value(answer, v) for v in arguments.values())
+
+
 def dependency_checks(arena: Arena) -> list[CheckResult]:
-    """A sub-task that depends on a tool sub-task must pass that parent's answer into its golden call.
+    """A sub-task that depends on a tool sub-task must pass a value of that parent's answer to its call.
 
     A dependency with no data flow is a forced serialisation (ASTRA's "sequential rationality" failure):
-    the policy would be told to wait for an answer it never needs.
+    the policy would be told to wait for an answer it never needs. Tool synthesis runs the same test on
+    each call it makes, so a call that drops its parent's value is re-asked there.
     """
     by_id = {s.id: s for s in arena.subtasks}
     checks = []
     for sub in arena.subtasks:
         if sub.golden_call is None:
             continue
-        values = [render(v) for v in sub.golden_call.arguments.values()]
         for parent in (by_id[p] for p in sub.parents):
             if not parent.needs_tool:
                 continue
-            used = any(contains_answer(v, parent.answer) for v in values)
+            used = carried(sub.golden_call.arguments, parent.answer)
             detail = "" if used else f"no argument carries the answer of {parent.id!r} ({parent.answer!r})"
             checks.append(CheckResult(name=f"dependency_used[{sub.id}<-{parent.id}]", ok=used, detail=detail))
     return checks

@@ -3,8 +3,10 @@ pipeline end to end against :class:`~astra_synth.testing.scripted.ScriptedLLM` (
 
 Pipeline A (trajectories): :func:`notes_server`, :func:`trajectories_config`, :func:`answer_trajectories`,
 and records as its stages produce them (:func:`notes_trajectory`, :func:`judged_notes_trajectory`).
-Pipeline B (arenas): :func:`script_arenas`, :func:`arenas_config`. Every prompt is answered as a good model
-would, so a run finishes with known counts; tests change one answer to exercise a filter.
+Pipeline B (arenas): :func:`script_arenas`, :func:`arenas_config`, and :func:`script_porto` (the bundled
+Porto seed as a careful strong model answers it: prose answers, mixed number spellings). Every prompt is
+answered as a good model would, so a run finishes with known counts; tests change one answer to exercise a
+filter.
 """
 
 from __future__ import annotations
@@ -341,15 +343,217 @@ def script_arenas(server: ScriptedLLM) -> None:
     )
 
 
-def arenas_config(server: ScriptedLLM, directory: Path, **kw: Any) -> ArenasConfig:
-    """A pipeline B config on ``server`` (scripted with :func:`script_arenas`): two plain travel seeds, the
-    subprocess sandbox, every verified instance kept, the cache at ``directory/cache.sqlite`` (shared by
-    every run of the test, so a rerun elsewhere costs zero calls); ``kw`` sets more fields."""
+def arenas_config(
+    server: ScriptedLLM, directory: Path, sources: list[SeedSource] | None = None, **kw: Any
+) -> ArenasConfig:
+    """A pipeline B config on ``server`` (scripted with :func:`script_arenas`): two plain travel seeds unless
+    ``sources`` names others, the subprocess sandbox, every verified instance kept, the cache at
+    ``directory/cache.sqlite`` (shared by every run of the test, so a rerun elsewhere costs zero calls);
+    ``kw`` sets more fields."""
+    plain = [SeedSource(mode="plain", domain="Travel", min_hops=3, max_hops=3, repeats=2)]
     return ArenasConfig(
         endpoint=server.endpoint(schema_mode="llama_cpp"),
         cache_path=directory / "cache.sqlite",
         executor="subprocess",
-        qa={"sources": [SeedSource(mode="plain", domain="Travel", min_hops=3, max_hops=3, repeats=2)]},
+        qa={"sources": plain if sources is None else sources},
         selection={"percentile": 0},
         **kw,
+    )
+
+
+# --- pipeline B: the Porto seed, answered as a careful strong model would (docs/prompt review) ----------
+
+PORTO_QA = {
+    "main_question": (
+        "What is the total price in USD of 3 nights at the cheapest 4-star hotel in Porto from 12 to 15 May "
+        "2026, converted at the exchange rate of that day?"
+    ),
+    "final_answer": (
+        "Hotel Carris Porto Ribeira at 118 EUR per night; 3 nights cost 354 EUR, which at 1.0865 USD per EUR "
+        "on 12 May 2026 is 384.62 USD."
+    ),
+    "sub_questions": [
+        {
+            "id": 1,
+            "question": (
+                "Which is the cheapest 4-star hotel in Porto for 12-15 May 2026, and what is its nightly "
+                "rate?"
+            ),
+            "answer": "Hotel Carris Porto Ribeira, 118 EUR per night",
+            "depends_on": [],
+            "hop_level": 1,
+        },
+        {
+            "id": 2,
+            "question": "What is the EUR to USD exchange rate on 12 May 2026?",
+            "answer": "1.0865",
+            "depends_on": [],
+            "hop_level": 1,
+        },
+        {
+            "id": 3,
+            "question": "What is the total for 3 nights at 118 EUR per night?",
+            "answer": "354 EUR",
+            "depends_on": [1],
+            "hop_level": 2,
+        },
+        {
+            "id": 4,
+            "question": "How much is 354 EUR in USD at 1.0865 USD per EUR?",
+            "answer": "384.62 USD",
+            "depends_on": [2, 3],
+            "hop_level": 3,
+        },
+    ],
+}
+_CURRENCY = ["EUR", "USD", "GBP"]
+
+
+def _param(name: str, kind: str, description: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": kind, "description": description, **extra}
+
+
+# Per sub-question: (a phrase of its question, tool document, the call as the model writes it, code).
+# The calls mix number spellings as models do: an int where a rate is integral, 354.0 copied from a total.
+PORTO_TOOLS: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+    (
+        "cheapest 4-star hotel",
+        {
+            "name": "search_hotels",
+            "description": "Find the cheapest hotel in a city for a stay, optionally of a given star rating.",
+            "parameters": [
+                _param("city", "string", "City name"),
+                _param("check_in", "string", "Check-in date, YYYY-MM-DD"),
+                _param("check_out", "string", "Check-out date, YYYY-MM-DD"),
+                _param("stars", "integer", "Star rating", required=False),
+            ],
+        },
+        {"city": "Porto", "check_in": "2026-05-12", "check_out": "2026-05-15", "stars": 4},
+        """def search_hotels(city, check_in, check_out, stars=None):
+    import datetime
+    hotels = {
+        "porto": [("Hotel Carris Porto Ribeira", 4, 118), ("Pestana Vintage Porto", 5, 205),
+                  ("Hotel da Bolsa", 3, 84), ("Eurostars Porto Douro", 4, 131)],
+        "lisbon": [("Hotel Avenida Palace", 5, 240), ("Hotel Lisboa Plaza", 4, 142)],
+    }
+    key = city.strip().lower()
+    if key not in hotels:
+        raise ValueError(f"unknown city: {city}")
+    start = datetime.date.fromisoformat(check_in)
+    end = datetime.date.fromisoformat(check_out)
+    if end <= start:
+        raise ValueError("check_out must be after check_in")
+    found = [h for h in hotels[key] if stars is None or h[1] == stars]
+    if not found:
+        raise ValueError(f"no {stars}-star hotel in {city}")
+    name, grade, rate = min(found, key=lambda h: h[2])
+    return {"hotel": name, "stars": grade, "nightly_rate": rate, "currency": "EUR",
+            "summary": f"{name}, {rate} EUR per night"}
+""",
+    ),
+    (
+        "exchange rate on",
+        {
+            "name": "get_exchange_rate",
+            "description": "The reference exchange rate between two currencies on a date.",
+            "parameters": [
+                _param("base_currency", "string", "Currency converted from", enum=_CURRENCY),
+                _param("quote_currency", "string", "Currency converted to", enum=_CURRENCY),
+                _param("date", "string", "Date, YYYY-MM-DD"),
+            ],
+        },
+        {"base_currency": "EUR", "quote_currency": "USD", "date": "2026-05-12"},
+        """def get_exchange_rate(base_currency, quote_currency, date):
+    import datetime
+    rates = {("EUR", "USD", "2026-05-12"): 1.0865, ("EUR", "USD", "2026-05-11"): 1.0841,
+             ("EUR", "GBP", "2026-05-12"): 0.8563, ("USD", "EUR", "2026-05-12"): 0.9204}
+    day = datetime.date.fromisoformat(date).isoformat()
+    key = (base_currency.upper(), quote_currency.upper(), day)
+    if key not in rates:
+        raise ValueError(f"no rate for {base_currency}/{quote_currency} on {date}")
+    return {"base": key[0], "quote": key[1], "date": day, "rate": rates[key]}
+""",
+    ),
+    (
+        "total for 3 nights",
+        {
+            "name": "calculate_stay_cost",
+            "description": "Total cost of a hotel stay from its nightly rate and the number of nights.",
+            "parameters": [
+                _param("nightly_rate", "number", "Rate per night"),
+                _param("nights", "integer", "Number of nights"),
+                _param("currency", "string", "Currency of the rate", enum=_CURRENCY),
+            ],
+        },
+        {"nightly_rate": 118, "nights": 3, "currency": "EUR"},
+        """def calculate_stay_cost(nightly_rate, nights, currency):
+    if currency not in ("EUR", "USD", "GBP"):
+        raise ValueError(f"unknown currency: {currency}")
+    if nightly_rate <= 0 or nights < 1:
+        raise ValueError("the rate and the number of nights must be positive")
+    total = round(nightly_rate * nights, 2)
+    return {"total": total, "currency": currency, "summary": f"{total:.2f} {currency}"}
+""",
+    ),
+    (
+        "in USD at",
+        {
+            "name": "convert_amount",
+            "description": "Convert an amount of money at a given exchange rate.",
+            "parameters": [
+                _param("amount", "number", "Amount to convert"),
+                _param("rate", "number", "Units of the target currency per unit of the amount's currency"),
+                _param("target_currency", "string", "Currency converted to", enum=_CURRENCY),
+            ],
+        },
+        {"amount": 354.0, "rate": 1.0865, "target_currency": "USD"},
+        """def convert_amount(amount, rate, target_currency):
+    if target_currency not in ("EUR", "USD", "GBP"):
+        raise ValueError(f"unknown currency: {target_currency}")
+    if amount < 0 or rate <= 0:
+        raise ValueError("the amount must be non-negative and the rate positive")
+    converted = round(amount * rate, 2)
+    return {"amount": converted, "currency": target_currency, "summary": f"{converted:.2f} {target_currency}"}
+""",
+    ),
+]
+
+
+def _porto_tool(body: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """The Porto tool a prompt is about: by its sub-question, or by its tool name once documented."""
+    text = body["messages"][0]["content"]
+    question = text.split("Question:")[-1].strip().split("\n")[0]  # not the parents' questions after it
+    for tool in PORTO_TOOLS:
+        if tool[0] in question:
+            return tool
+    for tool in PORTO_TOOLS:
+        if f'"{tool[1]["name"]}"' in text or f"`{tool[1]['name']}`" in text:
+            return tool
+    raise AssertionError(f"no Porto tool for prompt: {text[:300]}")
+
+
+def script_porto(server: ScriptedLLM) -> None:
+    """A careful strong model on the bundled Porto seed (``examples/seeds/questions.en.jsonl``, first line):
+    prose answers with units, four tools, ints where a number is integral, code that formats money."""
+    server.on("You write realistic, multi-step user requests", json_reply(PORTO_QA))
+    server.on(
+        "You decide, for each sub-question",
+        json_reply({"decisions": [{"id": f"q{i}", "needs_tool": True} for i in range(1, 5)]}),
+    )
+    for prompt in (
+        "You check the dependency links",
+        "You check that each sub-question",
+        "You check the execution",
+    ):
+        server.on(prompt, _verdicts)
+    server.on("You check whether the sub-questions", json_reply({"complete": True}))
+    server.on("You design one reusable API tool", lambda body: json_reply(_porto_tool(body)[1]))
+    server.on("You refine an API tool document", lambda body: json_reply(_porto_tool(body)[1]))
+    server.on("Write the call of the tool below", lambda body: json_reply(_porto_tool(body)[2]))
+    server.on("Implement the API tool below", lambda body: json_reply({"code": _porto_tool(body)[3]}))
+    server.on(
+        "You group the sub-questions",
+        json_reply(
+            {"clusters": [{"intent": t[1]["name"], "ids": [f"q{i}"]} for i, t in enumerate(PORTO_TOOLS, 1)]}
+        ),
     )
