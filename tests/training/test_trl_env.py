@@ -70,7 +70,7 @@ def play(env: ArenaToolEnv, arena: Arena) -> float:
 def test_generated_methods_are_the_arena_tool_schemas(
     sample_arenas: list[Arena], executor: ToolExecutor
 ) -> None:
-    from transformers.utils import get_json_schema
+    from transformers.utils.chat_template_utils import get_json_schema
 
     factories = trl_environments(sample_arenas, executor=executor)
     assert list(factories) == [a.id for a in sample_arenas]
@@ -124,9 +124,10 @@ def test_one_grpo_step_of_trls_own_loop_against_the_arena_server(
 ) -> None:
     """TRL's rollout loop, tool parsing, tool calls, reward and loss are real; only sampling is scripted
     (per group: the golden episode, then a wrong answer), so the server's rewards are known: [1, 0]."""
-    from datasets import Dataset
-    from transformers.utils import get_json_schema
-    from trl import GRPOConfig, GRPOTrainer
+    from datasets import Dataset  # type: ignore[import-untyped]
+    from transformers.utils.chat_template_utils import get_json_schema
+    from trl.trainer.grpo_config import GRPOConfig
+    from trl.trainer.grpo_trainer import GRPOTrainer
 
     arenas = short_arenas[:2]
     tokenizer = load_tokenizer(str(embedded_model))

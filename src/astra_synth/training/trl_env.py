@@ -161,7 +161,7 @@ def _hint(schema: dict[str, Any]) -> Any:
     """The Python type hint whose JSON schema (transformers' mapping) is ``schema``'s type and enum."""
     values = schema.get("enum")
     if isinstance(values, list) and values and all(isinstance(v, _SCALARS) for v in values):
-        return Literal.__getitem__(tuple(values))  # type: ignore[attr-defined]
+        return Literal.__getitem__(tuple(values))
     declared = schema["type"]
     hints = [_one_type(t, schema) for t in (declared if isinstance(declared, list) else [declared])]
     return functools.reduce(operator.or_, hints)
@@ -170,7 +170,7 @@ def _hint(schema: dict[str, Any]) -> Any:
 def _one_type(json_type: str, schema: dict[str, Any]) -> Any:
     items = schema.get("items")
     if json_type == "array" and isinstance(items, dict) and "type" in items:
-        return list[_hint(items)]  # type: ignore[misc]
+        return list.__class_getitem__(_hint(items))
     return _PYTHON_TYPES[json_type]
 
 
