@@ -14,25 +14,21 @@ scored without a final answer (the default ``leaf_subtasks="exclude"`` does not 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import json
 import keyword
 import operator
-import threading
-from collections.abc import Coroutine
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal
 
 from astra_synth.agent.chat import ToolCall
 from astra_synth.arenas.records import Arena, FunctionSpec
-from astra_synth.arenas.remote import RemoteArenaEnv
 from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
 from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.remote_env import SyncRemoteArenaEnv
 
-_T = TypeVar("_T")
 _PYTHON_TYPES: dict[str, Any] = {
     "string": str,
     "integer": int,
@@ -80,12 +76,6 @@ def trl_environments(
     return factories
 
 
-class _Episode(Protocol):
-    def start(self) -> None: ...
-    def call(self, call: ToolCall) -> str: ...
-    def finish(self) -> RewardBreakdown: ...
-
-
 class ArenaToolEnv:
     """Base of the generated classes: TRL sees ``reset``, ``get_reward`` and the arena's tools, nothing else
     public. The session (server or in-process env) opens on the first ``reset`` and serves every later one;
@@ -98,31 +88,40 @@ class ArenaToolEnv:
 
     def __init__(self) -> None:
         self.breakdown: RewardBreakdown | None = None
-        self._episode: _Episode | None = None
+        self._env: ArenaEnv | SyncRemoteArenaEnv | None = None
         self._calls = 0
 
     def reset(self, **row: Any) -> None:
         """Start the arena's episode; the prompt is the dataset row's, so nothing is appended to it."""
-        if self._episode is None:
-            self._episode = _RemoteEpisode(self.arena, self.url) if self.url else _LocalEpisode(self)
-        self._episode.start()
+        if self._env is None:
+            self._env = self._open()
+        self._env.reset()
         self.breakdown = None
         self._calls = 0
 
     def get_reward(self) -> float:
         """End the episode (no final answer: TRL does not pass it) and return the arena F1."""
         if self.breakdown is None:
-            self.breakdown = self._session().finish()
+            self.breakdown = self._session().reward()
         return self.breakdown.reward
 
     def _call(self, name: str, arguments: dict[str, Any]) -> str:
         self._calls += 1
-        return self._session().call(ToolCall(id=f"call_{self._calls}", name=name, arguments=arguments))
+        (reply,) = self._session().step([ToolCall(id=f"call_{self._calls}", name=name, arguments=arguments)])
+        content: str = reply["content"]
+        return content
 
-    def _session(self) -> _Episode:
-        if self._episode is None:
+    def _open(self) -> ArenaEnv | SyncRemoteArenaEnv:
+        if self.url is not None:
+            return SyncRemoteArenaEnv(self.url, self.arena)
+        if self.executor is None:
+            raise RuntimeError("an in-process arena environment needs a sandbox executor")
+        return ArenaEnv(self.arena, self.executor, self.config)
+
+    def _session(self) -> ArenaEnv | SyncRemoteArenaEnv:
+        if self._env is None:
             raise RuntimeError(f"{type(self).__name__}: call reset() before the tools")
-        return self._episode
+        return self._env
 
 
 def _tool_method(arena: Arena, spec: FunctionSpec) -> Any:
@@ -172,59 +171,3 @@ def _one_type(json_type: str, schema: dict[str, Any]) -> Any:
     if json_type == "array" and isinstance(items, dict) and "type" in items:
         return list.__class_getitem__(_hint(items))
     return _PYTHON_TYPES[json_type]
-
-
-class _LocalEpisode:
-    """The arena in this process: one ``ArenaEnv`` (its tool sources loaded once), reset per rollout."""
-
-    def __init__(self, owner: ArenaToolEnv) -> None:
-        if owner.executor is None:
-            raise RuntimeError("an in-process arena environment needs a sandbox executor")
-        self.env = ArenaEnv(owner.arena, owner.executor, owner.config)
-
-    def start(self) -> None:
-        self.env.reset()
-
-    def call(self, call: ToolCall) -> str:
-        content: str = self.env.step([call])[0]["content"]
-        return content
-
-    def finish(self) -> RewardBreakdown:
-        return self.env.reward()
-
-
-class _RemoteEpisode:
-    """One session on the arena server, driven synchronously (TRL calls tools from its own thread) on a
-    shared background event loop; the session is kept open and reset for each rollout."""
-
-    def __init__(self, arena: Arena, url: str) -> None:
-        self.arena = arena
-        self.client = RemoteArenaEnv(url)
-        self.open = False
-
-    def start(self) -> None:
-        if not self.open:
-            _run(self.client.__aenter__())
-            self.open = True
-        _run(self.client.reset(arena_id=self.arena.id))
-
-    def call(self, call: ToolCall) -> str:
-        (reply,) = _run(self.client.step([call]))
-        return reply.content
-
-    def finish(self) -> RewardBreakdown:
-        return _run(self.client.reward(None))
-
-
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _run(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coro`` on the module's background loop (a daemon thread, started once) and wait for it."""
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="astra-trl-env", daemon=True).start()
-    return asyncio.run_coroutine_threadsafe(coro, _loop).result()
