@@ -4,7 +4,8 @@ Why ``rollout_func`` and not ``environment_factory``: TRL reads an environment's
 thousands of synthesized arenas (each with its own tools plus per-episode distractors) would need one
 generated class per arena; and the trainer's built-in loop can neither drop zero-variance groups nor roll
 extra prompts. A ``rollout_func`` owns the whole episode instead: it plays the scheduled arenas through
-:class:`~astra_synth.training.episodes.EpisodeRunner` (sandboxed ``ArenaEnv``, distractors per episode),
+:class:`~astra_synth.training.episodes.EpisodeRunner` (sandboxed ``ArenaEnv``, distractors per episode;
+or sessions on an arena server, ``env_url``),
 fills the batch adaptively (:mod:`~astra_synth.training.batching`: buffered valid groups first, extra arenas
 rolled until the batch holds only groups with reward std > δ, a bounded number of times) and returns token
 ids with an ``env_mask`` so tool output never enters the loss. The F1 reward and its parts travel as extra
