@@ -35,6 +35,9 @@ _EXPORTS: dict[str, str] = {
     "ArenaCorpus": "astra_synth.arenas.server",
     "serve_arenas": "astra_synth.arenas.server",
     "RemoteArenaEnv": "astra_synth.arenas.remote",
+    # arenas in TRL's own GRPO loop (environment_factory)
+    "trl_environments": "astra_synth.training.trl_env",
+    "trl_rows": "astra_synth.training.trl_env",
     # the episode core
     "run_agent": "astra_synth.agent.loop",
     "AgentConfig": "astra_synth.agent.loop",
@@ -107,6 +110,8 @@ __all__ = [
     "run_arenas",
     "run_trajectories",
     "serve_arenas",
+    "trl_environments",
+    "trl_rows",
 ]
 
 if TYPE_CHECKING:
@@ -129,6 +134,7 @@ if TYPE_CHECKING:
     from astra_synth.runs.summary import RunSummary
     from astra_synth.sandbox import get_executor
     from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
+    from astra_synth.training.trl_env import trl_environments, trl_rows
 
 
 def __getattr__(name: str) -> Any:

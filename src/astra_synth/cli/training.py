@@ -76,6 +76,13 @@ def rl(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint.")] = False,
     lora_r: Annotated[int, typer.Option("--lora-r", min=0, help=_LORA_HELP)] = 0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    env_url: Annotated[
+        str | None,
+        typer.Option(
+            "--env-url",
+            help="Play on an arena server (ws://host:port) serving these arenas; needs --distractors 0.",
+        ),
+    ] = None,
 ) -> None:
     """GRPO (DAPO loss, no KL) on arenas: sandboxed tool calls, F1 reward, distractors, batch filling."""
     from astra_synth.arenas.records import read_arenas
@@ -109,8 +116,14 @@ def rl(
         save_steps=save_steps,
         seed=seed,
     )
-    with get_executor() as executor:
-        result = run_rl(pool, executor, out, settings, resume=resume)
+    if env_url is not None and k_per_band:
+        typer.echo("--env-url: an arena server offers no distractor tools; pass --distractors 0", err=True)
+        raise typer.Exit(2)
+    if env_url is not None:
+        result = run_rl(pool, None, out, settings, resume=resume, env_url=env_url)
+    else:
+        with get_executor() as executor:
+            result = run_rl(pool, executor, out, settings, resume=resume)
     rewards = ", ".join(f"{r:.3f}" for r in result.rewards[-5:])
     typer.echo(f"rl: {result.steps} steps; last rewards: {rewards or '-'}")
     typer.echo(f"policy: {result.out}")

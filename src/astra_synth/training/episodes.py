@@ -22,6 +22,10 @@ from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.config import StrictModel
 from astra_synth.training.distractors import DistractorDraw
+from astra_synth.training.remote_env import SyncRemoteArenaEnv
+
+EpisodeEnv = ArenaEnv | SyncRemoteArenaEnv
+"""What an episode plays on: an ``ArenaEnv`` in the local sandbox, or the same env on an arena server."""
 
 
 class EpisodeConfig(StrictModel):
@@ -51,7 +55,7 @@ class TokenEpisode(BaseModel):
 
 @dataclass
 class _Running:
-    env: ArenaEnv
+    env: EpisodeEnv
     tools: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     prompt_ids: list[int]
@@ -82,7 +86,7 @@ class EpisodeRunner:
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 
-    def play(self, model: Any, envs: list[tuple[ArenaEnv, DistractorDraw | None]]) -> list[TokenEpisode]:
+    def play(self, model: Any, envs: list[tuple[EpisodeEnv, DistractorDraw | None]]) -> list[TokenEpisode]:
         """Run one episode per env to the end; results in input order."""
         running = []
         for env, draw in envs:

@@ -4,7 +4,8 @@ Why ``rollout_func`` and not ``environment_factory``: TRL reads an environment's
 thousands of synthesized arenas (each with its own tools plus per-episode distractors) would need one
 generated class per arena; and the trainer's built-in loop can neither drop zero-variance groups nor roll
 extra prompts. A ``rollout_func`` owns the whole episode instead: it plays the scheduled arenas through
-:class:`~astra_synth.training.episodes.EpisodeRunner` (sandboxed ``ArenaEnv``, distractors per episode),
+:class:`~astra_synth.training.episodes.EpisodeRunner` (sandboxed ``ArenaEnv``, distractors per episode;
+or sessions on an arena server, ``env_url``),
 fills the batch adaptively (:mod:`~astra_synth.training.batching`: buffered valid groups first, extra arenas
 rolled until the batch holds only groups with reward std > δ, a bounded number of times) and returns token
 ids with an ``env_mask`` so tool output never enters the loss. The F1 reward and its parts travel as extra
@@ -32,14 +33,14 @@ from pydantic import BaseModel, Field
 from transformers import TrainerCallback
 
 from astra_synth.arenas.records import Arena
-from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.arenas.runtime import ArenaEnv, EnvConfig, ExtraTool
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
-from astra_synth.training.distractors import DistractorConfig, DistractorSampler
-from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
+from astra_synth.training.distractors import DistractorConfig, DistractorDraw, DistractorSampler
+from astra_synth.training.episodes import EpisodeConfig, EpisodeEnv, EpisodeRunner, TokenEpisode
 from astra_synth.training.metrics import JsonlMetrics
 from astra_synth.training.models import (
     LoraConfig,
@@ -48,6 +49,7 @@ from astra_synth.training.models import (
     lora_config,
     resolve_model,
 )
+from astra_synth.training.remote_env import SyncRemoteArenaEnv
 
 
 class RLConfig(StrictModel):
@@ -119,14 +121,18 @@ class ArenaRollouts:
     def __init__(
         self,
         arenas: Sequence[Arena],
-        executor: ToolExecutor,
+        executor: ToolExecutor | None,
         runner: EpisodeRunner,
         settings: RLConfig,
         sampler: DistractorSampler | None,
         log_path: Path | None,
+        env_url: str | None = None,
     ) -> None:
+        if (executor is None) == (env_url is None):
+            raise ValueError("episodes run on a local sandbox executor or an arena server url: give one")
         self.arenas = {a.id: a for a in arenas}
         self.executor = executor
+        self.env_url = env_url
         self.runner = runner
         self.settings = settings
         self.sampler = sampler
@@ -161,15 +167,20 @@ class ArenaRollouts:
 
     def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[TokenEpisode]]]:
         """One group of ``group_size`` episodes per arena id, all generated in one batch per turn."""
-        envs = []
+        envs: list[tuple[EpisodeEnv, DistractorDraw | None]] = []
         for arena_id in arena_ids:
             arena = self.arenas[arena_id]
             for _ in range(self.settings.group_size):
                 seed = self._rng.randrange(1 << 30)
                 draw = self.sampler.sample(arena, episode=seed) if self.sampler else None
                 extra = self.sampler.extra_tools(draw) if self.sampler and draw else None
-                envs.append((ArenaEnv(arena, self.executor, self.settings.env, extra, seed=seed), draw))
-        episodes = self.runner.play(model, envs)
+                envs.append((self._env(arena, extra, seed), draw))
+        try:
+            episodes = self.runner.play(model, envs)
+        finally:
+            for env, _ in envs:
+                if isinstance(env, SyncRemoteArenaEnv):
+                    env.close()
         size = self.settings.group_size
         groups = []
         for i, arena_id in enumerate(arena_ids):
@@ -178,6 +189,13 @@ class ArenaRollouts:
             self._groups += 1
             groups.append(Group(key=f"{arena_id}#{self._groups}", rewards=rewards, payload=members))
         return groups
+
+    def _env(self, arena: Arena, extra: list[ExtraTool] | None, seed: int) -> EpisodeEnv:
+        """The episode's environment: a session on the arena server, else an ``ArenaEnv`` in the sandbox."""
+        if self.env_url is not None:
+            return SyncRemoteArenaEnv(self.env_url, arena, seed=seed)
+        assert self.executor is not None  # one of the two, checked in __init__
+        return ArenaEnv(arena, self.executor, self.settings.env, extra, seed=seed)
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
         from trl.models.utils import unwrap_model_for_generation
@@ -294,12 +312,16 @@ def _latest_checkpoint(out: Path) -> str | None:
 
 def run_rl(
     arenas: Sequence[Arena],
-    executor: ToolExecutor,
+    executor: ToolExecutor | None,
     out: Path,
     settings: RLConfig | None = None,
     resume: bool | Path = False,
+    env_url: str | None = None,
 ) -> RLResult:
-    """Train with GRPO on ``arenas``; ``resume=True`` continues from the newest checkpoint in ``out``."""
+    """Train with GRPO on ``arenas``; ``resume=True`` continues from the newest checkpoint in ``out``.
+
+    Tool calls run in ``executor``, or — with ``executor=None`` and ``env_url`` — on an arena server
+    (``astra arenas serve`` over the same arenas; its env config applies, and it offers no distractors)."""
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
@@ -314,6 +336,8 @@ def run_rl(
             f"GRPO needs at least {needed} arenas ({settings.groups_per_device} groups per step × "
             f"{processes} processes, each a different arena); got {len(arenas)}"
         )
+    if env_url is not None and settings.distractors is not None and settings.distractors.k_per_band > 0:
+        raise InputError("an arena server offers no distractor tools: turn distractors off with --env-url")
     model_path = resolve_model(settings.model)
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
@@ -327,7 +351,13 @@ def run_rl(
     rank = int(os.environ.get("RANK", "0"))  # torchrun/accelerate set it before the process group exists
     log_name = "rollouts.jsonl" if rank == 0 else f"rollouts.rank{rank}.jsonl"
     rollouts = ArenaRollouts(
-        arenas, executor, EpisodeRunner(tokenizer, settings.episode), settings, sampler, out / log_name
+        arenas,
+        executor,
+        EpisodeRunner(tokenizer, settings.episode),
+        settings,
+        sampler,
+        out / log_name,
+        env_url=env_url,
     )
     args = GRPOConfig(
         output_dir=str(out),
