@@ -133,8 +133,8 @@ if TYPE_CHECKING:
     from astra_synth.runs.stage import Rejected, Stage, StageContext
     from astra_synth.runs.summary import RunSummary
     from astra_synth.sandbox import get_executor
-    from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
     from astra_synth.training.trl_env import trl_environments, trl_rows
+    from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 
 
 def __getattr__(name: str) -> Any:
