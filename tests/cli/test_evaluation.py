@@ -30,8 +30,9 @@ def _eval(base_url: str, *args: str) -> tuple[int, str, float]:
         ["arenas", "--arenas", str(SAMPLE)],
         ["bfcl", "--limit", "1"],
         ["acebench", "--data", str(ACEBENCH)],
+        ["tau2", "--limit", "1"],
     ],
-    ids=["arenas", "bfcl", "acebench"],
+    ids=["arenas", "bfcl", "acebench", "tau2"],
 )
 def test_dead_endpoint_fails_before_any_work(command: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"

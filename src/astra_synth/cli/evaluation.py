@@ -516,15 +516,15 @@ def tau2(
             max_tokens=max_tokens,
             errors=ErrorPolicy(allow_errors=allow_errors, max_error_rate=max_error_rate),
         )
-        venv = ensure_tau2_venv()
         embedded = LocalServerConfig(n_ctx=TAU2_EMBEDDED_N_CTX)
         with endpoint_session(endpoint, embedded) as ep, RunProgress() as progress:
             user = ep.model_copy(
                 update={"base_url": user_base_url or ep.base_url, "model": user_model or ep.model}
             )
-            check_endpoint_sync(ep)
+            check_endpoint_sync(ep)  # before the venv step: a dead endpoint costs nothing
             if user.base_url != ep.base_url:
                 check_endpoint_sync(user)
+            venv = ensure_tau2_venv()
             bars: list[StageBar] = []
             counts = StageCounts()
 
