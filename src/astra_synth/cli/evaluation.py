@@ -90,6 +90,24 @@ MaxErrorRateOption = Annotated[
     ),
 ]
 
+UserBaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--user-base-url", help="The simulated user's endpoint (default: --base-url)."),
+]
+UserModelOption = Annotated[
+    str | None, typer.Option("--user-model", help="The simulated user's model (default: --model).")
+]
+ConcurrencyOption = Annotated[
+    int | None, typer.Option("--concurrency", min=1, help="Requests in flight (default: endpoint's limit).")
+]
+MaxTokensOption = Annotated[int | None, typer.Option("--max-tokens", min=1, help="Cap each model response.")]
+ScoringOption = Annotated[
+    str, typer.Option("--scoring", help="ACEBench headline scoring: original (comparable) or strict.")
+]
+SeedOption = Annotated[int, typer.Option("--seed")]
+RepeatsOption = Annotated[int, typer.Option("--repeats", min=1, help="Episodes per arena (different seeds).")]
+MaxTurnsOption = Annotated[int, typer.Option("--max-turns", min=1, help="Model calls per arena episode.")]
+
 
 def _endpoint_unavailable(exc: EndpointUnavailable) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
@@ -131,11 +149,9 @@ def arenas(
     arenas_file: Annotated[
         Path, typer.Option("--arenas", help="Arena JSONL file.", exists=True, dir_okay=False)
     ],
-    repeats: Annotated[
-        int, typer.Option("--repeats", min=1, help="Episodes per arena (different seeds).")
-    ] = 1,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="Model calls per episode.")] = 12,
+    repeats: RepeatsOption = 1,
+    seed: SeedOption = 0,
+    max_turns: MaxTurnsOption = 12,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
     out: Annotated[Path | None, typer.Option("--out", help="Write the full report (JSON) here.")] = None,
     env_url: Annotated[
@@ -320,9 +336,7 @@ def acebench(
     data: Annotated[
         Path, typer.Option("--data", help="ACEBench's data_en folder.", exists=True, file_okay=False)
     ],
-    scoring: Annotated[
-        str, typer.Option("--scoring", help="Headline scoring: original (comparable) or strict.")
-    ] = "original",
+    scoring: ScoringOption = "original",
     out: Annotated[Path, typer.Option("--out", help="Answers (resumable) and acebench_report.json.")] = Path(
         "runs/acebench"
     ),
@@ -332,10 +346,8 @@ def acebench(
     categories: Annotated[
         str, typer.Option("--categories", help="Comma-separated ACEBench categories.")
     ] = ",".join(ACEBENCH_CATEGORIES),
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, help="Requests in flight (default: endpoint's).")
-    ] = None,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Cap each answer.")] = None,
+    concurrency: ConcurrencyOption = None,
+    max_tokens: MaxTokensOption = None,
     acebench_repo: Annotated[
         Path | None,
         typer.Option(
@@ -345,13 +357,8 @@ def acebench(
             file_okay=False,
         ),
     ] = None,
-    user_base_url: Annotated[
-        str | None,
-        typer.Option("--user-base-url", help="The simulated user's endpoint (default: --base-url)."),
-    ] = None,
-    user_model: Annotated[
-        str | None, typer.Option("--user-model", help="The simulated user's model (default: --model).")
-    ] = None,
+    user_base_url: UserBaseUrlOption = None,
+    user_model: UserModelOption = None,
     allow_errors: AllowErrorsOption = False,
     max_error_rate: MaxErrorRateOption = 0.0,
 ) -> None:
@@ -478,24 +485,16 @@ def tau2(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="Only the first N tasks of each domain.")
     ] = None,
-    user_base_url: Annotated[
-        str | None, typer.Option("--user-base-url", help="User simulator endpoint (default: --base-url).")
-    ] = None,
-    user_model: Annotated[
-        str | None, typer.Option("--user-model", help="User simulator model (default: --model).")
-    ] = None,
+    user_base_url: UserBaseUrlOption = None,
+    user_model: UserModelOption = None,
     out: Annotated[
         Path, typer.Option("--out", help="Simulations (resumable), trajectories, logs and tau2_summary.json.")
     ] = Path("runs/tau2"),
     max_steps: Annotated[
         int, typer.Option("--max-steps", min=1, help="τ²'s step limit per simulation.")
     ] = 200,
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, help="Simulations in flight (default: endpoint's).")
-    ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", min=1, help="Cap each agent and user response.")
-    ] = None,
+    concurrency: ConcurrencyOption = None,
+    max_tokens: MaxTokensOption = None,
     allow_errors: AllowErrorsOption = False,
     max_error_rate: MaxErrorRateOption = 0.0,
 ) -> None:
@@ -629,9 +628,9 @@ def all_benchmarks(
     arenas_file: Annotated[
         Path | None, typer.Option("--arenas", help="Held-out arena JSONL (for arenas).", dir_okay=False)
     ] = None,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Episodes per arena.")] = 1,
-    max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="Model calls per arena episode.")] = 12,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    repeats: RepeatsOption = 1,
+    max_turns: MaxTurnsOption = 12,
+    seed: SeedOption = 0,
     bfcl_categories: Annotated[
         str, typer.Option("--bfcl-categories", help="Comma-separated BFCL multi-turn categories.")
     ] = ",".join(CATEGORIES),
@@ -639,12 +638,8 @@ def all_benchmarks(
         str, typer.Option("--tau2-domains", help="τ² domains (the paper's: retail,telecom).")
     ] = ",".join(PAPER_TAU2_DOMAINS),
     trials: Annotated[int, typer.Option("--trials", min=1, help="τ² simulations per task (paper: 4).")] = 1,
-    user_base_url: Annotated[
-        str | None, typer.Option("--user-base-url", help="τ² user simulator endpoint (default: --base-url).")
-    ] = None,
-    user_model: Annotated[
-        str | None, typer.Option("--user-model", help="τ² user simulator model (default: --model).")
-    ] = None,
+    user_base_url: UserBaseUrlOption = None,
+    user_model: UserModelOption = None,
     acebench_data: Annotated[
         Path | None, typer.Option("--acebench-data", help="ACEBench's data_en folder (for acebench).")
     ] = None,
@@ -655,15 +650,9 @@ def all_benchmarks(
     acebench_categories: Annotated[
         str, typer.Option("--acebench-categories", help="Comma-separated ACEBench categories.")
     ] = ",".join(ACEBENCH_CATEGORIES),
-    scoring: Annotated[
-        str, typer.Option("--scoring", help="ACEBench headline scoring: original (comparable) or strict.")
-    ] = "original",
-    concurrency: Annotated[
-        int | None, typer.Option("--concurrency", min=1, help="Requests in flight (default: endpoint's).")
-    ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option("--max-tokens", min=1, help="Cap each response (BFCL, τ², ACEBench).")
-    ] = None,
+    scoring: ScoringOption = "original",
+    concurrency: ConcurrencyOption = None,
+    max_tokens: MaxTokensOption = None,
     allow_errors: AllowErrorsOption = False,
     max_error_rate: MaxErrorRateOption = 0.0,
 ) -> None:
