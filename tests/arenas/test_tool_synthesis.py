@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.arenas.tool_synthesis import ToolSynthesisStage, backward_problems, call_model
 from astra_synth.errors import Rejection
+from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
@@ -262,3 +264,22 @@ async def test_a_call_that_drops_its_parents_value_is_re_asked_with_feedback(
     assert len(stay_calls) == 2
     assert "stay_cost(nightly_rate=120, nights=3) passes on no value of the answer of 'q1'" in stay_calls[1]
     assert sum(CODE in p and "stay_cost" in p for p in prompts) == 1  # no code was asked for the bad call
+
+
+async def test_a_retry_samples_anew_with_feedback_even_with_the_response_cache_on(
+    scripted_llm: ScriptedLLM, sandbox: ToolExecutor, tmp_path: Path
+) -> None:
+    script(scripted_llm, IGNORES_INPUT, GOOD_CODE)
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    async with LLMClient(scripted_llm.endpoint(schema_mode="llama_cpp"), cache=cache) as cached:
+        stage = ToolSynthesisStage(outer_attempts=2, inner_attempts=1)
+        out = await stage.process(instance(), ctx(cached, sandbox))
+    assert out.tools["q1"].attempts == 2
+    sent = scripted_llm.chat_requests()
+    for marker in (DOC, SCALE, CALL, CODE):
+        first, retry = [r for r in sent if marker in r["messages"][0]["content"]]  # none replayed
+        assert first["temperature"] == 0.0 and retry["temperature"] == 0.7
+    documents = [r["messages"][0]["content"] for r in sent if DOC in r["messages"][0]["content"]]
+    assert "Your previous attempt was rejected: input_matters[q1]" in documents[1]
+    calls = [r["messages"][0]["content"] for r in sent if CALL in r["messages"][0]["content"]]
+    assert "Your previous attempt was rejected: input_matters[q1]" in calls[1]

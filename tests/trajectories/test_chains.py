@@ -161,8 +161,9 @@ async def test_back_translation_is_a_majority_of_rounds_that_each_ask_anew(
     assert v is not None and (v.back_translation_agree, v.back_translation_total) == (2, 3)
     forward = [r for r in scripted_llm.chat_requests() if FORWARD in r["messages"][0]["content"]]
     assert len({(r["seed"], r["temperature"]) for r in forward}) == 3
-    assert "State in the request the value of every one of: search_notes.query, share_note.email" in (
-        forward[0]["messages"][0]["content"]
+    assert (
+        "State in the request the value of every one of: search_notes.query, share_note.email"
+        in (forward[0]["messages"][0]["content"])
     )
 
 

@@ -198,8 +198,10 @@ class ToolSynthesisStage:
         inner_attempts: int = 3,
         max_llm_calls: int = 24,
         max_reasks: int = 1,
+        retry_temperature: float = 0.7,
         validation: ValidationConfig | None = None,
     ) -> None:
+        self.retry_temperature = retry_temperature
         self.outer_attempts = outer_attempts
         self.inner_attempts = inner_attempts
         self.max_llm_calls = max_llm_calls
@@ -228,12 +230,15 @@ class ToolSynthesisStage:
             raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
         return ToolInstance(**item.model_dump(), tools=tools)
 
-    async def _document(self, ask: Asker, item: QAInstance, sub: SubQuestion) -> tuple[FunctionSpec, bool]:
+    async def _document(
+        self, ask: Asker, item: QAInstance, sub: SubQuestion, feedback: str
+    ) -> tuple[FunctionSpec, bool]:
         draft: ToolDocDraft = await ask(
             "tool_document.md",
             ToolDocDraft,
             question=sub.question,
             context=context_block(item, sub),
+            feedback=feedback,
         )
         spec = draft.spec()
         try:
@@ -250,29 +255,31 @@ class ToolSynthesisStage:
     async def _synthesize(
         self, llm: LLMClient, sandbox: ToolExecutor, item: QAInstance, sub: SubQuestion
     ) -> SynthesizedTool:
+        """Outer attempts restart from the document, inner ones redo call and code. Every retry samples
+        anew (:meth:`Asker.retry`) and its prompts carry why the attempt before it failed."""
         cap = CallCap(self.max_llm_calls)
-        ask = Asker(llm, self.name, cap, self.max_reasks)
+        ask = Asker(llm, self.name, cap, self.max_reasks, retry_temperature=self.retry_temperature)
         last = "no attempt"
+        feedback = ""
         attempts = 0
-        for _ in range(self.outer_attempts):
+        for outer in range(self.outer_attempts):
             try:
-                spec, scaled = await self._document(ask, item, sub)
+                spec, scaled = await self._document(ask.retry(outer), item, sub, feedback)
             except (ValueError, Rejection) as exc:
                 _reraise_cap(exc)
                 last = f"tool document unusable: {exc}"
+                feedback = _feedback(last)
                 continue
-            feedback = ""
             for _ in range(self.inner_attempts):
-                attempts += 1
                 try:
-                    tool = await self._attempt(ask, sandbox, item, sub, spec, feedback)
+                    tool = await self._attempt(ask.retry(attempts), sandbox, item, sub, spec, feedback)
                 except Rejection as exc:
                     _reraise_cap(exc)
-                    last = f"{exc.reason}: {exc.detail}"[:600]
-                    continue
+                    tool = f"{exc.reason}: {exc.detail}"[:600]
+                attempts += 1
                 if isinstance(tool, str):
                     last = tool
-                    feedback = f"\n\nYour previous attempt was rejected: {last}\nFix these problems."
+                    feedback = _feedback(last)
                     continue
                 return tool.model_copy(update={"scaled": scaled, "llm_calls": cap.used, "attempts": attempts})
         raise Rejection("tool_synthesis_failed", f"after {attempts} attempts, {cap.used} LLM calls: {last}")
@@ -325,6 +332,11 @@ class ToolSynthesisStage:
             llm_calls=ask.cap.used,
             attempts=1,
         )
+
+
+def _feedback(failure: str) -> str:
+    """What a retried prompt says about the attempt before it."""
+    return f"\n\nYour previous attempt was rejected: {failure}\nFix these problems."
 
 
 def _reraise_cap(exc: Exception) -> None:

@@ -113,11 +113,15 @@ def recovery_problem(
         kept = sorted(position)
         edges = {(a, b) for a, b in zip(kept, kept[1:], strict=False)}
     else:
-        edges = {(p.from_step, p.step) for p in dataflow if p.source == "tool_output" and p.from_step is not None}
+        edges = {
+            (p.from_step, p.step) for p in dataflow if p.source == "tool_output" and p.from_step is not None
+        }
     if swapped := sorted(
         (a, b) for a, b in edges if a in position and b in position and position[a] > position[b]
     ):
-        problems.append(f"calls a step before the step it needs ({', '.join(f'{b} needs {a}' for a, b in swapped)})")
+        problems.append(
+            f"calls a step before the step it needs ({', '.join(f'{b} needs {a}' for a, b in swapped)})"
+        )
     return "; ".join(problems) or None
 
 
