@@ -9,6 +9,7 @@ back-translation (chain → user request → chain, several rounds, a majority m
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any, Literal
@@ -110,18 +111,17 @@ def recovery_problem(
     if len(extra) > max_extra:
         problems.append(f"added calls {extra}")
     if dataflow is None:
-        kept = sorted(position)
-        edges = {(a, b) for a, b in zip(kept, kept[1:], strict=False)}
+        edges = set(itertools.pairwise(sorted(position)))
     else:
         edges = {
             (p.from_step, p.step) for p in dataflow if p.source == "tool_output" and p.from_step is not None
         }
-    if swapped := sorted(
-        (a, b) for a, b in edges if a in position and b in position and position[a] > position[b]
-    ):
-        problems.append(
-            f"calls a step before the step it needs ({', '.join(f'{b} needs {a}' for a, b in swapped)})"
-        )
+    swapped = [
+        (a, b) for a, b in sorted(edges) if a in position and b in position and position[a] > position[b]
+    ]
+    if swapped:
+        needs = ", ".join(f"{b} needs {a}" for a, b in swapped)
+        problems.append(f"calls a step before the step it needs ({needs})")
     return "; ".join(problems) or None
 
 
