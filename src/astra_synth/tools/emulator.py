@@ -6,9 +6,10 @@ injected by code, not left to the model: each call fails with probability ``fail
 paper), the kind drawn from ``failure_kinds``, both decided by a hash of (seed, session, call index), so a
 rerun fails the same calls in the same way. By default only transient failures are injected (timeout, 429,
 503), as in the paper: a permanent-looking 400/404 on a valid call would teach the policy to give up on a
-request it could serve, and the judges would then score the retry as pointless; those kinds are opt-in. The model may still return a realistic error of its own
-(``tool_error``). Arguments are checked against the schema in code first. An LLM failure or an answer that
-stays invalid after the re-asks is an ``emulator_error`` outcome, never an exception in the rollout.
+request it could serve, and the judges would then score the retry as pointless; those kinds are opt-in.
+The model may still return a realistic error of its own (``tool_error``). Arguments are checked against
+the schema in code first. An LLM failure or an answer that stays invalid after the re-asks is an
+``emulator_error`` outcome, never an exception in the rollout.
 """
 
 from __future__ import annotations
