@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 
 from astra_synth.arenas.instance import QAInstance, SubQuestion
-from astra_synth.arenas.tool_synthesis import ToolSynthesisStage, backward_problems, call_model
+from astra_synth.arenas.tool_synthesis import (
+    ToolDocDraft,
+    ToolSynthesisStage,
+    backward_problems,
+    call_model,
+)
 from astra_synth.errors import Rejection
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
@@ -283,3 +288,53 @@ async def test_a_retry_samples_anew_with_feedback_even_with_the_response_cache_o
     assert "Your previous attempt was rejected: input_matters[q1]" in documents[1]
     calls = [r["messages"][0]["content"] for r in sent if CALL in r["messages"][0]["content"]]
     assert "Your previous attempt was rejected: input_matters[q1]" in calls[1]
+
+
+MEAN_DOC = {
+    "name": "average_rate",
+    "description": "Mean of several nightly rates, optionally filtered.",
+    "parameters": [
+        {"name": "rates", "type": "array", "items": "number", "description": "Nightly rates, EUR"},
+        {"name": "options", "type": "object", "description": "Rounding options", "required": False},
+    ],
+}
+MEAN_CODE = """
+def average_rate(rates, options=None):
+    if not rates:
+        raise ValueError("rates must not be empty")
+    digits = int((options or {}).get("digits", 2))
+    mean = round(sum(rates) / len(rates), digits)
+    return {"mean": mean, "summary": f"{mean} EUR"}
+"""
+
+
+async def test_a_tool_document_can_take_array_and_object_parameters(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(DOC, json_reply(MEAN_DOC))
+    scripted_llm.on(SCALE, json_reply(MEAN_DOC))
+    scripted_llm.on(CALL, json_reply({"rates": [150, 95, 121], "options": {"digits": 1}}))
+    scripted_llm.on(CODE, json_reply({"code": MEAN_CODE}))
+    item = instance()
+    first = item.sub_questions[0].model_copy(
+        update={"question": "What is the mean of the rates 150, 95 and 121 EUR?", "answer": "122.0 EUR"}
+    )
+    item = item.model_copy(update={"sub_questions": [first, item.sub_questions[1]]})
+    out = await ToolSynthesisStage().process(item, ctx(llm, sandbox))
+    tool = out.tools["q1"]
+    assert tool.spec.properties["rates"] == {
+        "type": "array",
+        "description": "Nightly rates, EUR",
+        "items": {"type": "number"},
+    }
+    assert tool.spec.properties["options"]["type"] == "object"
+    assert tool.golden_call.arguments == {"rates": [150, 95, 121], "options": {"digits": 1}}
+    call_schema = next(r for r in scripted_llm.chat_requests() if CALL in r["messages"][0]["content"])
+    assert call_schema["response_format"]["schema"]["properties"]["rates"]["type"] == "array"
+    model = call_model(tool.spec)
+    with pytest.raises(ValueError):
+        model.model_validate({"rates": "150, 95"})
+    with pytest.raises(ValueError, match="give 'items' for an array"):
+        ToolDocDraft.model_validate(
+            {**MEAN_DOC, "parameters": [{**MEAN_DOC["parameters"][0], "items": None}]}
+        )

@@ -11,9 +11,9 @@ restarts from the document. Every LLM request of the sub-question, re-asks inclu
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, model_validator
 
 from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance, SubQuestion
@@ -36,19 +36,42 @@ from astra_synth.llm.structured import CallCap
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
-ParamType = Literal["string", "integer", "number", "boolean"]
+ScalarType = Literal["string", "integer", "number", "boolean"]
+ParamType = ScalarType | Literal["array", "object"]
 # A "number" keeps the spelling the model wrote (118 stays an int, 118.5 a float): the golden call is what a
 # policy would send, and coercing it to 118.0 would make its result differ from a policy's in spelling.
 _Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 _PY: dict[str, Any] = {"string": str, "integer": int, "number": _Number, "boolean": bool}
+_Scalar = str | int | float | bool
+
+
+def _python_type(schema: dict[str, Any]) -> Any:
+    """The pydantic type of one parameter schema (arrays of scalars, objects of scalar fields)."""
+    if schema.get("enum"):
+        return Literal[tuple(schema["enum"])]
+    if schema["type"] == "array":
+        return list[_PY[schema.get("items", {}).get("type", "string")]]
+    if schema["type"] == "object":
+        return dict[str, _Scalar]
+    return _PY[schema["type"]]
 
 
 class ParamDraft(StrictModel):
+    """One parameter. Arrays hold scalars of one type (``items``): statistics over a list of values take
+    one; an object is a JSON object of named scalar fields (a filter, an address)."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     type: ParamType
     description: str = Field(min_length=1)
     required: bool = True
     enum: list[str] = Field(default_factory=list, max_length=8)
+    items: ScalarType | None = Field(default=None, description="For an array: the type of its items.")
+
+    @model_validator(mode="after")
+    def _items_for_arrays(self) -> Self:
+        if (self.type == "array") != (self.items is not None):
+            raise ValueError(f"parameter {self.name!r}: give 'items' for an array and only for an array")
+        return self
 
 
 class ToolDocDraft(StrictModel):
@@ -63,6 +86,8 @@ class ToolDocDraft(StrictModel):
             schema: dict[str, Any] = {"type": p.type, "description": p.description}
             if p.enum and p.type == "string":
                 schema["enum"] = p.enum
+            if p.items is not None:
+                schema["items"] = {"type": p.items}
             props[p.name] = schema
         names = [p.name for p in self.parameters]
         if len(set(names)) != len(names):
@@ -119,7 +144,7 @@ def call_model(spec: FunctionSpec) -> type[BaseModel]:
     """A pydantic model of the tool's arguments: the call is constrained to the document's schema."""
     fields: dict[str, Any] = {}
     for name, schema in spec.properties.items():
-        py: Any = Literal[tuple(schema["enum"])] if schema.get("enum") else _PY[schema["type"]]
+        py = _python_type(schema)
         fields[name] = (py, ...) if name in spec.required else (py | None, None)
     model: type[BaseModel] = create_model("Arguments", __config__=ConfigDict(extra="forbid"), **fields)
     return model
