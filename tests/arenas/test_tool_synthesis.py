@@ -178,8 +178,6 @@ async def test_exhausted_attempts_reject_with_the_last_reason(
 
 
 def test_backward_compatibility_rules() -> None:
-    from astra_synth.arenas.tool_synthesis import ToolDocDraft
-
     old = ToolDocDraft.model_validate(DOC_JSON).spec()
     assert backward_problems(old, ToolDocDraft.model_validate(SCALED_JSON).spec()) == []
     dropped = {**DOC_JSON, "parameters": DOC_JSON["parameters"][:1]}
@@ -187,11 +185,12 @@ def test_backward_compatibility_rules() -> None:
         "dropped parameter 'date'",
         "made required parameters optional: ['date']",
     ]
+    ints = {**MEAN_DOC, "parameters": [{**MEAN_DOC["parameters"][0], "items": "integer"}]}
+    mean = ToolDocDraft.model_validate({**MEAN_DOC, "parameters": MEAN_DOC["parameters"][:1]}).spec()
+    assert backward_problems(mean, ToolDocDraft.model_validate(ints).spec()) == ["changed the type of 'rates'"]
 
 
 def test_call_model_follows_the_document() -> None:
-    from astra_synth.arenas.tool_synthesis import ToolDocDraft
-
     model = call_model(ToolDocDraft.model_validate(SCALED_JSON).spec())
     assert model.model_validate({"hotel": "A", "date": "B"}).model_dump(exclude_none=True) == {
         "hotel": "A",

@@ -131,7 +131,7 @@ def backward_problems(old: FunctionSpec, new: FunctionSpec) -> list[str]:
     for name, schema in old.properties.items():
         if name not in new.properties:
             problems.append(f"dropped parameter {name!r}")
-        elif new.properties[name].get("type") != schema.get("type"):
+        elif any(new.properties[name].get(k) != schema.get(k) for k in ("type", "items")):
             problems.append(f"changed the type of {name!r}")
     if missing := sorted(set(old.required) - set(new.required)):
         problems.append(f"made required parameters optional: {missing}")
