@@ -187,7 +187,8 @@ def test_backward_compatibility_rules() -> None:
     ]
     ints = {**MEAN_DOC, "parameters": [{**MEAN_DOC["parameters"][0], "items": "integer"}]}
     mean = ToolDocDraft.model_validate({**MEAN_DOC, "parameters": MEAN_DOC["parameters"][:1]}).spec()
-    assert backward_problems(mean, ToolDocDraft.model_validate(ints).spec()) == ["changed the type of 'rates'"]
+    retyped = ToolDocDraft.model_validate(ints).spec()
+    assert backward_problems(mean, retyped) == ["changed the type of 'rates'"]
 
 
 def test_call_model_follows_the_document() -> None:
