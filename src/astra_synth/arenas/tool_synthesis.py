@@ -50,7 +50,9 @@ def _python_type(schema: dict[str, Any]) -> Any:
     if schema.get("enum"):
         return Literal[tuple(schema["enum"])]
     if schema["type"] == "array":
-        return list[_PY[schema.get("items", {}).get("type", "string")]]
+        items = schema.get("items", {}).get("type")
+        item: Any = _PY[items] if items else Any
+        return list[item]
     if schema["type"] == "object":
         return dict[str, _Scalar]
     return _PY[schema["type"]]

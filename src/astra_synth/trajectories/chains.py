@@ -299,7 +299,7 @@ class ChainsStage:
             if out.back_translation_agree + cfg.back_translation_rounds - round_ < needed:
                 break
             out.back_translation_total += 1
-            asked = {
+            asked: dict[str, Any] = {
                 "stage": self.name,
                 "temperature": cfg.back_translation_temperature,
                 "max_tokens": cfg.max_tokens,
