@@ -9,8 +9,8 @@ import pytest
 from astra_synth.errors import Rejection
 from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
-from astra_synth.trajectories.chains import ChainsConfig, ChainsStage
-from astra_synth.trajectories.records import ChainSeed
+from astra_synth.trajectories.chains import ChainsConfig, ChainsStage, recovery_problem
+from astra_synth.trajectories.records import ChainSeed, ParamSource
 
 from .conftest import ContextFactory
 
@@ -186,3 +186,29 @@ async def test_checks_can_be_switched_off_and_server_only_seeds_pass(
     server_only = ChainSeed(server=notes_server, origin="server_only", num_tools=2)
     assert await ChainsStage().process(server_only, make_ctx("chains")) == server_only
     assert scripted_llm.chat_requests() == []
+
+
+def test_recovery_on_the_review_walk_through_library_chain() -> None:
+    """search_books -> get_availability -> place_hold; a request naming the pickup branch makes a careful
+    planner skip the availability look-up, which no longer kills the chain."""
+    chain = ["search_books", "get_availability", "place_hold"]
+    flow = [
+        ParamSource(step=0, tool="search_books", parameter="query", source="task"),
+        ParamSource(step=1, tool="get_availability", parameter="isbn", source="tool_output", from_step=0),
+        ParamSource(step=2, tool="place_hold", parameter="member_id", source="task"),
+        ParamSource(step=2, tool="place_hold", parameter="isbn", source="tool_output", from_step=0),
+        ParamSource(step=2, tool="place_hold", parameter="pickup_branch", source="tool_output", from_step=1),
+    ]
+    limits = {"max_skipped": 1, "max_extra": 1}
+    assert recovery_problem(chain, chain, flow, **limits) is None
+    assert recovery_problem(chain, ["search_books", "place_hold"], flow, **limits) is None
+    assert recovery_problem(chain, ["search_books", "place_hold", "get_availability"], flow, **limits) == (
+        "calls a step before the step it needs (2 needs 1)"
+    )
+    assert recovery_problem(chain, ["search_books", "place_hold"], flow, max_skipped=0, max_extra=1) == (
+        "left out steps ['1:get_availability']"
+    )
+    assert recovery_problem(chain, [*chain, "list_loans"], flow, **limits) is None
+    assert recovery_problem(chain, [*chain, "list_loans", "renew_loan"], flow, **limits) == (
+        "added calls ['list_loans', 'renew_loan']"
+    )
