@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from astra_synth.arenas.merge import ArenaTool, MergedInstance, MergeStage, rena
 from astra_synth.arenas.records import GoldenCall
 from astra_synth.arenas.tool_synthesis import SynthesizedTool, ToolDocDraft, ToolInstance
 from astra_synth.errors import Rejection
+from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
@@ -171,3 +173,24 @@ def test_unique_names_rename_source_and_calls() -> None:
     out = unique_names([a, a, a])
     assert [t.spec.name for t in out] == ["get_hotel_rate", "get_hotel_rate_2", "get_hotel_rate_3"]
     assert "def get_hotel_rate_3(" in out[2].source and out[2].calls["q1"].name == "get_hotel_rate_3"
+
+
+async def test_an_insert_retry_samples_anew_and_its_call_prompt_says_why(
+    scripted_llm: ScriptedLLM, sandbox: ToolExecutor, tmp_path: Path
+) -> None:
+    scripted_llm.on(  # first match wins: this rule comes before script_merge's
+        "Extend ONLY its data",
+        json_reply({"code": code({"Other Inn": 60})}),  # the first insertion loses both answers
+        json_reply({"code": code({"Aurora": 150, "Casa Azul": 95, "Other Inn": 60})}),
+    )
+    script_merge(scripted_llm, "unused")
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    async with LLMClient(scripted_llm.endpoint(schema_mode="llama_cpp"), cache=cache) as cached:
+        merged = await MergeStage().process(instance(), ctx(cached, sandbox))
+    assert len(merged.arena_tools) == 1 and merged.arena_tools[0].merged
+    sent = scripted_llm.chat_requests()
+    calls = [r for r in sent if "Write the call of the tool below" in r["messages"][0]["content"]]
+    assert [r["temperature"] for r in calls] == [0.0, 0.7]
+    assert "The previous attempt was rejected" in calls[1]["messages"][0]["content"]
+    inserts = [r for r in sent if "Extend ONLY" in r["messages"][0]["content"]]
+    assert [r["temperature"] for r in inserts] == [0.0, 0.7]

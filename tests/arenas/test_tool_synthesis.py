@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from astra_synth.arenas.instance import QAInstance, SubQuestion
-from astra_synth.arenas.tool_synthesis import ToolSynthesisStage, backward_problems, call_model
+from astra_synth.arenas.tool_synthesis import (
+    ToolDocDraft,
+    ToolSynthesisStage,
+    backward_problems,
+    call_model,
+)
 from astra_synth.errors import Rejection
+from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
@@ -171,8 +178,6 @@ async def test_exhausted_attempts_reject_with_the_last_reason(
 
 
 def test_backward_compatibility_rules() -> None:
-    from astra_synth.arenas.tool_synthesis import ToolDocDraft
-
     old = ToolDocDraft.model_validate(DOC_JSON).spec()
     assert backward_problems(old, ToolDocDraft.model_validate(SCALED_JSON).spec()) == []
     dropped = {**DOC_JSON, "parameters": DOC_JSON["parameters"][:1]}
@@ -180,11 +185,13 @@ def test_backward_compatibility_rules() -> None:
         "dropped parameter 'date'",
         "made required parameters optional: ['date']",
     ]
+    ints = {**MEAN_DOC, "parameters": [{**MEAN_DOC["parameters"][0], "items": "integer"}]}
+    mean = ToolDocDraft.model_validate({**MEAN_DOC, "parameters": MEAN_DOC["parameters"][:1]}).spec()
+    retyped = ToolDocDraft.model_validate(ints).spec()
+    assert backward_problems(mean, retyped) == ["changed the type of 'rates'"]
 
 
 def test_call_model_follows_the_document() -> None:
-    from astra_synth.arenas.tool_synthesis import ToolDocDraft
-
     model = call_model(ToolDocDraft.model_validate(SCALED_JSON).spec())
     assert model.model_validate({"hotel": "A", "date": "B"}).model_dump(exclude_none=True) == {
         "hotel": "A",
@@ -262,3 +269,72 @@ async def test_a_call_that_drops_its_parents_value_is_re_asked_with_feedback(
     assert len(stay_calls) == 2
     assert "stay_cost(nightly_rate=120, nights=3) passes on no value of the answer of 'q1'" in stay_calls[1]
     assert sum(CODE in p and "stay_cost" in p for p in prompts) == 1  # no code was asked for the bad call
+
+
+async def test_a_retry_samples_anew_with_feedback_even_with_the_response_cache_on(
+    scripted_llm: ScriptedLLM, sandbox: ToolExecutor, tmp_path: Path
+) -> None:
+    script(scripted_llm, IGNORES_INPUT, GOOD_CODE)
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    async with LLMClient(scripted_llm.endpoint(schema_mode="llama_cpp"), cache=cache) as cached:
+        stage = ToolSynthesisStage(outer_attempts=2, inner_attempts=1)
+        out = await stage.process(instance(), ctx(cached, sandbox))
+    assert out.tools["q1"].attempts == 2
+    sent = scripted_llm.chat_requests()
+    for marker in (DOC, SCALE, CALL, CODE):
+        first, retry = [r for r in sent if marker in r["messages"][0]["content"]]  # none replayed
+        assert first["temperature"] == 0.0 and retry["temperature"] == 0.7
+    documents = [r["messages"][0]["content"] for r in sent if DOC in r["messages"][0]["content"]]
+    assert "Your previous attempt was rejected: input_matters[q1]" in documents[1]
+    calls = [r["messages"][0]["content"] for r in sent if CALL in r["messages"][0]["content"]]
+    assert "Your previous attempt was rejected: input_matters[q1]" in calls[1]
+
+
+MEAN_DOC = {
+    "name": "average_rate",
+    "description": "Mean of several nightly rates, optionally filtered.",
+    "parameters": [
+        {"name": "rates", "type": "array", "items": "number", "description": "Nightly rates, EUR"},
+        {"name": "options", "type": "object", "description": "Rounding options", "required": False},
+    ],
+}
+MEAN_CODE = """
+def average_rate(rates, options=None):
+    if not rates:
+        raise ValueError("rates must not be empty")
+    digits = int((options or {}).get("digits", 2))
+    mean = round(sum(rates) / len(rates), digits)
+    return {"mean": mean, "summary": f"{mean} EUR"}
+"""
+
+
+async def test_a_tool_document_can_take_array_and_object_parameters(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(DOC, json_reply(MEAN_DOC))
+    scripted_llm.on(SCALE, json_reply(MEAN_DOC))
+    scripted_llm.on(CALL, json_reply({"rates": [150, 95, 121], "options": {"digits": 1}}))
+    scripted_llm.on(CODE, json_reply({"code": MEAN_CODE}))
+    item = instance()
+    first = item.sub_questions[0].model_copy(
+        update={"question": "What is the mean of the rates 150, 95 and 121 EUR?", "answer": "122.0 EUR"}
+    )
+    item = item.model_copy(update={"sub_questions": [first, item.sub_questions[1]]})
+    out = await ToolSynthesisStage().process(item, ctx(llm, sandbox))
+    tool = out.tools["q1"]
+    assert tool.spec.properties["rates"] == {
+        "type": "array",
+        "description": "Nightly rates, EUR",
+        "items": {"type": "number"},
+    }
+    assert tool.spec.properties["options"]["type"] == "object"
+    assert tool.golden_call.arguments == {"rates": [150, 95, 121], "options": {"digits": 1}}
+    call_schema = next(r for r in scripted_llm.chat_requests() if CALL in r["messages"][0]["content"])
+    assert call_schema["response_format"]["schema"]["properties"]["rates"]["type"] == "array"
+    model = call_model(tool.spec)
+    with pytest.raises(ValueError):
+        model.model_validate({"rates": "150, 95"})
+    with pytest.raises(ValueError, match="give 'items' for an array"):
+        ToolDocDraft.model_validate(
+            {**MEAN_DOC, "parameters": [{**MEAN_DOC["parameters"][0], "items": None}]}
+        )

@@ -117,9 +117,9 @@ async def test_failure_rate_over_1000_calls_and_same_seed_same_failures(
     # A response cache keeps the test fast: the emulated answers repeat, the failure draws do not.
     cache = ResponseCache(tmp_path / "llm.sqlite")
 
-    async def run(seed: int, episodes: int) -> list[list[str]]:
+    async def run(seed: int, episodes: int, **config: Any) -> list[list[str]]:
         async with LLMClient(scripted_llm.endpoint(max_retries=0), cache=cache) as llm:
-            emulator = ToolEmulator(llm, EmulatorConfig(seed=seed))
+            emulator = ToolEmulator(llm, EmulatorConfig(seed=seed, **config))
 
             async def episode(i: int) -> list[str]:
                 session = emulator.session(SHOP, f"episode-{i}")
@@ -132,11 +132,13 @@ async def test_failure_rate_over_1000_calls_and_same_seed_same_failures(
     failed = [s for s in statuses if s != "ok"]
     assert len(statuses) == 1000
     assert 0.17 <= len(failed) / 1000 <= 0.23
-    assert set(failed) == {"timeout", "rate_limited", "invalid_argument", "not_found", "server_error"}
+    assert set(failed) == {"timeout", "rate_limited", "server_error"}  # transient only, by default
     assert {tuple(e) for e in first} > {("ok",) * 4}  # failures fall on every call index, not only the first
     assert any(e[3] != "ok" for e in first) and any(e[0] != "ok" for e in first)
     assert await run(seed=7, episodes=50) == first[:50]
     assert await run(seed=8, episodes=50) != first[:50]
+    permanent = await run(seed=7, episodes=50, failure_kinds=["invalid_argument", "not_found"])
+    assert {s for e in permanent for s in e} == {"ok", "invalid_argument", "not_found"}  # opt-in
 
 
 def test_draw_failure_is_a_pure_function_of_seed_session_and_index() -> None:

@@ -72,6 +72,17 @@ async def test_original_once_plus_variations_per_mode(
     assert await stage.process(out[1], make_ctx("augment")) == [out[1]]
 
 
+async def test_the_diverse_prompt_shows_the_tools_the_variations_must_fit(
+    scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
+) -> None:
+    scripted_llm.on("completely different situations", json_reply(_variations("Find my recipe note")))
+    stage = AugmentStage(AugmentConfig(modes=["diverse"]))
+    await stage.process(_task(notes_server), make_ctx("augment"))
+    (prompt,) = [r["messages"][0]["content"] for r in scripted_llm.chat_requests()]
+    for tool in notes_server.tools:
+        assert f"- {tool.name}: {tool.description}" in prompt
+
+
 async def test_failed_augmentation_keeps_the_original(
     scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
 ) -> None:

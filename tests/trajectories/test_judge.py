@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -41,7 +42,7 @@ def _script(llm: ScriptedLLM, **overrides: Any) -> None:
     for key, reply in overrides.items():
         replies[names[key]] = reply
     for pattern, reply in replies.items():
-        llm.on(pattern, reply)
+        llm.on(pattern, *(reply if isinstance(reply, list) else [reply]))
 
 
 def test_helpers() -> None:
@@ -170,3 +171,25 @@ async def test_incomplete_rollouts_and_tool_free_answers_are_rejected_unjudged(
     with pytest.raises(Rejection, match="no_tool_calls"):
         await JudgeStage().process(chat_only, make_ctx("judge"))
     assert scripted_llm.chat_requests() == []
+
+
+async def test_round_and_call_ids_are_pinned_and_a_miscopied_id_is_re_asked(
+    scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
+) -> None:
+    miscopied = json_reply({"calls": [{"id": "c1", "status": "success"}, {"id": "c_2", "status": "success"}]})
+    right = json_reply({"calls": [{"id": "c1", "status": "success"}, {"id": "c2", "status": "success"}]})
+    _script(scripted_llm, tcs=[miscopied, right])
+    out = await JudgeStage().process(notes_trajectory(notes_server), make_ctx("judge"))
+    assert out.judge.dimensions["tool_call_status"].score == 1.0
+    asked = [r for r in scripted_llm.chat_requests() if TCS in r["messages"][0]["content"]]
+    assert (
+        len(asked) == 2 and "calls.1.id: Input should be 'c1' or 'c2'" in asked[1]["messages"][-1]["content"]
+    )
+    schemas = {
+        marker: json.dumps(r["response_format"])
+        for r in scripted_llm.chat_requests()
+        for marker in (TCS, TC, TCU)
+        if marker in r["messages"][0]["content"]
+    }
+    assert '"enum": ["c1", "c2"]' in schemas[TCS] and '"enum": ["c1", "c2"]' in schemas[TC]
+    assert '"const": "r4"' in schemas[TCU] or '"enum": ["r4"]' in schemas[TCU]

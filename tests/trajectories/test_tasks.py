@@ -9,7 +9,7 @@ import pytest
 from astra_synth.errors import Rejection
 from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
 from astra_synth.tools.spec import ServerRecord
-from astra_synth.trajectories.records import ChainSeed, ChainVerification
+from astra_synth.trajectories.records import ChainSeed, ChainVerification, ParamSource
 from astra_synth.trajectories.tasks import TaskGenConfig, TasksStage, clean_question, names_a_tool
 
 from .conftest import ContextFactory
@@ -21,6 +21,38 @@ def test_tool_names_are_found_as_whole_words(notes_server: ServerRecord) -> None
     assert names_a_tool(notes_server, "Please run Read_Note on my diary") == "read_note"
     assert names_a_tool(notes_server, "read the note about my trip") is None
     assert clean_question("  <question>Find my note</question> ") == "Find my note"
+
+
+def test_a_single_word_tool_name_counts_only_when_written_as_code(notes_server: ServerRecord) -> None:
+    tools = [notes_server.tools[0].model_copy(update={"name": n}) for n in ("search", "getWeather")]
+    server = notes_server.model_copy(update={"tools": tools})
+    assert names_a_tool(server, "Search for my notes about Lisbon and translate them") is None
+    assert names_a_tool(server, "Run `search` on Lisbon") == "search"
+    assert names_a_tool(server, "call search(Lisbon) for me") == "search"
+    assert names_a_tool(server, "use getweather for Porto") == "getWeather"
+
+
+async def test_the_chain_prompt_asks_for_the_values_of_every_tool_not_only_the_first(
+    scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
+) -> None:
+    chain = ["search_notes", "share_note"]
+    scripted_llm.on("exactly these 2 tools", json_reply({"question": "Send Ann (ann@x.org) my Lisbon note."}))
+    flow = [
+        ParamSource(step=0, tool="search_notes", parameter="query", source="task"),
+        ParamSource(step=1, tool="share_note", parameter="note_id", source="tool_output", from_step=0),
+        ParamSource(step=1, tool="share_note", parameter="email", source="task"),
+    ]
+    seed = ChainSeed(
+        server=notes_server,
+        origin="walk",
+        chain=chain,
+        num_tools=2,
+        verification=ChainVerification(dataflow=flow),
+    )
+    await TasksStage().process(seed, make_ctx("tasks"))
+    prompt = scripted_llm.chat_requests()[0]["messages"][0]["content"]
+    assert "not only the first one's" in prompt
+    assert "- State in the request the value of every one of: search_notes.query, share_note.email." in prompt
     assert clean_question("<a>x</b>") == "<a>x</b>"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -21,13 +21,24 @@ def prompt_hashes(*names: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Asker:
-    """Puts arena prompts to the model for one stage and one item; every request draws on ``cap``."""
+    """Puts arena prompts to the model for one stage and one item; every request draws on ``cap``.
+
+    ``attempt`` > 0 marks a retry: it samples at ``retry_temperature`` under its own sample index, so a
+    retry is a new answer, not the cached first one (the first attempt is greedy). Make one with
+    :meth:`retry`.
+    """
 
     llm: LLMClient
     stage: str
     cap: CallCap
     max_reasks: int = 1
     max_tokens: int = 2000
+    attempt: int = 0
+    retry_temperature: float = 0.7
+
+    def retry(self, attempt: int) -> Asker:
+        """The same asker (same cap) for attempt number ``attempt`` (0 = the first)."""
+        return replace(self, attempt=attempt)
 
     async def __call__(self, prompt: str, schema: type[T], **values: Any) -> T:
         """Render arena prompt ``prompt`` with ``values`` as one user message; a validated ``schema`` back."""
@@ -39,5 +50,7 @@ class Asker:
             stage=self.stage,
             max_reasks=self.max_reasks,
             max_tokens=self.max_tokens,
+            temperature=self.retry_temperature if self.attempt else 0.0,
+            sample_index=self.attempt,
             cap=self.cap,
         )

@@ -160,8 +160,10 @@ class MergeStage:
         insert_attempts: int = 2,
         max_llm_calls: int = 24,
         max_reasks: int = 1,
+        retry_temperature: float = 0.7,
         validation: ValidationConfig | None = None,
     ) -> None:
+        self.retry_temperature = retry_temperature
         self.insert_attempts = insert_attempts
         self.max_llm_calls = max_llm_calls
         self.max_reasks = max_reasks
@@ -172,7 +174,13 @@ class MergeStage:
 
     async def process(self, item: ToolInstance, ctx: StageContext) -> MergedInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "merge needs an LLM and a sandbox"
-        ask = Asker(ctx.llm, self.name, CallCap(self.max_llm_calls), self.max_reasks)
+        ask = Asker(
+            ctx.llm,
+            self.name,
+            CallCap(self.max_llm_calls),
+            self.max_reasks,
+            retry_temperature=self.retry_temperature,
+        )
         singles = {sid: _single(t) for sid, t in item.tools.items()}
         log: list[str] = []
         clusters: list[list[str]] = [[sid] for sid in item.tools]
@@ -252,10 +260,12 @@ class MergeStage:
         calls: dict[str, GoldenCall],
         sid: str,
     ) -> tuple[str, dict[str, GoldenCall]] | None:
-        """Insert member ``sid``; every member so far must still pass the battery. None = not insertable."""
+        """Insert member ``sid``; every member so far must still pass the battery. None = not insertable.
+        A retry samples anew and its prompts say why the attempt before it failed."""
         sub = item.sub(sid)
         feedback = ""
-        for _ in range(self.insert_attempts):
+        for attempt in range(self.insert_attempts):
+            ask = ask.retry(attempt)
             try:
                 args = await ask(
                     "tool_call.md",
@@ -263,7 +273,7 @@ class MergeStage:
                     document=spec.model_dump_json(indent=1),
                     question=sub.question,
                     context=context_block(item, sub),
-                    feedback="",
+                    feedback=feedback,
                 )
                 trial = {
                     **calls,
@@ -276,6 +286,7 @@ class MergeStage:
             except Rejection as exc:
                 if exc.reason == "llm_call_cap":
                     raise
+                feedback = f"\nThe previous attempt was rejected: {exc.reason}: {exc.detail[:600]}\n"
                 continue
             problems = static_check(draft.code, spec)
             if not problems:

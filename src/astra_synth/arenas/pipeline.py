@@ -52,11 +52,17 @@ class SynthesisConfig(StrictModel):
     inner_attempts: int = Field(default=3, ge=1, description="Call + code attempts per document.")
     max_llm_calls: int = Field(default=24, ge=4, description="Hard cap per sub-question, re-asks included.")
     max_reasks: int = Field(default=1, ge=0)
+    retry_temperature: float = Field(
+        default=0.7, ge=0, le=2, description="Retries sample at this (the first attempt is greedy)."
+    )
 
 
 class MergeConfig(StrictModel):
     insert_attempts: int = Field(default=2, ge=1)
     max_llm_calls: int = Field(default=24, ge=1, description="Hard cap per instance.")
+    retry_temperature: float = Field(
+        default=0.7, ge=0, le=2, description="Insert retries sample at this (the first is greedy)."
+    )
 
 
 class ArenasConfig(PipelineConfig):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from astra_synth.arenas.idschema import exact_ids, unique_ids
 from astra_synth.arenas.instance import QAInstance, legitimacy_problems
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
+from astra_synth.llm.idschema import exact_ids, unique_ids
 from astra_synth.llm.structured import structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext

@@ -11,9 +11,9 @@ restarts from the document. Every LLM request of the sub-question, re-asks inclu
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, model_validator
 
 from astra_synth.arenas.asking import Asker, prompt_hashes
 from astra_synth.arenas.instance import QAInstance, SubQuestion
@@ -36,19 +36,44 @@ from astra_synth.llm.structured import CallCap
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
-ParamType = Literal["string", "integer", "number", "boolean"]
+ScalarType = Literal["string", "integer", "number", "boolean"]
+ParamType = ScalarType | Literal["array", "object"]
 # A "number" keeps the spelling the model wrote (118 stays an int, 118.5 a float): the golden call is what a
 # policy would send, and coercing it to 118.0 would make its result differ from a policy's in spelling.
 _Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 _PY: dict[str, Any] = {"string": str, "integer": int, "number": _Number, "boolean": bool}
+_Scalar = str | int | float | bool
+
+
+def _python_type(schema: dict[str, Any]) -> Any:
+    """The pydantic type of one parameter schema (arrays of scalars, objects of scalar fields)."""
+    if schema.get("enum"):
+        return Literal[tuple(schema["enum"])]
+    if schema["type"] == "array":
+        items = schema.get("items", {}).get("type")
+        item: Any = _PY[items] if items else Any
+        return list[item]
+    if schema["type"] == "object":
+        return dict[str, _Scalar]
+    return _PY[schema["type"]]
 
 
 class ParamDraft(StrictModel):
+    """One parameter. Arrays hold scalars of one type (``items``): statistics over a list of values take
+    one; an object is a JSON object of named scalar fields (a filter, an address)."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     type: ParamType
     description: str = Field(min_length=1)
     required: bool = True
     enum: list[str] = Field(default_factory=list, max_length=8)
+    items: ScalarType | None = Field(default=None, description="For an array: the type of its items.")
+
+    @model_validator(mode="after")
+    def _items_for_arrays(self) -> Self:
+        if (self.type == "array") != (self.items is not None):
+            raise ValueError(f"parameter {self.name!r}: give 'items' for an array and only for an array")
+        return self
 
 
 class ToolDocDraft(StrictModel):
@@ -63,6 +88,8 @@ class ToolDocDraft(StrictModel):
             schema: dict[str, Any] = {"type": p.type, "description": p.description}
             if p.enum and p.type == "string":
                 schema["enum"] = p.enum
+            if p.items is not None:
+                schema["items"] = {"type": p.items}
             props[p.name] = schema
         names = [p.name for p in self.parameters]
         if len(set(names)) != len(names):
@@ -106,7 +133,7 @@ def backward_problems(old: FunctionSpec, new: FunctionSpec) -> list[str]:
     for name, schema in old.properties.items():
         if name not in new.properties:
             problems.append(f"dropped parameter {name!r}")
-        elif new.properties[name].get("type") != schema.get("type"):
+        elif any(new.properties[name].get(k) != schema.get(k) for k in ("type", "items")):
             problems.append(f"changed the type of {name!r}")
     if missing := sorted(set(old.required) - set(new.required)):
         problems.append(f"made required parameters optional: {missing}")
@@ -119,7 +146,7 @@ def call_model(spec: FunctionSpec) -> type[BaseModel]:
     """A pydantic model of the tool's arguments: the call is constrained to the document's schema."""
     fields: dict[str, Any] = {}
     for name, schema in spec.properties.items():
-        py: Any = Literal[tuple(schema["enum"])] if schema.get("enum") else _PY[schema["type"]]
+        py = _python_type(schema)
         fields[name] = (py, ...) if name in spec.required else (py | None, None)
     model: type[BaseModel] = create_model("Arguments", __config__=ConfigDict(extra="forbid"), **fields)
     return model
@@ -198,8 +225,10 @@ class ToolSynthesisStage:
         inner_attempts: int = 3,
         max_llm_calls: int = 24,
         max_reasks: int = 1,
+        retry_temperature: float = 0.7,
         validation: ValidationConfig | None = None,
     ) -> None:
+        self.retry_temperature = retry_temperature
         self.outer_attempts = outer_attempts
         self.inner_attempts = inner_attempts
         self.max_llm_calls = max_llm_calls
@@ -228,12 +257,15 @@ class ToolSynthesisStage:
             raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
         return ToolInstance(**item.model_dump(), tools=tools)
 
-    async def _document(self, ask: Asker, item: QAInstance, sub: SubQuestion) -> tuple[FunctionSpec, bool]:
+    async def _document(
+        self, ask: Asker, item: QAInstance, sub: SubQuestion, feedback: str
+    ) -> tuple[FunctionSpec, bool]:
         draft: ToolDocDraft = await ask(
             "tool_document.md",
             ToolDocDraft,
             question=sub.question,
             context=context_block(item, sub),
+            feedback=feedback,
         )
         spec = draft.spec()
         try:
@@ -250,29 +282,31 @@ class ToolSynthesisStage:
     async def _synthesize(
         self, llm: LLMClient, sandbox: ToolExecutor, item: QAInstance, sub: SubQuestion
     ) -> SynthesizedTool:
+        """Outer attempts restart from the document, inner ones redo call and code. Every retry samples
+        anew (:meth:`Asker.retry`) and its prompts carry why the attempt before it failed."""
         cap = CallCap(self.max_llm_calls)
-        ask = Asker(llm, self.name, cap, self.max_reasks)
+        ask = Asker(llm, self.name, cap, self.max_reasks, retry_temperature=self.retry_temperature)
         last = "no attempt"
+        feedback = ""
         attempts = 0
-        for _ in range(self.outer_attempts):
+        for outer in range(self.outer_attempts):
             try:
-                spec, scaled = await self._document(ask, item, sub)
+                spec, scaled = await self._document(ask.retry(outer), item, sub, feedback)
             except (ValueError, Rejection) as exc:
                 _reraise_cap(exc)
                 last = f"tool document unusable: {exc}"
+                feedback = _feedback(last)
                 continue
-            feedback = ""
             for _ in range(self.inner_attempts):
-                attempts += 1
                 try:
-                    tool = await self._attempt(ask, sandbox, item, sub, spec, feedback)
+                    tool = await self._attempt(ask.retry(attempts), sandbox, item, sub, spec, feedback)
                 except Rejection as exc:
                     _reraise_cap(exc)
-                    last = f"{exc.reason}: {exc.detail}"[:600]
-                    continue
+                    tool = f"{exc.reason}: {exc.detail}"[:600]
+                attempts += 1
                 if isinstance(tool, str):
                     last = tool
-                    feedback = f"\n\nYour previous attempt was rejected: {last}\nFix these problems."
+                    feedback = _feedback(last)
                     continue
                 return tool.model_copy(update={"scaled": scaled, "llm_calls": cap.used, "attempts": attempts})
         raise Rejection("tool_synthesis_failed", f"after {attempts} attempts, {cap.used} LLM calls: {last}")
@@ -325,6 +359,11 @@ class ToolSynthesisStage:
             llm_calls=ask.cap.used,
             attempts=1,
         )
+
+
+def _feedback(failure: str) -> str:
+    """What a retried prompt says about the attempt before it."""
+    return f"\n\nYour previous attempt was rejected: {failure}\nFix these problems."
 
 
 def _reraise_cap(exc: Exception) -> None:

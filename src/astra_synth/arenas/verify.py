@@ -15,12 +15,12 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
-from astra_synth.arenas.idschema import exact_ids, unique_ids
 from astra_synth.arenas.instance import QAInstance, Verification
 from astra_synth.arenas.tool_necessity import render_subs
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
+from astra_synth.llm.idschema import exact_ids, unique_ids
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext

@@ -143,9 +143,13 @@ async def structured_chat(
     temperature: float = 0.0,
     max_tokens: int | None = None,
     seed: int | None = None,
+    sample_index: int = 0,
     cap: CallCap | None = None,
 ) -> T:
     """Ask for an object of ``schema``; re-ask with the error at most ``max_reasks`` times.
+
+    ``sample_index`` tells apart repeated asks of the same prompt (a retry, another round), so the response
+    cache does not hand back the first answer again.
 
     Raises :class:`StructuredOutputRejected` (reason ``structured_output_invalid``) when every answer is
     invalid, and lets ``LLMCallError`` / ``BudgetExceeded`` through.
@@ -164,6 +168,7 @@ async def structured_chat(
             temperature=temperature,
             max_tokens=max_tokens,
             seed=seed,
+            sample_index=sample_index,
         )
         raw = result.message.get("content") or ""
         truncated = result.finish_reason == "length"

@@ -4,9 +4,12 @@ Each emulated call is one LLM request conditioned on the tool document, the call
 *whole* call history of the session, so what one call creates a later call can read. Failures are
 injected by code, not left to the model: each call fails with probability ``failure_rate`` (20 % as in the
 paper), the kind drawn from ``failure_kinds``, both decided by a hash of (seed, session, call index), so a
-rerun fails the same calls in the same way. The model may still return a realistic error of its own
-(``tool_error``). Arguments are checked against the schema in code first. An LLM failure or an answer that
-stays invalid after the re-asks is an ``emulator_error`` outcome, never an exception in the rollout.
+rerun fails the same calls in the same way. By default only transient failures are injected (timeout, 429,
+503), as in the paper: a permanent-looking 400/404 on a valid call would teach the policy to give up on a
+request it could serve, and the judges would then score the retry as pointless; those kinds are opt-in.
+The model may still return a realistic error of its own (``tool_error``). Arguments are checked against
+the schema in code first. An LLM failure or an answer that stays invalid after the re-asks is an
+``emulator_error`` outcome, never an exception in the rollout.
 """
 
 from __future__ import annotations
@@ -31,12 +34,13 @@ InjectedFailure = Literal["timeout", "rate_limited", "invalid_argument", "not_fo
 
 # What a real service says for each injected failure; fixed text so a rerun gives identical trajectories.
 _FAILURE_MESSAGES: dict[InjectedFailure, str] = {
-    "timeout": "Request timed out after 30 s: the service did not respond.",
+    "timeout": "Request timed out after 30 s: the service did not respond. Try again.",
     "rate_limited": "429 Too Many Requests: rate limit exceeded, retry after 2 s.",
     "invalid_argument": "400 Bad Request: the service rejected one or more argument values.",
     "not_found": "404 Not Found: the requested resource does not exist.",
-    "server_error": "500 Internal Server Error: the service failed to process the request.",
+    "server_error": "503 Service Unavailable: the service is temporarily overloaded. Try again.",
 }
+TRANSIENT_FAILURES: tuple[InjectedFailure, ...] = ("timeout", "rate_limited", "server_error")
 _JSON_TYPES = ("object", "array", "string", "number", "boolean", "null")
 _OLD_RESULT_CHARS = 300  # how much of an old result survives when the history must be shortened
 
@@ -51,7 +55,9 @@ def emulator_prompts() -> tuple[Prompt, Prompt]:
 class EmulatorConfig(StrictModel):
     failure_rate: float = Field(default=0.2, ge=0.0, le=1.0, description="Share of calls that fail by code.")
     failure_kinds: list[InjectedFailure] = Field(
-        default_factory=lambda: list(_FAILURE_MESSAGES), min_length=1, description="Drawn uniformly."
+        default_factory=lambda: list(TRANSIENT_FAILURES),
+        min_length=1,
+        description="Drawn uniformly; transient ones by default, invalid_argument / not_found on request.",
     )
     seed: int = 0
     temperature: float = Field(default=1.0, ge=0.0, description="The paper's emulator samples at 1.0.")

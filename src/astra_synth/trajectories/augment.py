@@ -20,7 +20,7 @@ from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.jsonl import read_jsonl
 from astra_synth.runs.stage import StageContext
 from astra_synth.trajectories.records import Task
-from astra_synth.trajectories.tasks import clean_question, names_a_tool
+from astra_synth.trajectories.tasks import clean_question, names_a_tool, tools_text
 
 AugmentMode = Literal["diverse", "complicate", "persona"]
 
@@ -115,6 +115,7 @@ class AugmentStage:
             server_title=item.server.title,
             server_description=item.server.description or "(none)",
             question=item.question,
+            tools=tools_text(item.server),
             count=cfg.variations,
             **extra,
         )

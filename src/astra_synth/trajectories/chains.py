@@ -3,15 +3,18 @@
 Checks, in order of cost, each one able to reject: structural (known tools, length bounds), per-parameter
 data flow (every required argument comes from the task or an earlier step's output, judged by the LLM per
 parameter; an incomplete or unparsable verdict rejects), a self-consistency vote over ``k`` samples, and
-back-translation (chain → user request → chain must give back the same ordered chain). Server-only seeds
-carry no chain and pass through unchanged.
+back-translation (chain → user request → chain, several rounds, a majority must give the chain back; see
+:func:`recovery_problem` for what counts). Server-only seeds carry no chain and pass through unchanged.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, create_model
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
@@ -32,9 +35,17 @@ class ChainsConfig(StrictModel):
     vote_samples: int = Field(default=3, ge=0, description="0 turns the vote off.")
     vote_min_share: float = Field(default=0.6, ge=0, le=1, description="Valid votes / samples needed.")
     vote_temperature: float = Field(default=0.6, ge=0)
-    back_translation_rounds: int = Field(default=1, ge=0, description="0 turns back-translation off.")
-    back_translation_min_share: float = Field(default=1.0, ge=0, le=1, description="Agreeing rounds needed.")
+    back_translation_rounds: int = Field(default=3, ge=0, description="0 turns back-translation off.")
+    back_translation_min_share: float = Field(
+        default=0.6, ge=0, le=1, description="Share of the rounds that must recover the chain (2 of 3)."
+    )
     back_translation_temperature: float = Field(default=0.6, ge=0)
+    back_translation_max_skipped: int = Field(
+        default=1, ge=0, description="Chain steps a recovered plan may leave out (the request supplied them)."
+    )
+    back_translation_max_extra: int = Field(
+        default=1, ge=0, description="Calls a recovered plan may add to the chain's steps."
+    )
     max_tokens: int = Field(default=1024, ge=64)
 
 
@@ -56,6 +67,68 @@ class ChainToTask(StrictModel):
 class TaskToChain(StrictModel):
     plan: str = ""
     chain: list[str] = Field(max_length=10)
+
+
+def task_to_chain_schema(server: ServerRecord) -> type[TaskToChain]:
+    """The planner's chain as an enum of the server's tool names: a misspelt name cannot come back."""
+    names: Any = Literal[tuple(t.name for t in server.tools)]
+    return create_model(
+        "TaskToChain", __base__=TaskToChain, chain=(list[names], Field(min_length=1, max_length=10))
+    )
+
+
+def recovery_problem(
+    original: list[str],
+    recovered: list[str],
+    dataflow: list[ParamSource] | None,
+    *,
+    max_skipped: int,
+    max_extra: int,
+) -> str | None:
+    """Why a back-translated plan does not give back ``original``, or None when it does.
+
+    The k-th call of a tool in ``recovered`` stands for the k-th step with that tool in ``original``. The
+    plan recovers the chain when (1) at most ``max_skipped`` steps have no counterpart and at least two steps
+    (or the whole chain, if shorter) have one: a planner may skip a step whose output the request already
+    states; (2) at most ``max_extra`` calls have no step: a planner may add a look-up; (3) every data-flow
+    dependency between two kept steps (a parameter of step j judged to come from the output of step i) keeps
+    i before j. Independent steps may come in any order. Without data-flow verdicts (the check switched off)
+    no step is known to be independent, so the kept steps must keep their relative order.
+    """
+    unmatched = list(range(len(original)))
+    position: dict[int, int] = {}
+    extra = []
+    for at, name in enumerate(recovered):
+        step = next((i for i in unmatched if original[i] == name), None)
+        if step is None:
+            extra.append(name)
+        else:
+            unmatched.remove(step)
+            position[step] = at
+    problems = []
+    if len(unmatched) > max_skipped or len(position) < min(2, len(original)):
+        problems.append(f"left out steps {[f'{i}:{original[i]}' for i in unmatched]}")
+    if len(extra) > max_extra:
+        problems.append(f"added calls {extra}")
+    if dataflow is None:
+        edges = set(itertools.pairwise(sorted(position)))
+    else:
+        edges = {
+            (p.from_step, p.step) for p in dataflow if p.source == "tool_output" and p.from_step is not None
+        }
+    swapped = [
+        (a, b) for a, b in sorted(edges) if a in position and b in position and position[a] > position[b]
+    ]
+    if swapped:
+        needs = ", ".join(f"{b} needs {a}" for a, b in swapped)
+        problems.append(f"calls a step before the step it needs ({needs})")
+    return "; ".join(problems) or None
+
+
+def stated_values(dataflow: list[ParamSource]) -> str:
+    """The arguments the data-flow judge said come from the request, as the forward prompt asks for them."""
+    values = [f"{p.tool}.{p.parameter}" for p in dataflow if p.source == "task"]
+    return f"State in the request the value of every one of: {', '.join(values)}.\n" if values else ""
 
 
 def structural_problems(server: ServerRecord, chain: list[str], min_len: int, max_len: int) -> list[str]:
@@ -204,54 +277,62 @@ class ChainsStage:
     async def back_translate(
         self, item: ChainSeed, llm: LLMClient, seed: int, out: ChainVerification
     ) -> None:
-        """chain → request → chain; a round agrees only if the same tools come back in the same order."""
+        """chain → request → chain, round after round (each its own seed and cache entry) until a share of
+        ``back_translation_min_share`` of all rounds has recovered the chain or no longer can; what recovers
+        it is :func:`recovery_problem`. A declined, empty or unparsable round counts against."""
         cfg = self.config
         common = {
             "server_title": item.server.title,
             "server_description": item.server.description or "(none)",
             "tools": _tools_text(item.server),
         }
+        forward_text = self.prompt("chain_to_task.md").render(
+            **common, chain=" -> ".join(item.chain), values=stated_values(out.dataflow)
+        )
+        dataflow = out.dataflow if cfg.dataflow else None
+        planner = task_to_chain_schema(item.server)
+        needed = math.ceil(cfg.back_translation_min_share * cfg.back_translation_rounds - 1e-9)
+        last = ""
         for round_ in range(cfg.back_translation_rounds):
+            if out.back_translation_agree >= needed:
+                break
+            if out.back_translation_agree + cfg.back_translation_rounds - round_ < needed:
+                break
             out.back_translation_total += 1
+            asked: dict[str, Any] = {
+                "stage": self.name,
+                "temperature": cfg.back_translation_temperature,
+                "max_tokens": cfg.max_tokens,
+                "seed": seed + round_,
+                "sample_index": round_,
+            }
             try:
                 forward = await structured_chat(
-                    llm,
-                    [
-                        {
-                            "role": "user",
-                            "content": self.prompt("chain_to_task.md").render(
-                                **common, chain=" -> ".join(item.chain)
-                            ),
-                        }
-                    ],
-                    ChainToTask,
-                    stage=self.name,
-                    temperature=cfg.back_translation_temperature,
-                    max_tokens=cfg.max_tokens,
-                    seed=seed + round_,
+                    llm, [{"role": "user", "content": forward_text}], ChainToTask, **asked
                 )
                 if not forward.valid or not forward.query.strip():
+                    last = "the forward request was declined or empty"
                     continue
-                back = await structured_chat(
-                    llm,
-                    [
-                        {
-                            "role": "user",
-                            "content": self.prompt("task_to_chain.md").render(**common, query=forward.query),
-                        }
-                    ],
-                    TaskToChain,
-                    stage=self.name,
-                    temperature=cfg.back_translation_temperature,
-                    max_tokens=cfg.max_tokens,
-                    seed=seed + round_,
-                )
-            except StructuredOutputRejected:
+                back_text = self.prompt("task_to_chain.md").render(**common, query=forward.query)
+                back = await structured_chat(llm, [{"role": "user", "content": back_text}], planner, **asked)
+            except StructuredOutputRejected as exc:
+                last = exc.detail[:200]
                 continue
-            if back.chain == item.chain:
+            out.back_translation_chains.append(back.chain)
+            problem = recovery_problem(
+                item.chain,
+                back.chain,
+                dataflow,
+                max_skipped=cfg.back_translation_max_skipped,
+                max_extra=cfg.back_translation_max_extra,
+            )
+            if problem is None:
                 out.back_translation_agree += 1
-        if out.back_translation_agree < cfg.back_translation_min_share * out.back_translation_total:
+            else:
+                last = f"{back.chain}: {problem}"
+        if out.back_translation_agree < needed:
             raise Rejection(
                 "chain_back_translation",
-                f"{out.back_translation_agree}/{out.back_translation_total} rounds recovered the chain",
+                f"{out.back_translation_agree}/{out.back_translation_total} rounds recovered the chain, "
+                f"{needed} of {cfg.back_translation_rounds} needed; last: {last}",
             )

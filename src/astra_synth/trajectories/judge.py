@@ -19,11 +19,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMCallError, LLMClient
+from astra_synth.llm.idschema import exact_ids, unique_ids
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
@@ -83,6 +84,11 @@ class RoundVerdict(VerdictAnswer):
 class RoundsAnswer(StrictModel):
     rounds: list[RoundVerdict]
 
+    @model_validator(mode="after")
+    def _unique(self) -> RoundsAnswer:
+        unique_ids(self.rounds)
+        return self
+
 
 class CallStatus(StrictModel):
     id: str
@@ -92,6 +98,11 @@ class CallStatus(StrictModel):
 
 class CallStatusAnswer(StrictModel):
     calls: list[CallStatus]
+
+    @model_validator(mode="after")
+    def _unique(self) -> CallStatusAnswer:
+        unique_ids(self.calls)
+        return self
 
 
 class CallNeed(StrictModel):
@@ -103,15 +114,16 @@ class CallNeed(StrictModel):
 class CallNeedAnswer(StrictModel):
     calls: list[CallNeed]
 
+    @model_validator(mode="after")
+    def _unique(self) -> CallNeedAnswer:
+        unique_ids(self.calls)
+        return self
+
 
 class FinalAnswerVerdict(StrictModel):
     reasoning: str = ""
     correctness: Verdict
     summary: Verdict
-
-
-class JudgeFailed(Exception):
-    """A judge answer that is unusable (ids missing or invented); the dimension becomes an error."""
 
 
 # --- reading a trajectory ----------------------------------------------------------------------------------
@@ -174,11 +186,6 @@ def later_rounds(messages: list[dict[str, Any]]) -> list[int]:
         for i, m in enumerate(messages)
         if m.get("role") == "assistant" and _calls(m) and i > 0 and messages[i - 1].get("role") == "tool"
     ]
-
-
-def _exact(ids: list[str], got: list[str], what: str) -> None:
-    if sorted(got) != sorted(ids):
-        raise JudgeFailed(f"{what}: expected ids {ids}, got {got}")
 
 
 # --- the stage ---------------------------------------------------------------------------------------------
@@ -254,7 +261,7 @@ class JudgeStage:
         )
         dimensions: dict[str, DimensionResult] = {}
         for dim, outcome in zip(scorers, outcomes, strict=True):
-            if isinstance(outcome, StructuredOutputRejected | JudgeFailed | LLMCallError):
+            if isinstance(outcome, StructuredOutputRejected | LLMCallError):
                 dimensions[dim] = DimensionResult(status="error", detail=str(outcome)[:600])
             elif isinstance(outcome, BaseException):
                 raise outcome  # a bug or a budget stop: not a verdict
@@ -295,10 +302,10 @@ class JudgeStage:
             return DimensionResult(status="not_applicable", detail="no tool call after a tool result")
         ids = [f"r{i}" for i in ep.rounds]
         listing = "\n".join(f"r{i}: message [{i}], {len(_calls(ep.messages[i]))} call(s)" for i in ep.rounds)
+        schema = exact_ids(RoundsAnswer, "rounds", RoundVerdict, ids)
         answer: RoundsAnswer = await self._ask(
-            dim, llm, seed, RoundsAnswer, tools=ep.tools, transcript=ep.transcript, rounds=listing
+            dim, llm, seed, schema, tools=ep.tools, transcript=ep.transcript, rounds=listing
         )
-        _exact(ids, [r.id for r in answer.rounds], dim)
         scores = []
         for r in answer.rounds:
             score = VERDICT_SCORE[r.verdict]
@@ -318,10 +325,10 @@ class JudgeStage:
     async def _call_status(self, ep: _Reading, llm: LLMClient, seed: int) -> DimensionResult:
         if not ep.call_ids:
             return DimensionResult(status="not_applicable", detail="no tool calls")
+        schema = exact_ids(CallStatusAnswer, "calls", CallStatus, ep.call_ids)
         answer: CallStatusAnswer = await self._ask(
-            "tool_call_status", llm, seed, CallStatusAnswer, transcript=ep.transcript, call_ids=ep.call_ids
+            "tool_call_status", llm, seed, schema, transcript=ep.transcript, call_ids=ep.call_ids
         )
-        _exact(ep.call_ids, [c.id for c in answer.calls], "tool_call_status")
         ok = sum(c.status == "success" for c in answer.calls)
         return DimensionResult(
             status="scored",
@@ -336,12 +343,11 @@ class JudgeStage:
             "tool_conciseness",
             llm,
             seed,
-            CallNeedAnswer,
+            exact_ids(CallNeedAnswer, "calls", CallNeed, ep.call_ids),
             tools=ep.tools,
             transcript=ep.transcript,
             call_ids=ep.call_ids,
         )
-        _exact(ep.call_ids, [c.id for c in answer.calls], "tool_conciseness")
         needed = sum(c.necessary for c in answer.calls)
         return DimensionResult(
             status="scored",

@@ -38,6 +38,9 @@ class ChainVerification(StrictModel):
     votes_total: int = 0
     back_translation_agree: int = 0
     back_translation_total: int = 0
+    back_translation_chains: list[list[str]] = Field(
+        default_factory=list, description="The chain each parsed back-translation round planned."
+    )
     implied_task: str | None = Field(default=None, description="A task the vote judged coherent.")
 
 

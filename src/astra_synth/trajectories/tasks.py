@@ -19,7 +19,10 @@ from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 from astra_synth.tools.spec import ServerRecord
+from astra_synth.trajectories.chains import stated_values
 from astra_synth.trajectories.records import ChainSeed, Task, TaskMode
+
+_PLAIN_WORD = re.compile(r"[A-Za-z][a-z]*")  # one word, no separator, no inner capital
 
 
 class TaskGenConfig(StrictModel):
@@ -51,9 +54,19 @@ def tools_text(server: ServerRecord) -> str:
 
 
 def names_a_tool(server: ServerRecord, question: str) -> str | None:
-    """The first tool name the question spells out (as a whole word, ignoring case), if any."""
+    """The first tool name the question spells out, if any.
+
+    A compound name (``read_note``, ``getWeather``, ``v2-lookup``) counts as a whole word in any case. A
+    single plain word (``search``, ``translate``) is ordinary language ("search for flights"), so it counts
+    only when written as code: in backticks or right before an opening parenthesis.
+    """
     for tool in server.tools:
-        if re.search(rf"(?<![A-Za-z0-9_]){re.escape(tool.name)}(?![A-Za-z0-9_])", question, re.IGNORECASE):
+        name = re.escape(tool.name)
+        if _PLAIN_WORD.fullmatch(tool.name):
+            pattern = rf"`{name}`|(?<![A-Za-z0-9_]){name}\("
+        else:
+            pattern = rf"(?<![A-Za-z0-9_]){name}(?![A-Za-z0-9_])"
+        if re.search(pattern, question, re.IGNORECASE):
             return tool.name
     return None
 
@@ -92,8 +105,13 @@ class TasksStage:
             return self.prompt("task_from_server.md").render(**common, num_tools=seed.num_tools)
         described = (seed.verification.implied_task if seed.verification else None) or seed.proposed_task
         hint = f"- For orientation, the workflow was described as: {described}\n" if described else ""
+        values = stated_values(seed.verification.dataflow) if seed.verification else ""
         return self.prompt("task_from_chain.md").render(
-            **common, chain=" -> ".join(seed.chain), chain_length=len(seed.chain), hint=hint
+            **common,
+            chain=" -> ".join(seed.chain),
+            chain_length=len(seed.chain),
+            hint=hint,
+            values=f"- {values}" if values else "",
         )
 
     async def process(self, item: ChainSeed, ctx: StageContext) -> list[Task]:

@@ -1,8 +1,8 @@
-"""Per-sub-question answers whose schema pins the ids.
+"""Per-item answers whose schema pins the ids.
 
-Judges and deciders answer "one entry per sub-question". Making ``id`` an enum of the instance's ids and the
-list length exact turns "every id exactly once" into a schema property: grammar-constrained decoding cannot
-invent ids, and duplicates are re-asked like any other validation error.
+Judges and deciders answer "one entry per sub-question / round / call". Making ``id`` an enum of the real
+ids and the list length exact turns "every id exactly once" into a schema property: grammar-constrained
+decoding cannot invent or miscopy ids, and duplicates are re-asked like any other validation error.
 """
 
 from __future__ import annotations
