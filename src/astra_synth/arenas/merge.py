@@ -132,6 +132,7 @@ def battery_for(
             question=item.sub(sid).question,
             answer=item.sub(sid).answer,
             hop_level=1,
+            kind=item.sub(sid).kind,
             tool=spec.name,
             golden_call=call,
         )

@@ -52,6 +52,11 @@ class SynthesisConfig(StrictModel):
     inner_attempts: int = Field(default=3, ge=1, description="Call + code attempts per document.")
     max_llm_calls: int = Field(default=24, ge=4, description="Hard cap per sub-question, re-asks included.")
     max_reasks: int = Field(default=1, ge=0)
+    answer_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        description="How far (relative) a calculator's result may lie from the QA answer it replaces.",
+    )
 
 
 class MergeConfig(StrictModel):
