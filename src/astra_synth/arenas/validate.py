@@ -24,6 +24,7 @@ import ast
 import datetime
 import itertools
 import math
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -284,12 +285,25 @@ def _answer_values(sub: SubTask) -> set[Decimal]:
     }
 
 
+def _returned_as_is(node: ast.AST | None) -> Iterator[ast.AST]:
+    """The nodes of a returned expression that reach the result unchanged (not operands of arithmetic
+    or arguments of calls)."""
+    if node is None or isinstance(node, ast.BinOp | ast.Call):
+        return
+    yield node
+    for child in ast.iter_child_nodes(node):
+        yield from _returned_as_is(child)
+
+
 def _answer_literal(tree: ast.AST, sub: SubTask, compute: bool, config: ValidationConfig) -> CheckResult:
-    """The answer written into the source: allowed only in a lookup tool's data table."""
+    """The answer written into the source: allowed only in a lookup tool's data table. A lookup's
+    arithmetic may hold a number equal to its answer by chance (``24 - wins``), so there only a number
+    returned as it is counts; a calculator may not hold its answer anywhere."""
     assert sub.golden_call is not None
     values = _answer_values(sub)
     given = {normalise(v) for v in sub.golden_call.arguments.values() if isinstance(v, str)}
     tables = set() if compute else _table_nodes(tree, config.min_table_entries)
+    returned = {n for r in ast.walk(tree) if isinstance(r, ast.Return) for n in _returned_as_is(r.value)}
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Constant) or node in tables:
@@ -297,7 +311,7 @@ def _answer_literal(tree: ast.AST, sub: SubTask, compute: bool, config: Validati
         value = node.value
         number = _number(value)
         if number is not None:
-            hit = number in values
+            hit = number in values and (compute or node in returned)
         elif isinstance(value, str) and normalise(value) not in given:
             hit = contains_answer(value, sub.answer) or bool(numbers(value) & values)
         else:
