@@ -34,6 +34,13 @@ def test_the_output_defines_the_answer(
     assert defined_answer(output, expected, 0.05) == DefinedAnswer(answer=answer, changes=changes)
 
 
+def test_numbers_the_call_passes_in_are_inputs_not_results() -> None:
+    output, expected = '{"total": 354.0}', "3 nights cost 355 EUR"
+    assert isinstance(defined_answer(output, expected, 0.05), str)  # no value near 3 in the output
+    defined = defined_answer(output, expected, 0.05, {"nightly_rate": 118, "nights": 3})
+    assert defined == DefinedAnswer(answer="354", changes={"355": "354"})
+
+
 def test_a_result_far_from_the_estimate_is_a_wrong_formula() -> None:
     why = defined_answer('{"total": 472.0}', "354 EUR", 0.05)
     assert why == (

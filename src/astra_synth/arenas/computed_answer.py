@@ -11,8 +11,10 @@ and into the final answer.
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
+from typing import Any
 
 from astra_synth.arenas.answer_match import NUMBER, canonical_number, contains_answer, numbers
 from astra_synth.arenas.instance import QAInstance, SubQuestion
@@ -54,17 +56,32 @@ def substitute_numbers(text: str, changes: dict[Decimal, Decimal]) -> str:
     return NUMBER.sub(replace, text)
 
 
-def defined_answer(output: str, expected: str, tolerance: float) -> DefinedAnswer | str:
+def _inputs(arguments: dict[str, Any]) -> set[Decimal]:
+    """The numbers a call passes in (an answer may restate them: "3 nights cost 354 EUR")."""
+    found = set()
+    for value in arguments.values():
+        if isinstance(value, str):
+            found |= numbers(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            found.add(Decimal(repr(value)))
+    return found
+
+
+def defined_answer(
+    output: str, expected: str, tolerance: float, arguments: dict[str, Any] | None = None
+) -> DefinedAnswer | str:
     """The answer ``output`` (a rendered tool result) gives where the QA model expected ``expected``, or
-    why the two disagree (sent back to the code model)."""
+    why the two disagree (sent back to the code model). Numbers the call's ``arguments`` pass in are
+    inputs the answer restates, not results: they need not be in the output."""
     if contains_answer(output, expected):
         return DefinedAnswer(answer=expected, changes={})
     found = numbers(output)
+    inputs = _inputs(arguments or {})
     wanted = numbers(expected)
     if not wanted or not found:
         return f"the result {output[:200]!r} does not contain {expected!r}"
     changes: dict[Decimal, Decimal] = {}
-    for old in sorted(wanted - found):
+    for old in sorted(wanted - found - inputs):
         near = min(found, key=lambda n: (_relative(old, n), n))
         if _relative(old, near) > Decimal(str(tolerance)):
             return (
@@ -76,7 +93,7 @@ def defined_answer(output: str, expected: str, tolerance: float) -> DefinedAnswe
     if not contains_answer(output, answer):
         # The output holds the values but not the answer's prose (a JSON field beside its unit): a lone
         # value is the answer; several values in prose cannot be placed by rule.
-        values = numbers(answer)
+        values = numbers(answer) - inputs
         if len(values) != 1 or not values <= found:
             return f"the result {output[:200]!r} does not contain {answer!r}"
         answer = canonical_number(str(values.pop()))

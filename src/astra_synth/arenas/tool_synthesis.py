@@ -365,7 +365,7 @@ class ToolSynthesisStage:
         result = sandbox.execute(sandbox.load(source), name, call.arguments, self.validation.env.timeout_s)
         if not result.ok:
             return f"the call {render_call(call)} failed: {result.status}: {result.error}"[:600]
-        return defined_answer(render(result.result), expected, self.answer_tolerance)
+        return defined_answer(render(result.result), expected, self.answer_tolerance, call.arguments)
 
 
 def _reraise_cap(exc: Exception) -> None:
