@@ -377,3 +377,52 @@ async def test_a_calculator_that_overrides_its_golden_call_is_sent_back(
     )
     assert "answer_literal[q1]" in exc.value.detail
     assert not any("convert_amount" in str(r) for r in scripted_llm.chat_requests())  # q2 never started
+
+
+REWRITE = "were answered by calculators"
+
+
+async def test_prose_that_reasons_over_a_corrected_value_is_rewritten(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script_calculators(scripted_llm)
+    scripted_llm.on(
+        REWRITE,
+        json_reply(
+            {
+                "answers": [{"id": "q2", "answer": "Yes: 355.35 EUR is within 355.38 EUR"}],
+                "final_answer": "3 nights cost 355.35 EUR, within the 355.38 EUR budget.",
+            }
+        ),
+    )
+    item = calculator_chain()
+    verdict = SubQuestion(
+        id="q2",
+        question="Do 3 nights fit a budget of 355.38 EUR?",
+        answer="No: 355.40 EUR is over 355.38 EUR",
+        parents=["q1"],
+        hop_level=2,
+        needs_tool=False,
+    )
+    item = item.model_copy(
+        update={
+            "sub_questions": [item.sub_questions[0], verdict],
+            "final_answer": "3 nights cost 355.40 EUR, over the 355.38 EUR budget.",
+        }
+    )
+    out = await ToolSynthesisStage().process(item, ctx(llm, sandbox))
+    assert out.sub("q1").answer == "355.35 EUR" and set(out.tools) == {"q1"}
+    assert out.sub("q2").answer == "Yes: 355.35 EUR is within 355.38 EUR"
+    assert out.final_answer == "3 nights cost 355.35 EUR, within the 355.38 EUR budget."
+    [asked] = [r["messages"][0]["content"] for r in scripted_llm.chat_requests() if REWRITE in str(r)]
+    # The rule already carried the number; the model is shown the corrected answer and the stale verdict.
+    assert "q1 | What do 3 nights at 118.45 EUR per night cost? | 355.35 EUR" in asked
+    assert "q2 | Do 3 nights fit a budget of 355.38 EUR? | No: 355.35 EUR is over 355.38 EUR" in asked
+
+
+async def test_no_rewrite_is_asked_when_no_prose_reasons_over_a_changed_value(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script_calculators(scripted_llm)
+    await ToolSynthesisStage().process(calculator_chain(), ctx(llm, sandbox))
+    assert not any(REWRITE in str(r) for r in scripted_llm.chat_requests())

@@ -6,7 +6,8 @@ hard-coded answers. For a ``compute`` sub-question the answer is read off the to
 number of the QA answer that the output lacks becomes the output's nearest number, within a relative
 tolerance (a sanity bound: a result far from the estimate means a wrong formula, and goes back as feedback).
 The changed values are then carried, by rule, into the questions and answers that build on the sub-question
-and into the final answer.
+and into the final answer. Only where prose must change — a step without a tool that reasons over a changed
+value ("is it within budget?") — is the model asked to rewrite those answers and the final answer.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from pydantic import Field
+
 from astra_synth.arenas.answer_match import NUMBER, canonical_number, contains_answer, numbers
+from astra_synth.arenas.asking import Asker
+from astra_synth.arenas.idschema import exact_ids
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.config import StrictModel
 
@@ -138,3 +143,44 @@ def apply_defined_answer(
     if final != item.final_answer:
         notes.append(f"final_answer: {item.final_answer!r} → {final!r}")
     return item.model_copy(update={"sub_questions": subs, "final_answer": final}), notes
+
+
+class RewrittenAnswer(StrictModel):
+    id: str
+    answer: str = Field(min_length=1)
+
+
+class Rewritten(StrictModel):
+    answers: list[RewrittenAnswer]
+    final_answer: str = Field(min_length=1)
+
+
+def stale_prose(item: QAInstance, changed: list[str]) -> list[str]:
+    """Ids of the steps without a tool that reason over a value one of ``changed`` corrected."""
+    below = set().union(*(descendants(item.sub_questions, c) for c in changed)) if changed else set()
+    return [s.id for s in item.sub_questions if s.id in below and not s.needs_tool]
+
+
+async def rewrite_prose(ask: Asker, item: QAInstance, changed: list[str]) -> tuple[QAInstance, list[str]]:
+    """``item`` with its stale prose (see :func:`stale_prose`) and final answer rewritten by the model to
+    agree with the corrected answers of ``changed``; unchanged when no step needs it."""
+    stale = stale_prose(item, changed)
+    if not stale:
+        return item, []
+
+    def rows(ids: list[str]) -> str:
+        return "\n".join(f"{i} | {item.sub(i).question} | {item.sub(i).answer}" for i in ids)
+
+    reply = await ask(
+        "answer_rewrite.md",
+        exact_ids(Rewritten, "answers", RewrittenAnswer, stale),
+        main_question=item.main_question,
+        corrected=rows(changed),
+        stale=rows(stale),
+        final_answer=item.final_answer,
+    )
+    new = {a.id: a.answer.strip() for a in reply.answers}
+    subs = [s.model_copy(update={"answer": new[s.id]}) if s.id in new else s for s in item.sub_questions]
+    notes = [f"{i}.answer: {item.sub(i).answer!r} → {new[i]!r} (rewritten)" for i in stale]
+    notes.append(f"final_answer: {item.final_answer!r} → {reply.final_answer.strip()!r} (rewritten)")
+    return item.model_copy(update={"sub_questions": subs, "final_answer": reply.final_answer.strip()}), notes

@@ -22,7 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from astra_synth.arenas.answer_match import render
 from astra_synth.arenas.asking import Asker, prompt_hashes
-from astra_synth.arenas.computed_answer import DefinedAnswer, apply_defined_answer, defined_answer
+from astra_synth.arenas.computed_answer import (
+    DefinedAnswer,
+    apply_defined_answer,
+    defined_answer,
+    rewrite_prose,
+)
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.arenas.records import (
     Arena,
@@ -224,13 +229,19 @@ class ToolSynthesisStage:
 
     def prompt_hashes(self) -> dict[str, str]:
         return prompt_hashes(
-            "tool_document.md", "tool_scale.md", "tool_call.md", "tool_code.md", "tool_code_compute.md"
+            "tool_document.md",
+            "tool_scale.md",
+            "tool_call.md",
+            "tool_code.md",
+            "tool_code_compute.md",
+            "answer_rewrite.md",
         )
 
     async def process(self, item: QAInstance, ctx: StageContext) -> ToolInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "tool_synthesis needs an LLM and a sandbox"
         tools: dict[str, SynthesizedTool] = {}
         rewrites: list[str] = []
+        changed: list[str] = []
         for layer in sorted({s.hop_level for s in item.sub_questions if s.needs_tool}):
             subs = [s for s in item.sub_questions if s.needs_tool and s.hop_level == layer]
             results = await asyncio.gather(
@@ -247,9 +258,15 @@ class ToolSynthesisStage:
                     if result.defined is not None:
                         item, notes = apply_defined_answer(item, sub.id, result.defined)
                         rewrites += notes
+                        changed += [sub.id] if result.defined.changes else []
             if failures:  # a later layer would build on a sub-question that has no tool: stop spending
                 raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
-        return ToolInstance(**item.model_dump(), tools=tools, rewrites=rewrites)
+        ask = Asker(ctx.llm, self.name, CallCap(1 + self.max_reasks), self.max_reasks)
+        try:
+            item, notes = await rewrite_prose(ask, item, changed)
+        except Rejection as exc:
+            raise Rejection("answer_rewrite_failed", f"{exc.reason}: {exc.detail}"[:2000]) from exc
+        return ToolInstance(**item.model_dump(), tools=tools, rewrites=[*rewrites, *notes])
 
     async def _document(self, ask: Asker, item: QAInstance, sub: SubQuestion) -> tuple[FunctionSpec, bool]:
         draft: ToolDocDraft = await ask(
