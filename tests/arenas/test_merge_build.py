@@ -10,7 +10,7 @@ import pytest
 from astra_synth.arenas.arena_check import ArenaCheckStage
 from astra_synth.arenas.instance import SubQuestion
 from astra_synth.arenas.merge import ArenaTool, MergedInstance, MergeStage, rename_function, unique_names
-from astra_synth.arenas.records import GoldenCall
+from astra_synth.arenas.records import FunctionSpec, GoldenCall
 from astra_synth.arenas.tool_synthesis import SynthesizedTool, ToolDocDraft, ToolInstance
 from astra_synth.errors import Rejection
 from astra_synth.llm.cache import ResponseCache
@@ -194,3 +194,80 @@ async def test_an_insert_retry_samples_anew_and_its_call_prompt_says_why(
     assert "The previous attempt was rejected" in calls[1]["messages"][0]["content"]
     inserts = [r for r in sent if "Extend ONLY" in r["messages"][0]["content"]]
     assert [r["temperature"] for r in inserts] == [0.0, 0.7]
+
+
+CONVERT = FunctionSpec(
+    name="convert_amount",
+    description="Convert an amount of money at a given exchange rate.",
+    parameters={
+        "type": "object",
+        "properties": {"amount": {"type": "number"}, "rate": {"type": "number"}},
+        "required": ["amount", "rate"],
+    },
+)
+CONVERT_CODE = (
+    "def convert_amount(amount, rate):\n"
+    "    if amount < 0 or rate <= 0:\n"
+    "        raise ValueError('the amount must be non-negative and the rate positive')\n"
+    "    return {'amount': round(amount * rate, 2), 'currency': 'USD'}\n"
+)
+
+
+def calculators() -> ToolInstance:
+    """Two conversions, each with the calculator that defined its answer."""
+    amounts = {"q1": (354, "384.62"), "q2": (120, "130.38")}
+    subs = [
+        SubQuestion(
+            id=sid,
+            question=f"How much is {amount} EUR in USD at 1.0865?",
+            answer=answer,
+            hop_level=1,
+            needs_tool=True,
+            kind="compute",
+        )
+        for sid, (amount, answer) in amounts.items()
+    ]
+    tools = {
+        sid: SynthesizedTool(
+            sub_id=sid,
+            spec=CONVERT,
+            source=CONVERT_CODE,
+            golden_call=GoldenCall(name="convert_amount", arguments={"amount": amount, "rate": 1.0865}),
+            scaled=False,
+            checks=[],
+            llm_calls=4,
+            attempts=1,
+        )
+        for sid, (amount, _) in amounts.items()
+    }
+    return ToolInstance(
+        language="en",
+        domain="Travel",
+        scenario_type="parallel-single-hop",
+        main_question="How much are 354 EUR and 120 EUR in USD at 1.0865?",
+        final_answer="384.62 USD and 130.38 USD.",
+        sub_questions=subs,
+        tools=tools,
+    )
+
+
+async def test_calculators_merge_without_inserting_anything(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on("You group the sub-questions", json_reply({"clusters": [{"ids": ["q1", "q2"]}]}))
+
+    def call_for(body: dict) -> object:
+        amount = 120 if "120 EUR" in body["messages"][0]["content"].split("Question:")[1] else 354
+        return json_reply({"amount": amount, "rate": 1.0865})
+
+    scripted_llm.on("Write the call of the tool below", call_for)
+    scripted_llm.on(
+        "One tool now serves several", json_reply({"description": "Convert any amount at a rate."})
+    )
+    merged = await MergeStage().process(calculators(), ctx(llm, sandbox))
+    [only] = merged.arena_tools
+    assert only.merged and set(only.calls) == {"q1", "q2"} and only.source == CONVERT_CODE
+    assert not any("Extend ONLY" in r["messages"][0]["content"] for r in scripted_llm.chat_requests())
+    arena = await ArenaCheckStage(model="scripted", run_id="r1").process(merged, ctx(None, sandbox))
+    assert arena.report is not None and arena.report.passed
+    assert [s.kind for s in arena.subtasks] == ["compute", "compute"]

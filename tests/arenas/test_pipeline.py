@@ -22,7 +22,7 @@ from astra_synth.runs.rundir import RunDirError
 from astra_synth.runs.summary import read_summary
 from astra_synth.sandbox import get_executor
 from astra_synth.testing.scripted import ScriptedLLM
-from astra_synth.testing.scripts import arenas_config, script_arenas, script_porto
+from astra_synth.testing.scripts import PORTO_QA, arenas_config, script_arenas, script_porto
 
 
 @pytest.mark.slow
@@ -185,3 +185,36 @@ async def test_porto_seed_answered_carefully_yields_an_arena(
         for number in (int, float):
             reward = env.replay([_spelled(arena, number)])
             assert reward.reward == pytest.approx(1.0), (number, reward)
+
+
+def _slipped_porto() -> dict[str, Any]:
+    """The Porto reply with the QA model's arithmetic slipping: 3 × 118 written as 355, then converted."""
+    qa = json.loads(json.dumps(PORTO_QA))
+    qa["final_answer"] = qa["final_answer"].replace("354 EUR", "355 EUR").replace("384.62", "385.71")
+    q3, q4 = qa["sub_questions"][2:]
+    q3["answer"] = "355 EUR"
+    q4["question"] = q4["question"].replace("354 EUR", "355 EUR")
+    q4["answer"] = "385.71 USD"
+    return qa
+
+
+async def test_porto_with_arithmetic_slips_takes_the_calculators_values(
+    scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """The computed sub-answers come from the tools: the slip is corrected everywhere it was written."""
+    script_porto(scripted_llm, _slipped_porto())
+    source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
+    config = arenas_config(scripted_llm, tmp_path, [source], contamination={"enabled": False})
+    summary = await run_arenas(config, tmp_path / "run", progress=False)
+    assert summary.status == "finished" and summary.ok == 1, summary.model_dump_json(indent=1)
+    publish(tmp_path / "run", config.contamination)
+    [arena] = read_arenas(tmp_path / "run" / "arenas.jsonl")
+    assert arena.report is not None and arena.report.passed
+    assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
+    subs = {s.id: s for s in arena.subtasks}
+    assert [subs[i].kind for i in ("q1", "q2", "q3", "q4")] == ["lookup", "lookup", "compute", "compute"]
+    assert subs["q3"].answer == "354 EUR" and subs["q4"].answer == "384.62 USD"
+    assert subs["q4"].question == "How much is 354 EUR in USD at 1.0865 USD per EUR?"
+    assert arena.final_answer == PORTO_QA["final_answer"]  # rewritten back to the right values
+    checks = {c.name.split("[")[0] for c in arena.report.checks}
+    assert {"answer_literal", "special_case", "perturbed_result"} <= checks

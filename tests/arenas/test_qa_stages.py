@@ -141,6 +141,17 @@ async def test_necessity_sets_decisions_by_id(scripted_llm: ScriptedLLM, llm: LL
     assert schema["properties"]["decisions"]["minItems"] == 3
 
 
+async def test_necessity_tags_lookups_and_calculations(scripted_llm: ScriptedLLM, llm: LLMClient) -> None:
+    inst = await generated(scripted_llm, llm)
+    reply = decisions(("q1", True), ("q2", True), ("q3", False))
+    reply["decisions"][1]["kind"] = "compute"  # q1 leaves it out: a lookup, as before kinds existed
+    scripted_llm.on(NEC, json_reply(reply))
+    out = await ToolNecessityStage().process(inst, ctx(llm, "tool_necessity"))
+    assert [s.kind for s in out.sub_questions] == ["lookup", "compute", None]  # no tool, no kind
+    schema = scripted_llm.chat_requests()[-1]["response_format"]["schema"]
+    assert schema["$defs"]["Decision"]["properties"]["kind"]["enum"] == ["lookup", "compute"]
+
+
 async def test_necessity_enforces_legitimacy(scripted_llm: ScriptedLLM, llm: LLMClient) -> None:
     inst = await generated(scripted_llm, llm)
     scripted_llm.on(NEC, json_reply(decisions(("q1", False), ("q2", True), ("q3", True))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -338,3 +339,166 @@ async def test_a_tool_document_can_take_array_and_object_parameters(
         ToolDocDraft.model_validate(
             {**MEAN_DOC, "parameters": [{**MEAN_DOC["parameters"][0], "items": None}]}
         )
+
+
+# --- calculators: the tool's output defines the answer -------------------------------------------------
+
+CONVERT_DOC = {
+    "name": "convert_amount",
+    "description": "Convert an amount of money at a given exchange rate.",
+    "parameters": [
+        {"name": "amount", "type": "number", "description": "Amount to convert"},
+        {"name": "rate", "type": "number", "description": "Target units per unit of the amount's currency"},
+    ],
+}
+CONVERT_CODE = """
+def convert_amount(amount, rate):
+    if amount < 0 or rate <= 0:
+        raise ValueError("the amount must be non-negative and the rate positive")
+    converted = round(amount * rate, 2)
+    return {"amount": converted, "summary": f"{converted:.2f} USD"}
+"""
+OVERRIDE_CODE = STAY_CODE.replace(
+    "    total = round",
+    "    if nightly_rate == 118.45 and nights == 3:\n        return {'total': 355.4}\n    total = round",
+)
+
+
+def calculator_chain() -> QAInstance:
+    """Two calculations whose answers the QA model got slightly wrong (118.45 × 3 is 355.35, not 355.40)."""
+    subs = [
+        SubQuestion(
+            id="q1",
+            question="What do 3 nights at 118.45 EUR per night cost?",
+            answer="355.40 EUR",
+            hop_level=1,
+            needs_tool=True,
+            kind="compute",
+        ),
+        SubQuestion(
+            id="q2",
+            question="How much is 355.40 EUR in USD at 1.0865 USD per EUR?",
+            answer="386.14 USD",
+            parents=["q1"],
+            hop_level=2,
+            needs_tool=True,
+            kind="compute",
+        ),
+    ]
+    return QAInstance(
+        language="en",
+        domain="Travel",
+        scenario_type="multi-hop",
+        main_question="What do 3 nights at 118.45 EUR cost in USD at 1.0865?",
+        final_answer="3 nights cost 355.40 EUR, which is 386.14 USD.",
+        sub_questions=subs,
+    )
+
+
+def script_calculators(server: ScriptedLLM, stay_code: str = STAY_CODE) -> None:
+    def convert(body: dict[str, Any]) -> bool:
+        return "in USD" in body["messages"][0]["content"] or "convert_amount" in str(body)
+
+    def call(body: dict[str, Any]) -> Any:
+        if not convert(body):
+            return json_reply({"nightly_rate": 118.45, "nights": 3})
+        amount = re.search(r"How much is ([\d.]+) EUR", body["messages"][0]["content"])
+        assert amount is not None
+        return json_reply({"amount": float(amount[1]), "rate": 1.0865})
+
+    server.on(DOC, lambda b: json_reply(CONVERT_DOC if convert(b) else STAY_DOC))
+    server.on(SCALE, lambda b: json_reply(CONVERT_DOC if convert(b) else STAY_DOC))
+    server.on(CALL, call)
+    server.on(CODE, lambda b: json_reply({"code": CONVERT_CODE if convert(b) else stay_code}))
+
+
+async def test_a_calculators_output_defines_the_answer_and_its_dependants(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script_calculators(scripted_llm)
+    out = await ToolSynthesisStage().process(calculator_chain(), ctx(llm, sandbox))
+    assert out.sub("q1").answer == "355.35 EUR"  # the tool's result, in the QA model's spelling
+    assert out.sub("q2").question == "How much is 355.35 EUR in USD at 1.0865 USD per EUR?"
+    # The dependant's call was written from the tool's value, not the QA model's.
+    assert out.tools["q2"].golden_call.arguments == {"amount": 355.35, "rate": 1.0865}
+    assert out.sub("q2").answer == "386.09 USD"  # 355.35 × 1.0865, not the QA model's 386.14
+    assert out.final_answer == "3 nights cost 355.35 EUR, which is 386.09 USD."
+    assert out.tools["q1"].attempts == 1 and out.tools["q2"].attempts == 1
+    assert out.rewrites[:2] == [
+        "q1.answer: '355.40 EUR' → '355.35 EUR'",
+        "q2.question: 'How much is 355.40 EUR in USD at 1.0865 USD per EUR?' → "
+        "'How much is 355.35 EUR in USD at 1.0865 USD per EUR?'",
+    ]
+    assert len(out.rewrites) == 5 and all(c.ok for t in out.tools.values() for c in t.checks)
+    code_prompts = [
+        r["messages"][0]["content"]
+        for r in scripted_llm.chat_requests()
+        if CODE in r["messages"][0]["content"]
+    ]
+    assert len(code_prompts) == 2 and all("It is a calculator" in p for p in code_prompts)
+    assert not any("355.40" in p or "386.14" in p for p in code_prompts)  # never asked to reproduce them
+
+
+async def test_a_calculator_that_overrides_its_golden_call_is_sent_back(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script_calculators(scripted_llm, OVERRIDE_CODE)
+    with pytest.raises(Rejection) as exc:
+        await ToolSynthesisStage(outer_attempts=1, inner_attempts=1).process(
+            calculator_chain(), ctx(llm, sandbox)
+        )
+    assert (
+        "special_case[q1]: branches on the golden arguments: nightly_rate == 118.45, nights == 3"
+        in exc.value.detail
+    )
+    assert "answer_literal[q1]" in exc.value.detail
+    assert not any("convert_amount" in str(r) for r in scripted_llm.chat_requests())  # q2 never started
+
+
+REWRITE = "were answered by calculators"
+
+
+async def test_prose_that_reasons_over_a_corrected_value_is_rewritten(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script_calculators(scripted_llm)
+    scripted_llm.on(
+        REWRITE,
+        json_reply(
+            {
+                "answers": [{"id": "q2", "answer": "Yes: 355.35 EUR is within 355.38 EUR"}],
+                "final_answer": "3 nights cost 355.35 EUR, within the 355.38 EUR budget.",
+            }
+        ),
+    )
+    item = calculator_chain()
+    verdict = SubQuestion(
+        id="q2",
+        question="Do 3 nights fit a budget of 355.38 EUR?",
+        answer="No: 355.40 EUR is over 355.38 EUR",
+        parents=["q1"],
+        hop_level=2,
+        needs_tool=False,
+    )
+    item = item.model_copy(
+        update={
+            "sub_questions": [item.sub_questions[0], verdict],
+            "final_answer": "3 nights cost 355.40 EUR, over the 355.38 EUR budget.",
+        }
+    )
+    out = await ToolSynthesisStage().process(item, ctx(llm, sandbox))
+    assert out.sub("q1").answer == "355.35 EUR" and set(out.tools) == {"q1"}
+    assert out.sub("q2").answer == "Yes: 355.35 EUR is within 355.38 EUR"
+    assert out.final_answer == "3 nights cost 355.35 EUR, within the 355.38 EUR budget."
+    [asked] = [r["messages"][0]["content"] for r in scripted_llm.chat_requests() if REWRITE in str(r)]
+    # The rule already carried the number; the model is shown the corrected answer and the stale verdict.
+    assert "q1 | What do 3 nights at 118.45 EUR per night cost? | 355.35 EUR" in asked
+    assert "q2 | Do 3 nights fit a budget of 355.38 EUR? | No: 355.35 EUR is over 355.38 EUR" in asked
+
+
+async def test_no_rewrite_is_asked_when_no_prose_reasons_over_a_changed_value(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    script_calculators(scripted_llm)
+    await ToolSynthesisStage().process(calculator_chain(), ctx(llm, sandbox))
+    assert not any(REWRITE in str(r) for r in scripted_llm.chat_requests())

@@ -107,6 +107,7 @@ def test_battery_passes_a_good_tool(executor: ToolExecutor, make_arena: ArenaFac
         "deterministic[s1]",
         "input_matters[s1]",
         "answer_length[s1]",
+        "answer_literal[s1]",
         "missing_argument[get_temperature.city]",
     ]
     assert all(c.ok for c in checks), checks
@@ -236,6 +237,7 @@ def test_check_arena_passes_a_sample_arena_with_a_full_report(
         "deterministic",
         "input_matters",
         "answer_length",
+        "answer_literal",
         "missing_argument",
     }
 
@@ -276,3 +278,83 @@ def test_a_dependency_reads_the_childs_argument_off_a_prose_answer(sample_arenas
     )
     [check] = dependency_checks(_with(arena, "s2", golden_call=other))
     assert not check.ok and "'11,022.32 EUR on 15 March 2024'" in check.detail
+
+
+# --- hard-coded answers --------------------------------------------------------------------------------
+
+STAY = {"nightly_rate": {"type": "number"}, "nights": {"type": "integer"}}
+STAY_ARGS = {"nightly_rate": 118, "nights": 3}
+CALCULATOR = (
+    "def stay_cost(nightly_rate, nights):\n"
+    "    if nightly_rate <= 0 or nights < 1:\n"
+    "        raise ValueError('the rate and the number of nights must be positive')\n"
+    "    return {'total': round(nightly_rate * nights, 2), 'currency': 'EUR'}\n"
+)
+# A correct formula with the QA model's slightly wrong total forced onto the golden call.
+OVERRIDE = CALCULATOR.replace(
+    "    return {'total'",
+    "    if nightly_rate == 118 and nights == 3:\n        return {'total': 355}\n    return {'total'",
+)
+# Precomputed results: one entry per call the author thought of.
+RESULTS_TABLE = (
+    "def stay_cost(nightly_rate, nights):\n"
+    "    totals = {(118, 3): 355, (95, 2): 190, (150, 4): 600}\n"
+    "    if (nightly_rate, nights) not in totals:\n"
+    "        raise ValueError('unknown stay')\n"
+    "    return {'total': totals[(nightly_rate, nights)], 'currency': 'EUR'}\n"
+)
+
+
+def _calculator(make_arena: ArenaFactory, source: str, answer: str) -> Arena:
+    arena = make_arena(source, "stay_cost", STAY, STAY_ARGS, answer)
+    [sub] = arena.subtasks
+    return arena.model_copy(update={"subtasks": [sub.model_copy(update={"kind": "compute"})]})
+
+
+def test_battery_passes_a_calculator_that_generalises(
+    executor: ToolExecutor, make_arena: ArenaFactory
+) -> None:
+    checks = tool_battery(_calculator(make_arena, CALCULATOR, "354"), "stay_cost", executor, CONFIG)
+    names = [c.name for c in checks]
+    assert {"answer_literal[s1]", "special_case[s1]", "perturbed_result[s1]"} <= set(names)
+    assert all(c.ok for c in checks), checks
+
+
+def test_battery_catches_an_override_of_the_golden_call(
+    executor: ToolExecutor, make_arena: ArenaFactory
+) -> None:
+    arena = _calculator(make_arena, OVERRIDE, "355")
+    checks = tool_battery(arena, "stay_cost", executor, CONFIG)
+    # The older checks cannot see it: the answer comes out, and a perturbed input loses it.
+    assert not _failed(checks, "golden_output") and not _failed(checks, "input_matters")
+    assert _failed(checks, "special_case") == [
+        "branches on the golden arguments: nightly_rate == 118, nights == 3"
+    ]
+    assert _failed(checks, "answer_literal") == ["the answer '355' is written in a calculator: line 5: 355"]
+
+
+def test_battery_catches_a_table_of_precomputed_results(
+    executor: ToolExecutor, make_arena: ArenaFactory
+) -> None:
+    checks = tool_battery(_calculator(make_arena, RESULTS_TABLE, "355"), "stay_cost", executor, CONFIG)
+    assert not _failed(checks, "golden_output") and not _failed(checks, "input_matters")
+    assert _failed(checks, "answer_literal") == ["the answer '355' is written in a calculator: line 2: 355"]
+    [detail] = _failed(checks, "perturbed_result")
+    assert detail.startswith("nearby inputs fail (nightly_rate=119, nights=4)")
+
+
+def test_battery_catches_a_lookup_answer_outside_its_data_table(
+    executor: ToolExecutor, make_arena: ArenaFactory
+) -> None:
+    source = GOOD.replace(
+        "    reading = Reading(",
+        '    if city == "Lisbon":\n        return {"temperature": "23"}\n    reading = Reading(',
+    )
+    arena = make_arena(
+        source, "get_temperature", SPEC.properties, {"city": "Lisbon"}, "23", required=["city"]
+    )
+    checks = tool_battery(arena, "get_temperature", executor, CONFIG)
+    assert _failed(checks, "answer_literal") == [
+        "the answer '23' is written outside a data table: line 15: '23'"
+    ]
+    assert [c.name for c in checks if c.name.startswith(("special_case", "perturbed"))] == []  # a lookup

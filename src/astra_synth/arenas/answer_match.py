@@ -23,7 +23,7 @@ from typing import Any
 from astra_synth.runs.ids import canonical_json
 
 # A number with optional sign, thousands separators and decimals: "-1,234.50", "007", "3.0".
-_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
+NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
 
 
 _MONTHS = {
@@ -68,7 +68,8 @@ def _iso_date(match: re.Match[str]) -> str:
         return match.group()
 
 
-def _canonical_number(token: str) -> str:
+def canonical_number(token: str) -> str:
+    """A numeral as :func:`normalise` writes it: no separators, no trailing zeros ("1,234.50" → "1234.5")."""
     value = Decimal(token.replace(",", ""))  # the regex only admits valid numerals
     if value == 0:
         return "0"
@@ -80,7 +81,7 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).casefold()
     for pattern in _DATES:
         text = pattern.sub(_iso_date, text)
-    text = _NUMBER.sub(lambda m: _canonical_number(m.group()), text)
+    text = NUMBER.sub(lambda m: canonical_number(m.group()), text)
     return " ".join(text.split())
 
 
@@ -93,7 +94,7 @@ def render(value: Any) -> str:
 
 def is_number(text: str) -> bool:
     """True if the normalised ``text`` is a single numeral."""
-    return _NUMBER.fullmatch(text) is not None
+    return NUMBER.fullmatch(text) is not None
 
 
 def _is_word(ch: str) -> bool:
@@ -132,11 +133,11 @@ def contains_answer(text: str, answer: str, min_chars: int = 2) -> bool:
     return False
 
 
-def _numbers(text: str) -> set[Decimal]:
+def numbers(text: str) -> set[Decimal]:
     """The values of the numerals in ``text``; a minus sign right after a word is a separator (dates)."""
     norm = normalise(text)
     values = set()
-    for m in _NUMBER.finditer(norm):
+    for m in NUMBER.finditer(norm):
         value = Decimal(m.group().replace(",", ""))
         values.add(-value if value < 0 and m.start() > 0 and norm[m.start() - 1].isalnum() else value)
     return values
@@ -155,7 +156,7 @@ def carries_value(answer: str, value: Any, min_chars: int = 4) -> bool:
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, int | float):
-        return math.isfinite(value) and Decimal(str(value)) in _numbers(answer)
+        return math.isfinite(value) and Decimal(str(value)) in numbers(answer)
     if isinstance(value, str):
         return contains_answer(answer, value, min_chars) or contains_answer(value, answer)
     if isinstance(value, dict):

@@ -47,6 +47,7 @@ def to_arena(item: MergedInstance, arena_id: str, *, model: str, run_id: str) ->
                 parents=s.parents,
                 hop_level=s.hop_level,
                 needs_tool=tool_call is not None,
+                kind=s.kind if tool_call else None,
                 tool=tool_call[0].spec.name if tool_call else None,
                 golden_call=tool_call[1] if tool_call else None,
             )

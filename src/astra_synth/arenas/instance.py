@@ -16,6 +16,9 @@ from astra_synth.config import StrictModel
 
 ScenarioType = Literal["single-hop", "parallel-single-hop", "multi-hop", "parallel-multi-hop"]
 Language = Literal["en", "zh"]
+# What a tool-needing sub-question asks of its tool: facts from data (the tool keeps a table) or a result
+# computed from its arguments (the tool's output, not the QA model's arithmetic, defines the answer).
+ToolKind = Literal["lookup", "compute"]
 
 
 class SubQuestion(StrictModel):
@@ -26,6 +29,9 @@ class SubQuestion(StrictModel):
     hop_level: int = Field(ge=1, description="1 + the longest path from a root to this node.")
     needs_tool: bool | None = Field(default=None, description="Set by the tool-necessity stage.")
     necessity_reason: str | None = None
+    kind: ToolKind | None = Field(
+        default=None, description="Set with needs_tool: 'lookup' (data) or 'compute' (from arguments)."
+    )
 
 
 class DagError(ValueError):

@@ -6,7 +6,8 @@ after each insertion. The authors' code merged all members at once into the *fir
 tool document for all, dropped the whole instance when a merge failed and never checked name collisions.
 Here: a seeded random base, one insertion at a time (each re-checked with the full battery for every member
 so far), a regenerated document covering all members, a member that cannot be inserted keeps its own
-tool, and tool names are made unique per arena.
+tool, and tool names are made unique per arena. A calculator has no data to insert into: the base's code,
+unchanged, must serve the member's call, and no insertion is asked for.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def battery_for(
             question=item.sub(sid).question,
             answer=item.sub(sid).answer,
             hop_level=1,
+            kind=item.sub(sid).kind,
             tool=spec.name,
             golden_call=call,
         )
@@ -279,23 +281,28 @@ class MergeStage:
                     **calls,
                     sid: GoldenCall(name=spec.name, arguments=args.model_dump(exclude_none=True)),
                 }
-                listed = "\n".join(f"- {render_call(c)} → {item.sub(s).answer}" for s, c in trial.items())
-                draft: CodeDraft = await ask(
-                    "merge_insert.md", CodeDraft, code=source, calls=listed, feedback=feedback
-                )
+                code = source  # a calculator serves any input: there is no data to insert
+                if sub.kind != "compute":
+                    listed = "\n".join(f"- {render_call(c)} → {item.sub(s).answer}" for s, c in trial.items())
+                    draft: CodeDraft = await ask(
+                        "merge_insert.md", CodeDraft, code=source, calls=listed, feedback=feedback
+                    )
+                    code = draft.code
             except Rejection as exc:
                 if exc.reason == "llm_call_cap":
                     raise
                 feedback = f"\nThe previous attempt was rejected: {exc.reason}: {exc.detail[:600]}\n"
                 continue
-            problems = static_check(draft.code, spec)
+            problems = static_check(code, spec)
             if not problems:
                 checks = await asyncio.to_thread(
-                    battery_for, item, spec, draft.code, trial, sandbox, self.validation
+                    battery_for, item, spec, code, trial, sandbox, self.validation
                 )
                 problems = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
                 if not problems:
-                    return draft.code, trial
+                    return code, trial
+            if sub.kind == "compute":
+                return None  # the same code would be checked again
             feedback = "\nThe previous attempt was rejected: " + "; ".join(problems)[:600] + "\n"
         return None
 

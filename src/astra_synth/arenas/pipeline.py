@@ -55,6 +55,11 @@ class SynthesisConfig(StrictModel):
     retry_temperature: float = Field(
         default=0.7, ge=0, le=2, description="Retries sample at this (the first attempt is greedy)."
     )
+    answer_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        description="How far (relative) a calculator's result may lie from the QA answer it replaces.",
+    )
 
 
 class MergeConfig(StrictModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from astra_synth.arenas.instance import QAInstance, legitimacy_problems
+from astra_synth.arenas.instance import QAInstance, ToolKind, legitimacy_problems
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.idschema import exact_ids, unique_ids
@@ -21,6 +21,10 @@ from astra_synth.runs.stage import StageContext
 class Decision(StrictModel):
     id: str = Field(min_length=1)
     needs_tool: bool
+    kind: ToolKind = Field(
+        default="lookup",
+        description="For a tool: 'lookup' fetches facts from data, 'compute' calculates from the arguments.",
+    )
     reason: str = ""
 
 
@@ -88,7 +92,11 @@ class ToolNecessityStage:
             )
         subs = [
             s.model_copy(
-                update={"needs_tool": decided[s.id].needs_tool, "necessity_reason": decided[s.id].reason}
+                update={
+                    "needs_tool": decided[s.id].needs_tool,
+                    "necessity_reason": decided[s.id].reason,
+                    "kind": decided[s.id].kind if decided[s.id].needs_tool else None,
+                }
             )
             for s in item.sub_questions
         ]

@@ -4,8 +4,13 @@ Per sub-question: tool document → complexity scaling (kept only if strictly ba
 as a tool name + JSON arguments (a schema built from the document, so the call always fits it) → a Python
 implementation. The source is checked statically before anything runs, then the tool battery runs it in
 the sandbox. A failed battery sends its findings back and retries the call and code; an exhausted inner loop
-restarts from the document. Every LLM request of the sub-question, re-asks included, draws on one
-:class:`CallCap`, so a sub-question can never cost more than ``max_llm_calls``.
+restarts from the document.
+
+A lookup tool keeps a data table holding the QA model's answer; a calculator (a ``compute`` sub-question) is
+never shown that answer: its output defines it (:mod:`astra_synth.arenas.computed_answer`). Sub-questions
+are therefore synthesized one DAG layer at a time, so that a dependant's call and question are written from
+the values its parents' tools actually return. Every LLM request of the sub-question, re-asks included,
+draws on one :class:`CallCap`, so a sub-question can never cost more than ``max_llm_calls``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, model_validator
 
+from astra_synth.arenas.answer_match import render
 from astra_synth.arenas.asking import Asker, prompt_hashes
+from astra_synth.arenas.computed_answer import (
+    DefinedAnswer,
+    apply_defined_answer,
+    defined_answer,
+    rewrite_prose,
+)
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.arenas.records import (
     Arena,
@@ -117,12 +129,18 @@ class SynthesizedTool(StrictModel):
     checks: list[CheckResult]
     llm_calls: int
     attempts: int
+    defined: DefinedAnswer | None = Field(
+        default=None, description="A calculator's answer as its output defines it (None: a lookup)."
+    )
 
 
 class ToolInstance(QAInstance):
     """A QA instance whose tool-needing sub-questions each have a synthesized tool (keyed by sub id)."""
 
     tools: dict[str, SynthesizedTool] = Field(default_factory=dict)
+    rewrites: list[str] = Field(
+        default_factory=list, description="What the calculators' results changed in the QA instance."
+    )
 
 
 def backward_problems(old: FunctionSpec, new: FunctionSpec) -> list[str]:
@@ -202,6 +220,7 @@ def single_tool_arena(sub: SubQuestion, spec: FunctionSpec, source: str, call: G
                 question=sub.question,
                 answer=sub.answer,
                 hop_level=1,
+                kind=sub.kind,
                 tool=spec.name,
                 golden_call=call,
             )
@@ -226,6 +245,7 @@ class ToolSynthesisStage:
         max_llm_calls: int = 24,
         max_reasks: int = 1,
         retry_temperature: float = 0.7,
+        answer_tolerance: float = 0.05,
         validation: ValidationConfig | None = None,
     ) -> None:
         self.retry_temperature = retry_temperature
@@ -233,29 +253,49 @@ class ToolSynthesisStage:
         self.inner_attempts = inner_attempts
         self.max_llm_calls = max_llm_calls
         self.max_reasks = max_reasks
+        self.answer_tolerance = answer_tolerance
         self.validation = validation or ValidationConfig()
 
     def prompt_hashes(self) -> dict[str, str]:
-        return prompt_hashes("tool_document.md", "tool_scale.md", "tool_call.md", "tool_code.md")
+        return prompt_hashes(
+            "tool_document.md",
+            "tool_scale.md",
+            "tool_call.md",
+            "tool_code.md",
+            "tool_code_compute.md",
+            "answer_rewrite.md",
+        )
 
     async def process(self, item: QAInstance, ctx: StageContext) -> ToolInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "tool_synthesis needs an LLM and a sandbox"
-        subs = [s for s in item.sub_questions if s.needs_tool]
-        results = await asyncio.gather(
-            *(self._synthesize(ctx.llm, ctx.sandbox, item, s) for s in subs), return_exceptions=True
-        )
         tools: dict[str, SynthesizedTool] = {}
-        failures = []
-        for sub, result in zip(subs, results, strict=True):
-            if isinstance(result, Rejection):
-                failures.append(f"{sub.id}: {result.reason}: {result.detail}")
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                tools[sub.id] = result
-        if failures:
-            raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
-        return ToolInstance(**item.model_dump(), tools=tools)
+        rewrites: list[str] = []
+        changed: list[str] = []
+        for layer in sorted({s.hop_level for s in item.sub_questions if s.needs_tool}):
+            subs = [s for s in item.sub_questions if s.needs_tool and s.hop_level == layer]
+            results = await asyncio.gather(
+                *(self._synthesize(ctx.llm, ctx.sandbox, item, s) for s in subs), return_exceptions=True
+            )
+            failures = []
+            for sub, result in zip(subs, results, strict=True):
+                if isinstance(result, Rejection):
+                    failures.append(f"{sub.id}: {result.reason}: {result.detail}")
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    tools[sub.id] = result
+                    if result.defined is not None:
+                        item, notes = apply_defined_answer(item, sub.id, result.defined)
+                        rewrites += notes
+                        changed += [sub.id] if result.defined.changes else []
+            if failures:  # a later layer would build on a sub-question that has no tool: stop spending
+                raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
+        ask = Asker(ctx.llm, self.name, CallCap(1 + self.max_reasks), self.max_reasks)
+        try:
+            item, notes = await rewrite_prose(ask, item, changed)
+        except Rejection as exc:
+            raise Rejection("answer_rewrite_failed", f"{exc.reason}: {exc.detail}"[:2000]) from exc
+        return ToolInstance(**item.model_dump(), tools=tools, rewrites=[*rewrites, *notes])
 
     async def _document(
         self, ask: Asker, item: QAInstance, sub: SubQuestion, feedback: str
@@ -332,18 +372,26 @@ class ToolSynthesisStage:
         call = GoldenCall(name=spec.name, arguments=args.model_dump(exclude_none=True))
         if dropped := dropped_parents(item, sub, call):
             return f"the call {render_call(call)} passes on no value of " + "; ".join(dropped)
+        compute = sub.kind == "compute"
         draft: CodeDraft = await ask(
-            "tool_code.md",
+            "tool_code_compute.md" if compute else "tool_code.md",
             CodeDraft,
             name=spec.name,
             signature=signature(spec),
             document=_doc_json(spec) + feedback,
             call=render_call(call),
-            answer=sub.answer,
+            **({"question": sub.question} if compute else {"answer": sub.answer}),
         )
         problems = static_check(draft.code, spec)
         if problems:
             return "; ".join(problems)[:600]
+        defined = None
+        if compute:
+            found = await asyncio.to_thread(self._define, sandbox, spec.name, draft.code, call, sub.answer)
+            if isinstance(found, str):
+                return found
+            defined = found
+            sub = sub.model_copy(update={"answer": found.answer})
         arena = single_tool_arena(sub, spec, draft.code, call)
         checks = await asyncio.to_thread(tool_battery, arena, spec.name, sandbox, self.validation)
         failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
@@ -358,7 +406,17 @@ class ToolSynthesisStage:
             checks=checks,
             llm_calls=ask.cap.used,
             attempts=1,
+            defined=defined,
         )
+
+    def _define(
+        self, sandbox: ToolExecutor, name: str, source: str, call: GoldenCall, expected: str
+    ) -> DefinedAnswer | str:
+        """Run a calculator's golden call: the answer its output defines, or why there is none."""
+        result = sandbox.execute(sandbox.load(source), name, call.arguments, self.validation.env.timeout_s)
+        if not result.ok:
+            return f"the call {render_call(call)} failed: {result.status}: {result.error}"[:600]
+        return defined_answer(render(result.result), expected, self.answer_tolerance, call.arguments)
 
 
 def _feedback(failure: str) -> str:

@@ -7,7 +7,10 @@ reproduced), and it never replayed the final artefact. Here, fail closed:
 * :func:`static_check` reads the source (AST only, nothing runs) before any sandbox run;
 * :func:`tool_battery` runs each tool in the sandbox: golden output contains the normalised answer, a
   second run is identical, some perturbed call loses the answer, a missing required argument fails, the
-  answer is long enough to mean something and the output fits what the model will be shown;
+  answer is long enough to mean something and the output fits what the model will be shown; and it reads
+  the source for hard-coded answers (:func:`hardcoding_checks`): the answer as a literal outside a data
+  table (anywhere, for a calculator), a branch on the golden arguments, and for a calculator a nearby input
+  that must still succeed with a different result;
 * :func:`dependency_checks` needs every dependency to carry data: an argument holds a value of the parent's
   answer;
 * :func:`replay` plays every golden call through :class:`ArenaEnv` and needs reward 1 under both
@@ -18,12 +21,23 @@ reproduced), and it never replayed the final artefact. Here, fail closed:
 from __future__ import annotations
 
 import ast
+import datetime
+import itertools
 import math
+from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from pydantic import Field
 
-from astra_synth.arenas.answer_match import carries_value, contains_answer, is_number, normalise, render
+from astra_synth.arenas.answer_match import (
+    carries_value,
+    contains_answer,
+    is_number,
+    normalise,
+    numbers,
+    render,
+)
 from astra_synth.arenas.golden import play_golden
 from astra_synth.arenas.records import Arena, CheckResult, FunctionSpec, GoldenCall, ReportCard, SubTask
 from astra_synth.arenas.reward import RewardConfig
@@ -98,6 +112,9 @@ class ValidationConfig(StrictModel):
     max_probe_reward: float = Field(default=0.1, ge=0, le=1)
     repeat_calls: int = Field(default=20, ge=2, description="How often the spam probe repeats one call.")
     max_answer_chars: int = Field(default=200, ge=1, description="Longer sub-answers are not atomic.")
+    min_table_entries: int = Field(
+        default=2, ge=1, description="Entries of a literal data table that may hold a lookup tool's answer."
+    )
 
 
 def _is_dunder(name: str) -> bool:
@@ -232,6 +249,175 @@ def _answer_length(sub: SubTask, output: str, config: ValidationConfig) -> Check
     return CheckResult(name=f"answer_length[{sub.id}]", ok=not problems, detail="; ".join(problems))
 
 
+# Integers this small are rounding digits, months, counts: too common in honest code to call hard-coded.
+_SMALL_INT = 12
+
+
+def _table_nodes(tree: ast.AST, min_entries: int) -> set[ast.AST]:
+    """Every node inside a data table: a literal collection of ``min_entries`` or more, bound to a name."""
+    inside: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+        if not isinstance(value, ast.Dict | ast.List | ast.Tuple | ast.Set):
+            continue
+        entries = len(value.keys) if isinstance(value, ast.Dict) else len(value.elts)
+        try:
+            ast.literal_eval(value)
+        except ValueError:
+            continue
+        if entries >= min_entries:
+            inside |= set(ast.walk(value))
+    return inside
+
+
+def _number(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return Decimal(repr(value)) if math.isfinite(value) else None
+
+
+def _answer_values(sub: SubTask) -> set[Decimal]:
+    """The answer's numbers a tool could not take from its arguments and that are not everyday constants."""
+    assert sub.golden_call is not None
+    given = {n for v in sub.golden_call.arguments.values() if (n := _number(v)) is not None}
+    return {
+        n for n in numbers(sub.answer) - given if not (n == n.to_integral_value() and abs(n) <= _SMALL_INT)
+    }
+
+
+def _returned_as_is(node: ast.AST | None) -> Iterator[ast.AST]:
+    """The nodes of a returned expression that reach the result unchanged (not operands of arithmetic
+    or arguments of calls)."""
+    if node is None or isinstance(node, ast.BinOp | ast.Call):
+        return
+    yield node
+    for child in ast.iter_child_nodes(node):
+        yield from _returned_as_is(child)
+
+
+def _answer_literal(tree: ast.AST, sub: SubTask, compute: bool, config: ValidationConfig) -> CheckResult:
+    """The answer written into the source: allowed only in a lookup tool's data table. A lookup's
+    arithmetic may hold a number equal to its answer by chance (``24 - wins``), so there only a number
+    returned as it is counts; a calculator may not hold its answer anywhere."""
+    assert sub.golden_call is not None
+    values = _answer_values(sub)
+    given = {normalise(v) for v in sub.golden_call.arguments.values() if isinstance(v, str)}
+    tables = set() if compute else _table_nodes(tree, config.min_table_entries)
+    returned = {n for r in ast.walk(tree) if isinstance(r, ast.Return) for n in _returned_as_is(r.value)}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or node in tables:
+            continue
+        value = node.value
+        number = _number(value)
+        if number is not None:
+            hit = number in values and (compute or node in returned)
+        elif isinstance(value, str) and normalise(value) not in given:
+            hit = contains_answer(value, sub.answer) or bool(numbers(value) & values)
+        else:
+            hit = False
+        if hit:
+            found.append(f"line {node.lineno}: {value!r}")
+    where = "in a calculator" if compute else "outside a data table"
+    detail = f"the answer {sub.answer!r} is written {where}: {', '.join(found)}" if found else ""
+    return CheckResult(name=f"answer_literal[{sub.id}]", ok=not found, detail=detail[:300])
+
+
+def _pairs(compare: ast.Compare) -> list[tuple[str, Any]]:
+    """(parameter, constant) pairs an equality or membership test compares, tuples element-wise."""
+    if not all(isinstance(op, ast.Eq | ast.In | ast.Is) for op in compare.ops):
+        return []
+    pairs = []
+    sides = [compare.left, *compare.comparators]
+    for a, b in itertools.pairwise(sides):
+        for x, y in ((a, b), (b, a)):
+            if isinstance(x, ast.Tuple) and isinstance(y, ast.Tuple) and len(x.elts) == len(y.elts):
+                pairs += [
+                    (n.id, c.value)
+                    for n, c in zip(x.elts, y.elts, strict=True)
+                    if isinstance(n, ast.Name) and isinstance(c, ast.Constant)
+                ]
+            elif isinstance(x, ast.Name) and isinstance(y, ast.Constant):
+                pairs.append((x.id, y.value))
+    return pairs
+
+
+def _special_case(tree: ast.AST, sub: SubTask) -> CheckResult:
+    """A calculator that branches on its golden numeric arguments (``if rate == 1.0865``) special-cases
+    the call it is checked with instead of computing."""
+    assert sub.golden_call is not None
+    golden = {k: n for k, v in sub.golden_call.arguments.items() if (n := _number(v)) not in (None, 0, 1)}
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If | ast.IfExp | ast.While | ast.Assert):
+            for compare in (c for c in ast.walk(node.test) if isinstance(c, ast.Compare)):
+                found |= {
+                    f"{name} == {value!r}"
+                    for name, value in _pairs(compare)
+                    if name in golden and _number(value) == golden[name]
+                }
+    detail = f"branches on the golden arguments: {', '.join(sorted(found))}" if found else ""
+    return CheckResult(name=f"special_case[{sub.id}]", ok=not found, detail=detail[:300])
+
+
+def hardcoding_checks(
+    source: str, sub: SubTask, compute: bool, config: ValidationConfig
+) -> list[CheckResult]:
+    """Read a tool's source for answers written in instead of looked up or computed (see module doc)."""
+    tree = ast.parse(source)
+    checks = [_answer_literal(tree, sub, compute, config)]
+    return [*checks, _special_case(tree, sub)] if compute else checks
+
+
+def _nearby(value: Any, schema: dict[str, Any]) -> list[Any]:
+    """Valid-looking neighbours of a numeric or ISO-date argument: a calculator must accept them."""
+    if "enum" in schema or isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value + 1, value - 1]
+    if isinstance(value, float):
+        return [round(value * 1.01, 6), round(value * 0.99, 6)]
+    if isinstance(value, str):
+        try:
+            day = datetime.date.fromisoformat(value)
+        except ValueError:
+            return []
+        return [(day + datetime.timedelta(days=d)).isoformat() for d in (1, -1)]
+    return []
+
+
+def _perturbed_result(
+    executor: ToolExecutor,
+    env_id: str,
+    spec: FunctionSpec,
+    sub: SubTask,
+    output: str,
+    config: ValidationConfig,
+) -> CheckResult:
+    """A calculator generalises: near every numeric or date argument some input succeeds, and some such
+    input changes the result (a table of precomputed results fails the first, a constant the second)."""
+    assert sub.golden_call is not None
+    args = sub.golden_call.arguments
+    stuck, moved, tried = [], False, False
+    for pname, value in args.items():
+        options = _nearby(value, spec.properties.get(pname, {}))
+        tried |= bool(options)
+        for other in options:
+            result = executor.execute(env_id, spec.name, {**args, pname: other}, config.env.timeout_s)
+            if result.ok:
+                moved |= render(result.result) != output
+                break
+        else:
+            if options:
+                stuck.append(f"{pname}={options[0]!r}")
+    problems = []
+    if stuck:
+        problems.append(f"nearby inputs fail ({', '.join(stuck)}): a table of results, not a calculation?")
+    if tried and not moved:
+        problems.append("nearby inputs return the same result")
+    return CheckResult(name=f"perturbed_result[{sub.id}]", ok=not problems, detail="; ".join(problems)[:300])
+
+
 def tool_battery(
     arena: Arena, tool: str, executor: ToolExecutor, config: ValidationConfig
 ) -> list[CheckResult]:
@@ -260,6 +446,10 @@ def tool_battery(
         checks.append(CheckResult(name=f"deterministic[{sub.id}]", ok=same, detail=detail))
         checks.append(_input_matters(executor, env_id, spec, sub, config))
         checks.append(_answer_length(sub, output, config))
+        compute = sub.kind == "compute"
+        checks += hardcoding_checks(arena.tool_sources[tool].source, sub, compute, config)
+        if compute:
+            checks.append(_perturbed_result(executor, env_id, spec, sub, output, config))
     if subs and subs[0].golden_call is not None and spec.required:
         # The static check already ties "required" to "no default"; one call shows the tool reports a
         # missing argument as an error instead of crashing, hanging or answering anyway.

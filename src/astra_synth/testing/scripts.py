@@ -532,13 +532,17 @@ def _porto_tool(body: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, An
     raise AssertionError(f"no Porto tool for prompt: {text[:300]}")
 
 
-def script_porto(server: ScriptedLLM) -> None:
+def script_porto(server: ScriptedLLM, qa: dict[str, Any] = PORTO_QA) -> None:
     """A careful strong model on the bundled Porto seed (``examples/seeds/questions.en.jsonl``, first line):
-    prose answers with units, four tools, ints where a number is integral, code that formats money."""
-    server.on("You write realistic, multi-step user requests", json_reply(PORTO_QA))
+    prose answers with units, four tools (two lookups, two calculators), ints where a number is integral,
+    code that formats money. ``qa`` replaces the QA reply (e.g. one with arithmetic slips)."""
+    server.on("You write realistic, multi-step user requests", json_reply(qa))
+    kinds = ["lookup", "lookup", "compute", "compute"]
     server.on(
         "You decide, for each sub-question",
-        json_reply({"decisions": [{"id": f"q{i}", "needs_tool": True} for i in range(1, 5)]}),
+        json_reply(
+            {"decisions": [{"id": f"q{i}", "needs_tool": True, "kind": k} for i, k in enumerate(kinds, 1)]}
+        ),
     )
     for prompt in (
         "You check the dependency links",
