@@ -21,9 +21,9 @@ from pydantic import Field
 
 from astra_synth.arenas.answer_match import NUMBER, canonical_number, contains_answer, numbers
 from astra_synth.arenas.asking import Asker
-from astra_synth.arenas.idschema import exact_ids
 from astra_synth.arenas.instance import QAInstance, SubQuestion
 from astra_synth.config import StrictModel
+from astra_synth.llm.idschema import exact_ids
 
 
 class DefinedAnswer(StrictModel):
