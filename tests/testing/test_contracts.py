@@ -1,0 +1,90 @@
+"""The contract fixtures (tests/fixtures/contracts/): a careful strong model's answer at every LLM stage,
+replayed through the scripted server; each set must yield its arena or judged trajectory with the funnel its
+``contract.yaml`` names, stage by stage (docs/testing.md says how to add a set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from astra_synth.arenas.pipeline import run_arenas
+from astra_synth.arenas.records import read_arenas
+from astra_synth.arenas.seeds import SeedSource
+from astra_synth.config import load_config
+from astra_synth.export.publish import publish
+from astra_synth.prompts import load_prompt
+from astra_synth.runs.summary import RunSummary
+from astra_synth.testing.contracts import ContractReplay, contract_sets, template_pattern
+from astra_synth.testing.scripted import ScriptedLLM
+from astra_synth.testing.scripts import arenas_config, trajectories_config
+from astra_synth.tools.registry import load_servers
+from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
+
+ROOT = Path(__file__).resolve().parents[1] / "fixtures" / "contracts"
+
+
+def _sets(pipeline: str) -> list[Any]:
+    params = []
+    for folder in contract_sets(ROOT):
+        replay = ContractReplay(folder)
+        if replay.meta.pipeline != pipeline:
+            continue
+        marks = [pytest.mark.xfail(strict=True, reason=replay.meta.xfail)] if replay.meta.xfail else []
+        params.append(pytest.param(folder, id=folder.name, marks=marks))
+    return params
+
+
+def _check_funnel(replay: ContractReplay, summary: RunSummary) -> None:
+    assert not replay.problems, "\n".join(replay.problems)
+    rows = {row.stage: row for row in summary.stages}
+    for stage, expected in replay.meta.funnel.items():
+        assert stage in rows, f"{replay.name}: the run has no stage {stage} ({sorted(rows)})"
+        got = rows[stage].model_dump(include=set(expected.model_fields_set))
+        assert got == expected.model_dump(exclude_unset=True), f"{replay.name}: stage {stage}"
+    assert summary.ok == replay.meta.ok, summary.model_dump_json(indent=1)
+    assert summary.status == "finished"
+    assert not replay.unused(), f"fixture replies the run never asked for: {replay.unused()}"
+
+
+@pytest.mark.parametrize("folder", _sets("arenas"))
+async def test_arenas_contract(folder: Path, scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
+    replay = ContractReplay(folder)
+    replay.install(scripted_llm)
+    assert replay.meta.seeds is not None
+    source = SeedSource(
+        mode="questions", language="en", file=folder / replay.meta.seeds, max_hops=replay.meta.max_hops
+    )
+    config = arenas_config(
+        scripted_llm, tmp_path, [source], contamination={"enabled": False}, **replay.meta.config
+    )
+    endpoint = scripted_llm.endpoint(**{"schema_mode": "llama_cpp", **replay.meta.endpoint})
+    config = config.model_copy(update={"endpoint": endpoint})
+    summary = await run_arenas(config, tmp_path / "run", progress=False)
+    _check_funnel(replay, summary)
+    publish(tmp_path / "run", config.contamination)
+    for arena in read_arenas(tmp_path / "run" / "arenas.jsonl"):
+        assert arena.report is not None and arena.report.passed
+        assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
+
+
+@pytest.mark.parametrize("folder", _sets("trajectories"))
+async def test_trajectories_contract(folder: Path, scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
+    replay = ContractReplay(folder)
+    replay.install(scripted_llm)
+    assert replay.meta.registry is not None
+    [server] = [s for s in load_servers(folder / replay.meta.registry) if s.id == replay.meta.server_id]
+    path = trajectories_config(tmp_path, server, **replay.meta.config)
+    endpoint = scripted_llm.endpoint(**replay.meta.endpoint).model_dump()
+    config = load_config(TrajectoriesConfig, path, {f"endpoint.{k}": v for k, v in endpoint.items()})
+    summary = await run_trajectories(config, tmp_path / "run", progress=False)
+    _check_funnel(replay, summary)
+    assert summary.rollout_status == {"completed": replay.meta.ok}
+
+
+def test_a_stage_is_found_by_its_template_not_its_wording() -> None:
+    prompt = load_prompt("astra_synth.arenas", "tool_call.md")
+    rendered = prompt.render(document="{}", question="Q?", context="", feedback="")
+    assert template_pattern(prompt).search(rendered)
+    assert not template_pattern(load_prompt("astra_synth.arenas", "tool_code.md")).search(rendered)
