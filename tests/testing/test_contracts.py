@@ -42,7 +42,7 @@ def _check_funnel(replay: ContractReplay, summary: RunSummary) -> None:
     for stage, expected in replay.meta.funnel.items():
         assert stage in rows, f"{replay.name}: the run has no stage {stage} ({sorted(rows)})"
         got = rows[stage].model_dump(include=set(expected.model_fields_set))
-        assert got == expected.model_dump(exclude_unset=True), f"{replay.name}: stage {stage}"
+        assert got == expected.model_dump(exclude_unset=True), f"{replay.name}: {rows[stage]}"
     assert summary.ok == replay.meta.ok, summary.model_dump_json(indent=1)
     assert summary.status == "finished"
     assert not replay.unused(), f"fixture replies the run never asked for: {replay.unused()}"
@@ -64,9 +64,11 @@ async def test_arenas_contract(folder: Path, scripted_llm: ScriptedLLM, tmp_path
     summary = await run_arenas(config, tmp_path / "run", progress=False)
     _check_funnel(replay, summary)
     publish(tmp_path / "run", config.contamination)
-    for arena in read_arenas(tmp_path / "run" / "arenas.jsonl"):
+    arenas = read_arenas(tmp_path / "run" / "arenas.jsonl")
+    for arena in arenas:
         assert arena.report is not None and arena.report.passed
         assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
+    assert [[t.function.name for t in a.tools] for a in arenas] == replay.meta.tools
 
 
 @pytest.mark.parametrize("folder", _sets("trajectories"))

@@ -114,6 +114,9 @@ class ContractMeta(StrictModel):
     config: dict[str, Any] = Field(default_factory=dict, description="Config fields over the test default.")
     funnel: dict[str, StageCounts] = Field(description="Stage name → its expected row.")
     ok: int = Field(description="Arenas / judged trajectories the run must yield.")
+    tools: list[list[str]] = Field(
+        default_factory=list, description="Per arena / trajectory, the tools it has (arenas) or calls (SFT)."
+    )
     xfail: str | None = Field(
         default=None, description="Why a careful answer is rejected today (the #17 problem that fixes it)."
     )
