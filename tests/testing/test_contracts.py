@@ -4,6 +4,7 @@ replayed through the scripted server; each set must yield its arena or judged tr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.seeds import SeedSource
-from astra_synth.config import load_config
+from astra_synth.config import ContaminationConfig, load_config
 from astra_synth.export.publish import publish
 from astra_synth.prompts import load_prompt
 from astra_synth.runs.summary import RunSummary
@@ -83,6 +84,13 @@ async def test_trajectories_contract(folder: Path, scripted_llm: ScriptedLLM, tm
     summary = await run_trajectories(config, tmp_path / "run", progress=False)
     _check_funnel(replay, summary)
     assert summary.rollout_status == {"completed": replay.meta.ok}
+    published = publish(tmp_path / "run", ContaminationConfig(enabled=False))
+    assert published.published is not None and published.published.rows == replay.meta.ok
+    rows = [json.loads(line) for line in (tmp_path / "run" / "sft" / "sft.jsonl").read_text().splitlines()]
+    called = [
+        [c["function"]["name"] for m in row["messages"] for c in m.get("tool_calls") or []] for row in rows
+    ]
+    assert sorted(called) == sorted(replay.meta.tools)
 
 
 def test_a_stage_is_found_by_its_template_not_its_wording() -> None:
