@@ -32,6 +32,7 @@ from astra_synth.testing.scripted import Reply, ScriptedLLM, ScriptedToolCall
 CONTRACT_FILE = "contract.yaml"
 PROMPT_PACKAGES = ("astra_synth.arenas", "astra_synth.trajectories", "astra_synth.tools")
 """Where a stage file's prompt template is looked up, by file name."""
+ReasoningStyle = Literal["field", "inline"]
 REASK_MARKER = "Your previous answer was invalid:"
 """How ``llm.structured`` starts a re-ask: a fixture reply that gets one no longer fits its schema."""
 
@@ -67,14 +68,17 @@ class FixtureReply(StrictModel):
                 return False
         return all(re.search(pattern, text) for pattern in self.when)
 
-    def reply(self) -> Reply:
+    def reply(self, reasoning_style: ReasoningStyle = "field") -> Reply:
         content = self.text
         if self.answer is not None:
             dumped = json.dumps(self.answer, ensure_ascii=False, indent=2 if self.fenced else None)
             content = f"{self.preamble}```json\n{dumped}\n```" if self.fenced else dumped
+        inline = reasoning_style == "inline" and self.reasoning is not None
+        if inline:
+            content = f"<think>\n{self.reasoning}\n</think>\n\n{content or ''}"
         return Reply(
             content=content,
-            reasoning_content=self.reasoning,
+            reasoning_content=None if inline else self.reasoning,
             tool_calls=tuple(ScriptedToolCall(name=c.name, arguments=c.arguments) for c in self.tool_calls),
             finish_reason="tool_calls" if self.tool_calls else "stop",
         )
@@ -102,6 +106,16 @@ class ContractMeta(StrictModel):
 
     pipeline: Literal["arenas", "trajectories"]
     about: str = Field(description="What this set protects, one or two sentences.")
+    base: str | None = Field(
+        default=None, description="A sibling set whose stage files this one starts from (own files replace)."
+    )
+    reasoning_style: ReasoningStyle = Field(
+        default="field",
+        description=(
+            "field: reasoning sent as reasoning_content (vLLM/SGLang with a reasoning parser); inline: as a "
+            "<think> block before the content (Qwen3 on vLLM without one, llama.cpp --reasoning-format none)."
+        ),
+    )
     seeds: str | None = Field(default=None, description="arenas: a questions JSONL beside this file.")
     max_hops: int = Field(default=4, ge=1)
     registry: str | None = Field(
@@ -142,6 +156,10 @@ def _request_text(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stage_files(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in folder.glob("*.yaml") if p.name != CONTRACT_FILE}
+
+
 def _find_prompt(name: str) -> Prompt:
     for package in PROMPT_PACKAGES:
         try:
@@ -160,10 +178,11 @@ class ContractReplay:
         self.meta = ContractMeta.model_validate(
             yaml.safe_load((folder / CONTRACT_FILE).read_text(encoding="utf-8"))
         )
+        files = _stage_files(folder.parent / self.meta.base) if self.meta.base else {}
+        files.update(_stage_files(folder))
         self.stages: dict[str, StageFixture] = {
-            path.stem: StageFixture.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-            for path in sorted(folder.glob("*.yaml"))
-            if path.name != CONTRACT_FILE
+            name: StageFixture.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+            for name, path in sorted(files.items())
         }
         self.problems: list[str] = []
         self.used: set[tuple[str, int]] = set()
@@ -191,7 +210,7 @@ class ContractReplay:
         for index, reply in enumerate(self.stages[stage].replies):
             if reply.fits(body, text):
                 self.used.add((stage, index))
-                return reply.reply()
+                return reply.reply(self.meta.reasoning_style)
         self.problems.append(f"{where}: no reply fits the request {text[-600:]!r}")
         return Reply(status=400, content=f"no reply in {where} fits this request")
 
