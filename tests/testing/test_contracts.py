@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.seeds import SeedSource
+from astra_synth.arenas.verify import Completeness
 from astra_synth.config import ContaminationConfig, load_config
 from astra_synth.export.publish import publish
+from astra_synth.llm.client import LLMCallError, LLMClient
+from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import load_prompt
 from astra_synth.runs.summary import RunSummary
-from astra_synth.testing.contracts import ContractReplay, contract_sets, template_pattern
+from astra_synth.testing.contracts import ContractReplay, FixtureReply, contract_sets, template_pattern
 from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.testing.scripts import arenas_config, trajectories_config
 from astra_synth.tools.registry import load_servers
@@ -98,3 +102,56 @@ def test_a_stage_is_found_by_its_template_not_its_wording() -> None:
     rendered = prompt.render(document="{}", question="Q?", context="", feedback="")
     assert template_pattern(prompt).search(rendered)
     assert not template_pattern(load_prompt("astra_synth.arenas", "tool_code.md")).search(rendered)
+
+
+def _completeness_set(tmp_path: Path, answer: dict[str, Any]) -> ContractReplay:
+    (tmp_path / "contract.yaml").write_text(
+        yaml.safe_dump({"pipeline": "arenas", "about": "test", "funnel": {}, "ok": 0}), encoding="utf-8"
+    )
+    replies = {"replies": [{"answer": answer, "reasoning": "All covered.", "fenced": True}]}
+    (tmp_path / "verify_completeness.yaml").write_text(yaml.safe_dump(replies), encoding="utf-8")
+    return ContractReplay(tmp_path)
+
+
+def _completeness_prompt() -> list[dict[str, Any]]:
+    prompt = load_prompt("astra_synth.arenas", "verify_completeness.md")
+    text = prompt.render(main_question="M?", final_answer="F.", sub_questions="q1 | Q? | A")
+    return [{"role": "user", "content": text}]
+
+
+async def test_a_reply_is_sent_in_its_style(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
+    replay = _completeness_set(tmp_path, {"complete": True})
+    replay.install(scripted_llm)
+    async with LLMClient(scripted_llm.endpoint(schema_mode="none")) as client:
+        answer = await structured_chat(client, _completeness_prompt(), Completeness, stage="verify")
+        result = await client.chat(_completeness_prompt(), stage="verify")
+    assert answer.complete and not replay.problems and not replay.unused()
+    assert result.message["reasoning_content"] == "All covered."
+    assert result.message["content"].startswith("```json\n")
+
+
+async def test_a_reply_that_no_longer_fits_its_schema_is_named(
+    scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    replay = _completeness_set(tmp_path, {"is_complete": True})  # the field was renamed since
+    replay.install(scripted_llm)
+    async with LLMClient(scripted_llm.endpoint(schema_mode="none")) as client:
+        with pytest.raises(StructuredOutputRejected):
+            await structured_chat(client, _completeness_prompt(), Completeness, stage="verify", max_reasks=1)
+    [problem] = replay.problems
+    assert problem.startswith(f"{tmp_path.name}/verify_completeness.yaml: the reply was re-asked")
+    assert "complete" in problem
+
+
+async def test_a_prompt_without_a_stage_file_is_named(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
+    replay = _completeness_set(tmp_path, {"complete": True})
+    replay.install(scripted_llm)
+    async with LLMClient(scripted_llm.endpoint(max_retries=0)) as client:
+        with pytest.raises(LLMCallError):
+            await client.chat([{"role": "user", "content": "Write a haiku."}], stage="x")
+    assert replay.problems and "no stage file matches" in replay.problems[0]
+
+
+def test_inline_reasoning_goes_before_the_content() -> None:
+    reply = FixtureReply(answer={"a": 1}, reasoning="Think.").reply("inline")
+    assert reply.content == '<think>\nThink.\n</think>\n\n{"a": 1}' and reply.reasoning_content is None
