@@ -155,3 +155,10 @@ async def test_a_prompt_without_a_stage_file_is_named(scripted_llm: ScriptedLLM,
 def test_inline_reasoning_goes_before_the_content() -> None:
     reply = FixtureReply(answer={"a": 1}, reasoning="Think.").reply("inline")
     assert reply.content == '<think>\nThink.\n</think>\n\n{"a": 1}' and reply.reasoning_content is None
+
+
+def test_a_thinking_reply_under_a_small_budget_is_cut_inside_its_reasoning() -> None:
+    fixture = FixtureReply(answer={"a": 1}, reasoning="Think " * 100, thinking_tokens=500)
+    cut = fixture.reply(budget=100)
+    assert cut.content is None and cut.finish_reason == "length" and cut.reasoning_content
+    assert fixture.reply(budget=4096).content == '{"a": 1}'

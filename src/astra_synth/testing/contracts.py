@@ -54,6 +54,14 @@ class FixtureReply(StrictModel):
     preamble: str = ""
     reasoning: str | None = Field(default=None, description="Sent as ``reasoning_content``.")
     tool_calls: list[FixtureToolCall] = Field(default_factory=list)
+    thinking_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Tokens the reasoning takes: under a smaller max_tokens (or max_completion_tokens) the reply is "
+            "cut inside its reasoning, with no content and finish_reason length, as vLLM sends it."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_body(self) -> FixtureReply:
@@ -68,7 +76,10 @@ class FixtureReply(StrictModel):
                 return False
         return all(re.search(pattern, text) for pattern in self.when)
 
-    def reply(self, reasoning_style: ReasoningStyle = "field") -> Reply:
+    def reply(self, reasoning_style: ReasoningStyle = "field", budget: int | None = None) -> Reply:
+        if self.thinking_tokens is not None and budget is not None and budget < self.thinking_tokens:
+            cut = (self.reasoning or "")[: budget * 4]  # about four characters a token
+            return Reply(content=None, reasoning_content=cut, finish_reason="length")
         content = self.text
         if self.answer is not None:
             dumped = json.dumps(self.answer, ensure_ascii=False, indent=2 if self.fenced else None)
@@ -210,7 +221,8 @@ class ContractReplay:
         for index, reply in enumerate(self.stages[stage].replies):
             if reply.fits(body, text):
                 self.used.add((stage, index))
-                return reply.reply(self.meta.reasoning_style)
+                budget = body.get("max_completion_tokens") or body.get("max_tokens")
+                return reply.reply(self.meta.reasoning_style, budget)
         self.problems.append(f"{where}: no reply fits the request {text[-600:]!r}")
         return Reply(status=400, content=f"no reply in {where} fits this request")
 
