@@ -44,6 +44,7 @@ def _sets(pipeline: str) -> list[Any]:
 def _check_funnel(replay: ContractReplay, summary: RunSummary) -> None:
     assert not replay.problems, "\n".join(replay.problems)
     rows = {row.stage: row for row in summary.stages}
+    assert sorted(rows) == sorted(replay.meta.funnel), f"{replay.name}: every stage has its expected row"
     for stage, expected in replay.meta.funnel.items():
         assert stage in rows, f"{replay.name}: the run has no stage {stage} ({sorted(rows)})"
         got = rows[stage].model_dump(include=set(expected.model_fields_set))
