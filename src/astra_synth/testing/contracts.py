@@ -203,7 +203,7 @@ class ContractReplay:
         return [(name, template_pattern(_find_prompt(name))) for name in self.stages]
 
     def stage_of(self, body: dict[str, Any]) -> str | None:
-        """The stage file whose template rendered this request (the system/first message decides)."""
+        """The stage file whose template rendered this request (searched in all its messages)."""
         text = _request_text(body)
         return next((name for name, pattern in self._patterns if pattern.search(text)), None)
 
@@ -217,7 +217,8 @@ class ContractReplay:
             return Reply(status=400, content="no contract fixture matches this prompt")
         last = (body.get("messages") or [{}])[-1].get("content") or ""
         if isinstance(last, str) and last.startswith(REASK_MARKER):
-            self.problems.append(f"{where}: the reply was re-asked: {last[len(REASK_MARKER) : 200]}")
+            why = last[len(REASK_MARKER) : 240].strip()
+            self.problems.append(f"{where}: the reply was re-asked (schema changed, or cut short): {why}")
         for index, reply in enumerate(self.stages[stage].replies):
             if reply.fits(body, text):
                 self.used.add((stage, index))
