@@ -4,6 +4,7 @@ replayed through the scripted server; each set must yield its arena or judged tr
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import yaml
 
 from astra_synth.arenas.pipeline import run_arenas
 from astra_synth.arenas.records import read_arenas
+from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.arenas.seeds import SeedSource
 from astra_synth.arenas.verify import Completeness
 from astra_synth.config import ContaminationConfig, load_config
@@ -21,7 +23,9 @@ from astra_synth.llm.client import LLMCallError, LLMClient
 from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
 from astra_synth.prompts import load_prompt
 from astra_synth.runs.summary import RunSummary
+from astra_synth.sandbox import get_executor
 from astra_synth.testing.contracts import ContractReplay, FixtureReply, contract_sets, template_pattern
+from astra_synth.testing.policy import respelled_golden_calls
 from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.testing.scripts import arenas_config, trajectories_config
 from astra_synth.tools.registry import load_servers
@@ -75,6 +79,10 @@ async def test_arenas_contract(folder: Path, scripted_llm: ScriptedLLM, tmp_path
         assert arena.report is not None and arena.report.passed
         assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
     assert [[t.function.name for t in a.tools] for a in arenas] == replay.meta.tools
+    with get_executor("subprocess") as executor:
+        for arena, number in itertools.product(arenas, (int, float)):  # #17 problem 5: 118 and 118.0
+            reward = ArenaEnv(arena, executor).replay([respelled_golden_calls(arena, number)])
+            assert reward.reward == pytest.approx(1.0), (arena.id, number, reward)
 
 
 @pytest.mark.parametrize("folder", _sets("trajectories"))
