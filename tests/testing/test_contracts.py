@@ -64,7 +64,10 @@ async def test_arenas_contract(folder: Path, scripted_llm: ScriptedLLM, tmp_path
     replay.install(scripted_llm)
     assert replay.meta.seeds is not None
     source = SeedSource(
-        mode="questions", language="en", file=folder / replay.meta.seeds, max_hops=replay.meta.max_hops
+        mode="questions",
+        language=replay.meta.language,
+        file=folder / replay.meta.seeds,
+        max_hops=replay.meta.max_hops,
     )
     config = arenas_config(
         scripted_llm, tmp_path, [source], contamination={"enabled": False}, **replay.meta.config

@@ -128,6 +128,7 @@ class ContractMeta(StrictModel):
         ),
     )
     seeds: str | None = Field(default=None, description="arenas: a questions JSONL beside this file.")
+    language: Literal["en", "zh"] = "en"
     max_hops: int = Field(default=4, ge=1)
     registry: str | None = Field(
         default=None, description="trajectories: a server registry JSONL, relative to this file."
