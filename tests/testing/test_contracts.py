@@ -50,7 +50,6 @@ def _check_funnel(replay: ContractReplay, summary: RunSummary) -> None:
     rows = {row.stage: row for row in summary.stages}
     assert sorted(rows) == sorted(replay.meta.funnel), f"{replay.name}: every stage has its expected row"
     for stage, expected in replay.meta.funnel.items():
-        assert stage in rows, f"{replay.name}: the run has no stage {stage} ({sorted(rows)})"
         got = rows[stage].model_dump(include=set(expected.model_fields_set))
         assert got == expected.model_dump(exclude_unset=True), f"{replay.name}: {rows[stage]}"
     assert summary.ok == replay.meta.ok, summary.model_dump_json(indent=1)
@@ -109,7 +108,7 @@ async def test_trajectories_contract(folder: Path, scripted_llm: ScriptedLLM, tm
     assert sorted(called) == sorted(replay.meta.tools)
 
 
-def test_a_stage_is_found_by_its_template_not_its_wording() -> None:
+def test_a_request_is_recognised_by_its_template() -> None:
     prompt = load_prompt("astra_synth.arenas", "tool_call.md")
     rendered = prompt.render(document="{}", question="Q?", context="", feedback="")
     assert template_pattern(prompt).search(rendered)
