@@ -13,7 +13,17 @@ HOTEL = "Hotel Carris Porto Ribeira, 118 EUR per night"
 
 
 @pytest.mark.parametrize(
-    "text", ["2026-05-12", "2026/5/12", "12 May 2026", "12th of May, 2026", "May 12, 2026", "Sept. 3 2025"]
+    "text",
+    [
+        "2026-05-12",
+        "2026/5/12",
+        "12 May 2026",
+        "12th of May, 2026",
+        "May 12, 2026",
+        "Sept. 3 2025",
+        "2026年5月12日",
+        "2026 年 5 月 12 号",
+    ],
 )
 def test_full_dates_are_one_spelling(text: str) -> None:
     assert normalise(text) in ("2026-5-12", "2025-9-3")
@@ -37,6 +47,7 @@ def test_an_impossible_date_is_left_as_written() -> None:
         ("EUR", "EUR"),
         ("TN-M204", "sku TN-M204"),  # a free-text argument holding the whole answer
         ("8", {"days": [8]}),
+        ("目前在杭州转运中心，预计2026年11月18日送达", "2026-11-18"),  # a Chinese date, no spaces
     ],
 )
 def test_an_argument_read_off_the_answer_is_carried(answer: str, value: Any) -> None:

@@ -6,13 +6,12 @@ import itertools
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
-from astra_synth.arenas.records import Arena, GoldenCall, read_arenas
+from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.arenas.seeds import SeedSource
 from astra_synth.config import ContaminationConfig, EndpointConfig
@@ -21,6 +20,7 @@ from astra_synth.firewall.benchmarks import BFCL_LABEL
 from astra_synth.runs.rundir import RunDirError
 from astra_synth.runs.summary import read_summary
 from astra_synth.sandbox import get_executor
+from astra_synth.testing.policy import respelled_golden_calls
 from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.testing.scripts import PORTO_QA, arenas_config, script_arenas, script_porto
 
@@ -146,20 +146,6 @@ async def test_embedded_model_run_completes_with_a_consistent_funnel(
 SEEDS = Path(__file__).resolve().parents[2] / "examples" / "seeds" / "questions.en.jsonl"
 
 
-def _spelled(arena: Arena, number: type) -> list[dict[str, Any]]:
-    """The golden calls with every integral "number" argument written as ``number`` (int or float)."""
-    calls = []
-    for sub in arena.subtasks:
-        assert sub.golden_call is not None
-        props = arena.tool_schema(sub.golden_call.name).properties
-        args = {
-            k: number(v) if props[k]["type"] == "number" and float(v).is_integer() else v
-            for k, v in sub.golden_call.arguments.items()
-        }
-        calls.append(GoldenCall(name=sub.golden_call.name, arguments=args).as_tool_call(f"call_{sub.id}"))
-    return calls
-
-
 async def test_porto_seed_answered_carefully_yields_an_arena(
     scripted_llm: ScriptedLLM, tmp_path: Path
 ) -> None:
@@ -183,7 +169,7 @@ async def test_porto_seed_answered_carefully_yields_an_arena(
     with get_executor("subprocess") as executor:
         env = ArenaEnv(arena, executor)
         for number in (int, float):
-            reward = env.replay([_spelled(arena, number)])
+            reward = env.replay([respelled_golden_calls(arena, number)])
             assert reward.reward == pytest.approx(1.0), (number, reward)
 
 

@@ -138,6 +138,16 @@ def test_parse_structured_repairs_fenced_and_trailing_comma_json() -> None:
     assert parse_structured(raw, CityCount) == CityCount(city="Rome", count=2, tags=["old"])
 
 
+@pytest.mark.parametrize("opening", ["<think>\n", ""])
+def test_parse_structured_skips_a_think_block_before_the_answer(opening: str) -> None:
+    """Qwen3 on vLLM without a reasoning parser sends its thinking inline, drafts of JSON included (and its
+    chat template may have opened the block already, so only the closing tag arrives)."""
+    thinking = f'{opening}Draft: {{"city": "Pari"}} then count them: 3.\n</think>\n\n'
+    assert parse_structured(thinking + json.dumps(GOOD), CityCount) == CityCount(**GOOD)
+    inside = {"city": "Paris </think>", "count": 1}  # an answer is never cut at a tag inside it
+    assert parse_structured(json.dumps(inside), CityCount).city == "Paris </think>"
+
+
 def test_parse_structured_refuses_to_repair_a_cut_answer() -> None:
     with pytest.raises(ValueError, match="cut off"):
         parse_structured('{"city": "Rome", "count": 2', CityCount, truncated=True)

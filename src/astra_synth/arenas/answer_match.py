@@ -51,9 +51,11 @@ _MONTH = "(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.
 _DAY = r"(?P<day>\d{1,2})(?:st|nd|rd|th)?"
 _YEAR = r"(?P<year>\d{4})"
 # Full dates in the spellings models write (on case-folded text): 2026-05-12, 2026/05/12, 12 May 2026,
-# 12th of May, 2026, May 12, 2026. Numeric day/month orders (12/05/2026) are ambiguous and left alone.
+# 12th of May, 2026, May 12, 2026, 2026年5月12日. Numeric day/month orders (12/05/2026) are ambiguous and
+# left alone.
 _DATES = [
     re.compile(r"(?<![\d.])" + _YEAR + r"[-/](?P<month>\d{1,2})[-/](?P<day>\d{1,2})(?![\d.])"),
+    re.compile(r"(?<!\d)" + _YEAR + r" ?年 ?(?P<month>\d{1,2}) ?月 ?(?P<day>\d{1,2}) ?[日号]"),
     re.compile(r"\b" + _DAY + r"(?: of)? " + _MONTH + r",? " + _YEAR + r"\b"),
     re.compile(r"\b" + _MONTH + r" " + _DAY + r",? " + _YEAR + r"\b"),
 ]

@@ -104,12 +104,28 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(lines[:_ERRORS_IN_MESSAGE]) + (f"; and {more} more" if more > 0 else "")
 
 
+_THINK_END = "</think>"
+
+
+def _without_thinking(raw: str) -> str:
+    """``raw`` after a leading ``<think>…</think>`` block: how Qwen3-style models send their reasoning when
+    the server has no reasoning parser (the chat template may open the block, so only the end tag can be
+    there). Its drafts of the JSON would otherwise be parsed as the answer. An answer that starts as JSON is
+    left alone, whatever its strings hold."""
+    head = raw.lstrip()
+    if _THINK_END not in raw or head.startswith(("{", "[", "```")):
+        return raw
+    return raw.split(_THINK_END, 1)[1]
+
+
 def parse_structured(raw: str, schema: type[T], *, truncated: bool = False) -> T:
-    """Validate ``raw`` as ``schema``; repair broken JSON unless the answer was cut off (``truncated``).
+    """Validate ``raw`` (after any :func:`_without_thinking` block) as ``schema``; repair broken JSON unless
+    the answer was cut off (``truncated``).
 
     Repairing a cut-off answer would invent its missing end, so a truncated answer is accepted only if it
     is already complete and valid. Raises ``ValueError`` with a message fit to show the model.
     """
+    raw = _without_thinking(raw)
     try:
         return schema.model_validate_json(raw)
     except ValidationError as exc:

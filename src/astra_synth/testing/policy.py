@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from astra_synth.arenas.golden import golden_turns
-from astra_synth.arenas.records import Arena
+from astra_synth.arenas.records import Arena, GoldenCall
 
 
 def golden_texts(arena: Arena) -> list[str]:
@@ -31,6 +31,22 @@ def golden_texts(arena: Arena) -> list[str]:
         for calls in golden_turns(arena)
     ]
     return [t + "<|im_end|>" for t in [*turns, arena.final_answer]]
+
+
+def respelled_golden_calls(arena: Arena, number: type[int] | type[float]) -> list[dict[str, Any]]:
+    """The arena's golden calls as tool calls, every integral "number" argument written as ``number``: a
+    policy may send ``118`` or ``118.0`` for a JSON number, and the reward must credit both."""
+    calls = []
+    for sub in arena.subtasks:
+        if sub.golden_call is None:
+            continue
+        props = arena.tool_schema(sub.golden_call.name).properties
+        args = {
+            k: number(v) if props[k]["type"] == "number" and float(v).is_integer() else v
+            for k, v in sub.golden_call.arguments.items()
+        }
+        calls.append(GoldenCall(name=sub.golden_call.name, arguments=args).as_tool_call(f"call_{sub.id}"))
+    return calls
 
 
 class ScriptedPolicy:
