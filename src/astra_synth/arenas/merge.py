@@ -160,8 +160,10 @@ class MergeStage:
         insert_attempts: int = 2,
         max_llm_calls: int = 24,
         max_reasks: int = 1,
+        max_tokens: int = 2000,
         validation: ValidationConfig | None = None,
     ) -> None:
+        self.max_tokens = max_tokens
         self.insert_attempts = insert_attempts
         self.max_llm_calls = max_llm_calls
         self.max_reasks = max_reasks
@@ -172,7 +174,7 @@ class MergeStage:
 
     async def process(self, item: ToolInstance, ctx: StageContext) -> MergedInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "merge needs an LLM and a sandbox"
-        ask = Asker(ctx.llm, self.name, CallCap(self.max_llm_calls), self.max_reasks)
+        ask = Asker(ctx.llm, self.name, CallCap(self.max_llm_calls), self.max_reasks, self.max_tokens)
         singles = {sid: _single(t) for sid, t in item.tools.items()}
         log: list[str] = []
         clusters: list[list[str]] = [[sid] for sid in item.tools]

@@ -42,6 +42,16 @@ class QAConfig(StrictModel):
     max_tokens: int = Field(default=900, ge=64, description="Completion budget of one generation request.")
 
 
+class NecessityConfig(StrictModel):
+    max_reasks: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=800, ge=64, description="Completion budget of one decision request.")
+
+
+class VerifyConfig(StrictModel):
+    max_reasks: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=900, ge=64, description="Completion budget of one judge request.")
+
+
 class SelectionConfig(StrictModel):
     percentile: float = Field(default=90, ge=0, le=100, description="Keep QS at or above this percentile.")
     min_score: float = Field(default=0.0, ge=0, le=1, description="And at or above this absolute score.")
@@ -52,11 +62,13 @@ class SynthesisConfig(StrictModel):
     inner_attempts: int = Field(default=3, ge=1, description="Call + code attempts per document.")
     max_llm_calls: int = Field(default=24, ge=4, description="Hard cap per sub-question, re-asks included.")
     max_reasks: int = Field(default=1, ge=0)
+    max_tokens: int = Field(default=2000, ge=64, description="Completion budget of one request.")
 
 
 class MergeConfig(StrictModel):
     insert_attempts: int = Field(default=2, ge=1)
     max_llm_calls: int = Field(default=24, ge=1, description="Hard cap per instance.")
+    max_tokens: int = Field(default=2000, ge=64, description="Completion budget of one request.")
 
 
 class ArenasConfig(PipelineConfig):
@@ -64,6 +76,8 @@ class ArenasConfig(PipelineConfig):
 
     executor: Literal["forkserver", "subprocess"] = "forkserver"
     qa: QAConfig
+    necessity: NecessityConfig = Field(default_factory=NecessityConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
@@ -89,8 +103,8 @@ async def run_arenas(
             "arenas.qa",
             [
                 QaGenerateStage(**config.qa.model_dump(exclude={"sources"})),
-                ToolNecessityStage(),
-                VerifyStage(),
+                ToolNecessityStage(**config.necessity.model_dump()),
+                VerifyStage(**config.verify.model_dump()),
             ],
             config=config,
         )

@@ -198,8 +198,10 @@ class ToolSynthesisStage:
         inner_attempts: int = 3,
         max_llm_calls: int = 24,
         max_reasks: int = 1,
+        max_tokens: int = 2000,
         validation: ValidationConfig | None = None,
     ) -> None:
+        self.max_tokens = max_tokens
         self.outer_attempts = outer_attempts
         self.inner_attempts = inner_attempts
         self.max_llm_calls = max_llm_calls
@@ -251,7 +253,7 @@ class ToolSynthesisStage:
         self, llm: LLMClient, sandbox: ToolExecutor, item: QAInstance, sub: SubQuestion
     ) -> SynthesizedTool:
         cap = CallCap(self.max_llm_calls)
-        ask = Asker(llm, self.name, cap, self.max_reasks)
+        ask = Asker(llm, self.name, cap, self.max_reasks, self.max_tokens)
         last = "no attempt"
         attempts = 0
         for _ in range(self.outer_attempts):
