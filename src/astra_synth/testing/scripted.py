@@ -140,6 +140,12 @@ def length_reply(obj: Any) -> Reply:
     return Reply(content=text[: max(1, len(text) // 2)], finish_reason="length")
 
 
+def reasoning_overflow_reply(reasoning: str = "Let me think about this step by step.") -> Reply:
+    """A thinking model that spent its whole ``max_tokens`` reasoning: no content, ``finish_reason="length"``
+    (what vLLM with a reasoning parser sends when Qwen3's thoughts outgrow the cap)."""
+    return Reply(content=None, reasoning_content=reasoning, finish_reason="length")
+
+
 class RecordedRequest(BaseModel):
     path: str
     body: dict[str, Any]
