@@ -6,6 +6,10 @@ implementation. The source is checked statically before anything runs, then the 
 the sandbox. A failed battery sends its findings back and retries the call and code; an exhausted inner loop
 restarts from the document. Every LLM request of the sub-question, re-asks included, draws on one
 :class:`CallCap`, so a sub-question can never cost more than ``max_llm_calls``.
+
+Nothing is spent on an instance that must fail: sub-answers no tool output could match are rejected before
+the first request (``answer_unmatchable``), and the first sub-question that cannot get a tool stops the
+others' synthesis (the instance is rejected either way).
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from astra_synth.arenas.records import (
     ToolSchema,
     ToolSource,
 )
-from astra_synth.arenas.validate import ValidationConfig, carried, static_check, tool_battery
+from astra_synth.arenas.validate import (
+    ValidationConfig,
+    answer_problems,
+    carried,
+    static_check,
+    tool_battery,
+)
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
@@ -214,19 +224,29 @@ class ToolSynthesisStage:
     async def process(self, item: QAInstance, ctx: StageContext) -> ToolInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "tool_synthesis needs an LLM and a sandbox"
         subs = [s for s in item.sub_questions if s.needs_tool]
-        results = await asyncio.gather(
-            *(self._synthesize(ctx.llm, ctx.sandbox, item, s) for s in subs), return_exceptions=True
-        )
+        if unmatchable := [f"{s.id} ({s.answer!r}): {p}" for s in subs for p in answer_problems(s.answer, self.validation)]:
+            raise Rejection("answer_unmatchable", "; ".join(unmatchable)[:2000])
+        tasks = [asyncio.create_task(self._synthesize(ctx.llm, ctx.sandbox, item, s)) for s in subs]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()  # a failed sibling dooms the instance: stop paying for the others
+            await asyncio.gather(*tasks, return_exceptions=True)
         tools: dict[str, SynthesizedTool] = {}
-        failures = []
-        for sub, result in zip(subs, results, strict=True):
-            if isinstance(result, Rejection):
-                failures.append(f"{sub.id}: {result.reason}: {result.detail}")
-            elif isinstance(result, BaseException):
-                raise result
+        failures, stopped = [], []
+        for sub, task in zip(subs, tasks, strict=True):
+            if task.cancelled():
+                stopped.append(sub.id)
+            elif isinstance(error := task.exception(), Rejection):
+                failures.append(f"{sub.id}: {error.reason}: {error.detail}")
+            elif error is not None:
+                raise error
             else:
-                tools[sub.id] = result
+                tools[sub.id] = task.result()
         if failures:
+            if stopped:
+                failures.append(f"{', '.join(stopped)}: stopped, the instance had failed")
             raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
         return ToolInstance(**item.model_dump(), tools=tools)
 

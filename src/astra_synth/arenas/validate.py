@@ -218,15 +218,21 @@ def _input_matters(
     )
 
 
-def _answer_length(sub: SubTask, output: str, config: ValidationConfig) -> CheckResult:
-    """Short answers match by accident, long ones are not atomic, and an output the runtime truncates
-    may hide the answer from the model."""
-    norm = normalise(sub.answer)
+def answer_problems(answer: str, config: ValidationConfig) -> list[str]:
+    """Why a sub-answer can never pass the battery, whatever tool is written for it: short answers match
+    by accident, long ones are not atomic. It depends on the answer alone, so synthesis checks it first."""
+    norm = normalise(answer)
     problems = []
     if len(norm) < config.env.reward.min_answer_chars and not is_number(norm):
         problems.append("answer too short to match safely")
     if len(norm) > config.max_answer_chars:
         problems.append(f"answer longer than {config.max_answer_chars} characters")
+    return problems
+
+
+def _answer_length(sub: SubTask, output: str, config: ValidationConfig) -> CheckResult:
+    """:func:`answer_problems`, and an output the runtime truncates may hide the answer from the model."""
+    problems = answer_problems(sub.answer, config)
     if len(output) > config.env.max_output_chars:
         problems.append(f"golden output longer than {config.env.max_output_chars} characters")
     return CheckResult(name=f"answer_length[{sub.id}]", ok=not problems, detail="; ".join(problems))
