@@ -210,3 +210,15 @@ async def test_reasoning_next_to_json_content_is_not_parsed(scripted_llm: Script
     thought = 'The city is {"city": "Lyon"}? No: Paris, 3.'
     scripted_llm.on(SYSTEM, Reply(content=json.dumps(GOOD), reasoning_content=thought))
     assert await _ask(scripted_llm) == CityCount(**GOOD)
+
+
+async def test_hidden_reasoning_that_fills_the_cap_counts_as_reasoning_overflow() -> None:
+    """OpenAI reasoning models send no reasoning text, only its size in usage; the cut is still theirs."""
+    with ScriptedLLM(thinking_tokens=500, openai_reasoning=True) as server:
+        server.on(SYSTEM, json_reply(GOOD))
+        endpoint = server.endpoint(schema_mode="openai")
+        async with LLMClient(endpoint) as client:
+            answer = await structured_chat(client, MESSAGES, CityCount, stage="extract", max_tokens=300)
+        assert answer == CityCount(**GOOD)
+        sent = [(r.status, r.body.get("max_completion_tokens")) for r in server.requests]
+        assert sent == [(400, None), (400, 300), (200, 300), (200, 600)]

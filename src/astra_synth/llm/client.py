@@ -55,6 +55,7 @@ _EMBED_BATCH = 128
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = Field(default=0, description="Of the completion tokens, those spent reasoning.")
 
 
 class ChatResult(BaseModel):
@@ -72,7 +73,8 @@ class ChatResult(BaseModel):
     def cut_while_reasoning(self) -> bool:
         """The token cap ended the reply while the model was reasoning: no complete answer came, and asking
         for a shorter one cannot help (only a larger cap or no thinking can)."""
-        return self.finish_reason == "length" and bool(self.message.get("reasoning_content"))
+        reasoned = bool(self.message.get("reasoning_content")) or self.usage.reasoning_tokens > 0
+        return self.finish_reason == "length" and reasoned
 
 
 class LLMCallError(RuntimeError):
@@ -124,12 +126,22 @@ class _WireChoice(BaseModel):
     finish_reason: str | None = None
 
 
+class _WireTokenDetails(BaseModel):
+    reasoning_tokens: int | None = None
+
+
 class _WireUsage(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    completion_tokens_details: _WireTokenDetails | None = None  # OpenAI: the hidden reasoning's size
 
     def to_usage(self) -> Usage:
-        return Usage(prompt_tokens=self.prompt_tokens or 0, completion_tokens=self.completion_tokens or 0)
+        details = self.completion_tokens_details
+        return Usage(
+            prompt_tokens=self.prompt_tokens or 0,
+            completion_tokens=self.completion_tokens or 0,
+            reasoning_tokens=(details.reasoning_tokens or 0) if details else 0,
+        )
 
 
 class _WireChat(BaseModel):
