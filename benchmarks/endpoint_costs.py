@@ -29,7 +29,10 @@ THOUGHT = 3000  # reasoning tokens before each answer: Qwen3-32B's order of magn
 PROFILES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "chat model (OpenAI chat, vLLM thinking off)": ({}, {"thinking": "off"}),
     "thinking on, reasoning_tokens 4096 (default)": ({"thinking_tokens": THOUGHT}, {"thinking": "on"}),
-    "thinking on, reasoning_tokens 0": ({"thinking_tokens": THOUGHT}, {"thinking": "on", "reasoning_tokens": 0}),
+    "thinking on, reasoning_tokens 0": (
+        {"thinking_tokens": THOUGHT},
+        {"thinking": "on", "reasoning_tokens": 0},
+    ),
     "OpenAI reasoning model, auto-detected": (
         {"thinking_tokens": THOUGHT, "openai_reasoning": True},
         {"reasoning_tokens": 4096},
@@ -61,7 +64,10 @@ async def profile(server_options: dict[str, Any], endpoint: dict[str, Any], fold
 
 
 async def main() -> None:
-    print("| endpoint | arenas | HTTP requests | calls per arena | failed (400) | completion tokens | per stage |")
+    print(
+        "| endpoint | arenas | HTTP requests | calls per arena | failed (400) | completion tokens "
+        "| per stage |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, (server_options, endpoint) in PROFILES.items():
         with tempfile.TemporaryDirectory() as tmp:

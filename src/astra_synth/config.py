@@ -110,7 +110,9 @@ def merge_mappings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]
     merged = dict(base)
     for key, value in over.items():
         old = merged.get(key)
-        merged[key] = merge_mappings(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        merged[key] = (
+            merge_mappings(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
     return merged
 
 

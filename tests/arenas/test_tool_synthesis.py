@@ -282,7 +282,11 @@ async def test_the_first_failed_sub_question_stops_the_others(
     """Before, a doomed instance paid for every sibling's whole synthesis; now the siblings are stopped."""
     item = instance()
     slow = item.sub_questions[0].model_copy(
-        update={"id": "q3", "question": "What is the nightly rate at Casa Azul on 2026-05-12?", "answer": "95 EUR"}
+        update={
+            "id": "q3",
+            "question": "What is the nightly rate at Casa Azul on 2026-05-12?",
+            "answer": "95 EUR",
+        }
     )
     item = item.model_copy(update={"sub_questions": [*item.sub_questions, slow]})
     scripted_llm.on(f"{DOC}(?s:.*)Casa Azul", Reply(content=json.dumps(DOC_JSON), delay_s=8.0))

@@ -374,7 +374,11 @@ async def test_think_block_in_content_moves_to_reasoning(scripted_llm: ScriptedL
         cut = await client.chat([{"role": "user", "content": "cut"}], stage="s")
     assert closed.message["content"] == '{"a": 1}'
     assert closed.message["reasoning_content"] == "The user greets me."
-    assert tail.message == {"role": "assistant", "content": '{"a": 2}', "reasoning_content": "Prompt opened the block."}
+    assert tail.message == {
+        "role": "assistant",
+        "content": '{"a": 2}',
+        "reasoning_content": "Prompt opened the block.",
+    }
     assert cut.message["content"] == "" and cut.cut_while_reasoning
 
 
@@ -413,8 +417,14 @@ async def test_thinking_is_part_of_the_cache_key(scripted_llm: ScriptedLLM, tmp_
 
 async def test_max_completion_tokens_after_the_endpoint_refuses_max_tokens(scripted_llm: ScriptedLLM) -> None:
     """OpenAI reasoning models answer 400 to max_tokens and to a temperature: switch once, for good."""
-    refusal = "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
-    temperature = "Unsupported value: 'temperature' does not support 0.0 with this model. Only the default (1) value is supported."
+    refusal = (
+        "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead."
+    )
+    temperature = (
+        "Unsupported value: 'temperature' does not support 0.0 with this model. "
+        "Only the default (1) value is supported."
+    )
 
     def answer(body: dict[str, object]) -> Reply:
         if "max_tokens" in body:

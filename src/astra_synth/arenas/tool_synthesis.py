@@ -224,7 +224,9 @@ class ToolSynthesisStage:
     async def process(self, item: QAInstance, ctx: StageContext) -> ToolInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "tool_synthesis needs an LLM and a sandbox"
         subs = [s for s in item.sub_questions if s.needs_tool]
-        if unmatchable := [f"{s.id} ({s.answer!r}): {p}" for s in subs for p in answer_problems(s.answer, self.validation)]:
+        if unmatchable := [
+            f"{s.id} ({s.answer!r}): {p}" for s in subs for p in answer_problems(s.answer, self.validation)
+        ]:
             raise Rejection("answer_unmatchable", "; ".join(unmatchable)[:2000])
         tasks = [asyncio.create_task(self._synthesize(ctx.llm, ctx.sandbox, item, s)) for s in subs]
         try:

@@ -415,7 +415,17 @@ def render_card(card: DatasetCard) -> str:
         "spent on the items it rejected.",
         "",
         _table(
-            ["pipeline", "stage", "inputs", "ok", "rejected", "errors", "outputs", "LLM calls", "reject reasons"],
+            [
+                "pipeline",
+                "stage",
+                "inputs",
+                "ok",
+                "rejected",
+                "errors",
+                "outputs",
+                "LLM calls",
+                "reject reasons",
+            ],
             [
                 [
                     f.pipeline,

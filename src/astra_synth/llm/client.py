@@ -162,8 +162,8 @@ class _WireEmbeddings(BaseModel):
 _THINK = re.compile(
     r"^\s*(?:<think>(?P<closed>.*?)</think>|(?P<open>(?!<think>).*?)</think>|<think>(?P<cut>.*))\s*", re.S
 )
-"""A leading reasoning block in ``content``: ``<think>…</think>``, the tail of one whose ``<think>`` was in the
-prompt (DeepSeek-R1, Qwen3 templates), or one cut off by the token limit before it closed."""
+"""A leading reasoning block in ``content``: ``<think>…</think>``, the tail of one whose ``<think>`` was in
+the prompt (DeepSeek-R1, Qwen3 templates), or one cut off by the token limit before it closed."""
 
 
 def split_reasoning(content: str | None) -> tuple[str | None, str | None]:
@@ -399,7 +399,7 @@ class LLMClient(AsyncClosing):
         return result.model_copy(update={"cached": True, "latency_s": time.monotonic() - started})
 
     async def _fetch_adapting(self, stage: str, params: dict[str, Any], extras: dict[str, Any]) -> ChatResult:
-        """Send ``params`` in the form the endpoint takes; a 400 that refuses ``max_tokens`` or the temperature
+        """Send ``params`` in the form the endpoint takes; a 400 refusing ``max_tokens`` or the temperature
         switches that form for good (``auto`` settings) and the request is sent again, once per switch."""
         while True:
             body = {k: v for k, v in params.items() if v is not None}

@@ -166,9 +166,10 @@ async def structured_chat(
     response_format = response_format_for(schema, mode)
     conversation = list(messages) if response_format else _with_schema_prompt(messages, schema)
     error, raw, reasoning_cut, sent, cap_used = "", "", False, 0, max_tokens
-    for sent in range(1, max_reasks + 2):  # noqa: B007 (the count is reported below)
+    for _ in range(max_reasks + 1):
         if cap is not None:
             cap.take()
+        sent += 1
         result = await client.chat(
             conversation,
             stage=stage,

@@ -49,7 +49,8 @@ class StageRow(BaseModel):
     reject_reasons: dict[str, int] = Field(default_factory=dict, description="Most frequent first.")
     llm_calls: int = Field(default=0, description="LLM calls the stage made (not cached), every session.")
     rejected_llm_calls: int = Field(
-        default=0, description="Of those, the calls spent on items the stage rejected: what a check run earlier saves."
+        default=0,
+        description="Of those, the calls spent on items the stage rejected: what a check run earlier saves.",
     )
     rejected_tokens: int = Field(default=0, description="The tokens of those calls.")
 
