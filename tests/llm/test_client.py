@@ -23,6 +23,7 @@ from astra_synth.testing.scripted import (
     hang_reply,
     hash_embedding,
     rate_limit_reply,
+    reasoning_overflow_reply,
     server_error_reply,
     text_reply,
     tool_call_reply,
@@ -462,3 +463,13 @@ async def test_another_400_is_not_adapted(scripted_llm: ScriptedLLM) -> None:
         with pytest.raises(LLMCallError) as info:
             await client.chat(USER, stage="s", max_tokens=99999)
     assert info.value.status == 400 and len(scripted_llm.chat_requests()) == 1
+
+
+async def test_the_ledger_counts_calls_cut_off_while_reasoning(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("hello", reasoning_overflow_reply(), text_reply("ok"))
+    ledger = Ledger()
+    async with LLMClient(scripted_llm.endpoint(), ledger=ledger) as client:
+        await client.chat(USER, stage="s", max_tokens=10)
+        await client.chat(USER, stage="s", max_tokens=20)
+    usage = ledger.by_stage()["s"]
+    assert (usage.calls, usage.reasoning_cut_calls) == (2, 1)

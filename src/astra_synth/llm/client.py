@@ -433,13 +433,14 @@ class LLMClient(AsyncClosing):
         wire, latency = await self._call(stage, send)
         choice = wire.choices[0]
         usage = wire.usage.to_usage() if wire.usage else Usage()
-        self._record(stage, usage, latency)
-        return ChatResult(
+        result = ChatResult(
             message=_assistant_message(choice.message),
             finish_reason=choice.finish_reason,
             usage=usage,
             latency_s=latency,
         )
+        self._record(stage, usage, latency, reasoning_cut=result.cut_while_reasoning)
+        return result
 
     async def embed(self, texts: list[str], *, stage: str, model: str | None = None) -> list[list[float]]:
         """Embedding vectors in input order; each text is cached on its own (key: model + text)."""
@@ -546,7 +547,7 @@ class LLMClient(AsyncClosing):
             delay = max(delay, min(retry_after_s, _MAX_RETRY_AFTER_S))
         return delay
 
-    def _record(self, stage: str, usage: Usage, latency_s: float) -> None:
+    def _record(self, stage: str, usage: Usage, latency_s: float, *, reasoning_cut: bool = False) -> None:
         if self.ledger is None:
             return
         ep = self.endpoint
@@ -560,7 +561,14 @@ class LLMClient(AsyncClosing):
             if priced
             else None
         )
-        self.ledger.record(stage, usage.prompt_tokens, usage.completion_tokens, latency_s, cost_usd=cost)
+        self.ledger.record(
+            stage,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            latency_s,
+            cost_usd=cost,
+            reasoning_cut=reasoning_cut,
+        )
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from astra_synth.config import BudgetConfig
 
@@ -35,6 +35,9 @@ class StageUsage(BaseModel):
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    reasoning_cut_calls: int = Field(
+        default=0, description="Calls whose answer the token cap cut off while the model was reasoning."
+    )
 
     @property
     def total_tokens(self) -> int:
@@ -105,6 +108,8 @@ class Ledger:
         completion_tokens: int,
         latency_s: float,
         cost_usd: float | None = None,
+        *,
+        reasoning_cut: bool = False,
     ) -> None:
         """Add one real call; ``cost_usd`` is the endpoint's own price, else the ledger's prices apply."""
         if cost_usd is None:
@@ -117,6 +122,7 @@ class Ledger:
                     u.completion_tokens += completion_tokens
                     u.latency_s += latency_s
                     u.cost_usd += cost_usd
+                    u.reasoning_cut_calls += reasoning_cut
             if self.path is not None:
                 _save(self.path, self._spent_before + sum(self._by_stage.values(), StageUsage()))
 
