@@ -185,3 +185,28 @@ async def test_porto_seed_answered_carefully_yields_an_arena(
         for number in (int, float):
             reward = env.replay([_spelled(arena, number)])
             assert reward.reward == pytest.approx(1.0), (number, reward)
+
+
+@pytest.mark.parametrize("allowance", [None, 0])
+async def test_porto_seed_from_a_thinking_model_yields_its_arena(
+    scripted_llm: ScriptedLLM, tmp_path: Path, allowance: int | None
+) -> None:
+    """Qwen3 thinking on vLLM: 3000 reasoning tokens before every answer, counted against the cap. With the
+    default allowance nothing is re-asked; with none, each cut-off answer goes again with twice the cap
+    (never "keep it shorter") and the arena still comes out. The reasoning is never parsed."""
+    scripted_llm.thinking_tokens = 3000
+    script_porto(scripted_llm)
+    source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
+    config = arenas_config(scripted_llm, tmp_path, [source], contamination={"enabled": False})
+    endpoint = config.endpoint.model_copy(update={"thinking": "on", "reasoning_tokens": allowance})
+    config = config.model_copy(update={"endpoint": endpoint})
+    summary = await run_arenas(config, tmp_path / "run", progress=False)
+    assert summary.status == "finished" and summary.ok == 1, summary.model_dump_json(indent=1)
+    requests = scripted_llm.chat_requests()
+    assert all(r["chat_template_kwargs"] == {"enable_thinking": True} for r in requests)
+    assert not any("Keep it shorter" in json.dumps(r["messages"]) for r in requests)
+    cut = sum(u.reasoning_cut_calls for u in summary.usage.values())
+    if allowance is None:
+        assert len(requests) == 23 and cut == 0
+    else:
+        assert len(requests) == 52 and cut == 52 - 23  # every first answer was crowded out, once
