@@ -6,8 +6,9 @@ reproduced), and it never replayed the final artefact. Here, fail closed:
 
 * :func:`static_check` reads the source (AST only, nothing runs) before any sandbox run;
 * :func:`tool_battery` runs each tool in the sandbox: golden output contains the normalised answer, a
-  second run is identical, some perturbed call loses the answer, a missing required argument fails, the
-  answer is long enough to mean something and the output fits what the model will be shown;
+  second run is identical, some perturbed call loses the answer, the answer passed as its text arguments
+  is not echoed back (the probes' echo hack, per tool so synthesis can have it fixed), a missing required
+  argument fails, the answer is long enough to mean something and the output fits what the model will see;
 * :func:`dependency_checks` needs every dependency to carry data: an argument holds a value of the parent's
   answer;
 * :func:`replay` plays every golden call through :class:`ArenaEnv` and needs reward 1 under both
@@ -218,6 +219,24 @@ def _input_matters(
     )
 
 
+def _echo_free(
+    executor: ToolExecutor, env_id: str, spec: FunctionSpec, sub: SubTask, config: ValidationConfig
+) -> CheckResult:
+    """A call with the answer in every text argument must not return it: the ``answers_as_arguments`` probe
+    would otherwise score, and the arena fail after all its tools were paid for."""
+    assert sub.golden_call is not None
+    args = sub.golden_call.arguments
+    name = f"echo_free[{sub.id}]"
+    if not any(isinstance(v, str) for v in args.values()):
+        return CheckResult(name=name, ok=True, detail="no text argument")
+    echoed = {k: sub.answer if isinstance(v, str) else v for k, v in args.items()}
+    result = executor.execute(env_id, spec.name, echoed, config.env.timeout_s)
+    output = render(result.result) if result.ok else ""
+    echoes = result.ok and contains_answer(output, sub.answer, config.env.reward.min_answer_chars)
+    detail = f"with the answer as its text arguments it returns {output[:120]!r}: an echo" if echoes else ""
+    return CheckResult(name=name, ok=not echoes, detail=detail)
+
+
 def answer_problems(answer: str, config: ValidationConfig) -> list[str]:
     """Why a sub-answer can never pass the battery, whatever tool is written for it: short answers match
     by accident, long ones are not atomic. It depends on the answer alone, so synthesis checks it first."""
@@ -265,6 +284,7 @@ def tool_battery(
         detail = "" if same else "two runs of the golden call differ"
         checks.append(CheckResult(name=f"deterministic[{sub.id}]", ok=same, detail=detail))
         checks.append(_input_matters(executor, env_id, spec, sub, config))
+        checks.append(_echo_free(executor, env_id, spec, sub, config))
         checks.append(_answer_length(sub, output, config))
     if subs and subs[0].golden_call is not None and spec.required:
         # The static check already ties "required" to "no default"; one call shows the tool reports a
