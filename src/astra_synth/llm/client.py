@@ -417,12 +417,14 @@ class LLMClient(AsyncClosing):
     def _adapt(self, detail: str, body: dict[str, Any]) -> bool:
         ep = self.endpoint
         if ep.token_limit_param == "auto" and "max_tokens" in body and "max_completion_tokens" in detail:
+            if not self._completion_tokens:  # requests in flight meanwhile come back refused too
+                log.warning("%s refuses max_tokens: sending max_completion_tokens from now on", ep.base_url)
             self._completion_tokens = True
-            log.warning("%s refuses max_tokens: sending max_completion_tokens from now on", ep.base_url)
             return True
         if ep.temperature_param == "auto" and "temperature" in body and _refuses(detail, "temperature"):
+            if not self._omit_temperature:
+                log.warning("%s refuses the temperature: sending none from now on", ep.base_url)
             self._omit_temperature = True
-            log.warning("%s refuses the temperature: sending none from now on", ep.base_url)
             return True
         return False
 
