@@ -15,7 +15,7 @@ from astra_synth.llm.client import LLMClient
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply
+from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply, reasoning_overflow_reply
 
 DOC = "You design one reusable API tool"
 SCALE = "You refine an API tool document"
@@ -297,3 +297,13 @@ async def test_the_first_failed_sub_question_stops_the_others(
     assert "q1: tool_synthesis_failed" in exc.value.detail and "q3: stopped" in exc.value.detail
     asked = [r["messages"][0]["content"] for r in scripted_llm.chat_requests()]
     assert not [a for a in asked if "Casa Azul" in a and DOC not in a]  # q3 never got past its document
+
+
+async def test_answers_crowded_out_by_reasoning_reject_with_that_reason(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(DOC, reasoning_overflow_reply())
+    with pytest.raises(Rejection) as exc:
+        await ToolSynthesisStage(outer_attempts=2).process(instance(), ctx(llm, sandbox))
+    assert exc.value.reason == "truncated_by_reasoning" and "after 0 attempts" in exc.value.detail
+    assert [r["max_tokens"] for r in scripted_llm.chat_requests()] == [2000, 4000, 2000, 4000]

@@ -42,10 +42,11 @@ from astra_synth.arenas.validate import (
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.structured import CallCap
+from astra_synth.llm.structured import CallCap, ReasoningTruncated
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
+_FAILED = "tool_synthesis_failed"
 ParamType = Literal["string", "integer", "number", "boolean"]
 # A "number" keeps the spelling the model wrote (118 stays an int, 118.5 a float): the golden call is what a
 # policy would send, and coercing it to 118.0 would make its result differ from a policy's in spelling.
@@ -236,12 +237,13 @@ class ToolSynthesisStage:
                 task.cancel()  # a failed sibling dooms the instance: stop paying for the others
             await asyncio.gather(*tasks, return_exceptions=True)
         tools: dict[str, SynthesizedTool] = {}
-        failures, stopped = [], []
+        failures, reasons, stopped = [], set(), []
         for sub, task in zip(subs, tasks, strict=True):
             if task.cancelled():
                 stopped.append(sub.id)
             elif isinstance(error := task.exception(), Rejection):
                 failures.append(f"{sub.id}: {error.reason}: {error.detail}")
+                reasons.add(error.reason)
             elif error is not None:
                 raise error
             else:
@@ -249,7 +251,8 @@ class ToolSynthesisStage:
         if failures:
             if stopped:
                 failures.append(f"{', '.join(stopped)}: stopped, the instance had failed")
-            raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
+            cut = reasons == {ReasoningTruncated.REASON}
+            raise Rejection(ReasoningTruncated.REASON if cut else _FAILED, " | ".join(failures)[:2000])
         return ToolInstance(**item.model_dump(), tools=tools)
 
     async def _document(self, ask: Asker, item: QAInstance, sub: SubQuestion) -> tuple[FunctionSpec, bool]:
@@ -278,12 +281,14 @@ class ToolSynthesisStage:
         ask = Asker(llm, self.name, cap, self.max_reasks, self.max_tokens)
         last = "no attempt"
         attempts = 0
+        cut_only = True  # every failure so far was an answer crowded out by the model's reasoning
         for _ in range(self.outer_attempts):
             try:
                 spec, scaled = await self._document(ask, item, sub)
             except (ValueError, Rejection) as exc:
                 _reraise_cap(exc)
                 last = f"tool document unusable: {exc}"
+                cut_only &= isinstance(exc, ReasoningTruncated)
                 continue
             feedback = ""
             for _ in range(self.inner_attempts):
@@ -293,13 +298,15 @@ class ToolSynthesisStage:
                 except Rejection as exc:
                     _reraise_cap(exc)
                     last = f"{exc.reason}: {exc.detail}"[:600]
+                    cut_only &= isinstance(exc, ReasoningTruncated)
                     continue
                 if isinstance(tool, str):
-                    last = tool
+                    last, cut_only = tool, False
                     feedback = f"\n\nYour previous attempt was rejected: {last}\nFix these problems."
                     continue
                 return tool.model_copy(update={"scaled": scaled, "llm_calls": cap.used, "attempts": attempts})
-        raise Rejection("tool_synthesis_failed", f"after {attempts} attempts, {cap.used} LLM calls: {last}")
+        reason = ReasoningTruncated.REASON if cut_only and cap.used else _FAILED
+        raise Rejection(reason, f"after {attempts} attempts, {cap.used} LLM calls: {last}")
 
     async def _attempt(
         self,
