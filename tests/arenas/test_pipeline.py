@@ -210,3 +210,35 @@ async def test_porto_seed_from_a_thinking_model_yields_its_arena(
         assert len(requests) == 23 and cut == 0
     else:
         assert len(requests) == 52 and cut == 52 - 23  # every first answer was crowded out, once
+
+
+async def test_every_llm_stage_takes_its_token_cap_from_the_config(
+    scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    script_porto(scripted_llm)
+    source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
+    caps = {"qa": 1001, "necessity": 1002, "verify": 1003, "synthesis": 1004, "merge": 1005}
+    config = arenas_config(
+        scripted_llm,
+        tmp_path,
+        [source],
+        contamination={"enabled": False},
+        **{section: {"max_tokens": cap} for section, cap in caps.items() if section != "qa"},
+    )
+    config = config.model_copy(update={"qa": config.qa.model_copy(update={"max_tokens": caps["qa"]})})
+    summary = await run_arenas(config, tmp_path / "run", progress=False)
+    assert summary.ok == 1
+    prompts = {
+        "You write realistic": "qa",
+        "You decide, for each sub-question": "necessity",
+        "You check": "verify",
+        "API tool": "synthesis",
+        "Write the call": "synthesis",
+        "You group the sub-questions": "merge",
+    }
+    sent = {}
+    for request in scripted_llm.chat_requests():
+        first = request["messages"][0]["content"]
+        section = next(s for p, s in prompts.items() if p in first)
+        sent.setdefault(section, set()).add(request["max_tokens"])
+    assert sent == {section: {cap} for section, cap in caps.items()}
