@@ -131,10 +131,12 @@ class GlobalOptions:
 
     base_url: str | None = None
     model: str | None = None
+    thinking: Literal["on", "off"] | None = None
 
     def overrides(self, prefix: str = "endpoint") -> dict[str, Any]:
         """Dotted overrides for :func:`load_config` (unset options override nothing)."""
-        return {f"{prefix}.base_url": self.base_url, f"{prefix}.model": self.model}
+        fields = {"base_url": self.base_url, "model": self.model, "thinking": self.thinking}
+        return {f"{prefix}.{name}": value for name, value in fields.items()}
 
 
 class ConfigError(ValueError):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from astra_synth.cli import app
 from astra_synth.cli.run_options import load_run_config, print_funnel
-from astra_synth.config import EndpointConfig, GlobalOptions, StrictModel
+from astra_synth.config import EndpointConfig, GlobalOptions, StrictModel, load_config
 from astra_synth.runs.summary import RunSummary, StageRow
 
 
@@ -51,6 +51,15 @@ def test_global_options_override_the_config_file(tmp_path: Path) -> None:
     assert CliRunner().invoke(probe, ["show"]).stdout.strip() == "from-file http://file/v1"
     done = CliRunner().invoke(probe, ["--model", "from-flag", "show"])
     assert done.stdout.strip() == "from-flag http://file/v1"
+
+
+def test_the_thinking_switch_reaches_the_endpoint(tmp_path: Path) -> None:
+    config = tmp_path / "ok.yaml"
+    config.write_text("endpoint: {model: qwen3, thinking: 'on'}\n", encoding="utf-8")
+    assert load_config(_Cfg, config, GlobalOptions().overrides()).endpoint.thinking == "on"
+    assert load_config(_Cfg, config, GlobalOptions(thinking="off").overrides()).endpoint.thinking == "off"
+    refused = CliRunner().invoke(app, ["--thinking", "maybe", "arenas", "--help"])
+    assert refused.exit_code == 2
 
 
 def test_the_printed_funnel_shows_the_calls_spent_on_rejected_items(
