@@ -45,10 +45,75 @@ class EndpointConfig(StrictModel):
     )
     usd_per_1k_prompt_tokens: float | None = None
     usd_per_1k_completion_tokens: float | None = None
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Merged into every chat request (nested mappings merge key by key), e.g. "
+            "{chat_template_kwargs: {enable_thinking: false}} or {top_k: 20} for vLLM / SGLang."
+        ),
+    )
+    thinking: Literal["on", "off"] | None = Field(
+        default=None,
+        description=(
+            "Qwen3-style thinking switch: sends chat_template_kwargs.enable_thinking (vLLM, SGLang); "
+            "None sends nothing and the server's chat template decides."
+        ),
+    )
+    reasoning_tokens: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Completion tokens added to every capped request for the model's reasoning, which thinking "
+            "models count against max_tokens; None = 4096 when thinking is on, else 0."
+        ),
+    )
+    token_limit_param: Literal["auto", "max_tokens", "max_completion_tokens"] = Field(
+        default="auto",
+        description=(
+            "How the completion cap is sent: OpenAI reasoning models take only max_completion_tokens; "
+            "auto sends max_tokens and switches for good when the endpoint refuses it (HTTP 400)."
+        ),
+    )
+    temperature_param: Literal["auto", "send", "omit"] = Field(
+        default="auto",
+        description=(
+            "omit: never send temperature / top_p (OpenAI reasoning models accept only the default); "
+            "auto sends them and stops for good when the endpoint refuses a temperature (HTTP 400)."
+        ),
+    )
 
     def api_key(self) -> str:
         """The key comes only from the environment; local servers accept any placeholder."""
         return os.environ.get(self.api_key_env) or "not-needed"
+
+    def reasoning_budget(self) -> int:
+        """Tokens added to each request's cap for reasoning (see ``reasoning_tokens``)."""
+        if self.reasoning_tokens is not None:
+            return self.reasoning_tokens
+        return DEFAULT_REASONING_TOKENS if self.thinking == "on" else 0
+
+    def request_extras(self) -> dict[str, Any]:
+        """What every chat request carries besides its own fields: ``extra_body`` with ``thinking``."""
+        extras: dict[str, Any] = {}
+        if self.thinking is not None:
+            extras["chat_template_kwargs"] = {"enable_thinking": self.thinking == "on"}
+        return merge_mappings(extras, self.extra_body)
+
+
+DEFAULT_REASONING_TOKENS = 4096
+"""Reasoning allowance per request with ``thinking: on``: Qwen3's thoughts on our stages' prompts run to a
+few thousand tokens, and a cap they exhaust returns no answer at all."""
+
+
+def merge_mappings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``; where both hold a mapping, the mappings merge key by key."""
+    merged = dict(base)
+    for key, value in over.items():
+        old = merged.get(key)
+        merged[key] = (
+            merge_mappings(old, value) if isinstance(old, dict) and isinstance(value, dict) else value
+        )
+    return merged
 
 
 class BudgetConfig(StrictModel):
@@ -66,10 +131,12 @@ class GlobalOptions:
 
     base_url: str | None = None
     model: str | None = None
+    thinking: Literal["on", "off"] | None = None
 
     def overrides(self, prefix: str = "endpoint") -> dict[str, Any]:
         """Dotted overrides for :func:`load_config` (unset options override nothing)."""
-        return {f"{prefix}.base_url": self.base_url, f"{prefix}.model": self.model}
+        fields = {"base_url": self.base_url, "model": self.model, "thinking": self.thinking}
+        return {f"{prefix}.{name}": value for name, value in fields.items()}
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,14 @@ from astra_synth.agent.chat import ToolCall
 from astra_synth.agent.loop import AgentConfig, ToolReply, run_agent
 from astra_synth.config import EndpointConfig
 from astra_synth.llm.client import LLMClient
-from astra_synth.testing.scripted import Reply, ScriptedLLM, error_reply, text_reply, tool_call_reply
+from astra_synth.testing.scripted import (
+    Reply,
+    ScriptedLLM,
+    error_reply,
+    reasoning_overflow_reply,
+    text_reply,
+    tool_call_reply,
+)
 
 CAPITALS = {"France": "Paris", "Peru": "Lima"}
 TOOLS = [
@@ -166,3 +173,25 @@ async def test_a_turn_executor_sees_every_call_malformed_and_unknown_included(
     assert [c.error is None for c in turn] == [True, False, True]
     assert (episode.tool_calls, episode.tool_failures, episode.execution) == (3, 1, {"env": 3})
     assert [m["tool_call_id"] for m in episode.messages if m["role"] == "tool"] == [c.id for c in turn]
+
+
+async def test_turn_cut_off_while_reasoning_is_asked_again_with_a_larger_cap(
+    scripted_llm: ScriptedLLM, scripted_endpoint: EndpointConfig
+) -> None:
+    scripted_llm.on("Capitals of", reasoning_overflow_reply(), text_reply("Paris and Lima."), where="last")
+    async with LLMClient(scripted_endpoint) as llm:
+        episode = await run_agent(llm, START, TOOLS, Capitals(), AgentConfig(max_tokens=256), stage="test")
+    assert episode.status == "completed" and episode.llm_calls == 2
+    assert [r["max_tokens"] for r in scripted_llm.chat_requests()] == [256, 512]
+    assert [m["role"] for m in episode.messages] == ["system", "user", "assistant"]
+
+
+async def test_turn_cut_off_twice_while_reasoning_ends_the_episode(
+    scripted_llm: ScriptedLLM, scripted_endpoint: EndpointConfig
+) -> None:
+    scripted_llm.on("Capitals of", reasoning_overflow_reply(), where="last")
+    async with LLMClient(scripted_endpoint) as llm:
+        episode = await run_agent(llm, START, TOOLS, Capitals(), AgentConfig(max_tokens=256), stage="test")
+    assert episode.status == "truncated_by_reasoning" and episode.llm_calls == 2
+    assert episode.error is not None and "512" in episode.error
+    assert [m["role"] for m in episode.messages] == ["system", "user"]  # the empty turn is not kept

@@ -6,6 +6,7 @@ import itertools
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -204,3 +205,60 @@ async def test_porto_with_arithmetic_slips_takes_the_calculators_values(
     assert arena.final_answer == PORTO_QA["final_answer"]  # rewritten back to the right values
     checks = {c.name.split("[")[0] for c in arena.report.checks}
     assert {"answer_literal", "special_case", "perturbed_result"} <= checks
+
+
+@pytest.mark.parametrize("allowance", [None, 0])
+async def test_porto_seed_from_a_thinking_model_yields_its_arena(
+    scripted_llm: ScriptedLLM, tmp_path: Path, allowance: int | None
+) -> None:
+    """Qwen3 thinking on vLLM: 3000 reasoning tokens before every answer, counted against the cap. With the
+    default allowance nothing is re-asked; with none, each cut-off answer goes again with twice the cap
+    (never "keep it shorter") and the arena still comes out. The reasoning is never parsed."""
+    scripted_llm.thinking_tokens = 3000
+    script_porto(scripted_llm)
+    source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
+    config = arenas_config(scripted_llm, tmp_path, [source], contamination={"enabled": False})
+    endpoint = config.endpoint.model_copy(update={"thinking": "on", "reasoning_tokens": allowance})
+    config = config.model_copy(update={"endpoint": endpoint})
+    summary = await run_arenas(config, tmp_path / "run", progress=False)
+    assert summary.status == "finished" and summary.ok == 1, summary.model_dump_json(indent=1)
+    requests = scripted_llm.chat_requests()
+    assert all(r["chat_template_kwargs"] == {"enable_thinking": True} for r in requests)
+    assert not any("Keep it shorter" in json.dumps(r["messages"]) for r in requests)
+    cut = sum(u.reasoning_cut_calls for u in summary.usage.values())
+    if allowance is None:
+        assert len(requests) == 23 and cut == 0
+    else:
+        assert len(requests) == 52 and cut == 52 - 23  # every first answer was crowded out, once
+
+
+async def test_every_llm_stage_takes_its_token_cap_from_the_config(
+    scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    script_porto(scripted_llm)
+    source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
+    caps = {"qa": 1001, "necessity": 1002, "verify": 1003, "synthesis": 1004, "merge": 1005}
+    config = arenas_config(
+        scripted_llm,
+        tmp_path,
+        [source],
+        contamination={"enabled": False},
+        **{section: {"max_tokens": cap} for section, cap in caps.items() if section != "qa"},
+    )
+    config = config.model_copy(update={"qa": config.qa.model_copy(update={"max_tokens": caps["qa"]})})
+    summary = await run_arenas(config, tmp_path / "run", progress=False)
+    assert summary.ok == 1
+    prompts = {
+        "You write realistic": "qa",
+        "You decide, for each sub-question": "necessity",
+        "You check": "verify",
+        "API tool": "synthesis",
+        "Write the call": "synthesis",
+        "You group the sub-questions": "merge",
+    }
+    sent = {}
+    for request in scripted_llm.chat_requests():
+        first = request["messages"][0]["content"]
+        section = next(s for p, s in prompts.items() if p in first)
+        sent.setdefault(section, set()).add(request["max_tokens"])
+    assert sent == {section: {cap} for section, cap in caps.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from astra_synth.llm.client import LLMClient
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.testing.scripted import ScriptedLLM, json_reply
+from astra_synth.testing.scripted import Reply, ScriptedLLM, json_reply, reasoning_overflow_reply
 
 DOC = "You design one reusable API tool"
 SCALE = "You refine an API tool document"
@@ -502,3 +503,47 @@ async def test_no_rewrite_is_asked_when_no_prose_reasons_over_a_changed_value(
     script_calculators(scripted_llm)
     await ToolSynthesisStage().process(calculator_chain(), ctx(llm, sandbox))
     assert not any(REWRITE in str(r) for r in scripted_llm.chat_requests())
+
+
+async def test_an_answer_no_tool_could_match_is_rejected_before_any_call(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    item = instance()
+    item.sub_questions[0] = item.sub_questions[0].model_copy(update={"answer": "150 EUR " * 40})
+    with pytest.raises(Rejection) as exc:
+        await ToolSynthesisStage().process(item, ctx(llm, sandbox))
+    assert exc.value.reason == "answer_unmatchable" and "q1" in exc.value.detail
+    assert scripted_llm.chat_requests() == []  # the battery's length check would fail every attempt
+
+
+async def test_the_first_failed_sub_question_stops_the_others(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    """Before, a doomed instance paid for every sibling's whole synthesis; now the siblings are stopped."""
+    item = instance()
+    slow = item.sub_questions[0].model_copy(
+        update={
+            "id": "q3",
+            "question": "What is the nightly rate at Casa Azul on 2026-05-12?",
+            "answer": "95 EUR",
+        }
+    )
+    item = item.model_copy(update={"sub_questions": [*item.sub_questions, slow]})
+    scripted_llm.on(f"{DOC}(?s:.*)Casa Azul", Reply(content=json.dumps(DOC_JSON), delay_s=8.0))
+    script(scripted_llm, IGNORES_INPUT)
+    with pytest.raises(Rejection) as exc:
+        await ToolSynthesisStage(outer_attempts=1, inner_attempts=1).process(item, ctx(llm, sandbox))
+    assert exc.value.reason == "tool_synthesis_failed"
+    assert "q1: tool_synthesis_failed" in exc.value.detail and "q3: stopped" in exc.value.detail
+    asked = [r["messages"][0]["content"] for r in scripted_llm.chat_requests()]
+    assert not [a for a in asked if "Casa Azul" in a and DOC not in a]  # q3 never got past its document
+
+
+async def test_answers_crowded_out_by_reasoning_reject_with_that_reason(
+    scripted_llm: ScriptedLLM, llm: LLMClient, sandbox: ToolExecutor
+) -> None:
+    scripted_llm.on(DOC, reasoning_overflow_reply())
+    with pytest.raises(Rejection) as exc:
+        await ToolSynthesisStage(outer_attempts=2).process(instance(), ctx(llm, sandbox))
+    assert exc.value.reason == "truncated_by_reasoning" and "after 0 attempts" in exc.value.detail
+    assert [r["max_tokens"] for r in scripted_llm.chat_requests()] == [2000, 4000, 2000, 4000]

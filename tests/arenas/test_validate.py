@@ -106,6 +106,7 @@ def test_battery_passes_a_good_tool(executor: ToolExecutor, make_arena: ArenaFac
         "golden_output[s1]",
         "deterministic[s1]",
         "input_matters[s1]",
+        "echo_free[s1]",
         "answer_length[s1]",
         "answer_literal[s1]",
         "missing_argument[get_temperature.city]",
@@ -221,9 +222,11 @@ def test_probe_catches_a_tool_that_echoes_its_input(executor: ToolExecutor, make
         source, "get_capital", {"country": {"type": "string"}}, {"country": "Portugal"}, "Lisbon"
     )
     card = check_arena(arena, executor)
-    assert card.failures == [] and card.replay_ok  # the battery cannot see it…
-    assert card.probe_rewards["answers_as_arguments"] == pytest.approx(1.0)  # …the echo probe does
+    assert [c.name for c in card.failures] == ["echo_free[s1]"] and card.replay_ok  # the battery sees it…
+    assert card.probe_rewards["answers_as_arguments"] == pytest.approx(1.0)  # …as the echo probe does
     assert not card.passed
+    # …so tool synthesis, which runs the battery on each tool, hears of it before the arena exists
+    assert not all(c.ok for c in tool_battery(arena, "get_capital", executor, ValidationConfig()))
 
 
 def test_check_arena_passes_a_sample_arena_with_a_full_report(
@@ -236,6 +239,7 @@ def test_check_arena_passes_a_sample_arena_with_a_full_report(
         "golden_output",
         "deterministic",
         "input_matters",
+        "echo_free",
         "answer_length",
         "answer_literal",
         "missing_argument",

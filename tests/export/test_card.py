@@ -79,7 +79,7 @@ def test_trajectories_card_written_by_the_pipeline_matches_its_manifests(traject
     dedupe = read_summary(trajectories_run).filter("dedupe")
     assert dedupe is not None
     kept, dropped = len(dedupe.kept), len(dedupe.dropped)
-    row = f"| trajectories | dedupe | {kept + dropped} | {kept} | {dropped} | 0 | {kept} |"
+    row = f"| trajectories | dedupe | {kept + dropped} | {kept} | {dropped} | 0 | {kept} | 0 (0) |"
     assert f"{row} duplicate (exact): 3 |" in section(body, "Filtering statistics")
     sources = section(body, "Sources and licences")
     # the notes server has no licence and is emulated: the card says unknown rather than guessing

@@ -23,6 +23,7 @@ from astra_synth.testing.scripted import (
     hang_reply,
     hash_embedding,
     rate_limit_reply,
+    reasoning_overflow_reply,
     server_error_reply,
     text_reply,
     tool_call_reply,
@@ -358,3 +359,117 @@ def test_call_error_survives_pickling() -> None:
 def test_endpoint_without_base_url_is_refused(scripted_llm: ScriptedLLM) -> None:
     with pytest.raises(ValueError, match="base_url"):
         LLMClient(scripted_llm.endpoint(base_url=None))
+
+
+# --- thinking models and endpoints that want another request form -------------------------------------------
+
+
+async def test_think_block_in_content_moves_to_reasoning(scripted_llm: ScriptedLLM) -> None:
+    """A server without a reasoning parser sends Qwen3's thoughts inside content: only the answer stays."""
+    scripted_llm.on("hello", text_reply('<think>\nThe user greets me.\n</think>\n\n{"a": 1}'))
+    scripted_llm.on("tail", text_reply('Prompt opened the block.</think>{"a": 2}'))
+    scripted_llm.on("cut", Reply(content="<think>still thinking", finish_reason="length"))
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        closed = await client.chat(USER, stage="s")
+        tail = await client.chat([{"role": "user", "content": "tail"}], stage="s")
+        cut = await client.chat([{"role": "user", "content": "cut"}], stage="s")
+    assert closed.message["content"] == '{"a": 1}'
+    assert closed.message["reasoning_content"] == "The user greets me."
+    assert tail.message == {
+        "role": "assistant",
+        "content": '{"a": 2}',
+        "reasoning_content": "Prompt opened the block.",
+    }
+    assert cut.message["content"] == "" and cut.cut_while_reasoning
+
+
+async def test_reasoning_is_not_sent_back(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("hello", text_reply("ok"))
+    history = [*USER, {"role": "assistant", "content": "hi", "reasoning_content": "hm", "reasoning": "hm"}]
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        await client.chat([*history, {"role": "user", "content": "again"}], stage="s")
+    sent = scripted_llm.chat_requests()[0]["messages"][1]
+    assert sent == {"role": "assistant", "content": "hi"}
+
+
+async def test_extra_body_and_thinking_go_into_every_request(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("hello", text_reply("ok"))
+    extra = {"top_k": 20, "chat_template_kwargs": {"custom": 1}}
+    async with LLMClient(scripted_llm.endpoint(extra_body=extra, thinking="off")) as client:
+        await client.chat(USER, stage="s", max_tokens=100)
+    async with LLMClient(scripted_llm.endpoint(thinking="on")) as client:
+        await client.chat(USER, stage="s", max_tokens=100)
+    off, on = scripted_llm.chat_requests()
+    assert off["top_k"] == 20 and off["max_tokens"] == 100
+    assert off["chat_template_kwargs"] == {"enable_thinking": False, "custom": 1}
+    assert on["chat_template_kwargs"] == {"enable_thinking": True}
+    assert on["max_tokens"] == 100 + 4096  # the reasoning allowance comes on top of the stage's cap
+
+
+async def test_thinking_is_part_of_the_cache_key(scripted_llm: ScriptedLLM, tmp_path: Path) -> None:
+    scripted_llm.on("hello", text_reply("ok"))
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    for thinking in ("on", "off", "on"):
+        async with LLMClient(scripted_llm.endpoint(thinking=thinking), cache=cache) as client:
+            await client.chat(USER, stage="s")
+    cache.close()
+    assert len(scripted_llm.chat_requests()) == 2
+
+
+async def test_max_completion_tokens_after_the_endpoint_refuses_max_tokens(scripted_llm: ScriptedLLM) -> None:
+    """OpenAI reasoning models answer 400 to max_tokens and to a temperature: switch once, for good."""
+    refusal = (
+        "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead."
+    )
+    temperature = (
+        "Unsupported value: 'temperature' does not support 0.0 with this model. "
+        "Only the default (1) value is supported."
+    )
+
+    def answer(body: dict[str, object]) -> Reply:
+        if "max_tokens" in body:
+            return Reply(status=400, content=refusal)
+        if "temperature" in body:
+            return Reply(status=400, content=temperature)
+        return text_reply("ok")
+
+    scripted_llm.on("question", answer)
+    ledger = Ledger()
+    async with LLMClient(scripted_llm.endpoint(), ledger=ledger) as client:
+        first = await client.chat(_ask(1), stage="s", max_tokens=50, temperature=0.0)
+        second = await client.chat(_ask(2), stage="s", max_tokens=60, temperature=0.0)
+    assert first.message["content"] == second.message["content"] == "ok"
+    statuses = [r.status for r in scripted_llm.requests]
+    assert statuses == [400, 400, 200, 200]  # the second request went out in the accepted form at once
+    last = scripted_llm.chat_requests()[-1]
+    assert last["max_completion_tokens"] == 60 and "max_tokens" not in last and "temperature" not in last
+    assert ledger.by_stage()["s"].failed_calls == 2
+
+
+async def test_configured_request_form_needs_no_refusal(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("hello", text_reply("ok"))
+    endpoint = scripted_llm.endpoint(token_limit_param="max_completion_tokens", temperature_param="omit")
+    async with LLMClient(endpoint) as client:
+        await client.chat(USER, stage="s", max_tokens=10, temperature=0.7, top_p=0.9)
+    [sent] = scripted_llm.chat_requests()
+    assert sent["max_completion_tokens"] == 10
+    assert not {"max_tokens", "temperature", "top_p"} & set(sent)
+
+
+async def test_another_400_is_not_adapted(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("hello", Reply(status=400, content="max_tokens is too large: 99999"))
+    async with LLMClient(scripted_llm.endpoint()) as client:
+        with pytest.raises(LLMCallError) as info:
+            await client.chat(USER, stage="s", max_tokens=99999)
+    assert info.value.status == 400 and len(scripted_llm.chat_requests()) == 1
+
+
+async def test_the_ledger_counts_calls_cut_off_while_reasoning(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on("hello", reasoning_overflow_reply(), text_reply("ok"))
+    ledger = Ledger()
+    async with LLMClient(scripted_llm.endpoint(), ledger=ledger) as client:
+        await client.chat(USER, stage="s", max_tokens=10)
+        await client.chat(USER, stage="s", max_tokens=20)
+    usage = ledger.by_stage()["s"]
+    assert (usage.calls, usage.reasoning_cut_calls) == (2, 1)

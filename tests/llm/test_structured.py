@@ -12,7 +12,13 @@ from pydantic import BaseModel, Field
 from astra_synth.errors import Rejection
 from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMCallError, LLMClient
-from astra_synth.llm.structured import CallCap, StructuredOutputRejected, parse_structured, structured_chat
+from astra_synth.llm.structured import (
+    CallCap,
+    ReasoningTruncated,
+    StructuredOutputRejected,
+    parse_structured,
+    structured_chat,
+)
 from astra_synth.testing.scripted import (
     Reply,
     ScriptedLLM,
@@ -20,6 +26,7 @@ from astra_synth.testing.scripted import (
     invalid_json_reply,
     json_reply,
     length_reply,
+    reasoning_overflow_reply,
     wrong_schema_reply,
 )
 
@@ -180,3 +187,48 @@ async def test_call_cap_is_shared_across_requests_and_reasks(scripted_llm: Scrip
             )
     assert info.value.reason == "llm_call_cap" and cap.used == 3
     assert len(scripted_llm.requests) == 3
+
+
+async def test_reasoning_overflow_is_asked_again_with_a_larger_cap_not_told_to_be_shorter(
+    scripted_llm: ScriptedLLM,
+) -> None:
+    scripted_llm.on(SYSTEM, reasoning_overflow_reply(), json_reply(GOOD))
+    assert await _ask(scripted_llm, max_tokens=300) == CityCount(**GOOD)
+    first, second = scripted_llm.chat_requests()
+    assert (first["max_tokens"], second["max_tokens"]) == (300, 600)
+    assert second["messages"] == first["messages"]  # no "keep it shorter" re-ask, no empty answer replayed
+
+
+async def test_reasoning_overflow_every_time_is_its_own_reject_reason(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on(SYSTEM, reasoning_overflow_reply())
+    with pytest.raises(ReasoningTruncated) as info:
+        await _ask(scripted_llm, max_tokens=300, max_reasks=2)
+    assert info.value.reason == "truncated_by_reasoning" and info.value.attempts == 3
+    assert "max_tokens 1200" in info.value.detail
+    assert [r["max_tokens"] for r in scripted_llm.chat_requests()] == [300, 600, 1200]
+    assert isinstance(pickle.loads(pickle.dumps(info.value)), ReasoningTruncated)
+
+
+async def test_reasoning_overflow_without_a_cap_is_not_repeated(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on(SYSTEM, reasoning_overflow_reply())
+    with pytest.raises(ReasoningTruncated):
+        await _ask(scripted_llm, max_reasks=2)
+    assert len(scripted_llm.chat_requests()) == 1
+
+
+async def test_reasoning_next_to_json_content_is_not_parsed(scripted_llm: ScriptedLLM) -> None:
+    thought = 'The city is {"city": "Lyon"}? No: Paris, 3.'
+    scripted_llm.on(SYSTEM, Reply(content=json.dumps(GOOD), reasoning_content=thought))
+    assert await _ask(scripted_llm) == CityCount(**GOOD)
+
+
+async def test_hidden_reasoning_that_fills_the_cap_counts_as_reasoning_overflow() -> None:
+    """OpenAI reasoning models send no reasoning text, only its size in usage; the cut is still theirs."""
+    with ScriptedLLM(thinking_tokens=500, openai_reasoning=True) as server:
+        server.on(SYSTEM, json_reply(GOOD))
+        endpoint = server.endpoint(schema_mode="openai")
+        async with LLMClient(endpoint) as client:
+            answer = await structured_chat(client, MESSAGES, CityCount, stage="extract", max_tokens=300)
+        assert answer == CityCount(**GOOD)
+        sent = [(r.status, r.body.get("max_completion_tokens")) for r in server.requests]
+        assert sent == [(400, None), (400, 300), (200, 300), (200, 600)]

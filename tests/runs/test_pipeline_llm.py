@@ -18,6 +18,7 @@ from astra_synth.llm.cache import ResponseCache
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.ledger import Ledger
 from astra_synth.runs.pipeline import RunOptions
+from astra_synth.runs.summary import stage_rows
 from astra_synth.testing import toy_pipeline as sp
 from astra_synth.testing.scripted import ScriptedLLM
 
@@ -155,3 +156,22 @@ async def test_kill_9_at_random_points_then_resume_loses_and_duplicates_nothing(
     assert {r["reason"] for r in _lines(ref / "ask" / "rejects.jsonl")} == {"structured_output_invalid"}
     assert {r["reason"] for r in _lines(ref / "explode" / "rejects.jsonl")} == {"no_output"}
     assert {r["reason"] for r in _lines(ref / "judge" / "rejects.jsonl")} == {"low_score"}
+
+
+async def test_rejected_items_carry_the_calls_spent_on_them_into_the_funnel(
+    tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    scripted_llm.handler = sp.answer
+    inputs = tmp_path / "topics.jsonl"
+    sp.write_topics(inputs, 30)
+    options = RunOptions(progress=False, concurrency=8)
+    async with LLMClient(scripted_llm.endpoint(), ledger=Ledger()) as client:
+        result = await sp.build_pipeline().run(inputs, tmp_path / "run", options, llm=client)
+    rejects = _lines(tmp_path / "run" / "judge" / "rejects.jsonl")
+    assert rejects and all(r["llm_calls"] == 1 and r["llm_tokens"] > 0 for r in rejects)  # one verdict each
+    rows = {r.stage: r for r in stage_rows(tmp_path / "run", result.manifest)}
+    judge = rows["judge"]
+    assert judge.rejected_llm_calls == len(rejects) == judge.rejected
+    assert judge.llm_calls == result.manifest.stage("judge").usage.calls  # type: ignore[union-attr]
+    assert judge.rejected_tokens == sum(r["llm_tokens"] for r in rejects)
+    assert rows["explode"].rejected_llm_calls == 0  # no LLM in that stage

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from astra_synth.errors import Rejection
-from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply
+from astra_synth.testing.scripted import ScriptedLLM, invalid_json_reply, json_reply, reasoning_overflow_reply
 from astra_synth.tools.spec import ServerRecord
 from astra_synth.trajectories.records import ChainSeed, ChainVerification, ParamSource
 from astra_synth.trajectories.tasks import TaskGenConfig, TasksStage, clean_question, names_a_tool
@@ -105,3 +105,13 @@ async def test_no_usable_sample_rejects(
     seed = ChainSeed(server=notes_server, origin="proposed", chain=CHAIN, num_tools=2)
     with pytest.raises(Rejection, match="no_valid_task"):
         await TasksStage(TaskGenConfig(samples=1)).process(seed, make_ctx("tasks"))
+
+
+async def test_samples_crowded_out_by_reasoning_reject_with_that_reason(
+    scripted_llm: ScriptedLLM, make_ctx: ContextFactory, notes_server: ServerRecord
+) -> None:
+    scripted_llm.on("exactly these", reasoning_overflow_reply())
+    seed = ChainSeed(server=notes_server, origin="proposed", chain=CHAIN, num_tools=2)
+    with pytest.raises(Rejection) as info:
+        await TasksStage(TaskGenConfig(samples=2)).process(seed, make_ctx("tasks"))
+    assert info.value.reason == "truncated_by_reasoning"

@@ -5,7 +5,9 @@ The model sees OpenAI ``tools``; each assistant turn may call several tools. The
 executor (an ``ArenaEnv``, or a per-call callback: live MCP, emulator, cassette; the loop does not care).
 Arguments are passed on as data; model text is never evaluated. The loop ends when a turn
 calls no tool, after ``max_llm_calls`` model calls, or at the episode's wall-clock budget, and it always
-returns what happened so far with a status, so a failed episode is recorded like a good one.
+returns what happened so far with a status, so a failed episode is recorded like a good one. A turn cut off
+while the model was still reasoning is asked again once with twice the token cap; cut off again, the
+episode ends as ``truncated_by_reasoning`` (the empty turn is not kept).
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from astra_synth.agent.chat import Message, ToolCall, parse_openai_calls, unique
 from astra_synth.config import StrictModel
 from astra_synth.llm.client import LLMCallError, LLMClient
 
-EpisodeStatus = Literal["completed", "max_llm_calls", "timeout", "llm_error"]
+EpisodeStatus = Literal["completed", "max_llm_calls", "timeout", "llm_error", "truncated_by_reasoning"]
 
 
 class AgentConfig(StrictModel):
     max_llm_calls: int = Field(default=20, ge=1, description="Model calls per episode (authors: 20).")
     episode_timeout_s: float = Field(default=240.0, gt=0, description="Wall-clock budget per episode.")
     temperature: float = Field(default=0.7, ge=0)
-    max_tokens: int | None = Field(default=1024, ge=16)
+    max_tokens: int | None = Field(
+        default=1024, ge=16, description="Cap of one turn (the endpoint's reasoning_tokens come on top)."
+    )
 
 
 class ToolReply(BaseModel):
@@ -125,6 +129,7 @@ async def run_agent(
     status: EpisodeStatus = "max_llm_calls"
     error: str | None = None
     started = time.monotonic()
+    raised_cap: int | None = None  # the larger cap of a turn re-asked after reasoning filled the first
     try:
         async with asyncio.timeout(config.episode_timeout_s):
             while llm_calls < config.max_llm_calls:
@@ -136,11 +141,19 @@ async def run_agent(
                     # and drops the tools; "auto" is every other server's default anyway.
                     tool_choice="auto" if tools else None,
                     temperature=config.temperature,
-                    max_tokens=config.max_tokens,
+                    max_tokens=raised_cap or config.max_tokens,
                     seed=seed,
                 )
                 llm_calls += 1
                 message = result.message
+                if result.cut_while_reasoning and not message.get("tool_calls"):
+                    if config.max_tokens is not None and raised_cap is None:
+                        raised_cap = config.max_tokens * 2
+                        continue
+                    status = "truncated_by_reasoning"
+                    error = f"the model's reasoning filled the token cap ({raised_cap or config.max_tokens})"
+                    break
+                raised_cap = None
                 calls = unique_call_ids(parse_openai_calls(message.get("tool_calls")), seen_ids, llm_calls)
                 if not calls:
                     transcript.append(message)

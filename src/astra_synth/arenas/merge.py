@@ -163,9 +163,11 @@ class MergeStage:
         max_llm_calls: int = 24,
         max_reasks: int = 1,
         retry_temperature: float = 0.7,
+        max_tokens: int = 2000,
         validation: ValidationConfig | None = None,
     ) -> None:
         self.retry_temperature = retry_temperature
+        self.max_tokens = max_tokens
         self.insert_attempts = insert_attempts
         self.max_llm_calls = max_llm_calls
         self.max_reasks = max_reasks
@@ -181,6 +183,7 @@ class MergeStage:
             self.name,
             CallCap(self.max_llm_calls),
             self.max_reasks,
+            max_tokens=self.max_tokens,
             retry_temperature=self.retry_temperature,
         )
         singles = {sid: _single(t) for sid, t in item.tools.items()}

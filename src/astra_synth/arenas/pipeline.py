@@ -42,6 +42,16 @@ class QAConfig(StrictModel):
     max_tokens: int = Field(default=900, ge=64, description="Completion budget of one generation request.")
 
 
+class NecessityConfig(StrictModel):
+    max_reasks: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=800, ge=64, description="Completion budget of one decision request.")
+
+
+class VerifyConfig(StrictModel):
+    max_reasks: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=900, ge=64, description="Completion budget of one judge request.")
+
+
 class SelectionConfig(StrictModel):
     percentile: float = Field(default=90, ge=0, le=100, description="Keep QS at or above this percentile.")
     min_score: float = Field(default=0.0, ge=0, le=1, description="And at or above this absolute score.")
@@ -60,6 +70,7 @@ class SynthesisConfig(StrictModel):
         ge=0,
         description="How far (relative) a calculator's result may lie from the QA answer it replaces.",
     )
+    max_tokens: int = Field(default=2000, ge=64, description="Completion budget of one request.")
 
 
 class MergeConfig(StrictModel):
@@ -68,6 +79,7 @@ class MergeConfig(StrictModel):
     retry_temperature: float = Field(
         default=0.7, ge=0, le=2, description="Insert retries sample at this (the first is greedy)."
     )
+    max_tokens: int = Field(default=2000, ge=64, description="Completion budget of one request.")
 
 
 class ArenasConfig(PipelineConfig):
@@ -75,6 +87,8 @@ class ArenasConfig(PipelineConfig):
 
     executor: Literal["forkserver", "subprocess"] = "forkserver"
     qa: QAConfig
+    necessity: NecessityConfig = Field(default_factory=NecessityConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
@@ -100,8 +114,8 @@ async def run_arenas(
             "arenas.qa",
             [
                 QaGenerateStage(**config.qa.model_dump(exclude={"sources"})),
-                ToolNecessityStage(),
-                VerifyStage(),
+                ToolNecessityStage(**config.necessity.model_dump()),
+                VerifyStage(**config.verify.model_dump()),
             ],
             config=config,
         )

@@ -11,6 +11,10 @@ never shown that answer: its output defines it (:mod:`astra_synth.arenas.compute
 are therefore synthesized one DAG layer at a time, so that a dependant's call and question are written from
 the values its parents' tools actually return. Every LLM request of the sub-question, re-asks included,
 draws on one :class:`CallCap`, so a sub-question can never cost more than ``max_llm_calls``.
+
+Nothing is spent on an instance that must fail: sub-answers no tool output could match are rejected before
+the first request (``answer_unmatchable``), and the first sub-question that cannot get a tool stops the
+others' synthesis (the instance is rejected either way).
 """
 
 from __future__ import annotations
@@ -40,14 +44,21 @@ from astra_synth.arenas.records import (
     ToolSchema,
     ToolSource,
 )
-from astra_synth.arenas.validate import ValidationConfig, carried, static_check, tool_battery
+from astra_synth.arenas.validate import (
+    ValidationConfig,
+    answer_problems,
+    carried,
+    static_check,
+    tool_battery,
+)
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
-from astra_synth.llm.structured import CallCap
+from astra_synth.llm.structured import CallCap, ReasoningTruncated
 from astra_synth.runs.stage import StageContext
 from astra_synth.sandbox.executor import ToolExecutor
 
+_FAILED = "tool_synthesis_failed"
 ScalarType = Literal["string", "integer", "number", "boolean"]
 ParamType = ScalarType | Literal["array", "object"]
 # A "number" keeps the spelling the model wrote (118 stays an int, 118.5 a float): the golden call is what a
@@ -246,9 +257,11 @@ class ToolSynthesisStage:
         max_reasks: int = 1,
         retry_temperature: float = 0.7,
         answer_tolerance: float = 0.05,
+        max_tokens: int = 2000,
         validation: ValidationConfig | None = None,
     ) -> None:
         self.retry_temperature = retry_temperature
+        self.max_tokens = max_tokens
         self.outer_attempts = outer_attempts
         self.inner_attempts = inner_attempts
         self.max_llm_calls = max_llm_calls
@@ -268,34 +281,62 @@ class ToolSynthesisStage:
 
     async def process(self, item: QAInstance, ctx: StageContext) -> ToolInstance:
         assert ctx.llm is not None and ctx.sandbox is not None, "tool_synthesis needs an LLM and a sandbox"
+        subs = [s for s in item.sub_questions if s.needs_tool]
+        if unmatchable := [
+            f"{s.id} ({s.answer!r}): {p}" for s in subs for p in answer_problems(s.answer, self.validation)
+        ]:
+            raise Rejection("answer_unmatchable", "; ".join(unmatchable)[:2000])
         tools: dict[str, SynthesizedTool] = {}
         rewrites: list[str] = []
         changed: list[str] = []
-        for layer in sorted({s.hop_level for s in item.sub_questions if s.needs_tool}):
-            subs = [s for s in item.sub_questions if s.needs_tool and s.hop_level == layer]
-            results = await asyncio.gather(
-                *(self._synthesize(ctx.llm, ctx.sandbox, item, s) for s in subs), return_exceptions=True
-            )
-            failures = []
-            for sub, result in zip(subs, results, strict=True):
-                if isinstance(result, Rejection):
-                    failures.append(f"{sub.id}: {result.reason}: {result.detail}")
-                elif isinstance(result, BaseException):
-                    raise result
-                else:
-                    tools[sub.id] = result
-                    if result.defined is not None:
-                        item, notes = apply_defined_answer(item, sub.id, result.defined)
-                        rewrites += notes
-                        changed += [sub.id] if result.defined.changes else []
-            if failures:  # a later layer would build on a sub-question that has no tool: stop spending
-                raise Rejection("tool_synthesis_failed", " | ".join(failures)[:2000])
-        ask = Asker(ctx.llm, self.name, CallCap(1 + self.max_reasks), self.max_reasks)
+        for layer in sorted({s.hop_level for s in subs}):
+            for sub, tool in await self._layer(ctx.llm, ctx.sandbox, item, layer):
+                tools[sub.id] = tool
+                if tool.defined is not None:
+                    item, notes = apply_defined_answer(item, sub.id, tool.defined)
+                    rewrites += notes
+                    changed += [sub.id] if tool.defined.changes else []
+        ask = Asker(
+            ctx.llm, self.name, CallCap(1 + self.max_reasks), self.max_reasks, max_tokens=self.max_tokens
+        )
         try:
             item, notes = await rewrite_prose(ask, item, changed)
         except Rejection as exc:
             raise Rejection("answer_rewrite_failed", f"{exc.reason}: {exc.detail}"[:2000]) from exc
         return ToolInstance(**item.model_dump(), tools=tools, rewrites=[*rewrites, *notes])
+
+    async def _layer(
+        self, llm: LLMClient, sandbox: ToolExecutor, item: QAInstance, layer: int
+    ) -> list[tuple[SubQuestion, SynthesizedTool]]:
+        """Tools for one DAG layer, written from the values the layers before it defined. The first
+        sub-question that cannot get a tool stops its siblings (the instance is rejected either way), and a
+        later layer never starts."""
+        subs = [s for s in item.sub_questions if s.needs_tool and s.hop_level == layer]
+        tasks = [asyncio.create_task(self._synthesize(llm, sandbox, item, s)) for s in subs]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()  # a failed sibling dooms the instance: stop paying for the others
+            await asyncio.gather(*tasks, return_exceptions=True)
+        done: list[tuple[SubQuestion, SynthesizedTool]] = []
+        failures, reasons, stopped = [], set(), []
+        for sub, task in zip(subs, tasks, strict=True):
+            if task.cancelled():
+                stopped.append(sub.id)
+            elif isinstance(error := task.exception(), Rejection):
+                failures.append(f"{sub.id}: {error.reason}: {error.detail}")
+                reasons.add(error.reason)
+            elif error is not None:
+                raise error
+            else:
+                done.append((sub, task.result()))
+        if failures:
+            if stopped:
+                failures.append(f"{', '.join(stopped)}: stopped, the instance had failed")
+            cut = reasons == {ReasoningTruncated.REASON}
+            raise Rejection(ReasoningTruncated.REASON if cut else _FAILED, " | ".join(failures)[:2000])
+        return done
 
     async def _document(
         self, ask: Asker, item: QAInstance, sub: SubQuestion, feedback: str
@@ -325,10 +366,18 @@ class ToolSynthesisStage:
         """Outer attempts restart from the document, inner ones redo call and code. Every retry samples
         anew (:meth:`Asker.retry`) and its prompts carry why the attempt before it failed."""
         cap = CallCap(self.max_llm_calls)
-        ask = Asker(llm, self.name, cap, self.max_reasks, retry_temperature=self.retry_temperature)
+        ask = Asker(
+            llm,
+            self.name,
+            cap,
+            self.max_reasks,
+            max_tokens=self.max_tokens,
+            retry_temperature=self.retry_temperature,
+        )
         last = "no attempt"
         feedback = ""
         attempts = 0
+        cut_only = True  # every failure so far was an answer crowded out by the model's reasoning
         for outer in range(self.outer_attempts):
             try:
                 spec, scaled = await self._document(ask.retry(outer), item, sub, feedback)
@@ -336,6 +385,7 @@ class ToolSynthesisStage:
                 _reraise_cap(exc)
                 last = f"tool document unusable: {exc}"
                 feedback = _feedback(last)
+                cut_only &= isinstance(exc, ReasoningTruncated)
                 continue
             for _ in range(self.inner_attempts):
                 try:
@@ -343,13 +393,17 @@ class ToolSynthesisStage:
                 except Rejection as exc:
                     _reraise_cap(exc)
                     tool = f"{exc.reason}: {exc.detail}"[:600]
+                    cut_only &= isinstance(exc, ReasoningTruncated)
+                else:
+                    cut_only &= not isinstance(tool, str)
                 attempts += 1
                 if isinstance(tool, str):
                     last = tool
                     feedback = _feedback(last)
                     continue
                 return tool.model_copy(update={"scaled": scaled, "llm_calls": cap.used, "attempts": attempts})
-        raise Rejection("tool_synthesis_failed", f"after {attempts} attempts, {cap.used} LLM calls: {last}")
+        reason = ReasoningTruncated.REASON if cut_only and cap.used else _FAILED
+        raise Rejection(reason, f"after {attempts} attempts, {cap.used} LLM calls: {last}")
 
     async def _attempt(
         self,

@@ -6,11 +6,12 @@ reproduced), and it never replayed the final artefact. Here, fail closed:
 
 * :func:`static_check` reads the source (AST only, nothing runs) before any sandbox run;
 * :func:`tool_battery` runs each tool in the sandbox: golden output contains the normalised answer, a
-  second run is identical, some perturbed call loses the answer, a missing required argument fails, the
-  answer is long enough to mean something and the output fits what the model will be shown; and it reads
-  the source for hard-coded answers (:func:`hardcoding_checks`): the answer as a literal outside a data
-  table (anywhere, for a calculator), a branch on the golden arguments, and for a calculator a nearby input
-  that must still succeed with a different result;
+  second run is identical, some perturbed call loses the answer, the answer passed as its text arguments
+  is not echoed back (the probes' echo hack, per tool so synthesis can have it fixed), a missing required
+  argument fails, the answer is long enough to mean something and the output fits what the model will see;
+  and it reads the source for hard-coded answers (:func:`hardcoding_checks`): the answer as a literal
+  outside a data table (anywhere, for a calculator), a branch on the golden arguments, and for a calculator
+  a nearby input that must still succeed with a different result;
 * :func:`dependency_checks` needs every dependency to carry data: an argument holds a value of the parent's
   answer;
 * :func:`replay` plays every golden call through :class:`ArenaEnv` and needs reward 1 under both
@@ -235,15 +236,39 @@ def _input_matters(
     )
 
 
-def _answer_length(sub: SubTask, output: str, config: ValidationConfig) -> CheckResult:
-    """Short answers match by accident, long ones are not atomic, and an output the runtime truncates
-    may hide the answer from the model."""
-    norm = normalise(sub.answer)
+def _echo_free(
+    executor: ToolExecutor, env_id: str, spec: FunctionSpec, sub: SubTask, config: ValidationConfig
+) -> CheckResult:
+    """A call with the answer in every text argument must not return it: the ``answers_as_arguments`` probe
+    would otherwise score, and the arena fail after all its tools were paid for."""
+    assert sub.golden_call is not None
+    args = sub.golden_call.arguments
+    name = f"echo_free[{sub.id}]"
+    if not any(isinstance(v, str) for v in args.values()):
+        return CheckResult(name=name, ok=True, detail="no text argument")
+    echoed = {k: sub.answer if isinstance(v, str) else v for k, v in args.items()}
+    result = executor.execute(env_id, spec.name, echoed, config.env.timeout_s)
+    output = render(result.result) if result.ok else ""
+    echoes = result.ok and contains_answer(output, sub.answer, config.env.reward.min_answer_chars)
+    detail = f"with the answer as its text arguments it returns {output[:120]!r}: an echo" if echoes else ""
+    return CheckResult(name=name, ok=not echoes, detail=detail)
+
+
+def answer_problems(answer: str, config: ValidationConfig) -> list[str]:
+    """Why a sub-answer can never pass the battery, whatever tool is written for it: short answers match
+    by accident, long ones are not atomic. It depends on the answer alone, so synthesis checks it first."""
+    norm = normalise(answer)
     problems = []
     if len(norm) < config.env.reward.min_answer_chars and not is_number(norm):
         problems.append("answer too short to match safely")
     if len(norm) > config.max_answer_chars:
         problems.append(f"answer longer than {config.max_answer_chars} characters")
+    return problems
+
+
+def _answer_length(sub: SubTask, output: str, config: ValidationConfig) -> CheckResult:
+    """:func:`answer_problems`, and an output the runtime truncates may hide the answer from the model."""
+    problems = answer_problems(sub.answer, config)
     if len(output) > config.env.max_output_chars:
         problems.append(f"golden output longer than {config.env.max_output_chars} characters")
     return CheckResult(name=f"answer_length[{sub.id}]", ok=not problems, detail="; ".join(problems))
@@ -445,6 +470,7 @@ def tool_battery(
         detail = "" if same else "two runs of the golden call differ"
         checks.append(CheckResult(name=f"deterministic[{sub.id}]", ok=same, detail=detail))
         checks.append(_input_matters(executor, env_id, spec, sub, config))
+        checks.append(_echo_free(executor, env_id, spec, sub, config))
         checks.append(_answer_length(sub, output, config))
         compute = sub.kind == "compute"
         checks += hardcoding_checks(arena.tool_sources[tool].source, sub, compute, config)

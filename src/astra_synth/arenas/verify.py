@@ -21,7 +21,7 @@ from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
 from astra_synth.llm.client import LLMClient
 from astra_synth.llm.idschema import exact_ids, unique_ids
-from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
+from astra_synth.llm.structured import ReasoningTruncated, StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 
@@ -106,7 +106,8 @@ class VerifyStage:
                 max_tokens=self.max_tokens,
             )
         except StructuredOutputRejected as exc:
-            raise Rejection(f"judge_error:{dim}", exc.detail) from exc
+            reason = exc.reason if isinstance(exc, ReasoningTruncated) else f"judge_error:{dim}"
+            raise Rejection(reason, f"{dim}: {exc.detail}") from exc
 
     async def process(self, item: QAInstance, ctx: StageContext) -> QAInstance:
         assert ctx.llm is not None, "verify needs an LLM"

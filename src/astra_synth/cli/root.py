@@ -5,6 +5,8 @@ Each command group is a module of this package, named after the package it drive
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 
 from astra_synth import __version__
@@ -49,9 +51,15 @@ def _root(
     model: str | None = typer.Option(
         None, "--model", envvar="ASTRA_MODEL", help="Model name at the endpoint."
     ),
+    thinking: Literal["on", "off"] | None = typer.Option(
+        None,
+        "--thinking",
+        envvar="ASTRA_THINKING",
+        help="Qwen3-style thinking switch for the pipelines' endpoint (docs/endpoints.md).",
+    ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print version."),
 ) -> None:
-    ctx.obj = GlobalOptions(base_url=base_url, model=model)
+    ctx.obj = GlobalOptions(base_url=base_url, model=model, thinking=thinking)
 
 
 app.add_typer(llm_commands.app)  # serve-local

@@ -55,13 +55,14 @@ def publish_finished(
 def print_funnel(summary: RunSummary, title: str) -> None:
     """The stage rows of a run summary as one table, top reject reasons included."""
     table = Table(title=f"{title} ({summary.status})")
-    for column in ("stage", "inputs", "ok", "outputs", "rejected", "errors", "top reject reasons"):
+    columns = ("stage", "inputs", "ok", "outputs", "rejected", "errors", "LLM calls (on rejected)")
+    for column in (*columns, "top reject reasons"):
         table.add_column(column, justify="left" if column in ("stage", "top reject reasons") else "right")
     for s in summary.stages:
         reasons = ", ".join(f"{k}={v}" for k, v in list(s.reject_reasons.items())[:3])
-        table.add_row(
-            s.stage, str(s.inputs), str(s.ok), str(s.outputs), str(s.rejected), str(s.errors), reasons
-        )
+        counts = (s.inputs, s.ok, s.outputs, s.rejected, s.errors)
+        calls = f"{s.llm_calls} ({s.rejected_llm_calls})"
+        table.add_row(s.stage, *map(str, counts), calls, reasons)
     Console().print(table)
     if summary.contamination is not None:
         c = summary.contamination

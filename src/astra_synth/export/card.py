@@ -411,10 +411,21 @@ def render_card(card: DatasetCard) -> str:
         "## Filtering statistics",
         "",
         "Items per stage: each input ends ok, rejected (with a reason) or as an error; fan-out stages "
-        "produce several outputs per item.",
+        "produce several outputs per item. LLM calls: the stage's uncached calls, and in brackets those "
+        "spent on the items it rejected.",
         "",
         _table(
-            ["pipeline", "stage", "inputs", "ok", "rejected", "errors", "outputs", "reject reasons"],
+            [
+                "pipeline",
+                "stage",
+                "inputs",
+                "ok",
+                "rejected",
+                "errors",
+                "outputs",
+                "LLM calls",
+                "reject reasons",
+            ],
             [
                 [
                     f.pipeline,
@@ -424,6 +435,7 @@ def render_card(card: DatasetCard) -> str:
                     f.rejected,
                     f.errors,
                     f.outputs,
+                    f"{f.llm_calls} ({f.rejected_llm_calls})",
                     ", ".join(f"{k}: {v}" for k, v in f.reject_reasons.items()),
                 ]
                 for f in card.filters

@@ -7,6 +7,12 @@ per event loop: the ``openai`` SDK over httpx cost about 3.8 ms of CPU per reque
 ``benchmarks/llm_overhead.py``), aiohttp about 0.3 ms, which decides whether hundreds of requests in flight
 are limited by the server or by us. Answers are parsed into our own wire models, so servers that add fields
 (``reasoning_content``) or deviate slightly (tool-call arguments as objects) work.
+
+Thinking models: a model's reasoning never reaches ``content`` (a leading ``<think>…</think>`` block from a
+server without a reasoning parser moves to ``reasoning_content``), so only the answer is ever parsed, and it
+is not sent back in later requests (templates drop it, some APIs refuse it). The endpoint's ``extra_body`` /
+``thinking`` go into every request, ``reasoning_tokens`` raise every cap, and an endpoint that refuses
+``max_tokens`` or a temperature (OpenAI reasoning models) is answered once with the accepted form.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import asyncio
 import email.utils
 import functools
 import json
+import logging
 import random
+import re
 import ssl
 import time
 import weakref
@@ -28,11 +36,13 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from astra_synth.closing import AsyncClosing
-from astra_synth.config import EndpointConfig
+from astra_synth.config import EndpointConfig, merge_mappings
 from astra_synth.llm.cache import ResponseCache, content_key
 from astra_synth.llm.ledger import Ledger
 
 R = TypeVar("R")
+
+log = logging.getLogger(__name__)
 
 ErrorKind = Literal["rate_limited", "server_error", "timeout", "connection", "client_error", "bad_response"]
 
@@ -45,6 +55,7 @@ _EMBED_BATCH = 128
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = Field(default=0, description="Of the completion tokens, those spent reasoning.")
 
 
 class ChatResult(BaseModel):
@@ -57,6 +68,13 @@ class ChatResult(BaseModel):
     usage: Usage
     latency_s: float
     cached: bool = False
+
+    @property
+    def cut_while_reasoning(self) -> bool:
+        """The token cap ended the reply while the model was reasoning: no complete answer came, and asking
+        for a shorter one cannot help (only a larger cap or no thinking can)."""
+        reasoned = bool(self.message.get("reasoning_content")) or self.usage.reasoning_tokens > 0
+        return self.finish_reason == "length" and reasoned
 
 
 class LLMCallError(RuntimeError):
@@ -108,12 +126,22 @@ class _WireChoice(BaseModel):
     finish_reason: str | None = None
 
 
+class _WireTokenDetails(BaseModel):
+    reasoning_tokens: int | None = None
+
+
 class _WireUsage(BaseModel):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    completion_tokens_details: _WireTokenDetails | None = None  # OpenAI: the hidden reasoning's size
 
     def to_usage(self) -> Usage:
-        return Usage(prompt_tokens=self.prompt_tokens or 0, completion_tokens=self.completion_tokens or 0)
+        details = self.completion_tokens_details
+        return Usage(
+            prompt_tokens=self.prompt_tokens or 0,
+            completion_tokens=self.completion_tokens or 0,
+            reasoning_tokens=(details.reasoning_tokens or 0) if details else 0,
+        )
 
 
 class _WireChat(BaseModel):
@@ -131,8 +159,27 @@ class _WireEmbeddings(BaseModel):
     usage: _WireUsage | None = None
 
 
+_THINK = re.compile(
+    r"^\s*(?:<think>(?P<closed>.*?)</think>|(?P<open>(?!<think>).*?)</think>|<think>(?P<cut>.*))\s*", re.S
+)
+"""A leading reasoning block in ``content``: ``<think>…</think>``, the tail of one whose ``<think>`` was in
+the prompt (DeepSeek-R1, Qwen3 templates), or one cut off by the token limit before it closed."""
+
+
+def split_reasoning(content: str | None) -> tuple[str | None, str | None]:
+    """``(answer, reasoning)`` of a content string that may open with a reasoning block."""
+    if not content:
+        return content, None
+    found = _THINK.match(content)
+    if found is None:
+        return content, None
+    thought = next(g for g in found.group("closed", "open", "cut") if g is not None).strip()
+    return content[found.end() :], thought or None
+
+
 def _assistant_message(wire: _WireMessage) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": wire.content}
+    content, inline = split_reasoning(wire.content)
+    message: dict[str, Any] = {"role": "assistant", "content": content}
     if wire.tool_calls:
         message["tool_calls"] = [
             {
@@ -145,7 +192,7 @@ def _assistant_message(wire: _WireMessage) -> dict[str, Any]:
             }
             for i, call in enumerate(wire.tool_calls)
         ]
-    reasoning = wire.reasoning_content or wire.reasoning
+    reasoning = "\n\n".join(r for r in (wire.reasoning_content or wire.reasoning, inline) if r)
     if reasoning:
         message["reasoning_content"] = reasoning
     return message
@@ -230,12 +277,26 @@ class _LoopState:
     pending: dict[str, asyncio.Future[ChatResult]] = field(default_factory=dict)  # chat requests in flight
 
 
+_REASONING_KEYS = ("reasoning_content", "reasoning")
+
+
 def _wire_message(message: dict[str, Any]) -> dict[str, Any]:
     """An assistant turn that only called tools goes out with ``content: ""``: OpenAI takes null or "", but
-    llama-cpp-python's server rejects null (its schema says string) and its template needs the key."""
-    if message.get("role") == "assistant" and message.get("content") is None:
-        return {**message, "content": ""}
+    llama-cpp-python's server rejects null (its schema says string) and its template needs the key. Its
+    reasoning stays home: chat templates drop it anyway and some APIs (DeepSeek) refuse it."""
+    if message.get("role") != "assistant":
+        return message
+    if message.get("content") is None or any(k in message for k in _REASONING_KEYS):
+        message = {k: v for k, v in message.items() if k not in _REASONING_KEYS}
+        if message.get("content") is None:
+            message["content"] = ""
     return message
+
+
+def _refuses(detail: str, param: str) -> bool:
+    """Whether an HTTP 400 body says the endpoint does not take ``param`` as sent."""
+    text = detail.lower()
+    return param in text and any(w in text for w in ("unsupported", "not supported", "does not support"))
 
 
 class LLMClient(AsyncClosing):
@@ -257,6 +318,9 @@ class LLMClient(AsyncClosing):
             weakref.WeakKeyDictionary()
         )
         self._rng = random.Random()
+        # What the endpoint turned out to refuse (token_limit_param / temperature_param "auto").
+        self._completion_tokens = endpoint.token_limit_param == "max_completion_tokens"
+        self._omit_temperature = endpoint.temperature_param == "omit"
 
     async def aclose(self) -> None:
         """Close the connection pool of the running loop (pools of finished loops died with them)."""
@@ -281,8 +345,12 @@ class LLMClient(AsyncClosing):
         """One chat completion; cached by content, so an identical request never reaches the server twice.
 
         ``sample_index`` tells apart several samples of the same request (it is part of the cache key only).
+        ``max_tokens`` sizes the answer; the endpoint's reasoning allowance is added to it.
         Raises :class:`LLMCallError` or ``BudgetExceeded``.
         """
+        if max_tokens is not None:
+            max_tokens += self.endpoint.reasoning_budget()
+        extras = self.endpoint.request_extras()
         params: dict[str, Any] = {
             "model": self.endpoint.model,
             "messages": [_wire_message(m) for m in messages],
@@ -294,7 +362,8 @@ class LLMClient(AsyncClosing):
             "max_tokens": max_tokens,
             "seed": seed,
         }
-        key = content_key({**params, "sample_index": sample_index})
+        keyed = {**params, "sample_index": sample_index} | ({"extra_body": extras} if extras else {})
+        key = content_key(keyed)
         started = time.monotonic()
         if self.cache is not None and (hit := self.cache.get_chat(key)) is not None:
             return self._replayed(stage, ChatResult(**hit, latency_s=0.0), started)
@@ -309,7 +378,7 @@ class LLMClient(AsyncClosing):
         twin = asyncio.get_running_loop().create_future()
         state.pending[key] = twin
         try:
-            result = await self._fetch_chat(stage, {k: v for k, v in params.items() if v is not None})
+            result = await self._fetch_adapting(stage, params, extras)
         except asyncio.CancelledError:
             twin.cancel()  # waiting twins retry on their own
             raise
@@ -329,6 +398,36 @@ class LLMClient(AsyncClosing):
             self.ledger.record_cached(stage)
         return result.model_copy(update={"cached": True, "latency_s": time.monotonic() - started})
 
+    async def _fetch_adapting(self, stage: str, params: dict[str, Any], extras: dict[str, Any]) -> ChatResult:
+        """Send ``params`` in the form the endpoint takes; a 400 refusing ``max_tokens`` or the temperature
+        switches that form for good (``auto`` settings) and the request is sent again, once per switch."""
+        while True:
+            body = {k: v for k, v in params.items() if v is not None}
+            if self._omit_temperature:
+                body.pop("temperature", None)
+                body.pop("top_p", None)
+            if self._completion_tokens and "max_tokens" in body:
+                body["max_completion_tokens"] = body.pop("max_tokens")
+            try:
+                return await self._fetch_chat(stage, merge_mappings(body, extras))
+            except LLMCallError as exc:
+                if exc.status != 400 or not self._adapt(exc.detail, body):
+                    raise
+
+    def _adapt(self, detail: str, body: dict[str, Any]) -> bool:
+        ep = self.endpoint
+        if ep.token_limit_param == "auto" and "max_tokens" in body and "max_completion_tokens" in detail:
+            if not self._completion_tokens:  # requests in flight meanwhile come back refused too
+                log.warning("%s refuses max_tokens: sending max_completion_tokens from now on", ep.base_url)
+            self._completion_tokens = True
+            return True
+        if ep.temperature_param == "auto" and "temperature" in body and _refuses(detail, "temperature"):
+            if not self._omit_temperature:
+                log.warning("%s refuses the temperature: sending none from now on", ep.base_url)
+            self._omit_temperature = True
+            return True
+        return False
+
     async def _fetch_chat(self, stage: str, body: dict[str, Any]) -> ChatResult:
         async def send(session: aiohttp.ClientSession) -> _WireChat:
             return _WireChat.model_validate_json(await self._post(session, "/chat/completions", body))
@@ -336,13 +435,14 @@ class LLMClient(AsyncClosing):
         wire, latency = await self._call(stage, send)
         choice = wire.choices[0]
         usage = wire.usage.to_usage() if wire.usage else Usage()
-        self._record(stage, usage, latency)
-        return ChatResult(
+        result = ChatResult(
             message=_assistant_message(choice.message),
             finish_reason=choice.finish_reason,
             usage=usage,
             latency_s=latency,
         )
+        self._record(stage, usage, latency, reasoning_cut=result.cut_while_reasoning)
+        return result
 
     async def embed(self, texts: list[str], *, stage: str, model: str | None = None) -> list[list[float]]:
         """Embedding vectors in input order; each text is cached on its own (key: model + text)."""
@@ -449,7 +549,7 @@ class LLMClient(AsyncClosing):
             delay = max(delay, min(retry_after_s, _MAX_RETRY_AFTER_S))
         return delay
 
-    def _record(self, stage: str, usage: Usage, latency_s: float) -> None:
+    def _record(self, stage: str, usage: Usage, latency_s: float, *, reasoning_cut: bool = False) -> None:
         if self.ledger is None:
             return
         ep = self.endpoint
@@ -463,7 +563,14 @@ class LLMClient(AsyncClosing):
             if priced
             else None
         )
-        self.ledger.record(stage, usage.prompt_tokens, usage.completion_tokens, latency_s, cost_usd=cost)
+        self.ledger.record(
+            stage,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            latency_s,
+            cost_usd=cost,
+            reasoning_cut=reasoning_cut,
+        )
 
 
 @functools.cache

@@ -4,7 +4,8 @@ The ledger is the one place that knows what a run has spent. The client records 
 call here *before* returning it, and checks the budget *before* sending, so a cap is never overshot by
 more than the calls already in flight. Given a file, the ledger also keeps what the run has spent over all
 its sessions there (rewritten on every real call), so a resumed run counts what earlier processes spent
-against the cap instead of spending it again.
+against the cap instead of spending it again. Inside :func:`item_usage` every call is also booked to the
+item being processed, so a run can say what its rejected items cost.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from astra_synth.config import BudgetConfig
 
@@ -33,6 +35,9 @@ class StageUsage(BaseModel):
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost_usd: float = 0.0
+    reasoning_cut_calls: int = Field(
+        default=0, description="Calls whose answer the token cap cut off while the model was reasoning."
+    )
 
     @property
     def total_tokens(self) -> int:
@@ -40,6 +45,21 @@ class StageUsage(BaseModel):
 
     def __add__(self, other: StageUsage) -> StageUsage:
         return StageUsage(**{f: getattr(self, f) + getattr(other, f) for f in StageUsage.model_fields})
+
+
+_ITEM: ContextVar[StageUsage | None] = ContextVar("astra_item_usage", default=None)
+
+
+@contextmanager
+def item_usage() -> Iterator[StageUsage]:
+    """Book every call recorded inside the block to one item too. A context variable, so the tasks and
+    threads the item starts (which copy the context) share the item's counter."""
+    usage = StageUsage()
+    token = _ITEM.set(usage)
+    try:
+        yield usage
+    finally:
+        _ITEM.reset(token)
 
 
 def _save(path: Path, spent: StageUsage) -> None:
@@ -88,29 +108,36 @@ class Ledger:
         completion_tokens: int,
         latency_s: float,
         cost_usd: float | None = None,
+        *,
+        reasoning_cut: bool = False,
     ) -> None:
         """Add one real call; ``cost_usd`` is the endpoint's own price, else the ledger's prices apply."""
         if cost_usd is None:
             cost_usd = self.cost_of(prompt_tokens, completion_tokens)
         with self._lock:
-            u = self._by_stage[stage]
-            u.calls += 1
-            u.prompt_tokens += prompt_tokens
-            u.completion_tokens += completion_tokens
-            u.latency_s += latency_s
-            u.cost_usd += cost_usd
+            for u in (self._by_stage[stage], _ITEM.get()):
+                if u is not None:
+                    u.calls += 1
+                    u.prompt_tokens += prompt_tokens
+                    u.completion_tokens += completion_tokens
+                    u.latency_s += latency_s
+                    u.cost_usd += cost_usd
+                    u.reasoning_cut_calls += reasoning_cut
             if self.path is not None:
                 _save(self.path, self._spent_before + sum(self._by_stage.values(), StageUsage()))
 
     def record_cached(self, stage: str) -> None:
         with self._lock:
-            self._by_stage[stage].cached_calls += 1
+            for u in (self._by_stage[stage], _ITEM.get()):
+                if u is not None:
+                    u.cached_calls += 1
 
     def record_failure(self, stage: str, latency_s: float) -> None:
         with self._lock:
-            u = self._by_stage[stage]
-            u.failed_calls += 1
-            u.latency_s += latency_s
+            for u in (self._by_stage[stage], _ITEM.get()):
+                if u is not None:
+                    u.failed_calls += 1
+                    u.latency_s += latency_s
 
     def total(self) -> StageUsage:
         with self._lock:

@@ -3,6 +3,11 @@
 Small models break JSON in every way (cut off, prose around it, wrong fields), and even grammar-constrained
 decoding guarantees syntax, not termination. So a stage never trusts an answer: it gets a validated
 pydantic object or a :class:`StructuredOutputRejected` that the runner records. There is no silent default.
+
+Only ``content`` is parsed, never a thinking model's ``reasoning_content``. An answer cut off while the model
+was still reasoning (``finish_reason: length`` with reasoning sent) is not a long answer: telling the model to
+be shorter does not shorten its thinking, so the same request goes again with twice the token cap, and if
+the reasoning eats that too the item is rejected as ``truncated_by_reasoning``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ class StructuredOutputRejected(Rejection):
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Picklable (runners may hand rejections across processes)."""
-        return (functools.partial(StructuredOutputRejected, self.detail, attempts=self.attempts), ())
+        return (functools.partial(type(self), self.detail, attempts=self.attempts), ())
+
+
+class ReasoningTruncated(StructuredOutputRejected):
+    """Every answer was cut off at the token cap while the model was still reasoning."""
+
+    REASON = "truncated_by_reasoning"
 
 
 class CallCap:
@@ -168,15 +179,17 @@ async def structured_chat(
     cache does not hand back the first answer again.
 
     Raises :class:`StructuredOutputRejected` (reason ``structured_output_invalid``) when every answer is
-    invalid, and lets ``LLMCallError`` / ``BudgetExceeded`` through.
+    invalid, :class:`ReasoningTruncated` when the last one was cut off while reasoning, and lets
+    ``LLMCallError`` / ``BudgetExceeded`` through.
     """
     mode = client.endpoint.schema_mode
     response_format = response_format_for(schema, mode)
     conversation = list(messages) if response_format else _with_schema_prompt(messages, schema)
-    error, raw = "", ""
+    error, raw, reasoning_cut, sent, cap_used = "", "", False, 0, max_tokens
     for _ in range(max_reasks + 1):
         if cap is not None:
             cap.take()
+        sent += 1
         result = await client.chat(
             conversation,
             stage=stage,
@@ -186,16 +199,29 @@ async def structured_chat(
             seed=seed,
             sample_index=sample_index,
         )
+        cap_used = max_tokens
         raw = result.message.get("content") or ""
         truncated = result.finish_reason == "length"
         try:
             return parse_structured(raw, schema, truncated=truncated)
         except _Invalid as exc:
             error = str(exc)
+        reasoning_cut = result.cut_while_reasoning
+        if reasoning_cut:
+            if max_tokens is None:
+                break  # the server's own limit: the same request would end the same way
+            max_tokens *= 2  # the same question with room to finish thinking; nothing to correct yet
+            continue
         conversation = [
             *conversation,
             {"role": "assistant", "content": raw},
             {"role": "user", "content": _reask(error, truncated)},
         ]
     shown = raw if len(raw) <= _RAW_IN_DETAIL else raw[:_RAW_IN_DETAIL] + "…"
-    raise StructuredOutputRejected(f"{error} | last answer: {shown!r}", attempts=max_reasks + 1)
+    if reasoning_cut:
+        raise ReasoningTruncated(
+            f"the model's reasoning filled the token cap (max_tokens {cap_used} plus the endpoint's "
+            f"reasoning_tokens) before it answered | last answer: {shown!r}",
+            attempts=sent,
+        )
+    raise StructuredOutputRejected(f"{error} | last answer: {shown!r}", attempts=sent)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from astra_synth import __version__
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
-from astra_synth.llm.ledger import BudgetExceeded, Ledger, StageUsage
+from astra_synth.llm.ledger import BudgetExceeded, Ledger, StageUsage, item_usage
 from astra_synth.runs.ids import child_id, item_id
 from astra_synth.runs.jsonl import describe_errors, read_jsonl
 from astra_synth.runs.manifest import Manifest, RunStatus, StageCounts, StageManifest, utc_now
@@ -307,15 +307,17 @@ class _Session:
             config=self.pipeline.stage_configs.get(stage.name),
         )
         # Only the stage's own failures are caught here; a failing run directory (disk full) ends the run.
+        spent = StageUsage()
         try:
-            result = await stage.process(value, ctx)
+            with item_usage() as spent:
+                result = await stage.process(value, ctx)
             outcome = result if isinstance(result, Rejected) else _ok_records(stage, item, result)
         except BudgetExceeded as exc:
             if not self.budget_hit:
                 log.warning("stopping: %s", exc)
             self.budget_hit = True  # abandoned: nothing recorded, the next session redoes it
         except Rejection as exc:
-            self._reject(stage, store, item, exc.reason, exc.detail)
+            self._reject(stage, store, item, exc.reason, exc.detail, spent)
         except Exception as exc:
             frames = "".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES))
             store.record_error(
@@ -330,16 +332,29 @@ class _Session:
             )
         else:
             if isinstance(outcome, Rejected):
-                self._reject(stage, store, item, outcome.reason, outcome.detail)
+                self._reject(stage, store, item, outcome.reason, outcome.detail, spent)
             else:
                 store.record_ok(item.key, outcome)
 
     def _reject(
-        self, stage: Stage[Any, Any], store: StageStore, item: _Item, reason: str, detail: str
+        self,
+        stage: Stage[Any, Any],
+        store: StageStore,
+        item: _Item,
+        reason: str,
+        detail: str,
+        spent: StageUsage | None = None,
     ) -> None:
+        spent = spent or StageUsage()
         store.record_reject(
             RejectRecord(
-                id=item.key, stage=stage.name, reason=reason, detail=detail, parent_id=item.parent_id
+                id=item.key,
+                stage=stage.name,
+                reason=reason,
+                detail=detail,
+                parent_id=item.parent_id,
+                llm_calls=spent.calls,
+                llm_tokens=spent.total_tokens,
             )
         )
 

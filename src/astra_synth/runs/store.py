@@ -5,7 +5,7 @@ Layout::
     <run_dir>/manifest.json            what the run is and how far it got (see manifest.py)
     <run_dir>/input/rejects.jsonl      input lines that are not valid JSON or do not fit the schema
     <run_dir>/<stage>/ok.jsonl         {id, parent_id, stage, version, data[, of]}
-    <run_dir>/<stage>/rejects.jsonl    {id, stage, reason, detail, parent_id}
+    <run_dir>/<stage>/rejects.jsonl    {id, stage, reason, detail, parent_id, llm_calls, llm_tokens}
     <run_dir>/<stage>/errors.jsonl     {id, stage, parent_id, error, message, traceback}
     <run_dir>/output.jsonl             the last stage's records in input order (written when finished)
 
@@ -23,6 +23,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+
+from pydantic import Field
 
 from astra_synth.config import StrictModel
 from astra_synth.runs.ids import item_of
@@ -57,12 +59,21 @@ class RejectRecord(StrictModel):
     reason: str
     detail: str = ""
     parent_id: str | None = None
+    llm_calls: int = Field(default=0, description="LLM calls the stage spent on the item (not cached).")
+    llm_tokens: int = Field(default=0, description="Their prompt and completion tokens.")
 
 
 def reject_reasons(stage_dir: Path) -> dict[str, int]:
     """Rejected items per reason in one stage folder, most frequent first (for funnels and dataset cards)."""
     reasons = Counter(r.reason for r in load_records(stage_dir / "rejects.jsonl", RejectRecord))
     return dict(reasons.most_common())
+
+
+def rejected_spend(stage_dir: Path) -> tuple[int, int]:
+    """LLM calls and tokens one stage spent on the items it rejected, over every session (a rejection
+    that a later session retried was paid for all the same)."""
+    records = load_records(stage_dir / "rejects.jsonl", RejectRecord)
+    return sum(r.llm_calls for r in records), sum(r.llm_tokens for r in records)
 
 
 class ErrorRecord(StrictModel):

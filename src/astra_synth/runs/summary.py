@@ -20,7 +20,7 @@ from astra_synth.errors import InputError
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.runs.jsonl import describe_errors, write_json_atomic
 from astra_synth.runs.manifest import ContaminationSummary, Manifest, RunStatus
-from astra_synth.runs.store import reject_reasons
+from astra_synth.runs.store import reject_reasons, rejected_spend
 
 SUMMARY_FILE = "summary.json"
 SUMMARY_SCHEMA_VERSION = 1
@@ -47,6 +47,12 @@ class StageRow(BaseModel):
     errors: int = 0
     outputs: int = Field(default=0, description="Records produced: fan-out stages produce several per item.")
     reject_reasons: dict[str, int] = Field(default_factory=dict, description="Most frequent first.")
+    llm_calls: int = Field(default=0, description="LLM calls the stage made (not cached), every session.")
+    rejected_llm_calls: int = Field(
+        default=0,
+        description="Of those, the calls spent on items the stage rejected: what a check run earlier saves.",
+    )
+    rejected_tokens: int = Field(default=0, description="The tokens of those calls.")
 
 
 class Dropped(BaseModel):
@@ -123,20 +129,27 @@ class RunSummary(StrictModel):
 
 
 def stage_rows(sub_run: Path, manifest: Manifest) -> list[StageRow]:
-    """The funnel rows of one sub-run: counts from its manifest, reject reasons from its stage logs."""
-    return [
-        StageRow(
-            pipeline=manifest.pipeline,
-            stage=s.name,
-            inputs=s.counts.inputs,
-            ok=s.counts.ok,
-            rejected=s.counts.rejected,
-            errors=s.counts.errors,
-            outputs=s.counts.outputs,
-            reject_reasons=reject_reasons(sub_run / s.name),
+    """The funnel rows of one sub-run: counts and calls from its manifest, reject reasons and what the
+    rejected items cost from its stage logs."""
+    rows = []
+    for s in manifest.stages:
+        calls, tokens = rejected_spend(sub_run / s.name)
+        rows.append(
+            StageRow(
+                pipeline=manifest.pipeline,
+                stage=s.name,
+                inputs=s.counts.inputs,
+                ok=s.counts.ok,
+                rejected=s.counts.rejected,
+                errors=s.counts.errors,
+                outputs=s.counts.outputs,
+                reject_reasons=reject_reasons(sub_run / s.name),
+                llm_calls=s.usage.calls,
+                rejected_llm_calls=calls,
+                rejected_tokens=tokens,
+            )
         )
-        for s in manifest.stages
-    ]
+    return rows
 
 
 def funnel_rows(

@@ -16,6 +16,12 @@ How a request is answered, first match wins:
    used in order and the last one repeats,
 5. the ``handler`` given to the constructor (``request_json -> Reply | str | dict``),
 6. otherwise HTTP 400 naming the unmatched prompt, so a missing script fails loudly instead of answering.
+
+Two switches make the same script answer like other kinds of model: ``thinking_tokens`` is a thinking model
+(every answer comes after that much reasoning, sent as ``reasoning_content``; a cap smaller than reasoning
+plus answer gets ``finish_reason: length`` and no content, as vLLM sends for Qwen3), and
+``openai_reasoning`` an OpenAI reasoning model (``max_tokens`` and a temperature are refused with OpenAI's
+HTTP 400, the reasoning is hidden and only counted in ``usage.completion_tokens_details``).
 """
 
 from __future__ import annotations
@@ -140,6 +146,12 @@ def length_reply(obj: Any) -> Reply:
     return Reply(content=text[: max(1, len(text) // 2)], finish_reason="length")
 
 
+def reasoning_overflow_reply(reasoning: str = "Let me think about this step by step.") -> Reply:
+    """A thinking model that spent its whole ``max_tokens`` reasoning: no content, ``finish_reason="length"``
+    (what vLLM with a reasoning parser sends when Qwen3's thoughts outgrow the cap)."""
+    return Reply(content=None, reasoning_content=reasoning, finish_reason="length")
+
+
 class RecordedRequest(BaseModel):
     path: str
     body: dict[str, Any]
@@ -247,8 +259,12 @@ class ScriptedLLM:
         latency_s: float = 0.0,
         model: str = "scripted",
         embedding_dim: int = 32,
+        thinking_tokens: int = 0,
+        openai_reasoning: bool = False,
     ) -> None:
         self.handler = handler
+        self.thinking_tokens = thinking_tokens
+        self.openai_reasoning = openai_reasoning
         self.latency_s = latency_s
         self.model = model
         self.embedding_dim = embedding_dim
@@ -441,7 +457,8 @@ class ScriptedLLM:
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
         with self._track("chat", body) as record:
-            reply = self._choose(body)
+            reply = _openai_refusal(body) if self.openai_reasoning else None
+            reply = reply or self._choose(body)
             await self._delay(request, reply)
             record.status = reply.status
             if reply.raw_body is not None:
@@ -450,7 +467,20 @@ class ScriptedLLM:
                 return _error_response(reply)
             return JSONResponse(self._completion(body, reply))
 
+    def _thought(self, body: dict[str, Any], reply: Reply) -> tuple[Reply, int]:
+        """``reply`` as a thinking model gives it under the request's cap, and its reasoning tokens."""
+        if not self.thinking_tokens or reply.reasoning_content is not None:
+            return reply, 0
+        cap = body.get("max_completion_tokens") or body.get("max_tokens")
+        needed = self.thinking_tokens + _rough_tokens(reply.content or "")
+        thought = self.thinking_tokens if cap is None or cap >= needed else cap
+        reasoning = None if self.openai_reasoning else "Let me work through this. " * (thought * 4 // 26 + 1)
+        if cap is not None and cap < needed:
+            return Reply(content=None, reasoning_content=reasoning, finish_reason="length"), thought
+        return reply.model_copy(update={"reasoning_content": reasoning}), thought
+
     def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        reply, reasoning_tokens = self._thought(body, reply)
         message: dict[str, Any] = {"role": "assistant", "content": reply.content}
         if reply.tool_calls:
             message["tool_calls"] = [
@@ -477,7 +507,8 @@ class ScriptedLLM:
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
             "usage": {
                 "prompt_tokens": _rough_tokens(_prompt_text(body, "any")),
-                "completion_tokens": _rough_tokens(completion_text),
+                "completion_tokens": _rough_tokens(completion_text) + reasoning_tokens,
+                "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
             },
         }
 
@@ -519,6 +550,23 @@ class ScriptedLLM:
         return JSONResponse(
             {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "scripted"}]}
         )
+
+
+def _openai_refusal(body: dict[str, Any]) -> Reply | None:
+    """What OpenAI's API answers a reasoning model's request that carries chat-model parameters."""
+    if "max_tokens" in body:
+        message = (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
+    elif body.get("temperature") not in (None, 1):
+        message = (
+            f"Unsupported value: 'temperature' does not support {body['temperature']} with this model. "
+            "Only the default (1) value is supported."
+        )
+    else:
+        return None
+    return Reply(status=400, content=message)
 
 
 def _error_response(reply: Reply) -> JSONResponse:

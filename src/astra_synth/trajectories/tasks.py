@@ -15,7 +15,7 @@ from pydantic import Field, create_model
 
 from astra_synth.config import StrictModel
 from astra_synth.errors import Rejection
-from astra_synth.llm.structured import StructuredOutputRejected, structured_chat
+from astra_synth.llm.structured import ReasoningTruncated, StructuredOutputRejected, structured_chat
 from astra_synth.prompts import Prompt, load_prompt
 from astra_synth.runs.stage import StageContext
 from astra_synth.tools.spec import ServerRecord
@@ -121,6 +121,7 @@ class TasksStage:
         text = self.render(item)
         tasks: list[Task] = []
         problems: list[str] = []
+        cut = 0  # samples whose answer the reasoning crowded out
         for sample in range(cfg.samples):
             try:
                 answer = await structured_chat(
@@ -134,6 +135,7 @@ class TasksStage:
                 )
             except StructuredOutputRejected as exc:
                 problems.append(exc.detail[:200])
+                cut += isinstance(exc, ReasoningTruncated)
                 continue
             task, problem = self.to_task(item, answer)
             if task is None:
@@ -141,7 +143,8 @@ class TasksStage:
             elif task.question not in {t.question for t in tasks}:
                 tasks.append(task)
         if not tasks:
-            raise Rejection("no_valid_task", " | ".join(problems))
+            reason = ReasoningTruncated.REASON if cut == cfg.samples else "no_valid_task"
+            raise Rejection(reason, " | ".join(problems))
         return tasks
 
     def to_task(self, seed: ChainSeed, answer: ChainTaskAnswer) -> tuple[Task | None, str]:
