@@ -105,8 +105,8 @@ def test_vf_eval_golden_replay_scores_one(venv: VerifiersVenv, package: Path, tm
     assert sorted(r.task for r in report.rollouts) == sorted(PLAYED)
     for rollout in report.rollouts:
         assert rollout.ok and not rollout.errors, rollout
-        assert rollout.reward == 1.0
-        assert rollout.metrics["recall"] == rollout.metrics["precision"] == 1.0
+        assert rollout.reward == pytest.approx(1.0)
+        assert [rollout.metrics["recall"], rollout.metrics["precision"]] == [pytest.approx(1.0)] * 2
         assert rollout.stop == "agent_completed"
 
 
