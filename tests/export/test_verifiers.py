@@ -30,7 +30,12 @@ def test_export_writes_an_installable_taskset_package(tmp_path: Path) -> None:
     result = export_verifiers([SAMPLE], tmp_path / "out", server="ws://10.0.0.5:8791", name="my-arenas")
     package = tmp_path / "out" / "my_arenas"
     assert (result.taskset_id, result.module, result.tasks) == ("my-arenas", "my_arenas", 12)
-    assert sorted(p.name for p in package.iterdir()) == ["__init__.py", "__main__.py", "export.json", "tasks.jsonl"]
+    assert sorted(p.name for p in package.iterdir()) == [
+        "__init__.py",
+        "__main__.py",
+        "export.json",
+        "tasks.jsonl",
+    ]
     assert json.loads((package / "export.json").read_text()) == {"server": "ws://10.0.0.5:8791"}
     rows = [json.loads(line) for line in (package / "tasks.jsonl").read_text().splitlines()]
     arenas = read_arenas(SAMPLE)
@@ -100,7 +105,13 @@ def golden_player(arenas: list[Arena]) -> Any:
 def test_vf_eval_golden_replay_scores_one(venv: VerifiersVenv, package: Path, tmp_path: Path) -> None:
     with ScriptedLLM(handler=golden_player(read_arenas(SAMPLE))) as llm:
         report = vf_eval(
-            package, tmp_path / "eval", base_url=llm.base_url, model="golden", tasks=PLAYED, max_turns=8, venv=venv
+            package,
+            tmp_path / "eval",
+            base_url=llm.base_url,
+            model="golden",
+            tasks=PLAYED,
+            max_turns=8,
+            venv=venv,
         )
     assert sorted(r.task for r in report.rollouts) == sorted(PLAYED)
     for rollout in report.rollouts:

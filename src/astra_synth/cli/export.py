@@ -45,7 +45,9 @@ def hf(
 @app.command("verifiers")
 def verifiers(
     arena_files: Annotated[list[Path], typer.Argument(help="Arena JSONL files (those the server serves).")],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write (pyproject.toml + the taskset package).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to write (pyproject.toml + the taskset package).")
+    ],
     server: Annotated[
         str, typer.Option("--server", help="URL of the `astra arenas serve` the taskset plays on.")
     ] = DEFAULT_SERVER,

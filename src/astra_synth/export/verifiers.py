@@ -72,7 +72,9 @@ class VerifiersExport(StrictModel):
 
 def _module_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InputError(f"--name {name!r}: use lower-case letters, digits and single '-' (e.g. astra-arenas)")
+        raise InputError(
+            f"--name {name!r}: use lower-case letters, digits and single '-' (e.g. astra-arenas)"
+        )
     return name.replace("-", "_")
 
 
@@ -130,7 +132,12 @@ def export_verifiers(
     package = out / module
     package.mkdir(parents=True)
     rows = [
-        {"arena_id": a.id, "name": a.id, "domain": a.domain, "prompt": [m.model_dump(exclude_none=True) for m in a.messages]}
+        {
+            "arena_id": a.id,
+            "name": a.id,
+            "domain": a.domain,
+            "prompt": [m.model_dump(exclude_none=True) for m in a.messages],
+        }
         for a in arenas
     ]
     write_bytes_atomic(
