@@ -5,6 +5,9 @@ llama.cpp model plays a whole rollout."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from astra_synth.export.verifiers import VerifiersVenv, ensure_verifiers_venv, e
 from astra_synth.sandbox import get_executor
 from astra_synth.testing.scripted import Reply, ScriptedLLM, text_reply, tool_call_reply
 from astra_synth.testing.servers import ThreadedServer
+from astra_synth.venvs import VenvError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
 PLAYED = ["travel-flight-duration", "ecommerce-cheapest-mouse-order"]
@@ -46,6 +50,19 @@ def test_export_writes_an_installable_taskset_package(tmp_path: Path) -> None:
     assert arenas[0].final_answer not in text and "def " not in text
     pyproject = (tmp_path / "out" / "pyproject.toml").read_text()
     assert 'name = "my-arenas"' in pyproject and '"verifiers==0.4.0"' in pyproject
+
+
+def test_the_package_builds_as_a_wheel_with_its_data(tmp_path: Path) -> None:
+    export_verifiers([SAMPLE], tmp_path / "out")
+    args = ["wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "whl")]
+    subprocess.run(
+        [sys.executable, "-m", "pip", *args, str(tmp_path / "out")], check=True, capture_output=True
+    )
+    [wheel] = (tmp_path / "whl").glob("astra_arenas-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {
+        f"astra_arenas/{f}" for f in ("__init__.py", "__main__.py", "tasks.jsonl", "export.json")
+    } <= names
 
 
 def test_export_refuses_bad_input(tmp_path: Path) -> None:
@@ -141,3 +158,27 @@ def test_vf_eval_runs_the_embedded_model(
     assert rollout.task == PLAYED[0] and rollout.ok and not rollout.errors, rollout
     assert rollout.reward is not None and 0.0 <= rollout.reward <= 1.0
     assert set(rollout.metrics) >= {"recall", "precision", "calls"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("server", "token", "error"),
+    [
+        ("ws://127.0.0.1:9", TOKEN, "arena server at ws://127.0.0.1:9 is not reachable"),
+        (None, "wrong-token", "answered 401 .is \\$ASTRA_ARENAS_TOKEN the server's token"),
+    ],
+)
+def test_a_server_that_cannot_play_fails_the_run_at_once(
+    venv: VerifiersVenv,
+    package: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: str | None,
+    token: str,
+    error: str,
+) -> None:
+    """Checked when the taskset loads, not minutes later by verifiers' tool-server probe."""
+    monkeypatch.setenv("ASTRA_ARENAS_TOKEN", token)
+    with ScriptedLLM() as llm, pytest.raises(VenvError, match=error):
+        vf_eval(package, tmp_path / "eval", base_url=llm.base_url, model="m", server=server, venv=venv)
+    assert not llm.requests  # no rollout started
