@@ -131,6 +131,15 @@ def test_vf_eval_golden_replay_scores_one(venv: VerifiersVenv, package: Path, tm
             venv=venv,
         )
     assert sorted(r.task for r in report.rollouts) == sorted(PLAYED)
+    arenas = {a.messages[-1].content: a for a in read_arenas(SAMPLE)}
+    for body in llm.chat_requests():
+        arena = arenas[next(m["content"] for m in body["messages"] if m["role"] == "user")]
+        # the model sees the arena's tools verbatim (names unprefixed, the exact JSON schemas) ...
+        assert sorted(body["tools"], key=lambda t: t["function"]["name"]) == sorted(
+            (t.model_dump(mode="json") for t in arena.tools), key=lambda t: t["function"]["name"]
+        )
+        # ... and the results the server's sandbox computed for its calls
+        assert all("Error" not in str(m["content"]) for m in body["messages"] if m["role"] == "tool")
     for rollout in report.rollouts:
         assert rollout.ok and not rollout.errors, rollout
         assert rollout.reward == pytest.approx(1.0)
