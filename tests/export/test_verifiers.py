@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig
+from astra_synth.cli import app
 from astra_synth.config import EndpointConfig
 from astra_synth.errors import InputError
 from astra_synth.export.verifiers import VerifiersVenv, ensure_verifiers_venv, export_verifiers, vf_eval
@@ -76,6 +78,16 @@ def test_export_refuses_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not empty"):
         export_verifiers([SAMPLE], tmp_path / "d")
     assert export_verifiers([SAMPLE], tmp_path / "d", force=True).tasks == 12
+
+
+def test_cli_writes_the_package_and_refuses_a_full_folder(tmp_path: Path) -> None:
+    args = ["export", "verifiers", str(SAMPLE), "--out", str(tmp_path / "out"), "--server", "ws://h:1"]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "12 arenas" in done.output and "taskset astra-arenas" in done.output
+    assert (tmp_path / "out" / "astra_arenas" / "tasks.jsonl").is_file()
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "not empty" in again.output
 
 
 @pytest.fixture(scope="module")

@@ -211,12 +211,14 @@ def vf_eval(
     The model at ``base_url`` plays through verifiers' plain chat harness (``null``) in the ``subprocess``
     runtime; ``tasks`` picks arena ids (all when empty); ``server`` overrides the export's arena server.
     The venv is built on first use (network to PyPI), and so is the harness's uv script environment
-    (cached under the astra cache). Raises :class:`VenvError` with the log tail when vf-eval fails.
+    (cached under the astra cache). ``out_dir`` gets ``run/`` (vf-eval's configs and ``traces.jsonl``) and
+    ``vf_eval.log``; one that already holds a run is refused (:class:`InputError`). Raises
+    :class:`VenvError` with the log tail when vf-eval fails.
     """
-    venv = venv or ensure_verifiers_venv()
     run = out_dir / "run"
     if run.exists():
-        shutil.rmtree(run)
+        raise InputError(f"{out_dir}: already holds a vf-eval run; choose another folder")
+    venv = venv or ensure_verifiers_venv()
     out_dir.mkdir(parents=True, exist_ok=True)
     args = [
         str(venv.bin_dir / "vf-eval"), _taskset_id(package_root), "-m", model,
