@@ -38,6 +38,9 @@ _EXPORTS: dict[str, str] = {
     # arenas in TRL's own GRPO loop (environment_factory)
     "trl_environments": "astra_synth.training.trl_env",
     "trl_rows": "astra_synth.training.trl_env",
+    # arenas as a verifiers taskset (tools on the arena server)
+    "export_verifiers": "astra_synth.export.verifiers",
+    "vf_eval": "astra_synth.export.verifiers",
     # the episode core
     "run_agent": "astra_synth.agent.loop",
     "AgentConfig": "astra_synth.agent.loop",
@@ -100,6 +103,7 @@ __all__ = [
     "__version__",
     "evaluate_all",
     "evaluate_arenas",
+    "export_verifiers",
     "f1_reward",
     "get_executor",
     "parse_hermes_calls",
@@ -112,6 +116,7 @@ __all__ = [
     "serve_arenas",
     "trl_environments",
     "trl_rows",
+    "vf_eval",
 ]
 
 if TYPE_CHECKING:
@@ -127,6 +132,7 @@ if TYPE_CHECKING:
     from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
     from astra_synth.evaluation.suite import SuiteConfig, evaluate_all
     from astra_synth.export.publish import publish
+    from astra_synth.export.verifiers import export_verifiers, vf_eval
     from astra_synth.llm.client import LLMClient
     from astra_synth.runs.pipeline import Pipeline
     from astra_synth.runs.session import RunSession

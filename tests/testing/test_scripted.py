@@ -18,6 +18,7 @@ from astra_synth.testing.scripted import (
     rate_limit_reply,
     server_error_reply,
     text_reply,
+    tool_call_reply,
 )
 
 
@@ -130,3 +131,23 @@ def test_fail_after_breaks_the_server_mid_run(scripted_llm: ScriptedLLM) -> None
     ]
     assert statuses == [200, 200, 500, 500]
     assert httpx.get(f"{scripted_llm.base_url}/models").status_code == 200  # only chat is broken
+
+
+async def test_streamed_requests_get_the_same_answer_as_chunks(scripted_llm: ScriptedLLM) -> None:
+    scripted_llm.on(r"weather", tool_call_reply(("get_weather", {"city": "Porto"}), ("get_time", {})))
+    async with openai.AsyncOpenAI(base_url=scripted_llm.base_url, api_key="x") as sdk:
+        stream = await sdk.chat.completions.create(
+            model="m",
+            messages=_msgs("weather?"),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    deltas = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+    assert [(d.index, d.function.name, d.function.arguments) for d in deltas if d.function] == [
+        (0, "get_weather", '{"city": "Porto"}'),
+        (1, "get_time", "{}"),
+    ]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    usage = chunks[-1].usage
+    assert usage is not None and usage.total_tokens == usage.prompt_tokens + usage.completion_tokens

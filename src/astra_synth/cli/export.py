@@ -10,6 +10,7 @@ import typer
 from astra_synth.errors import InputError
 from astra_synth.export.card import DEFAULT_LICENSE
 from astra_synth.export.hf import export_hf
+from astra_synth.export.verifiers import DEFAULT_SERVER, export_verifiers
 from astra_synth.runs.rundir import RunDirError
 
 app = typer.Typer(help="Publish a finished run (dataset card + Hugging Face layout).", no_args_is_help=True)
@@ -39,3 +40,30 @@ def hf(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{result.kind}: {result.rows} rows → {result.out} ({', '.join(result.files)})")
+
+
+@app.command("verifiers")
+def verifiers(
+    arena_files: Annotated[list[Path], typer.Argument(help="Arena JSONL files (those the server serves).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder to write (pyproject.toml + the taskset package).")
+    ],
+    server: Annotated[
+        str, typer.Option("--server", help="URL of the `astra arenas serve` the taskset plays on.")
+    ] = DEFAULT_SERVER,
+    name: Annotated[str, typer.Option("--name", help="Taskset id (`vf-eval NAME`); its package: - as _.")] = (
+        "astra-arenas"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT when it is not empty.")] = False,
+) -> None:
+    """Write a verifiers 0.4.0 taskset package: one task per arena, tools served per rollout from the arena
+    server (run in its sandbox), the arena F1 as `@vf.reward`. `pip install OUT`, then `vf-eval NAME`.
+
+    Refuses (exit 2) unreadable arenas, duplicate ids, a bad name and a non-empty OUT without --force.
+    """
+    try:
+        result = export_verifiers(arena_files, out, server=server, name=name, force=force)
+    except InputError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{result.tasks} arenas → {result.out} (taskset {result.taskset_id}; server {result.server})")

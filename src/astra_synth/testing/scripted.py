@@ -22,6 +22,9 @@ Two switches make the same script answer like other kinds of model: ``thinking_t
 plus answer gets ``finish_reason: length`` and no content, as vLLM sends for Qwen3), and
 ``openai_reasoning`` an OpenAI reasoning model (``max_tokens`` and a temperature are refused with OpenAI's
 HTTP 400, the reasoning is hidden and only counted in ``usage.completion_tokens_details``).
+
+A request with ``"stream": true`` gets the same answer as server-sent chunks (what a proxy such as
+verifiers' interception asks for).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import uvicorn
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from astra_synth.config import EndpointConfig
@@ -223,6 +226,24 @@ def _prompt_text(body: dict[str, Any], where: Where) -> str:
     if where == "last":
         return _content_text(messages[-1].get("content"))
     return "\n".join(_content_text(m.get("content")) for m in messages)
+
+
+def _sse_chunks(completion: dict[str, Any]) -> Iterator[str]:
+    """A completion as a ``stream=True`` client reads it: one delta with the whole message (tool calls
+    indexed), a finish chunk carrying the usage, then ``[DONE]``."""
+    choice = completion["choices"][0]
+    delta = dict(choice["message"])
+    if "tool_calls" in delta:
+        delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(delta["tool_calls"])]
+    head = {k: completion[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    chunks = [
+        head | {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
+        head | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]},
+        head | {"choices": [], "usage": completion["usage"]},
+    ]
+    for chunk in chunks:
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def _as_reply(value: ReplyLike) -> Reply:
@@ -465,7 +486,10 @@ class ScriptedLLM:
                 return Response(reply.raw_body, status_code=reply.status, headers=reply.headers)
             if reply.status != 200:
                 return _error_response(reply)
-            return JSONResponse(self._completion(body, reply))
+            completion = self._completion(body, reply)
+            if body.get("stream"):
+                return StreamingResponse(_sse_chunks(completion), media_type="text/event-stream")
+            return JSONResponse(completion)
 
     def _thought(self, body: dict[str, Any], reply: Reply) -> tuple[Reply, int]:
         """``reply`` as a thinking model gives it under the request's cap, and its reasoning tokens."""
@@ -499,6 +523,8 @@ class ScriptedLLM:
         if reply.reasoning_content is not None:
             message["reasoning_content"] = reply.reasoning_content
         completion_text = (reply.content or "") + json.dumps(message.get("tool_calls", []))
+        prompt_tokens = _rough_tokens(_prompt_text(body, "any"))
+        completion_tokens = _rough_tokens(completion_text) + reasoning_tokens
         return {
             "id": f"chatcmpl-scripted-{len(self._requests)}",
             "object": "chat.completion",
@@ -506,8 +532,9 @@ class ScriptedLLM:
             "model": body.get("model", self.model),
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
             "usage": {
-                "prompt_tokens": _rough_tokens(_prompt_text(body, "any")),
-                "completion_tokens": _rough_tokens(completion_text) + reasoning_tokens,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
                 "completion_tokens_details": {"reasoning_tokens": reasoning_tokens},
             },
         }
