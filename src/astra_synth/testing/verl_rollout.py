@@ -1,0 +1,117 @@
+"""Play an exported arena row through verl's own classes with a scripted generation backend; verl venv only.
+
+``python -m astra_synth.testing.verl_rollout EXPORT_DIR ARENAS_FILE TOKENIZER [--index N]``, run by the
+verl venv's interpreter (:func:`astra_synth.export.verl.ensure_verl_venv`) with an arena server serving
+``ARENAS_FILE`` at the URL the export wrote. It does what verl's trainer does with the export, minus the
+model: loads ``EXPORT_DIR/data/<stem>.parquet`` with verl's ``RLHFDataset``, instantiates the agent loop
+from the exported ``agent_loop.yaml`` as verl's ``AgentLoopWorker`` does (hydra), runs row ``N`` with a
+backend that answers each turn with the arena's golden turn (``golden_texts``), then scores it with the
+reward function the exported overrides name, loaded by verl's loader, as verl's reward manager calls it.
+It prints one JSON line: the dataset size, the row's keys, the reward, and the token counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from astra_synth.arenas.records import read_arenas
+from astra_synth.export.verl import AGENT_LOOP_FILE, OVERRIDES_FILE
+from astra_synth.testing.policy import golden_texts
+
+
+class ScriptedBackend:
+    """verl's ``LLMServerClient.generate`` surface: each call returns the next scripted turn's token ids."""
+
+    def __init__(self, turns: list[list[int]]) -> None:
+        self.turns = list(turns)
+        self.prompts: list[list[int]] = []
+
+    async def generate(self, request_id: str, prompt_ids: list[int], sampling_params: dict[str, Any], **_: Any) -> Any:
+        from verl.workers.rollout.replica import TokenOutput  # type: ignore[import-not-found]
+
+        self.prompts.append(list(prompt_ids))
+        return TokenOutput(token_ids=self.turns.pop(0), stop_reason="completed")
+
+
+async def play(export_dir: Path, arenas_file: Path, tokenizer_path: str, index: int) -> dict[str, Any]:
+    import hydra  # type: ignore[import-not-found]
+    from omegaconf import OmegaConf  # type: ignore[import-not-found]
+    from transformers import AutoTokenizer  # type: ignore[import-not-found]
+    from verl.experimental.agent_loop.agent_loop import (  # type: ignore[import-not-found]
+        DictConfigWrap,
+        ToolListWrap,
+    )
+    from verl.utils.dataset.rl_dataset import RLHFDataset  # type: ignore[import-not-found]
+    from verl.utils.import_utils import load_extern_object  # type: ignore[import-not-found]
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    overrides = dict(
+        line.split("=", 1) for line in (export_dir / OVERRIDES_FILE).read_text(encoding="utf-8").splitlines()
+    )
+    config = OmegaConf.create(
+        {
+            "data": {"max_prompt_length": 4096, "return_raw_chat": True, "filter_overlong_prompts": True},
+            "actor_rollout_ref": {
+                "rollout": {"prompt_length": 4096, "response_length": 2048, "multi_turn": {}},
+            },
+        }
+    )
+    parquet = export_dir / "data" / f"{arenas_file.stem}.parquet"
+    dataset = RLHFDataset(data_files=[str(parquet)], tokenizer=tokenizer, config=config.data)
+    row = dict(dataset[index])
+    arena = read_arenas(arenas_file)[index]
+    backend = ScriptedBackend(
+        [tokenizer(text, add_special_tokens=False)["input_ids"] for text in golden_texts(arena)]
+    )
+    (entry,) = [e for e in OmegaConf.load(export_dir / AGENT_LOOP_FILE) if e.name == row["agent_name"]]
+    loop = hydra.utils.instantiate(
+        config=entry,
+        trainer_config=DictConfigWrap(config=config),
+        server_manager=backend,
+        tokenizer=tokenizer,
+        processor=None,
+        hf_model_type=None,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        tools=ToolListWrap([]),
+    )
+    output = await loop.run({"temperature": 1.0}, **{k: v for k, v in row.items() if k != "agent_name"})
+    compute_score = load_extern_object(
+        overrides["reward.custom_reward_function.path"], overrides["reward.custom_reward_function.name"]
+    )
+    extra_info = {**row["extra_info"], **output.extra_fields}  # what verl's NaiveRewardManager passes
+    score = compute_score(
+        data_source=row["data_source"],
+        solution_str=tokenizer.decode(output.response_ids, skip_special_tokens=True),
+        ground_truth=row["reward_model"]["ground_truth"],
+        extra_info=extra_info,
+    )
+    return {
+        "rows": len(dataset),
+        "row_keys": sorted(row),
+        "arena_id": row["extra_info"]["arena_id"],
+        "score": score,
+        "generate_calls": len(backend.prompts),
+        "turns_left": len(backend.turns),
+        "model_tokens": sum(output.response_mask),
+        "tool_tokens": len(output.response_mask) - sum(output.response_mask),
+        "response_text": tokenizer.decode(output.response_ids, skip_special_tokens=False),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("arenas_file", type=Path)
+    parser.add_argument("tokenizer")
+    parser.add_argument("--index", type=int, default=0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(play(args.export_dir, args.arenas_file, args.tokenizer, args.index))))
+
+
+if __name__ == "__main__":
+    main()
