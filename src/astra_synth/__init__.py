@@ -38,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     # arenas in TRL's own GRPO loop (environment_factory)
     "trl_environments": "astra_synth.training.trl_env",
     "trl_rows": "astra_synth.training.trl_env",
+    # arenas in verl (parquet rows, our agent loop, the reward hook)
+    "export_verl": "astra_synth.export.verl",
     # the episode core
     "run_agent": "astra_synth.agent.loop",
     "AgentConfig": "astra_synth.agent.loop",
@@ -100,6 +102,7 @@ __all__ = [
     "__version__",
     "evaluate_all",
     "evaluate_arenas",
+    "export_verl",
     "f1_reward",
     "get_executor",
     "parse_hermes_calls",
@@ -127,6 +130,7 @@ if TYPE_CHECKING:
     from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
     from astra_synth.evaluation.suite import SuiteConfig, evaluate_all
     from astra_synth.export.publish import publish
+    from astra_synth.export.verl import export_verl
     from astra_synth.llm.client import LLMClient
     from astra_synth.runs.pipeline import Pipeline
     from astra_synth.runs.session import RunSession

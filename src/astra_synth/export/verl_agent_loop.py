@@ -82,7 +82,9 @@ class ArenaAgentLoop(AgentLoopBase):  # type: ignore[misc]
                 with simple_timer("tool_calls", metrics):
                     replies = await env.step(calls)
                 messages.append(
-                    Message(role="assistant", content=content_without_calls(text), tool_calls=calls).to_openai()
+                    Message(
+                        role="assistant", content=content_without_calls(text), tool_calls=calls
+                    ).to_openai()
                 )
                 previous = list(messages)
                 messages += [

@@ -30,7 +30,9 @@ class ScriptedBackend:
         self.turns = list(turns)
         self.prompts: list[list[int]] = []
 
-    async def generate(self, request_id: str, prompt_ids: list[int], sampling_params: dict[str, Any], **_: Any) -> Any:
+    async def generate(
+        self, request_id: str, prompt_ids: list[int], sampling_params: dict[str, Any], **_: Any
+    ) -> Any:
         from verl.workers.rollout.replica import TokenOutput  # type: ignore[import-not-found]
 
         self.prompts.append(list(prompt_ids))
