@@ -42,7 +42,7 @@ class ScriptedBackend:
 async def play(export_dir: Path, arenas_file: Path, tokenizer_path: str, index: int) -> dict[str, Any]:
     import hydra  # type: ignore[import-not-found]
     from omegaconf import OmegaConf  # type: ignore[import-not-found]
-    from transformers import AutoTokenizer  # type: ignore[import-not-found]
+    from transformers import AutoTokenizer
     from verl.experimental.agent_loop.agent_loop import (  # type: ignore[import-not-found]
         DictConfigWrap,
         ToolListWrap,
