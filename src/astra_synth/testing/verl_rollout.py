@@ -3,11 +3,13 @@
 ``python -m astra_synth.testing.verl_rollout EXPORT_DIR ARENAS_FILE TOKENIZER [--index N]``, run by the
 verl venv's interpreter (:func:`astra_synth.export.verl.ensure_verl_venv`) with an arena server serving
 ``ARENAS_FILE`` at the URL the export wrote. It does what verl's trainer does with the export, minus the
-model: loads ``EXPORT_DIR/data/<stem>.parquet`` with verl's ``RLHFDataset``, instantiates the agent loop
-from the exported ``agent_loop.yaml`` as verl's ``AgentLoopWorker`` does (hydra), runs row ``N`` with a
-backend that answers each turn with the arena's golden turn (``golden_texts``), then scores it with the
-reward function the exported overrides name, loaded by verl's loader, as verl's reward manager calls it.
-It prints one JSON line: the dataset size, the row's keys, the reward, and the token counts.
+model and Ray: composes verl's ``ppo_trainer`` config with the exported overrides (hydra, so every key must
+exist), loads the train parquet with the dataset class that config names (``RLHFDataset``), instantiates the
+agent loop from the exported registry file as verl's ``AgentLoopWorker`` does, runs row ``N`` with a
+backend that answers each turn with the arena's golden turn (``golden_texts``), and scores it with the
+reward function the config names, loaded by verl's ``get_custom_reward_fn`` and called as verl's
+``NaiveRewardManager`` calls it. It prints one JSON line: the dataset size, the row's keys, the reward and
+the token counts.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from astra_synth.arenas.records import read_arenas
-from astra_synth.export.verl import AGENT_LOOP_FILE, OVERRIDES_FILE
+from astra_synth.export.verl import OVERRIDES_FILE
 from astra_synth.testing.policy import golden_texts
 
 
@@ -39,6 +41,20 @@ class ScriptedBackend:
         return TokenOutput(token_ids=self.turns.pop(0), stop_reason="completed")
 
 
+def trainer_config(export_dir: Path) -> Any:
+    """verl's own ``ppo_trainer`` config composed (hydra) with the exported overrides, as ``main_ppo`` would:
+    every override must name a key verl has."""
+    import verl  # type: ignore[import-not-found]
+    from hydra import compose, initialize_config_dir  # type: ignore[import-not-found]
+
+    overrides = (export_dir / OVERRIDES_FILE).read_text(encoding="utf-8").split()
+    sizes = ["data.max_prompt_length=4096", "actor_rollout_ref.rollout.response_length=2048"]
+    with initialize_config_dir(
+        config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None
+    ):
+        return compose("ppo_trainer", overrides=[*overrides, *sizes])
+
+
 async def play(export_dir: Path, arenas_file: Path, tokenizer_path: str, index: int) -> dict[str, Any]:
     import hydra  # type: ignore[import-not-found]
     from omegaconf import OmegaConf  # type: ignore[import-not-found]
@@ -47,29 +63,20 @@ async def play(export_dir: Path, arenas_file: Path, tokenizer_path: str, index: 
         DictConfigWrap,
         ToolListWrap,
     )
-    from verl.utils.dataset.rl_dataset import RLHFDataset  # type: ignore[import-not-found]
-    from verl.utils.import_utils import load_extern_object  # type: ignore[import-not-found]
+    from verl.trainer.ppo.reward import get_custom_reward_fn  # type: ignore[import-not-found]
+    from verl.utils.dataset.rl_dataset import get_dataset_class  # type: ignore[import-not-found]
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    overrides = dict(
-        line.split("=", 1) for line in (export_dir / OVERRIDES_FILE).read_text(encoding="utf-8").splitlines()
-    )
-    config = OmegaConf.create(
-        {
-            "data": {"max_prompt_length": 4096, "return_raw_chat": True, "filter_overlong_prompts": True},
-            "actor_rollout_ref": {
-                "rollout": {"prompt_length": 4096, "response_length": 2048, "multi_turn": {}},
-            },
-        }
-    )
-    parquet = export_dir / "data" / f"{arenas_file.stem}.parquet"
-    dataset = RLHFDataset(data_files=[str(parquet)], tokenizer=tokenizer, config=config.data)
+    config = trainer_config(export_dir)
+    dataset_cls = get_dataset_class(config.data)
+    dataset = dataset_cls(data_files=config.data.train_files, tokenizer=tokenizer, config=config.data)
     row = dict(dataset[index])
     arena = read_arenas(arenas_file)[index]
     backend = ScriptedBackend(
         [tokenizer(text, add_special_tokens=False)["input_ids"] for text in golden_texts(arena)]
     )
-    (entry,) = [e for e in OmegaConf.load(export_dir / AGENT_LOOP_FILE) if e.name == row["agent_name"]]
+    registry = OmegaConf.load(config.actor_rollout_ref.rollout.agent.agent_loop_config_path)
+    (entry,) = [e for e in registry if e.name == row["agent_name"]]
     loop = hydra.utils.instantiate(
         config=entry,
         trainer_config=DictConfigWrap(config=config),
@@ -77,14 +84,12 @@ async def play(export_dir: Path, arenas_file: Path, tokenizer_path: str, index: 
         tokenizer=tokenizer,
         processor=None,
         hf_model_type=None,
-        dataset_cls=RLHFDataset,
+        dataset_cls=dataset_cls,
         data_config=DictConfigWrap(config.data),
         tools=ToolListWrap([]),
     )
     output = await loop.run({"temperature": 1.0}, **{k: v for k, v in row.items() if k != "agent_name"})
-    compute_score = load_extern_object(
-        overrides["reward.custom_reward_function.path"], overrides["reward.custom_reward_function.name"]
-    )
+    compute_score = get_custom_reward_fn(config)
     extra_info = {**row["extra_info"], **output.extra_fields}  # what verl's NaiveRewardManager passes
     score = compute_score(
         data_source=row["data_source"],
