@@ -26,6 +26,7 @@ from astra_synth.export.verl import (
     export_verl,
 )
 from astra_synth.sandbox import get_executor
+from astra_synth.testing.policy import golden_texts
 from astra_synth.testing.servers import ThreadedServer
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl"
@@ -89,25 +90,34 @@ def test_verl_loads_the_rows_and_its_agent_loop_plays_an_arena_to_reward_one(
     from astra_synth.training.models import embedded_checkpoint
 
     venv = ensure_verl_venv()  # built once per machine (`make verl-venv`)
+    arena = read_arenas(SAMPLE)[0]
     arenas_file = tmp_path / "arenas.jsonl"
-    write_arenas(arenas_file, read_arenas(SAMPLE)[:1])
+    write_arenas(arenas_file, [arena])
     export = export_verl([arenas_file], tmp_path / "verl", env_url=server.ws_url)
+    golden = golden_texts(arena)
+    name = arena.tools[0].function.name
+    broken = f'<tool_call>\n{{"name": "{name}", "arguments": {{'  # cut off: its arguments are not JSON
+    scripts = tmp_path / "scripts.json"
+    scripts.write_text(json.dumps([golden, [broken + "<|im_end|>", *golden]]))
     # astra_synth alone on the verl venv's path (our venv's site-packages would shadow verl's pins)
     (tmp_path / "path").mkdir()
     (tmp_path / "path" / "astra_synth").symlink_to(Path(astra_synth.__file__).parent)
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "path")}
     command = [str(venv.python), "-m", "astra_synth.testing.verl_rollout", str(export.out), str(arenas_file)]
-    proc = subprocess.run(
-        [*command, str(embedded_checkpoint())], env=env, capture_output=True, text=True, timeout=240
-    )
+    command += [str(embedded_checkpoint()), "--scripts", str(scripts)]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     played = json.loads(proc.stdout.strip().splitlines()[-1])
     assert played["rows"] == 1
     assert {"raw_prompt", "extra_info", "reward_model", "data_source", "agent_name"} <= set(
         played["row_keys"]
     )
-    assert played["score"]["score"] == pytest.approx(1.0)
-    assert played["score"]["recall"] == pytest.approx(1.0)
-    assert played["turns_left"] == 0  # every golden turn was asked for, the answer ended the episode
-    assert played["tool_tokens"] > 0 and played["model_tokens"] > 0
-    assert "<tool_response>" in played["response_text"]
+    perfect, sloppy = played["episodes"]
+    assert perfect["score"] == {"score": pytest.approx(1.0), "recall": 1.0, "precision": pytest.approx(1.0)}
+    assert perfect["turns_left"] == 0  # every golden turn was asked for, the answer ended the episode
+    assert perfect["tool_tokens"] > 0 and perfect["model_tokens"] > 0
+    assert "<tool_response>" in perfect["response_text"]
+    # a broken call reaches the server, is answered with an error and costs precision, not recall
+    assert sloppy["calls"] == perfect["calls"] + 1
+    assert sloppy["score"]["recall"] == 1.0 and sloppy["score"]["precision"] < 1.0
+    assert "not valid JSON" in sloppy["response_text"]

@@ -1,15 +1,16 @@
 """Play an exported arena row through verl's own classes with a scripted generation backend; verl venv only.
 
-``python -m astra_synth.testing.verl_rollout EXPORT_DIR ARENAS_FILE TOKENIZER [--index N]``, run by the
-verl venv's interpreter (:func:`astra_synth.export.verl.ensure_verl_venv`) with an arena server serving
-``ARENAS_FILE`` at the URL the export wrote. It does what verl's trainer does with the export, minus the
-model and Ray: composes verl's ``ppo_trainer`` config with the exported overrides (hydra, so every key must
-exist), loads the train parquet with the dataset class that config names (``RLHFDataset``), instantiates the
-agent loop from the exported registry file as verl's ``AgentLoopWorker`` does, runs row ``N`` with a
-backend that answers each turn with the arena's golden turn (``golden_texts``), and scores it with the
-reward function the config names, loaded by verl's ``get_custom_reward_fn`` and called as verl's
-``NaiveRewardManager`` calls it. It prints one JSON line: the dataset size, the row's keys, the reward and
-the token counts.
+``python -m astra_synth.testing.verl_rollout EXPORT_DIR ARENAS_FILE TOKENIZER [--index N] [--scripts F]``,
+run by the verl venv's interpreter (:func:`astra_synth.export.verl.ensure_verl_venv`) with an arena server
+serving ``ARENAS_FILE`` at the URL the export wrote. It does what verl's trainer does with the export, bar
+the model and Ray: composes verl's ``ppo_trainer`` config with the exported overrides (hydra: every key must
+exist), loads the train parquet with the dataset class that config names (``RLHFDataset``), instantiates
+the agent loop from the exported registry file as verl's ``AgentLoopWorker`` does, plays row ``N`` with a
+backend that answers each turn with the next text of a script (default: the arena's golden turns,
+``golden_texts``; ``--scripts`` gives episodes of one's own), and scores each episode with the reward
+function the config names, loaded by verl's ``get_custom_reward_fn`` and called as verl's
+``NaiveRewardManager`` calls it. It prints one JSON line: the dataset size, the row's keys, and per episode
+the reward, the calls and the token counts.
 """
 
 from __future__ import annotations
@@ -55,7 +56,14 @@ def trainer_config(export_dir: Path) -> Any:
         return compose("ppo_trainer", overrides=[*overrides, *sizes])
 
 
-async def play(export_dir: Path, arenas_file: Path, tokenizer_path: str, index: int) -> dict[str, Any]:
+async def play(
+    export_dir: Path,
+    arenas_file: Path,
+    tokenizer_path: str,
+    index: int,
+    scripts: list[list[str]] | None = None,
+) -> dict[str, Any]:
+    """Row ``index`` played once per script (the assistant texts of one episode; default: the golden one)."""
     import hydra  # type: ignore[import-not-found]
     from omegaconf import OmegaConf  # type: ignore[import-not-found]
     from transformers import AutoTokenizer
@@ -71,43 +79,42 @@ async def play(export_dir: Path, arenas_file: Path, tokenizer_path: str, index: 
     dataset_cls = get_dataset_class(config.data)
     dataset = dataset_cls(data_files=config.data.train_files, tokenizer=tokenizer, config=config.data)
     row = dict(dataset[index])
-    arena = read_arenas(arenas_file)[index]
-    backend = ScriptedBackend(
-        [tokenizer(text, add_special_tokens=False)["input_ids"] for text in golden_texts(arena)]
-    )
     registry = OmegaConf.load(config.actor_rollout_ref.rollout.agent.agent_loop_config_path)
     (entry,) = [e for e in registry if e.name == row["agent_name"]]
-    loop = hydra.utils.instantiate(
-        config=entry,
-        trainer_config=DictConfigWrap(config=config),
-        server_manager=backend,
-        tokenizer=tokenizer,
-        processor=None,
-        hf_model_type=None,
-        dataset_cls=dataset_cls,
-        data_config=DictConfigWrap(config.data),
-        tools=ToolListWrap([]),
-    )
-    output = await loop.run({"temperature": 1.0}, **{k: v for k, v in row.items() if k != "agent_name"})
     compute_score = get_custom_reward_fn(config)
-    extra_info = {**row["extra_info"], **output.extra_fields}  # what verl's NaiveRewardManager passes
-    score = compute_score(
-        data_source=row["data_source"],
-        solution_str=tokenizer.decode(output.response_ids, skip_special_tokens=True),
-        ground_truth=row["reward_model"]["ground_truth"],
-        extra_info=extra_info,
-    )
-    return {
-        "rows": len(dataset),
-        "row_keys": sorted(row),
-        "arena_id": row["extra_info"]["arena_id"],
-        "score": score,
-        "generate_calls": len(backend.prompts),
-        "turns_left": len(backend.turns),
-        "model_tokens": sum(output.response_mask),
-        "tool_tokens": len(output.response_mask) - sum(output.response_mask),
-        "response_text": tokenizer.decode(output.response_ids, skip_special_tokens=False),
-    }
+    episodes = []
+    for texts in scripts or [golden_texts(read_arenas(arenas_file)[index])]:
+        backend = ScriptedBackend([tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts])
+        loop = hydra.utils.instantiate(
+            config=entry,
+            trainer_config=DictConfigWrap(config=config),
+            server_manager=backend,
+            tokenizer=tokenizer,
+            processor=None,
+            hf_model_type=None,
+            dataset_cls=dataset_cls,
+            data_config=DictConfigWrap(config.data),
+            tools=ToolListWrap([]),
+        )
+        output = await loop.run({"temperature": 1.0}, **{k: v for k, v in row.items() if k != "agent_name"})
+        extra_info = {**row["extra_info"], **output.extra_fields}  # what verl's NaiveRewardManager passes
+        score = compute_score(
+            data_source=row["data_source"],
+            solution_str=tokenizer.decode(output.response_ids, skip_special_tokens=True),
+            ground_truth=row["reward_model"]["ground_truth"],
+            extra_info=extra_info,
+        )
+        episodes.append(
+            {
+                "score": score,
+                "calls": output.extra_fields["astra_reward"]["calls"],
+                "turns_left": len(backend.turns),
+                "model_tokens": sum(output.response_mask),
+                "tool_tokens": len(output.response_mask) - sum(output.response_mask),
+                "response_text": tokenizer.decode(output.response_ids, skip_special_tokens=False),
+            }
+        )
+    return {"rows": len(dataset), "row_keys": sorted(row), "episodes": episodes}
 
 
 def main() -> None:
@@ -116,8 +123,13 @@ def main() -> None:
     parser.add_argument("arenas_file", type=Path)
     parser.add_argument("tokenizer")
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument(
+        "--scripts", type=Path, help="JSON: a list of episodes, each a list of assistant texts."
+    )
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(play(args.export_dir, args.arenas_file, args.tokenizer, args.index))))
+    scripts = json.loads(args.scripts.read_text(encoding="utf-8")) if args.scripts else None
+    played = asyncio.run(play(args.export_dir, args.arenas_file, args.tokenizer, args.index, scripts))
+    print(json.dumps(played))
 
 
 if __name__ == "__main__":
