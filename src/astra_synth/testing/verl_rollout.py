@@ -64,7 +64,7 @@ async def play(
     scripts: list[list[str]] | None = None,
 ) -> dict[str, Any]:
     """Row ``index`` played once per script (the assistant texts of one episode; default: the golden one)."""
-    import hydra  # type: ignore[import-not-found]
+    import hydra
     from omegaconf import OmegaConf  # type: ignore[import-not-found]
     from transformers import AutoTokenizer
     from verl.experimental.agent_loop.agent_loop import (  # type: ignore[import-not-found]
