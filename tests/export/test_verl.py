@@ -113,11 +113,17 @@ def test_verl_loads_the_rows_and_its_agent_loop_plays_an_arena_to_reward_one(
         played["row_keys"]
     )
     perfect, sloppy = played["episodes"]
-    assert perfect["score"] == {"score": pytest.approx(1.0), "recall": 1.0, "precision": pytest.approx(1.0)}
+    # verl's reward loop called the exported compute_score and wrote the F1 into rm_scores
+    assert perfect["rm_score"] == pytest.approx(1.0)
+    assert perfect["reward_extra_info"] == {
+        "score": pytest.approx(1.0),
+        "recall": 1.0,
+        "precision": pytest.approx(1.0),
+    }
     assert perfect["turns_left"] == 0  # every golden turn was asked for, the answer ended the episode
     assert perfect["tool_tokens"] > 0 and perfect["model_tokens"] > 0
     assert "<tool_response>" in perfect["response_text"]
     # a broken call reaches the server, is answered with an error and costs precision, not recall
     assert sloppy["calls"] == perfect["calls"] + 1
-    assert sloppy["score"]["recall"] == 1.0 and sloppy["score"]["precision"] < 1.0
+    assert sloppy["reward_extra_info"]["recall"] == 1.0 and sloppy["rm_score"] < 1.0
     assert "not valid JSON" in sloppy["response_text"]

@@ -1,16 +1,17 @@
-"""Play an exported arena row through verl's own classes with a scripted generation backend; verl venv only.
+"""An exported arena row through verl's own rollout path with a scripted generation backend; verl venv only.
 
-``python -m astra_synth.testing.verl_rollout EXPORT_DIR ARENAS_FILE TOKENIZER [--index N] [--scripts F]``,
-run by the verl venv's interpreter (:func:`astra_synth.export.verl.ensure_verl_venv`) with an arena server
-serving ``ARENAS_FILE`` at the URL the export wrote. It does what verl's trainer does with the export, bar
-the model and Ray: composes verl's ``ppo_trainer`` config with the exported overrides (hydra: every key must
-exist), loads the train parquet with the dataset class that config names (``RLHFDataset``), instantiates
-the agent loop from the exported registry file as verl's ``AgentLoopWorker`` does, plays row ``N`` with a
-backend that answers each turn with the next text of a script (default: the arena's golden turns,
-``golden_texts``; ``--scripts`` gives episodes of one's own), and scores each episode with the reward
-function the config names, loaded by verl's ``get_custom_reward_fn`` and called as verl's
-``NaiveRewardManager`` calls it. It prints one JSON line: the dataset size, the row's keys, and per episode
-the reward, the calls and the token counts.
+``python -m astra_synth.testing.verl_rollout EXPORT_DIR ARENAS MODEL [--index N] [--scripts F]``, run by the
+verl venv's interpreter (:func:`astra_synth.export.verl.ensure_verl_venv`) while an arena server serves the
+exported ``ARENAS`` file at the URL the export wrote. It is verl's trainer minus the model and Ray: verl's
+``ppo_trainer`` config composed with the exported overrides (hydra: every key must exist; ``MODEL`` is the
+model path, for its tokenizer and config), the dataset class it names (``RLHFDataset``) over the train
+parquet, verl's collate function, and verl's ``AgentLoopWorker.generate_sequences``, which loads the
+exported agent-loop registry, instantiates our loop and scores each episode through verl's
+``RewardLoopWorker`` (the reward manager calling the ``compute_score`` the config names) into
+``rm_scores``. Ray actors are replaced by the objects themselves, and the inference server by
+:class:`ScriptedBackend`, which answers each turn with the next text of a script (default: the row's
+arena's golden turns, ``golden_texts``; ``--scripts`` gives episodes of one's own, a JSON list of lists).
+It prints one JSON line: the dataset size, the row's keys, and per episode what verl's batch holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from astra_synth.arenas.records import read_arenas
@@ -27,10 +29,10 @@ from astra_synth.testing.policy import golden_texts
 
 
 class ScriptedBackend:
-    """verl's ``LLMServerClient.generate`` surface: each call returns the next scripted turn's token ids."""
+    """verl's ``LLMServerClient.generate`` surface: each call returns the next of ``turns`` (token ids)."""
 
-    def __init__(self, turns: list[list[int]]) -> None:
-        self.turns = list(turns)
+    def __init__(self) -> None:
+        self.turns: list[list[int]] = []
         self.prompts: list[list[int]] = []
 
     async def generate(
@@ -42,76 +44,70 @@ class ScriptedBackend:
         return TokenOutput(token_ids=self.turns.pop(0), stop_reason="completed")
 
 
-def trainer_config(export_dir: Path) -> Any:
-    """verl's own ``ppo_trainer`` config composed (hydra) with the exported overrides, as ``main_ppo`` would:
-    every override must name a key verl has."""
+class InProcessActor:
+    """A Ray actor handle's surface (``handle.method.remote(...)``) over a plain object in this process."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        return SimpleNamespace(remote=getattr(self._target, name))
+
+
+def trainer_config(export_dir: Path, model: str) -> Any:
+    """verl's own ``ppo_trainer`` config composed with the exported overrides, as ``main_ppo`` composes it."""
     import verl  # type: ignore[import-not-found]
     from hydra import compose, initialize_config_dir  # type: ignore[import-not-found]
 
     overrides = (export_dir / OVERRIDES_FILE).read_text(encoding="utf-8").split()
-    sizes = ["data.max_prompt_length=4096", "actor_rollout_ref.rollout.response_length=2048"]
-    with initialize_config_dir(
-        config_dir=str(Path(verl.__file__).parent / "trainer" / "config"), version_base=None
-    ):
-        return compose("ppo_trainer", overrides=[*overrides, *sizes])
+    ours = [
+        f"actor_rollout_ref.model.path={model}",
+        "actor_rollout_ref.rollout.name=vllm",  # required by the schema; nothing here imports vLLM
+        "data.max_prompt_length=4096",
+        "actor_rollout_ref.rollout.response_length=2048",
+    ]
+    folder = Path(verl.__file__).parent / "trainer" / "config"
+    with initialize_config_dir(config_dir=str(folder), version_base=None):
+        return compose("ppo_trainer", overrides=[*overrides, *ours])
 
 
 async def play(
-    export_dir: Path,
-    arenas_file: Path,
-    tokenizer_path: str,
-    index: int,
-    scripts: list[list[str]] | None = None,
+    export_dir: Path, arenas_file: Path, model: str, index: int = 0, scripts: list[list[str]] | None = None
 ) -> dict[str, Any]:
-    """Row ``index`` played once per script (the assistant texts of one episode; default: the golden one)."""
-    import hydra
-    from omegaconf import OmegaConf  # type: ignore[import-not-found]
+    """Row ``index`` played once per script, each as a batch of one through ``generate_sequences``."""
     from transformers import AutoTokenizer
-    from verl.experimental.agent_loop.agent_loop import (  # type: ignore[import-not-found]
-        DictConfigWrap,
-        ToolListWrap,
-    )
-    from verl.trainer.ppo.reward import get_custom_reward_fn  # type: ignore[import-not-found]
-    from verl.utils.dataset.rl_dataset import get_dataset_class  # type: ignore[import-not-found]
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker  # type: ignore[import-not-found]
+    from verl.experimental.reward_loop.reward_loop import RewardLoopWorker  # type: ignore[import-not-found]
+    from verl.protocol import DataProto  # type: ignore[import-not-found]
+    from verl.utils.dataset.rl_dataset import collate_fn, get_dataset_class  # type: ignore[import-not-found]
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    config = trainer_config(export_dir)
-    dataset_cls = get_dataset_class(config.data)
-    dataset = dataset_cls(data_files=config.data.train_files, tokenizer=tokenizer, config=config.data)
-    row = dict(dataset[index])
-    registry = OmegaConf.load(config.actor_rollout_ref.rollout.agent.agent_loop_config_path)
-    (entry,) = [e for e in registry if e.name == row["agent_name"]]
-    compute_score = get_custom_reward_fn(config)
+    config = trainer_config(export_dir, model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    dataset = get_dataset_class(config.data)(config.data.train_files, tokenizer, config.data)
+    row = dataset[index]
+    if scripts is None:
+        (arena,) = [a for a in read_arenas(arenas_file) if a.id == row["extra_info"]["arena_id"]]
+        scripts = [golden_texts(arena)]
+    backend = ScriptedBackend()
+    rewards = InProcessActor(RewardLoopWorker(config))
+    worker = AgentLoopWorker(config, llm_client=backend, reward_loop_worker_handles=[rewards])
     episodes = []
-    for texts in scripts or [golden_texts(read_arenas(arenas_file)[index])]:
-        backend = ScriptedBackend([tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts])
-        loop = hydra.utils.instantiate(
-            config=entry,
-            trainer_config=DictConfigWrap(config=config),
-            server_manager=backend,
-            tokenizer=tokenizer,
-            processor=None,
-            hf_model_type=None,
-            dataset_cls=dataset_cls,
-            data_config=DictConfigWrap(config.data),
-            tools=ToolListWrap([]),
-        )
-        output = await loop.run({"temperature": 1.0}, **{k: v for k, v in row.items() if k != "agent_name"})
-        extra_info = {**row["extra_info"], **output.extra_fields}  # what verl's NaiveRewardManager passes
-        score = compute_score(
-            data_source=row["data_source"],
-            solution_str=tokenizer.decode(output.response_ids, skip_special_tokens=True),
-            ground_truth=row["reward_model"]["ground_truth"],
-            extra_info=extra_info,
-        )
+    for texts in scripts:
+        backend.turns = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        batch = await worker.generate_sequences(DataProto.from_single_dict(collate_fn([dataset[index]])))
+        mask = batch.batch["response_mask"][0]
+        width = batch.batch["prompts"].shape[1]
+        response = batch.batch["input_ids"][0, width:][batch.batch["attention_mask"][0, width:].bool()]
+        extra = {k: batch.non_tensor_batch[k][0].item() for k in batch.meta_info["reward_extra_keys"]}
         episodes.append(
             {
-                "score": score,
-                "calls": output.extra_fields["astra_reward"]["calls"],
+                "rm_score": batch.batch["rm_scores"][0].sum().item(),
+                "reward_extra_info": extra,
+                "calls": batch.non_tensor_batch["astra_reward"][0]["calls"],
                 "turns_left": len(backend.turns),
-                "model_tokens": sum(output.response_mask),
-                "tool_tokens": len(output.response_mask) - sum(output.response_mask),
-                "response_text": tokenizer.decode(output.response_ids, skip_special_tokens=False),
+                "model_tokens": int(mask.sum()),
+                "tool_tokens": len(response) - int(mask.sum()),
+                "response_text": tokenizer.decode(response, skip_special_tokens=True),
             }
         )
     return {"rows": len(dataset), "row_keys": sorted(row), "episodes": episodes}
@@ -121,15 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("arenas_file", type=Path)
-    parser.add_argument("tokenizer")
+    parser.add_argument("model", help="Model folder (its tokenizer and config are read, not its weights).")
     parser.add_argument("--index", type=int, default=0)
-    parser.add_argument(
-        "--scripts", type=Path, help="JSON: a list of episodes, each a list of assistant texts."
-    )
+    parser.add_argument("--scripts", type=Path, help="JSON: episodes, each a list of assistant texts.")
     args = parser.parse_args()
     scripts = json.loads(args.scripts.read_text(encoding="utf-8")) if args.scripts else None
-    played = asyncio.run(play(args.export_dir, args.arenas_file, args.tokenizer, args.index, scripts))
-    print(json.dumps(played))
+    print(json.dumps(asyncio.run(play(args.export_dir, args.arenas_file, args.model, args.index, scripts))))
 
 
 if __name__ == "__main__":
