@@ -58,7 +58,7 @@ def test_rows_agent_loop_and_overrides(tmp_path: Path) -> None:
     assert overrides["reward.custom_reward_function.path"] == "pkg://astra_synth.export.verl_agent_loop"
 
 
-def test_refuses_a_full_folder_and_clashing_split_names(tmp_path: Path) -> None:
+def test_refuses_a_full_folder_clashing_split_names_and_a_bad_url(tmp_path: Path) -> None:
     out = tmp_path / "verl"
     export_verl([SAMPLE], out, env_url="ws://127.0.0.1:8791")
     with pytest.raises(InputError, match="not empty"):
@@ -70,6 +70,8 @@ def test_refuses_a_full_folder_and_clashing_split_names(tmp_path: Path) -> None:
         export_verl([SAMPLE, twin], out, env_url="ws://127.0.0.1:8791", force=True)
     result = export_verl([twin], out, env_url="ws://127.0.0.1:8791", force=True)
     assert result.rows == {"arenas.sample": 1}
+    with pytest.raises(InputError, match="--env-url: not a ws://"):
+        export_verl([twin], tmp_path / "other-out", env_url="127.0.0.1:8791")
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import yaml
 from pydantic import Field
 
 from astra_synth.arenas.records import Arena, read_arenas
+from astra_synth.arenas.remote import ws_url
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
 from astra_synth.venvs import PinnedVenv, SideVenv, VenvError, run_step
@@ -109,12 +110,18 @@ def export_verl(
     """Write ``out/data/<split>.parquet`` (split = arena file stem), ``agent_loop.yaml`` (our loop, talking
     to the arena server at ``env_url``) and ``verl_overrides.txt``. Serve the same arena files with
     ``astra arenas serve`` for training. Refuses a non-empty ``out`` without ``force`` and two files with
-    the same stem (:class:`InputError`)."""
+    the same stem, and a URL that is not ws://, wss://, http:// or https:// (:class:`InputError`)."""
     if not arena_files:
         raise InputError("give at least one arena file")
+    try:
+        ws_url(env_url)
+    except ValueError as exc:
+        raise InputError(f"--env-url: {exc}") from exc
     splits = {Path(f).stem: read_arenas(f) for f in arena_files}
     if len(splits) != len(arena_files):
         raise InputError("two arena files have the same name; their stems are the split names")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a folder")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise InputError(f"{out} is not empty (use --force to overwrite it)")
