@@ -58,6 +58,18 @@ def test_rows_agent_loop_and_overrides(tmp_path: Path) -> None:
     assert overrides["reward.custom_reward_function.path"] == "pkg://astra_synth.export.verl_agent_loop"
 
 
+def test_the_train_split_trains_the_others_validate(tmp_path: Path) -> None:
+    arenas = read_arenas(SAMPLE)
+    for name, part in [("val", arenas[:2]), ("train", arenas[2:])]:
+        write_arenas(tmp_path / f"{name}.jsonl", part)
+    out = tmp_path / "verl"
+    result = export_verl([tmp_path / "val.jsonl", tmp_path / "train.jsonl"], out, env_url="ws://h:8791")
+    assert result.rows == {"val": 2, "train": len(arenas) - 2}
+    overrides = dict(line.split("=", 1) for line in (out / OVERRIDES_FILE).read_text().splitlines())
+    assert overrides["data.train_files"] == str(out.resolve() / "data" / "train.parquet")
+    assert overrides["data.val_files"] == f"[{out.resolve() / 'data' / 'val.parquet'}]"
+
+
 def test_refuses_a_full_folder_clashing_split_names_and_a_bad_url(tmp_path: Path) -> None:
     out = tmp_path / "verl"
     export_verl([SAMPLE], out, env_url="ws://127.0.0.1:8791")

@@ -89,12 +89,13 @@ def verl_rows(arenas: list[Arena], split: str, seed: int = 0) -> list[dict[str, 
 
 
 def overrides(out: Path, splits: list[str]) -> list[str]:
-    """verl's command-line overrides that wire the export in (data files, agent loop, reward hook)."""
-    files = ",".join(str(out / "data" / f"{s}.parquet") for s in splits)
-    train = next((s for s in splits if s == "train"), splits[0])
+    """verl's command-line overrides that wire the export in (data files, agent loop, reward hook). The
+    ``train`` split (else the first) trains; the others validate (none: the train split does)."""
+    train = "train" if "train" in splits else splits[0]
+    val = ",".join(str(out / "data" / f"{s}.parquet") for s in [s for s in splits if s != train] or [train])
     return [
         f"data.train_files={out / 'data' / f'{train}.parquet'}",
-        f"data.val_files=[{files}]",
+        f"data.val_files=[{val}]",
         "data.return_raw_chat=True",
         "actor_rollout_ref.rollout.mode=async",
         f"actor_rollout_ref.rollout.agent.agent_loop_config_path={out / AGENT_LOOP_FILE}",
