@@ -1,13 +1,13 @@
 """verl's agent loop and reward hook for arenas; imported by verl 0.9.1 (``astra export verl`` wires it in).
 
-Only a verl environment imports this module (our own venv has no verl): ``pip install astra-synth --no-deps
-pydantic websockets pyyaml aiohttp`` there. ``ArenaAgentLoop`` plays one episode per row on an arena server
-(``astra arenas serve``) through :class:`~astra_synth.arenas.remote.RemoteArenaEnv`: it resets the row's
-arena with the row's seed (the server sends the tools, full schemas, in that seed's order), renders the
-prompt with verl's token builder, and per turn asks verl's generation backend for tokens, parses tool calls
-with our one parser (malformed calls go to the server and count against precision), sends them as one step
-and appends the tool messages whole (no 256-character cut). A turn without calls is the final answer; the
-server then scores the episode with our ``ArenaEnv`` F1, which the loop keeps in ``extra_fields``, where
+Only a verl environment imports this module (our own venv has no verl; verl brings the deps): ``pip install
+--no-deps astra-synth pydantic websockets pyyaml aiohttp`` there. ``ArenaAgentLoop`` plays one episode per row
+on an arena server (``astra arenas serve``) through :class:`~astra_synth.arenas.remote.RemoteArenaEnv`: it
+resets the row's arena with the row's seed (the server sends the tools, full schemas, in that seed's order),
+renders the prompt with verl's token builder, and per turn asks verl's generation backend for tokens, parses
+tool calls with our one parser (malformed calls go to the server and count against precision), sends them as
+one step and appends the tool messages whole (no 256-character cut). A turn without calls is the final answer;
+the server then scores the episode with our ``ArenaEnv`` F1, which the loop keeps in ``extra_fields``, where
 verl's reward loop passes it to :func:`compute_score` as ``extra_info``.
 """
 
