@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt $(NATIVE)
 # any machine of this kind. pip keeps the wheel in its cache, so later installs take seconds.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install system-deps lint bfcl-venv tau2-venv test demo clean
+.PHONY: install system-deps lint bfcl-venv tau2-venv verl-venv test demo clean
 
 $(STAMP): pyproject.toml constraints.txt $(NATIVE)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,7 +40,11 @@ bfcl-venv: install
 tau2-venv: install
 	$(BIN)/python -c "from astra_synth.evaluation.tau2 import ensure_tau2_venv; ensure_tau2_venv()"
 
-test: lint bfcl-venv tau2-venv
+# `astra export verl`'s check runs verl 0.9.1 (CPU torch) in a venv of its own (in the cache dir); built once per machine.
+verl-venv: install
+	$(BIN)/python -c "from astra_synth.export.verl import ensure_verl_venv; ensure_verl_venv()"
+
+test: lint bfcl-venv tau2-venv verl-venv
 	$(BIN)/pytest
 
 demo: install

@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     # arenas as a verifiers taskset (tools on the arena server)
     "export_verifiers": "astra_synth.export.verifiers",
     "vf_eval": "astra_synth.export.verifiers",
+    # arenas in verl (parquet rows, our agent loop, the reward hook)
+    "export_verl": "astra_synth.export.verl",
     # the episode core
     "run_agent": "astra_synth.agent.loop",
     "AgentConfig": "astra_synth.agent.loop",
@@ -104,6 +106,7 @@ __all__ = [
     "evaluate_all",
     "evaluate_arenas",
     "export_verifiers",
+    "export_verl",
     "f1_reward",
     "get_executor",
     "parse_hermes_calls",
@@ -133,6 +136,7 @@ if TYPE_CHECKING:
     from astra_synth.evaluation.suite import SuiteConfig, evaluate_all
     from astra_synth.export.publish import publish
     from astra_synth.export.verifiers import export_verifiers, vf_eval
+    from astra_synth.export.verl import export_verl
     from astra_synth.llm.client import LLMClient
     from astra_synth.runs.pipeline import Pipeline
     from astra_synth.runs.session import RunSession

@@ -11,6 +11,7 @@ from astra_synth.errors import InputError
 from astra_synth.export.card import DEFAULT_LICENSE
 from astra_synth.export.hf import export_hf
 from astra_synth.export.verifiers import DEFAULT_SERVER, export_verifiers
+from astra_synth.export.verl import OVERRIDES_FILE, export_verl
 from astra_synth.runs.rundir import RunDirError
 
 app = typer.Typer(help="Publish a finished run (dataset card + Hugging Face layout).", no_args_is_help=True)
@@ -67,3 +68,34 @@ def verifiers(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{result.tasks} arenas → {result.out} (taskset {result.taskset_id}; server {result.server})")
+
+
+@app.command("verl")
+def verl(
+    arenas: Annotated[
+        list[Path], typer.Argument(help="Arena JSONL files; each is a split named by its stem.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write (data/*.parquet + verl config).")],
+    env_url: Annotated[
+        str,
+        typer.Option(
+            "--env-url", help="The `astra arenas serve` the agent loop plays on (ws:// or http://)."
+        ),
+    ] = "ws://127.0.0.1:8791",
+    seed: Annotated[
+        int, typer.Option("--seed", help="Orders each arena's tools, as `ArenaEnv(seed=…)`.")
+    ] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT when it is not empty.")] = False,
+) -> None:
+    """Write arenas as verl 0.9.1 training data: parquet rows, our agent loop's registry file and the
+    command-line overrides for `python -m verl.trainer.main_ppo` (docs/integrations.md). Serve the same
+    files with `astra arenas serve` while training. Refuses (exit 2) bad arena files and a non-empty OUT
+    without --force."""
+    try:
+        result = export_verl(arenas, out, env_url=env_url, seed=seed, force=force)
+    except InputError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    rows = ", ".join(f"{split}: {n}" for split, n in result.rows.items())
+    typer.echo(f"verl: {rows} rows → {result.out} ({', '.join(result.files)})")
+    typer.echo(f"train: python -m verl.trainer.main_ppo $(cat {result.out / OVERRIDES_FILE}) …")
