@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt $(NATIVE)
 # any machine of this kind. pip keeps the wheel in its cache, so later installs take seconds.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install system-deps lint bfcl-venv tau2-venv verl-venv test demo clean
+.PHONY: install system-deps lint bfcl-venv tau2-venv verl-venv verifiers-venv test demo clean
 
 $(STAMP): pyproject.toml constraints.txt $(NATIVE)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,11 @@ tau2-venv: install
 verl-venv: install
 	$(BIN)/python -c "from astra_synth.export.verl import ensure_verl_venv; ensure_verl_venv()"
 
-test: lint bfcl-venv tau2-venv verl-venv
+# `astra export verifiers`'s checks run verifiers 0.4.0 (`vf-eval`) in a venv of its own (in the cache dir); built once per machine.
+verifiers-venv: install
+	$(BIN)/python -c "from astra_synth.export.verifiers import ensure_verifiers_venv; ensure_verifiers_venv()"
+
+test: lint bfcl-venv tau2-venv verl-venv verifiers-venv
 	$(BIN)/pytest
 
 demo: install
