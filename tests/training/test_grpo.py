@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from astra_synth.arenas.distractors import DistractorConfig
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.testing.policy import ScriptedPolicy, golden_texts
 from astra_synth.training.batching import FillConfig, FillResult, Group
-from astra_synth.training.distractors import DistractorConfig
 from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
 from astra_synth.training.grpo import (
     ArenaRollouts,

@@ -85,10 +85,10 @@ def rl(
     ] = None,
 ) -> None:
     """GRPO (DAPO loss, no KL) on arenas: sandboxed tool calls, F1 reward, distractors, batch filling."""
+    from astra_synth.arenas.distractors import DistractorConfig
     from astra_synth.arenas.records import read_arenas
     from astra_synth.sandbox import get_executor
     from astra_synth.training.batching import FillConfig
-    from astra_synth.training.distractors import DistractorConfig
     from astra_synth.training.episodes import EpisodeConfig
     from astra_synth.training.grpo import RLConfig, run_rl
     from astra_synth.training.models import LoraConfig

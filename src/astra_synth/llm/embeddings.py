@@ -1,4 +1,5 @@
-"""Text embeddings shared by distractor sampling (training) and the contamination firewall (evaluation).
+"""Text embeddings shared by distractor sampling (arenas: GRPO and the arena server) and the contamination
+firewall (evaluation).
 
 Two embedders: the bundled all-MiniLM-L6-v2 (offline, CPU) and any OpenAI-compatible ``/v1/embeddings``
 endpoint. Vectors are cached on disk by content (embedder id + document), so a document is embedded once per

@@ -1,1 +1,1 @@
-"""Training: F1 trajectory reward, distractor sampling, batch filling, SFT and GRPO."""
+"""Training: F1 trajectory reward, batch filling, SFT and GRPO (distractors: arenas/distractors.py)."""

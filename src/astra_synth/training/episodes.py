@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from astra_synth.agent.chat import Message, content_without_calls, parse_hermes_calls
+from astra_synth.arenas.distractors import DistractorDraw
 from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.config import StrictModel
-from astra_synth.training.distractors import DistractorDraw
 from astra_synth.training.remote_env import SyncRemoteArenaEnv
 
 EpisodeEnv = ArenaEnv | SyncRemoteArenaEnv

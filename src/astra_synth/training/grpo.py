@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from transformers import TrainerCallback
 
+from astra_synth.arenas.distractors import DistractorConfig, DistractorDraw, DistractorSampler
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig, ExtraTool
 from astra_synth.config import StrictModel
@@ -39,7 +40,6 @@ from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
-from astra_synth.training.distractors import DistractorConfig, DistractorDraw, DistractorSampler
 from astra_synth.training.episodes import EpisodeConfig, EpisodeEnv, EpisodeRunner, TokenEpisode
 from astra_synth.training.metrics import JsonlMetrics
 from astra_synth.training.models import (

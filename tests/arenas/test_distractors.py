@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from astra_synth.arenas.distractors import DistractorConfig, DistractorSampler, tool_document
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 from astra_synth.sandbox.executor import ToolExecutor
-from astra_synth.training.distractors import DistractorConfig, DistractorSampler, tool_document
 
 
 @pytest.fixture(scope="module")
-def arenas(sample_arenas: list[Arena]) -> dict[str, Arena]:
-    return {a.id: a for a in sample_arenas}
+def arenas(sample_arenas: dict[str, Arena]) -> dict[str, Arena]:
+    return sample_arenas
 
 
 class AngleEmbedder:
