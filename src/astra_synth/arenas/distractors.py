@@ -7,7 +7,8 @@ A candidate's score is its highest normalised similarity to any in-scope tool, a
 high > 0.85, medium 0.4–0.85, low < 0.4 (one band per candidate, so no tool is drawn twice). Tools of the
 arena's own domain and tools named like an in-scope tool are excluded (near-duplicates make the task
 ambiguous). Up to K per band are drawn with a seeded RNG and recorded per episode; the tool order is shuffled
-by ``ArenaEnv``.
+by ``ArenaEnv``. GRPO (``astra train rl``) and the arena server (``astra arenas serve --distractors K``) draw
+the same way, so an episode seed gives the same tools in process and on a server over the same arenas.
 
 Vectors come through :class:`~astra_synth.llm.embeddings.VectorCache`, so a pool is embedded once per machine.
 """
@@ -16,15 +17,15 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from astra_synth.arenas.records import Arena, ToolSchema, ToolSource
 from astra_synth.arenas.runtime import ExtraTool
-from astra_synth.config import StrictModel
-from astra_synth.llm.embeddings import Embedder, VectorCache
+from astra_synth.config import StrictModel, cache_root
+from astra_synth.llm.embeddings import Embedder, LocalEmbedder, VectorCache
 
 
 class DistractorConfig(StrictModel):
@@ -83,6 +84,12 @@ class DistractorSampler:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True) if len(vectors) else vectors
         unit = vectors / np.where(norms == 0, 1.0, norms)
         self._similarity = unit @ unit.T
+        self._bands: dict[tuple[str, frozenset[str]], DistractorDraw] = {}
+
+    @property
+    def pool(self) -> list[str]:
+        """The pool's tool names (every candidate a draw can offer)."""
+        return list(self._names)
 
     def normalised_row(self, name: str) -> dict[str, float]:
         """Min-max normalised similarity of pool tool ``name`` to every other pool tool."""
@@ -99,12 +106,19 @@ class DistractorSampler:
         }
 
     def bands(self, arena: Arena) -> DistractorDraw:
-        """Every eligible candidate of ``arena``, in its band (sorted by name)."""
-        in_scope = {t.function.name for t in arena.tools}
+        """Every eligible candidate of ``arena``, in its band (sorted by name). Computed once per domain and
+        tool set: a server resets the same arenas many times, and a row costs a pass over the pool."""
+        in_scope = frozenset(t.function.name for t in arena.tools)
+        key = (arena.domain, in_scope)
+        if key not in self._bands:
+            self._bands[key] = self._banded(arena.domain, in_scope)
+        return self._bands[key].model_copy(deep=True)
+
+    def _banded(self, domain: str, in_scope: frozenset[str]) -> DistractorDraw:
         score: dict[str, float] = {}
         for name in sorted(in_scope & set(self._index)):
             for other, value in self.normalised_row(name).items():
-                if other in in_scope or self._tools[other].domain == arena.domain:
+                if other in in_scope or self._tools[other].domain == domain:
                     continue
                 score[other] = max(score.get(other, 0.0), value)
         draw = DistractorDraw()
@@ -134,3 +148,13 @@ class DistractorSampler:
     def extra_tools(self, draw: DistractorDraw) -> list[ExtraTool]:
         """The drawn tools in the form ``ArenaEnv`` runs them (each with its own source)."""
         return [ExtraTool(tool=self._tools[n].tool, source=self._tools[n].source) for n in draw.names]
+
+
+def local_samplers(
+    pools: Mapping[str, Sequence[Arena]], config: DistractorConfig | None = None
+) -> dict[str, DistractorSampler]:
+    """One sampler per named pool (e.g. per split, so a training episode never sees a held-out arena's
+    tools), all with the bundled all-MiniLM-L6-v2 loaded once and this machine's vector cache
+    (``$ASTRA_CACHE_DIR/embeddings``): no network, and each tool document is embedded once per machine."""
+    embedder, cache = LocalEmbedder(), VectorCache(cache_root() / "embeddings")
+    return {name: DistractorSampler(pool, embedder, cache, config) for name, pool in pools.items()}

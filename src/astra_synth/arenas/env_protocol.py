@@ -39,6 +39,8 @@ class ArenaAction(_Wire):
 class ArenaObservation(_Wire):
     """After reset: the prompt ``messages`` and the ``tools``; after a step: one tool message per call and
     whether each call worked. ``error`` says why an action was refused (nothing ran, the episode goes on).
+    On a server with distractors the reset's ``metadata["distractors"]`` names the drawn tools by band
+    (``high`` / ``medium`` / ``low``, a :class:`~astra_synth.arenas.distractors.DistractorDraw`).
     The last observation has ``done`` and ``reward`` (the arena F1); ``metadata["reward"]`` holds the whole
     :class:`~astra_synth.arenas.reward.RewardBreakdown` (recall, precision, calls, solved sub-tasks)."""
 
@@ -79,13 +81,15 @@ class ArenaState(_Wire):
 
 class ResetRequest(_Wire):
     """What ``reset`` accepts: an arena by id, by split and index, or by seed alone (arena ``seed`` mod N
-    over every split); ``seed`` also orders the tool list. ``episode_id`` is echoed in the state."""
+    over every split); ``seed`` also orders the tool list. ``episode_id`` is echoed in the state. On a
+    server with distractors, ``episode`` picks the draw: (server seed, arena id, episode), as in GRPO."""
 
     arena_id: str | None = None
     split: str | None = None
     index: int | None = Field(default=None, ge=0)
     seed: int | None = Field(default=None, ge=0)
     episode_id: str | None = Field(default=None, max_length=255)
+    episode: int = Field(default=0, ge=0)
 
 
 def error_frame(message: str, code: ErrorCode) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from websockets.exceptions import WebSocketException
 
 from astra_synth.agent.chat import ToolCall
 from astra_synth.agent.loop import ToolReply
+from astra_synth.arenas.distractors import DistractorDraw
 from astra_synth.arenas.env_protocol import TOKEN_ENV, ArenaObservation
 from astra_synth.arenas.reward import RewardBreakdown
 
@@ -46,6 +47,8 @@ class RemoteArenaEnv:
         self._ws: ClientConnection | None = None
         self._turn: asyncio.Future[list[ToolReply]] | None = None
         self.last: ArenaObservation | None = None
+        self.distractors: DistractorDraw | None = None
+        """The distractor tools the server drew for the current episode (None: it offers none)."""
 
     async def __aenter__(self) -> RemoteArenaEnv:
         token = os.environ.get(TOKEN_ENV)
@@ -80,12 +83,16 @@ class RemoteArenaEnv:
         seed: int | None = None,
         split: str | None = None,
         index: int | None = None,
+        episode: int | None = None,
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Start an episode; the prompt messages and the tool list (ordered by ``seed``, as locally)."""
-        request = {"arena_id": arena_id, "seed": seed, "split": split, "index": index}
+        """Start an episode; the prompt messages and the tool list (ordered by ``seed``, as locally), with
+        the distractors the server draws for ``episode`` (0 when not given) if it offers any."""
+        request = {"arena_id": arena_id, "seed": seed, "split": split, "index": index, "episode": episode}
         observation = await self._send("reset", {k: v for k, v in request.items() if v is not None})
         if observation.error is not None:
             raise RemoteEnvError(f"reset refused: {observation.error}")
+        drawn = observation.metadata.get("distractors")
+        self.distractors = DistractorDraw.model_validate(drawn) if drawn is not None else None
         return observation.messages, observation.tools
 
     async def step(self, calls: list[ToolCall]) -> list[ToolReply]:

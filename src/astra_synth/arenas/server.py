@@ -7,8 +7,12 @@ it (TRL, SkyRL, torchforge) play our arenas, and the ``/{env}/splits|tasks|num_t
 routes are its TaskProvider API (a split is an arena file, named by its stem). What a model gets wrong — an
 unknown tool, malformed arguments, an oversized message, too many calls — comes back as an observation with
 an error; only a protocol error (a frame that is not JSON, an unknown type) is an error frame, as in openenv.
-A session idle longer than ``idle_timeout_s`` is closed. When ``ASTRA_ARENAS_TOKEN`` is set every route
-requires it as a bearer token; a refused WebSocket is never accepted, so nothing runs.
+With distractors (a :class:`~astra_synth.arenas.distractors.DistractorSampler` per split, built once at
+start-up; per split so that a training episode is never offered a held-out arena's tools) every reset adds
+the irrelevant tools drawn for (sampler seed, arena id, ``episode``) to the arena's own, shuffled in by the
+seed, and names them in the observation's metadata; calling one runs it in the sandbox and costs precision,
+as in GRPO. A session idle longer than ``idle_timeout_s`` is closed. When ``ASTRA_ARENAS_TOKEN`` is set
+every route requires it as a bearer token; a refused WebSocket is never accepted, so nothing runs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from astra_synth.agent.chat import parse_openai_calls
+from astra_synth.arenas.distractors import DistractorSampler
 from astra_synth.arenas.env_protocol import (
     ENV_NAME,
     TOKEN_ENV,
@@ -41,7 +46,7 @@ from astra_synth.arenas.env_protocol import (
     error_frame,
 )
 from astra_synth.arenas.records import Arena, read_arenas
-from astra_synth.arenas.runtime import ArenaEnv, EnvConfig
+from astra_synth.arenas.runtime import ArenaEnv, EnvConfig, ExtraTool
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
 from astra_synth.sandbox.executor import ToolExecutor
@@ -76,10 +81,13 @@ class ArenaCorpus:
         self.splits = splits
         self.all = [a for arenas in splits.values() for a in arenas]
         self.by_id: dict[str, Arena] = {}
-        for arena in self.all:
-            if arena.id in self.by_id:
-                raise InputError(f"arena id {arena.id!r} is in more than one split")
-            self.by_id[arena.id] = arena
+        self.split_of: dict[str, str] = {}
+        for name, arenas in splits.items():
+            for arena in arenas:
+                if arena.id in self.by_id:
+                    raise InputError(f"arena id {arena.id!r} is in more than one split")
+                self.by_id[arena.id] = arena
+                self.split_of[arena.id] = name
         if not self.all:
             raise InputError("the arena corpus is empty")
 
@@ -133,10 +141,17 @@ class ArenaCorpus:
 class ArenaSession:
     """One WebSocket session's episode. Synchronous (the sandbox is): the server calls it in a thread."""
 
-    def __init__(self, corpus: ArenaCorpus, executor: ToolExecutor, config: ArenaServerConfig) -> None:
+    def __init__(
+        self,
+        corpus: ArenaCorpus,
+        executor: ToolExecutor,
+        config: ArenaServerConfig,
+        distractors: Mapping[str, DistractorSampler] | None = None,
+    ) -> None:
         self.corpus = corpus
         self.executor = executor
         self.config = config
+        self.distractors = distractors or {}
         self.env: ArenaEnv | None = None
         self.state = ArenaState()
 
@@ -147,12 +162,19 @@ class ArenaSession:
         except ValueError as exc:
             return ArenaObservation(error=str(exc))
         seed = request.seed or 0
-        self.env = ArenaEnv(arena, self.executor, self.config.env, seed=seed)
+        extra: list[ExtraTool] = []
+        metadata: dict[str, Any] = {}
+        sampler = self.distractors.get(self.corpus.split_of[arena.id])
+        if sampler is not None:
+            draw = sampler.sample(arena, episode=request.episode)
+            extra = sampler.extra_tools(draw)
+            metadata["distractors"] = draw.model_dump()
+        self.env = ArenaEnv(arena, self.executor, self.config.env, extra, seed=seed)
         messages, tools = self.env.reset()
         self.state = ArenaState(
             episode_id=request.episode_id or uuid.uuid4().hex, arena_id=arena.id, seed=seed
         )
-        return ArenaObservation(arena_id=arena.id, messages=messages, tools=tools)
+        return ArenaObservation(arena_id=arena.id, messages=messages, tools=tools, metadata=metadata)
 
     def step(self, data: dict[str, Any]) -> ArenaObservation:
         env = self.env
@@ -211,7 +233,8 @@ def _first_error(exc: ValidationError) -> str:
 
 
 class ArenaServer:
-    """Sessions over one corpus and one executor; :meth:`app` is the Starlette application."""
+    """Sessions over one corpus and one executor; :meth:`app` is the Starlette application.
+    ``distractors`` (a sampler by split name; optional) offers seeded distractor tools with every reset."""
 
     def __init__(
         self,
@@ -219,10 +242,12 @@ class ArenaServer:
         executor: ToolExecutor,
         config: ArenaServerConfig | None = None,
         token: str | None = None,
+        distractors: Mapping[str, DistractorSampler] | None = None,
     ) -> None:
         self.corpus = corpus
         self.executor = executor
         self.config = config or ArenaServerConfig()
+        self.distractors = distractors or {}
         self.token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.sessions = 0
 
@@ -254,7 +279,7 @@ class ArenaServer:
             await ws.close(code=1013)
             return
         self.sessions += 1
-        session = ArenaSession(self.corpus, self.executor, self.config)
+        session = ArenaSession(self.corpus, self.executor, self.config, self.distractors)
         try:
             await self._serve_session(ws, session)
         except WebSocketDisconnect:
@@ -314,6 +339,7 @@ class ArenaServer:
             "sessions": self.sessions,
             "max_sessions": self.config.max_sessions,
             "arenas": len(self.corpus.all),
+            "distractors_per_band": max((d.config.k_per_band for d in self.distractors.values()), default=0),
             "refusal": refusal,
         }
         return JSONResponse(body, status_code=200 if refusal is None else 503)

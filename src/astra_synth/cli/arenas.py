@@ -196,9 +196,21 @@ def serve(
     executor: Annotated[
         ExecutorKind, typer.Option("--executor", help="Sandbox backend for tool calls.")
     ] = "forkserver",
+    distractors: Annotated[
+        int,
+        typer.Option(
+            "--distractors",
+            min=0,
+            help="Irrelevant tools per similarity band offered with every reset (from the arena's split).",
+        ),
+    ] = 0,
+    distractor_seed: Annotated[
+        int, typer.Option("--distractor-seed", help="With the arena id and reset's episode, seeds the draw.")
+    ] = 0,
 ) -> None:
     """Serve the arenas as an OpenEnv environment (WebSocket /ws, TaskProvider routes, /health) until
     SIGINT/SIGTERM; ASTRA_ARENAS_TOKEN, when set, is the bearer token every client must send."""
+    from astra_synth.arenas.distractors import DistractorConfig, local_samplers
     from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig, serve_arenas
 
     try:
@@ -207,10 +219,17 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     config = ArenaServerConfig(max_sessions=max_sessions, idle_timeout_s=idle_timeout)
+    samplers = None
+    if distractors:
+        typer.echo("distractors: embedding the tool pool (once per machine, then cached)…", err=True)
+        drawing = DistractorConfig(k_per_band=distractors, seed=distractor_seed)
+        samplers = local_samplers(corpus.splits, drawing)
+        pools = ", ".join(f"{name}={len(sampler.pool)} tools" for name, sampler in samplers.items())
+        typer.echo(f"distractors: up to {distractors} per band, seed {distractor_seed} ({pools})", err=True)
     with get_executor(executor) as sandbox:
         if sandbox.refusal:
             typer.echo(f"refusing to serve: {sandbox.refusal}", err=True)
             raise typer.Exit(1)
         splits = ", ".join(f"{name}={len(arenas)}" for name, arenas in corpus.splits.items())
         typer.echo(f"arena server on ws://{host}:{port}/ws ({splits}; {max_sessions} sessions)", err=True)
-        serve_arenas(ArenaServer(corpus, sandbox, config), host, port)
+        serve_arenas(ArenaServer(corpus, sandbox, config, distractors=samplers), host, port)

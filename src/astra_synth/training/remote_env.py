@@ -4,6 +4,9 @@ Trainers step environments synchronously (our episode runner, TRL's tool loop), 
 ``astra arenas serve`` (:class:`RemoteArenaEnv`) is async. This drives it on one background event loop per
 process (a daemon thread, started on first use), so ``reset`` / ``step`` / ``reward`` behave as on a local
 ``ArenaEnv`` with the same seed: the server runs that very env and sends back its messages and reward.
+The seed is also the episode number of the server's distractor draw, as GRPO draws locally
+(``sampler.sample(arena, episode=seed)``), so a server started with ``--distractors K --distractor-seed S``
+over the same arenas offers the tools ``astra train rl --distractors K --seed S`` would draw in process.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from astra_synth.agent.chat import Message, ToolCall, parse_openai_call
+from astra_synth.arenas.distractors import DistractorDraw
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.remote import RemoteArenaEnv
 from astra_synth.arenas.reward import RewardBreakdown
@@ -47,7 +51,12 @@ class SyncRemoteArenaEnv:
         if not self._open:
             _run(self._client.__aenter__())
             self._open = True
-        return _run(self._client.reset(arena_id=self.arena.id, seed=self.seed))
+        return _run(self._client.reset(arena_id=self.arena.id, seed=self.seed, episode=self.seed))
+
+    @property
+    def distractors(self) -> DistractorDraw | None:
+        """The server's distractor draw for the current episode (None: it offers none)."""
+        return self._client.distractors
 
     def step(self, tool_calls: list[ToolCall] | list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One assistant turn's calls; one tool message per call, in order."""
