@@ -1,5 +1,5 @@
 """The arena server over a real WebSocket: golden episodes score 1, sessions are separate, bad actions are
-observations, a missing or wrong token is refused before anything runs."""
+observations, a missing or wrong token is refused before anything runs, distractors are drawn as in GRPO."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from astra_synth.agent.chat import parse_openai_calls
+from astra_synth.arenas.distractors import DistractorConfig, DistractorDraw, DistractorSampler
 from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.remote import RemoteArenaEnv, RemoteEnvError, ws_url
+from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig
+from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolCall as SandboxCall
 from astra_synth.sandbox.executor import ToolExecutor, ToolResult
@@ -163,6 +166,7 @@ async def test_remote_env_plays_like_the_local_one(server: ThreadedServer, corpu
         for turn in golden_turns(arena):
             replies = await env.step(parse_openai_calls(turn))
             assert all(r.ok and r.route == "remote" for r in replies)
+        assert env.distractors is None  # a server without distractors offers the arena's tools only
         breakdown = await env.reward(arena.final_answer)
         assert breakdown.reward == pytest.approx(1.0) and breakdown.turns == len(golden_turns(arena))
         with pytest.raises(RemoteEnvError, match="unknown arena id"):
@@ -172,7 +176,8 @@ async def test_remote_env_plays_like_the_local_one(server: ThreadedServer, corpu
 
 async def test_task_routes_and_reset_by_split_and_index(server: ThreadedServer, corpus: ArenaCorpus) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
-        assert (await http.get("/health")).json()["status"] == "healthy"
+        health = (await http.get("/health")).json()
+        assert health["status"] == "healthy" and health["distractors_per_band"] == 0
         assert (await http.get("/list_environments")).json() == ["astra_arenas"]
         split = SAMPLE.stem
         assert (await http.get("/astra_arenas/splits")).json() == [{"name": split, "type": "validation"}]
@@ -240,3 +245,75 @@ async def test_idle_sessions_are_reaped_and_capacity_is_enforced(
                 await first.recv()
         async with connect(f"{server.ws_url}/ws") as again:  # the reaped session freed its slot
             assert (await send(again, "reset", {"arena_id": corpus.all[0].id}))["type"] == "observation"
+
+
+@pytest.fixture(scope="module")
+def sampler(corpus: ArenaCorpus, tmp_path_factory: pytest.TempPathFactory) -> DistractorSampler:
+    """The real local embedder over the served split, as ``astra arenas serve --distractors 1`` builds it."""
+    cache = VectorCache(tmp_path_factory.mktemp("vectors"))
+    return DistractorSampler(corpus.all, LocalEmbedder(), cache, DistractorConfig(k_per_band=1, seed=4))
+
+
+@pytest.fixture(scope="module")
+def distracting(
+    corpus: ArenaCorpus, sandbox: ToolExecutor, sampler: DistractorSampler
+) -> Iterator[ThreadedServer]:
+    server = ArenaServer(corpus, sandbox, token="", distractors={SAMPLE.stem: sampler})
+    with ThreadedServer(server.app()) as running:
+        yield running
+
+
+def names(tools: list[dict[str, Any]]) -> list[str]:
+    return [t["function"]["name"] for t in tools]
+
+
+async def test_reset_offers_the_draw_of_its_episode_shuffled_in_as_locally(
+    distracting: ThreadedServer, corpus: ArenaCorpus, sampler: DistractorSampler, sandbox: ToolExecutor
+) -> None:
+    arena = corpus.all[0]
+    async with connect(f"{distracting.ws_url}/ws") as ws:
+        reset = (await send(ws, "reset", {"arena_id": arena.id, "seed": 3, "episode": 7}))["data"]
+        draw = DistractorDraw.model_validate(reset["observation"]["metadata"]["distractors"])
+        assert draw.names and draw == sampler.sample(arena, episode=7)  # GRPO's draw for episode 7
+        assert reset["metadata"]["distractors"] == draw.model_dump()
+        tools = reset["observation"]["tools"]
+        assert sorted(names(tools)) == sorted([t.function.name for t in arena.tools] + draw.names)
+        local = ArenaEnv(arena, sandbox, extra_tools=sampler.extra_tools(draw), seed=3)
+        assert tools == local.reset()[1]  # the same tools in the same seeded order
+        again = (await send(ws, "reset", {"arena_id": arena.id, "seed": 3, "episode": 7}))["data"]
+        assert again["observation"]["tools"] == tools
+        draws = set()
+        for episode in range(12):
+            frame = await send(ws, "reset", {"arena_id": arena.id, "seed": 3, "episode": episode})
+            draws.add(tuple(frame["data"]["observation"]["metadata"]["distractors"]["medium"]))
+        assert len(draws) > 1  # the episode changes the draw
+        no_episode = (await send(ws, "reset", {"arena_id": arena.id}))["data"]["observation"]
+        assert no_episode["metadata"]["distractors"] == sampler.sample(arena, episode=0).model_dump()
+    async with httpx.AsyncClient(base_url=distracting.url) as http:
+        assert (await http.get("/health")).json()["distractors_per_band"] == 1
+
+
+async def test_a_distractor_call_runs_in_the_sandbox_and_costs_precision(
+    distracting: ThreadedServer, corpus: ArenaCorpus
+) -> None:
+    arena = corpus.all[1]
+    async with RemoteArenaEnv(distracting.ws_url) as env:
+        await env.reset(arena_id=arena.id, seed=1, episode=2)
+        assert env.distractors is not None and env.distractors.names
+        for turn in golden_turns(arena):
+            await env.step(parse_openai_calls(turn))
+        clean = await env.reward(arena.final_answer)
+        assert clean.reward == pytest.approx(1.0) and clean.precision == pytest.approx(1.0)
+
+        await env.reset(arena_id=arena.id, seed=1, episode=2)
+        assert env.distractors is not None
+        name = env.distractors.names[0]
+        home = next(a for a in corpus.all if name in {t.function.name for t in a.tools})
+        call = next(c for turn in golden_turns(home) for c in turn if c["function"]["name"] == name)
+        (reply,) = await env.step(parse_openai_calls([call]))
+        assert reply.ok and not reply.content.startswith("Error")  # the distractor's own code answered
+        for turn in golden_turns(arena):
+            await env.step(parse_openai_calls(turn))
+        distracted = await env.reward(arena.final_answer)
+    assert distracted.recall == pytest.approx(1.0)
+    assert distracted.precision < clean.precision and distracted.reward < clean.reward
