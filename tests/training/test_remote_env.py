@@ -1,5 +1,6 @@
 """``SyncRemoteArenaEnv`` plays an arena on the server exactly as ``ArenaEnv`` does in process, seed for
-seed, and GRPO rollouts through it (``astra train rl --env-url``) equal local ones."""
+seed, and GRPO rollouts through it (``astra train rl --env-url``) equal local ones, distractors included when
+the server draws them as the trainer would."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from astra_synth.arenas.distractors import DistractorConfig, DistractorSampler
 from astra_synth.arenas.golden import golden_turns
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.arenas.server import ArenaCorpus, ArenaServer
+from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.testing.policy import ScriptedPolicy, golden_texts
 from astra_synth.testing.servers import ThreadedServer
@@ -69,3 +72,39 @@ def test_grpo_rollouts_through_the_server_equal_local_ones(
     assert [g.rewards for g in remote] == [g.rewards for g in local]
     for ours, theirs in zip(local, remote, strict=True):
         assert [e.model_dump() for e in theirs.payload] == [e.model_dump() for e in ours.payload]
+
+
+def test_grpo_rollouts_with_the_servers_distractors_equal_local_ones(
+    embedded_model: Path,
+    sample_arenas: list[Arena],
+    short_arenas: list[Arena],
+    executor: ToolExecutor,
+    tmp_path: Path,
+) -> None:
+    """A server started with the trainer's distractor settings over the same arenas offers, episode seed for
+    episode seed, the tools the trainer draws in process: the same prompts (tools rendered in), calls and
+    rewards."""
+    settings = RLConfig(group_size=2, groups_per_device=2, seed=5, distractors=DistractorConfig(k_per_band=1))
+    assert settings.distractors is not None
+    sampler = DistractorSampler(sample_arenas, LocalEmbedder(), VectorCache(tmp_path), settings.distractors)
+    corpus = ArenaCorpus({"sample": sample_arenas})
+    app = ArenaServer(corpus, executor, token="", distractors={"sample": sampler}).app()
+    tokenizer = load_tokenizer(str(embedded_model))
+    played = []
+    with ThreadedServer(app) as server:
+        for sandbox, url, drawing in ((executor, None, sampler), (None, server.url, None)):
+            runner = EpisodeRunner(tokenizer, settings.episode)
+            rollouts = ArenaRollouts(short_arenas, sandbox, runner, settings, drawing, None, env_url=url)
+            scripts = [
+                [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(a)]
+                for a in short_arenas[:2]
+                for _ in range(settings.group_size)
+            ]
+            played.append(rollouts.play_groups(ScriptedPolicy(scripts), [a.id for a in short_arenas[:2]]))
+    local, remote = played
+    assert all(e.distractors and e.distractors.names for g in local for e in g.payload)
+    assert [g.rewards for g in local] == [[pytest.approx(1.0)] * 2] * 2
+    for ours, theirs in zip(local, remote, strict=True):
+        assert [e.model_dump(exclude={"distractors"}) for e in theirs.payload] == [
+            e.model_dump(exclude={"distractors"}) for e in ours.payload
+        ]

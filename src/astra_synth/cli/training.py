@@ -69,7 +69,14 @@ def rl(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Per turn.")] = 128,
     max_completion: Annotated[int, typer.Option("--max-completion", min=8, help="Per episode.")] = 512,
     temperature: Annotated[float, typer.Option("--temperature", min=0.01)] = 1.0,
-    k_per_band: Annotated[int, typer.Option("--distractors", min=0, help="Per band; 0: none.")] = 2,
+    k_per_band: Annotated[
+        int | None,
+        typer.Option(
+            "--distractors",
+            min=0,
+            help="Per band (default 2; 0: none). Ignored with --env-url: the server draws.",
+        ),
+    ] = None,
     delta: Annotated[float, typer.Option("--delta", min=0.0, help="Min group reward std.")] = 1e-6,
     max_rolls: Annotated[int, typer.Option("--max-rolls", min=1, help="Rolls per step.")] = 4,
     save_steps: Annotated[int, typer.Option("--save-steps", min=1)] = 50,
@@ -80,7 +87,7 @@ def rl(
         str | None,
         typer.Option(
             "--env-url",
-            help="Play on an arena server (ws://host:port) serving these arenas; needs --distractors 0.",
+            help="Play on an arena server (ws://host:port) serving these arenas, with its distractors.",
         ),
     ] = None,
 ) -> None:
@@ -98,6 +105,7 @@ def rl(
     except InputError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    local_k = DistractorConfig().k_per_band if k_per_band is None else k_per_band
     settings = RLConfig(
         model=model,
         max_steps=max_steps,
@@ -111,15 +119,18 @@ def rl(
             temperature=temperature,
         ),
         fill=FillConfig(delta=delta, max_rolls=max_rolls),
-        distractors=DistractorConfig(k_per_band=k_per_band, seed=seed) if k_per_band else None,
+        distractors=DistractorConfig(k_per_band=local_k, seed=seed) if local_k and env_url is None else None,
         lora=LoraConfig(r=lora_r, alpha=2 * lora_r) if lora_r else None,
         save_steps=save_steps,
         seed=seed,
     )
-    if env_url is not None and k_per_band:
-        typer.echo("--env-url: an arena server offers no distractor tools; pass --distractors 0", err=True)
-        raise typer.Exit(2)
     if env_url is not None:
+        if k_per_band is not None:
+            typer.echo(
+                "--env-url: --distractors is ignored; the arena server draws them "
+                "(astra arenas serve --distractors K --distractor-seed S)",
+                err=True,
+            )
         result = run_rl(pool, None, out, settings, resume=resume, env_url=env_url)
     else:
         with get_executor() as executor:
