@@ -24,6 +24,7 @@ from astra_synth.arenas.golden import golden_example
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import Arena, read_arenas, write_arenas
 from astra_synth.config import StrictModel
+from astra_synth.experiments.steps import Steps
 from astra_synth.evaluation.arenas import ArenaEvalConfig, ArenaEvalReport, evaluate_arenas
 from astra_synth.evaluation.endpoint_errors import EndpointErrors
 from astra_synth.export.publish import publish
@@ -35,9 +36,6 @@ from astra_synth.sandbox import get_executor
 from astra_synth.training.grpo import RLConfig, run_rl
 from astra_synth.training.serve import ServeConfig, serving
 from astra_synth.training.sft import SFTConfig, run_sft
-
-T = TypeVar("T", bound=BaseModel)
-
 
 class DemoConfig(StrictModel):
     """``examples/demo.yaml`` maps onto this."""
@@ -60,30 +58,6 @@ class DemoConfig(StrictModel):
 class StepResult(BaseModel):
     name: str
     data: dict[str, Any]
-
-
-class Steps:
-    """Runs a named step once: its result is stored, and a re-run returns the stored result."""
-
-    def __init__(self, run_dir: Path, console: Console) -> None:
-        self.dir = run_dir / "steps"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.console = console
-
-    def run(self, name: str, model: type[T], fn: Callable[[], T]) -> T:
-        marker = self.dir / f"{name}.json"
-        if marker.exists():
-            try:
-                done = model.model_validate(json.loads(marker.read_text())["data"])
-            except ValidationError:  # stored by an older astra-synth: redo it (every step resumes)
-                self.console.print(f"[dim]{name}: result of an older version, redoing the step[/dim]")
-            else:
-                self.console.print(f"[dim]✓ {name} (done earlier)[/dim]")
-                return done
-        self.console.rule(name)
-        result = fn()
-        write_json_atomic(marker, {"name": name, "data": result.model_dump(mode="json")})
-        return result
 
 
 class Split(BaseModel):

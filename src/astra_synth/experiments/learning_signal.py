@@ -1,0 +1,333 @@
+"""The learning-signal experiment: does the embedded policy learn tool use from arenas, and does GRPO add what
+SFT cannot? (issue 14; docs/training.md, "The learning-signal experiment").
+
+From the family curriculum (seeded: same seed ⇒ same arenas and splits) it runs SFT on golden conversations
+of the **warm-up** families, then GRPO on the **RL** families (never seen by SFT), and scores the base, SFT and
+SFT+GRPO policies on held-out warm-up instances, held-out RL instances and the **unseen** families. Scoring
+is one greedy episode per arena played by :class:`~astra_synth.training.episodes.EpisodeRunner` (the GRPO
+loop itself, batched: far cheaper on a CPU than one HTTP request per turn), with the arena F1; each split's
+mean comes with a 95 % interval over its episodes. Every phase is a resumable step (:class:`Steps`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+from rich.progress import Progress
+
+from astra_synth.arenas.families import instantiate, load_families, write_splits
+from astra_synth.arenas.golden import golden_example
+from astra_synth.arenas.records import Arena, read_arenas
+from astra_synth.arenas.runtime import ArenaEnv
+from astra_synth.config import StrictModel
+from astra_synth.experiments.steps import Steps
+from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.batching import FillConfig
+from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
+from astra_synth.training.grpo import RLConfig, run_rl
+from astra_synth.training.models import load_tokenizer, resolve_model
+from astra_synth.training.sft import SFTConfig, run_sft
+
+Split = Literal["warm-up", "rl", "unseen"]
+Stage = Literal["base", "sft", "rl"]
+SPLIT_FILES: dict[Split, str] = {"warm-up": "warm-up.held-out", "rl": "rl.held-out", "unseen": "unseen"}
+_EPISODE = EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=384, temperature=0.0)
+
+
+def _rl_defaults() -> RLConfig:
+    """GRPO settings that let a group of a 135M policy contain a success (docs/training.md says why)."""
+    return RLConfig(
+        max_steps=12,
+        group_size=8,
+        groups_per_device=2,
+        learning_rate=2e-5,
+        episode=EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=384, temperature=0.7),
+        fill=FillConfig(max_rolls=2),
+        distractors=None,
+        save_steps=4,
+    )
+
+
+def _sft_defaults() -> SFTConfig:
+    return SFTConfig(epochs=2, learning_rate=1e-4, batch_size=4, max_length=1536, warmup_ratio=0.05)
+
+
+class LearningSignalConfig(StrictModel):
+    """The experiment's sizes and both training stages' settings; the defaults are the full run."""
+
+    families: list[Path] = Field(min_length=1, description="Family files or folders (examples/families).")
+    per_family: int = Field(default=20, ge=2, description="Instances drawn per family.")
+    held_out: float = Field(default=0.2, gt=0, lt=1, description="Held-out share of warm-up / RL instances.")
+    seed: int = 0
+    sft_per_family: int | None = Field(
+        default=8, ge=1, description="Golden conversations per warm-up family for SFT (None: all train ones)."
+    )
+    rl_arenas: int | None = Field(default=None, ge=1, description="RL train arenas GRPO draws from (None: all).")
+    eval_per_split: int = Field(
+        default=48, ge=1, description="Episodes per split and policy, spread evenly over its families."
+    )
+    eval_batch: int = Field(default=16, ge=1, description="Episodes generated together.")
+    model: str = "embedded"
+    sft: SFTConfig = Field(default_factory=_sft_defaults)
+    rl: RLConfig = Field(default_factory=_rl_defaults)
+    episode: EpisodeConfig = Field(
+        default_factory=lambda: _EPISODE.model_copy(), description="Evaluation episodes (greedy)."
+    )
+
+
+class FamilyScore(BaseModel):
+    family: str
+    episodes: int
+    f1: float
+    success_rate: float
+
+
+class SplitScore(BaseModel):
+    """One policy on one split: mean F1 with its 95 % half-width over episodes, success, calls, families."""
+
+    split: Split
+    stage: Stage
+    episodes: int
+    f1: float
+    ci95: float
+    success_rate: float
+    calls_per_arena: float
+    clipped: float = Field(description="Share of episodes that ran out of their token budget.")
+    families: list[FamilyScore]
+
+
+class LearningSignalResult(BaseModel):
+    out: Path
+    splits: dict[str, int] = Field(description="Arenas per split file, as instantiated.")
+    sft_examples: int
+    sft_steps: int
+    sft_losses: list[float]
+    rl_steps: int
+    rl_rewards: list[float] = Field(description="Mean training reward per GRPO step (padded groups included).")
+    scores: list[SplitScore]
+    wall_s: float
+
+    def score(self, split: Split, stage: Stage) -> SplitScore | None:
+        return next((s for s in self.scores if s.split == split and s.stage == stage), None)
+
+    def result_line(self) -> str:
+        """``RESULT warm_f1_base=… … wall_s=…``: the benchmark's last line."""
+        fields = [
+            ("warm_f1_base", "warm-up", "base"),
+            ("warm_f1_sft", "warm-up", "sft"),
+            ("rl_f1_base", "rl", "base"),
+            ("rl_f1_sft", "rl", "sft"),
+            ("rl_f1_rl", "rl", "rl"),
+            ("unseen_f1_base", "unseen", "base"),
+            ("unseen_f1_sft", "unseen", "sft"),
+            ("unseen_f1_rl", "unseen", "rl"),
+        ]
+        parts = []
+        for name, split, stage in fields:
+            found = self.score(split, stage)  # type: ignore[arg-type]
+            parts.append(f"{name}={found.f1:.4f}" if found else f"{name}=nan")
+        return "RESULT " + " ".join(parts) + f" wall_s={self.wall_s:.0f}"
+
+
+def spread(arenas: Sequence[Arena], n: int, seed: int) -> list[Arena]:
+    """Up to ``n`` arenas taken round-robin over their families (seeded order), so every family counts."""
+    by_family: dict[str, list[Arena]] = {}
+    for arena in sorted(arenas, key=lambda a: a.id):
+        by_family.setdefault(arena.family or "", []).append(arena)
+    rng = random.Random(f"{seed}:spread")
+    queues = []
+    for family in sorted(by_family):
+        members = by_family[family]
+        rng.shuffle(members)
+        queues.append(members)
+    picked: list[Arena] = []
+    while len(picked) < n and any(queues):
+        for queue in queues:
+            if queue and len(picked) < n:
+                picked.append(queue.pop(0))
+    return picked
+
+
+def play_greedy(
+    model_path: str,
+    arenas: Sequence[Arena],
+    executor: ToolExecutor,
+    episode: EpisodeConfig,
+    batch: int = 16,
+    progress: Progress | None = None,
+) -> list[TokenEpisode]:
+    """One greedy episode per arena with the HF policy at ``model_path``, ``batch`` episodes at a time."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
+    tokenizer = load_tokenizer(model_path)
+    tokenizer.padding_side = "left"
+    runner = EpisodeRunner(tokenizer, episode.model_copy(update={"temperature": 0.0}))
+    task = progress.add_task("episodes", total=len(arenas)) if progress else None
+    played: list[TokenEpisode] = []
+    for start in range(0, len(arenas), batch):
+        chunk = arenas[start : start + batch]
+        played += runner.play(model, [(ArenaEnv(a, executor), None) for a in chunk])
+        if progress is not None and task is not None:
+            progress.advance(task, len(chunk))
+    return played
+
+
+def score_split(split: Split, stage: Stage, episodes: Sequence[TokenEpisode]) -> SplitScore:
+    """Mean F1, its 95 % normal half-width over episodes, success rate, calls per arena, per family."""
+    f1 = [e.breakdown.reward for e in episodes]
+    n = len(f1)
+    half = 1.96 * statistics.stdev(f1) / math.sqrt(n) if n > 1 else 0.0
+    by_family: dict[str, list[TokenEpisode]] = {}
+    for e in episodes:
+        by_family.setdefault(e.family or "", []).append(e)
+    return SplitScore(
+        split=split,
+        stage=stage,
+        episodes=n,
+        f1=statistics.fmean(f1) if f1 else 0.0,
+        ci95=half,
+        success_rate=sum(_solved(e) for e in episodes) / max(n, 1),
+        calls_per_arena=sum(e.breakdown.calls for e in episodes) / max(n, 1),
+        clipped=sum(e.budget_exhausted for e in episodes) / max(n, 1),
+        families=[
+            FamilyScore(
+                family=family,
+                episodes=len(members),
+                f1=statistics.fmean(e.breakdown.reward for e in members),
+                success_rate=sum(_solved(e) for e in members) / len(members),
+            )
+            for family, members in sorted(by_family.items())
+        ],
+    )
+
+
+def _solved(episode: TokenEpisode) -> bool:
+    return episode.breakdown.recall >= 1.0 - 1e-9
+
+
+class _Instances(BaseModel):
+    files: dict[str, int]
+
+
+class _Trained(BaseModel):
+    out: Path
+    steps: int
+    curve: list[float]
+    examples: int = 0
+
+
+def run_learning_signal(
+    config: LearningSignalConfig, out: Path, executor: ToolExecutor, console: Console | None = None
+) -> LearningSignalResult:
+    """instantiate → SFT (warm-up) → GRPO (RL families) → score base / SFT / SFT+GRPO on the three splits.
+
+    Each phase is a step under ``out/steps/``: re-running with the same ``out`` resumes after the last
+    finished one. The SFT policy is in ``out/sft``, the GRPO one in ``out/rl`` (with ``rollouts.jsonl``)."""
+    console = console or Console()
+    out.mkdir(parents=True, exist_ok=True)
+    steps = Steps(out, console)
+    started = time.perf_counter()
+    data = out / "arenas"
+
+    def make_instances() -> _Instances:
+        families = load_families(config.families)
+        arenas = instantiate(families, config.per_family, config.seed, executor)
+        manifest = write_splits(data, families, arenas, config.per_family, config.seed, config.held_out)
+        return _Instances(files=manifest.files)
+
+    instances = steps.run("instantiate", _Instances, make_instances)
+
+    def sft() -> _Trained:
+        train = read_arenas(data / "warm-up.train.jsonl")
+        if config.sft_per_family is not None:
+            families = {a.family for a in train}
+            train = spread(train, config.sft_per_family * len(families), config.seed)
+        golden = out / "golden.warm-up.jsonl"
+        golden.write_text("".join(golden_example(a, executor).model_dump_json() + "\n" for a in train))
+        settings = config.sft.model_copy(update={"model": config.model, "seed": config.seed})
+        result = run_sft([golden], out / "sft", settings)
+        return _Trained(out=result.out, steps=result.steps, curve=result.losses, examples=result.examples)
+
+    sft_done = steps.run("sft", _Trained, sft)
+
+    def rl() -> _Trained:
+        train = read_arenas(data / "rl.train.jsonl")
+        if config.rl_arenas is not None:
+            train = spread(train, config.rl_arenas, config.seed)
+        settings = config.rl.model_copy(update={"model": str(sft_done.out), "seed": config.seed})
+        resume = any((out / "rl").glob("checkpoint-*"))  # an interrupted run continues its GRPO
+        result = run_rl(train, executor, out / "rl", settings, resume=resume)
+        return _Trained(out=result.out, steps=result.steps, curve=result.rewards)
+
+    rl_done = steps.run("rl", _Trained, rl)
+
+    policies: dict[Stage, str] = {
+        "base": resolve_model(config.model),
+        "sft": str(sft_done.out),
+        "rl": str(rl_done.out),
+    }
+    plan: list[tuple[Stage, Split]] = [
+        ("base", "warm-up"),
+        ("base", "rl"),
+        ("base", "unseen"),
+        ("sft", "warm-up"),
+        ("sft", "rl"),
+        ("sft", "unseen"),
+        ("rl", "rl"),
+        ("rl", "unseen"),
+    ]
+    scores = []
+    for stage, split in plan:
+
+        def evaluate(stage: Stage = stage, split: Split = split) -> SplitScore:
+            arenas = spread(
+                read_arenas(data / f"{SPLIT_FILES[split]}.jsonl"), config.eval_per_split, config.seed
+            )
+            with Progress(console=console, transient=True) as progress:
+                played = play_greedy(
+                    policies[stage], arenas, executor, config.episode, config.eval_batch, progress
+                )
+            return score_split(split, stage, played)
+
+        score = steps.run(f"eval_{stage}_{split}", SplitScore, evaluate)
+        console.print(
+            f"{stage:>4} on {split:<7}: F1 {score.f1:.3f} ± {score.ci95:.3f}  success {score.success_rate:.2f}"
+            f"  calls/arena {score.calls_per_arena:.2f}  ({score.episodes} episodes)"
+        )
+        scores.append(score)
+    return LearningSignalResult(
+        out=out,
+        splits=instances.files,
+        sft_examples=sft_done.examples,
+        sft_steps=sft_done.steps,
+        sft_losses=sft_done.curve,
+        rl_steps=rl_done.steps,
+        rl_rewards=rl_done.curve,
+        scores=scores,
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig:
+    """The ``--quick`` sizes: fewer SFT conversations, GRPO steps and evaluation episodes."""
+    base = LearningSignalConfig(families=families)
+    quick = {
+        "sft_per_family": 3,
+        "eval_per_split": 16,
+        "sft": base.sft.model_copy(update={"epochs": 1.0}),
+        "rl": base.rl.model_copy(
+            update={"max_steps": 5, "group_size": 6, "fill": FillConfig(max_rolls=1), "save_steps": 1}
+        ),
+    }
+    return base.model_copy(update={**quick, **overrides})
