@@ -52,7 +52,9 @@ def main() -> None:
     console.print(f"work: {out}  load: {os.getloadavg()}")
     with get_executor() as executor:
         result = run_learning_signal(config, out, executor, console)
-    console.print(f"SFT: {result.sft_examples} conversations, {result.sft_steps} steps, loss {result.sft_losses}")
+    console.print(
+        f"SFT: {result.sft_examples} conversations, {result.sft_steps} steps, loss {result.sft_losses}"
+    )
     console.print(f"GRPO: {result.rl_steps} steps, reward per step {result.rl_rewards}")
     for s in result.scores:
         console.print(

@@ -16,9 +16,9 @@ from astra_synth.experiments.learning_signal import (
     LearningSignalConfig,
     quick_config,
     run_learning_signal,
-    score_split,
     spread,
 )
+from astra_synth.experiments.scores import score_split
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig
@@ -123,10 +123,14 @@ def test_instantiate_sft_grpo_eval_end_to_end(tmp_path: Path, executor: ToolExec
     }  # fmt: skip
     for s in result.scores:
         assert s.episodes == 2 and 0.0 <= s.f1 <= 1.0 and s.ci95 >= 0.0
-        assert all(f.family.startswith({"warm-up": "travel.", "rl": "finance.", "unseen": "library."}[s.split])
-                   for f in s.families)  # fmt: skip
+        prefix = {"warm-up": "travel.", "rl": "finance.", "unseen": "library."}[s.split]
+        assert all(f.family.startswith(prefix) for f in s.families)
     line = result.result_line()
-    assert line.startswith("RESULT warm_f1_base=") and "nan" not in line and line.split()[-1].startswith("wall_s=")
+    assert (
+        line.startswith("RESULT warm_f1_base=")
+        and "nan" not in line
+        and line.split()[-1].startswith("wall_s=")
+    )
 
     again = run_learning_signal(config, tmp_path, executor, Console(quiet=True))  # every step is stored
     assert again.scores == result.scores and again.rl_rewards == result.rl_rewards

@@ -2,8 +2,8 @@
 SFT cannot? (issue 14; docs/training.md, "The learning-signal experiment").
 
 From the family curriculum (seeded: same seed ⇒ same arenas and splits) it runs SFT on golden conversations
-of the **warm-up** families, then GRPO on the **RL** families (never seen by SFT), and scores the base, SFT and
-SFT+GRPO policies on held-out warm-up instances, held-out RL instances and the **unseen** families. Scoring
+of the **warm-up** families, then GRPO on the **RL** families (never seen by SFT), and scores the base,
+SFT and SFT+GRPO policies on held-out warm-up instances, held-out RL instances and the **unseen** families. Scoring
 is one greedy episode per arena played by :class:`~astra_synth.training.episodes.EpisodeRunner` (the GRPO
 loop itself, batched: far cheaper on a CPU than one HTTP request per turn), with the arena F1; each split's
 mean comes with a 95 % interval over its episodes. Every phase is a resumable step (:class:`Steps`).
@@ -11,15 +11,13 @@ mean comes with a 95 % interval over its episodes. Every phase is a resumable st
 
 from __future__ import annotations
 
-import math
 import random
-import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from rich.console import Console
 from rich.progress import Progress
 
@@ -28,6 +26,7 @@ from astra_synth.arenas.golden import golden_example
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.config import StrictModel
+from astra_synth.experiments.scores import Split, SplitScore, Stage, score_split
 from astra_synth.experiments.steps import Steps
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig
@@ -36,8 +35,6 @@ from astra_synth.training.grpo import RLConfig, run_rl
 from astra_synth.training.models import load_tokenizer, resolve_model
 from astra_synth.training.sft import SFTConfig, run_sft
 
-Split = Literal["warm-up", "rl", "unseen"]
-Stage = Literal["base", "sft", "rl"]
 SPLIT_FILES: dict[Split, str] = {"warm-up": "warm-up.held-out", "rl": "rl.held-out", "unseen": "unseen"}
 _EPISODE = EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=384, temperature=0.0)
 
@@ -70,7 +67,9 @@ class LearningSignalConfig(StrictModel):
     sft_per_family: int | None = Field(
         default=8, ge=1, description="Golden conversations per warm-up family for SFT (None: all train ones)."
     )
-    rl_arenas: int | None = Field(default=None, ge=1, description="RL train arenas GRPO draws from (None: all).")
+    rl_arenas: int | None = Field(
+        default=None, ge=1, description="RL train arenas GRPO draws from (None: all)."
+    )
     eval_per_split: int = Field(
         default=48, ge=1, description="Episodes per split and policy, spread evenly over its families."
     )
@@ -82,26 +81,12 @@ class LearningSignalConfig(StrictModel):
         default_factory=lambda: _EPISODE.model_copy(), description="Evaluation episodes (greedy)."
     )
 
-
-class FamilyScore(BaseModel):
-    family: str
-    episodes: int
-    f1: float
-    success_rate: float
-
-
-class SplitScore(BaseModel):
-    """One policy on one split: mean F1 with its 95 % half-width over episodes, success, calls, families."""
-
-    split: Split
-    stage: Stage
-    episodes: int
-    f1: float
-    ci95: float
-    success_rate: float
-    calls_per_arena: float
-    clipped: float = Field(description="Share of episodes that ran out of their token budget.")
-    families: list[FamilyScore]
+    @field_validator("families")
+    @classmethod
+    def _resolve(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        """Relative family paths in a YAML config are relative to that file (``examples/demo.yaml``)."""
+        base = (info.context or {}).get("config_dir")
+        return [Path(base) / p if base and not p.is_absolute() else p for p in value]
 
 
 class LearningSignalResult(BaseModel):
@@ -111,7 +96,9 @@ class LearningSignalResult(BaseModel):
     sft_steps: int
     sft_losses: list[float]
     rl_steps: int
-    rl_rewards: list[float] = Field(description="Mean training reward per GRPO step (padded groups included).")
+    rl_rewards: list[float] = Field(
+        description="Mean training reward per GRPO step (padded groups included)."
+    )
     scores: list[SplitScore]
     wall_s: float
 
@@ -181,39 +168,6 @@ def play_greedy(
         if progress is not None and task is not None:
             progress.advance(task, len(chunk))
     return played
-
-
-def score_split(split: Split, stage: Stage, episodes: Sequence[TokenEpisode]) -> SplitScore:
-    """Mean F1, its 95 % normal half-width over episodes, success rate, calls per arena, per family."""
-    f1 = [e.breakdown.reward for e in episodes]
-    n = len(f1)
-    half = 1.96 * statistics.stdev(f1) / math.sqrt(n) if n > 1 else 0.0
-    by_family: dict[str, list[TokenEpisode]] = {}
-    for e in episodes:
-        by_family.setdefault(e.family or "", []).append(e)
-    return SplitScore(
-        split=split,
-        stage=stage,
-        episodes=n,
-        f1=statistics.fmean(f1) if f1 else 0.0,
-        ci95=half,
-        success_rate=sum(_solved(e) for e in episodes) / max(n, 1),
-        calls_per_arena=sum(e.breakdown.calls for e in episodes) / max(n, 1),
-        clipped=sum(e.budget_exhausted for e in episodes) / max(n, 1),
-        families=[
-            FamilyScore(
-                family=family,
-                episodes=len(members),
-                f1=statistics.fmean(e.breakdown.reward for e in members),
-                success_rate=sum(_solved(e) for e in members) / len(members),
-            )
-            for family, members in sorted(by_family.items())
-        ],
-    )
-
-
-def _solved(episode: TokenEpisode) -> bool:
-    return episode.breakdown.recall >= 1.0 - 1e-9
 
 
 class _Instances(BaseModel):
@@ -302,8 +256,8 @@ def run_learning_signal(
 
         score = steps.run(f"eval_{stage}_{split}", SplitScore, evaluate)
         console.print(
-            f"{stage:>4} on {split:<7}: F1 {score.f1:.3f} ± {score.ci95:.3f}  success {score.success_rate:.2f}"
-            f"  calls/arena {score.calls_per_arena:.2f}  ({score.episodes} episodes)"
+            f"{stage:>4} on {split:<7}: F1 {score.f1:.3f} ± {score.ci95:.3f}"
+            f"  success {score.success_rate:.2f}  calls/arena {score.calls_per_arena:.2f}  ({score.episodes} episodes)"
         )
         scores.append(score)
     return LearningSignalResult(
