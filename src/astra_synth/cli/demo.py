@@ -58,8 +58,6 @@ def demo(
         f"SFT: {result.sft_examples} conversations, loss {result.sft_losses[:1]} → {result.sft_losses[-1:]}"
     )
     console.print(f"GRPO reward per step: {[round(r, 3) for r in result.rl_rewards]}")
-    console.print(
-        f"run directory: {run_dir}  (summary.json, arenas/, sft/, rl/, steps/)"
-    )
+    console.print(f"run directory: {run_dir}  (summary.json, arenas/, sft/, rl/, steps/)")
     console.print(f"run report: {summary.report}  (static HTML, open it in any browser)")
     console.print(f"trained model: {summary.model}  — serve it with: astra serve --model {summary.model}")

@@ -1,12 +1,13 @@
 """The learning-signal experiment: does the embedded policy learn tool use from arenas, and does GRPO add what
 SFT cannot? (issue 14; docs/training.md, "The learning-signal experiment").
 
-From the family curriculum (seeded: same seed ⇒ same arenas and splits) it runs SFT on golden conversations
-of the **warm-up** families, then GRPO on the **RL** families (never seen by SFT), and scores the base,
-SFT and SFT+GRPO policies on held-out warm-up instances, held-out RL instances and the **unseen** families. Scoring
-is one greedy episode per arena played by :class:`~astra_synth.training.episodes.EpisodeRunner` (the GRPO
-loop itself, batched: far cheaper on a CPU than one HTTP request per turn), with the arena F1; each split's
-mean comes with a 95 % interval over its episodes. Every phase is a resumable step (:class:`Steps`).
+From the family curriculum (seeded: same seed ⇒ same arenas and splits) it runs SFT on golden
+conversations of the **warm-up** families, then GRPO on the **RL** families (never seen by SFT), and
+scores the base, SFT and SFT+GRPO policies on held-out warm-up instances, held-out RL instances and the
+**unseen** families. Scoring is one greedy episode per arena played by
+:class:`~astra_synth.training.episodes.EpisodeRunner` (the GRPO loop itself, batched: far cheaper on a CPU
+than one HTTP request per turn), with the arena F1; each split's mean comes with a 95 % interval over its
+episodes. Every phase is a resumable step (:class:`Steps`).
 """
 
 from __future__ import annotations
@@ -257,7 +258,8 @@ def run_learning_signal(
         score = steps.run(f"eval_{stage}_{split}", SplitScore, evaluate)
         console.print(
             f"{stage:>4} on {split:<7}: F1 {score.f1:.3f} ± {score.ci95:.3f}"
-            f"  success {score.success_rate:.2f}  calls/arena {score.calls_per_arena:.2f}  ({score.episodes} episodes)"
+            f"  success {score.success_rate:.2f}  calls/arena {score.calls_per_arena:.2f}"
+            f"  ({score.episodes} episodes)"
         )
         scores.append(score)
     return LearningSignalResult(

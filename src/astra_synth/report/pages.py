@@ -321,7 +321,9 @@ _STAGES = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO"}
 
 
 def _cell(score: SplitScore | None) -> str:
-    return f"{score.f1:.3f} ± {score.ci95:.3f} ({score.success_rate:.2f}, n={score.episodes})" if score else "—"
+    if score is None:
+        return "—"
+    return f"{score.f1:.3f} ± {score.ci95:.3f} ({score.success_rate:.2f}, n={score.episodes})"
 
 
 def learning_tables(results: Sequence[dict[str, Any]]) -> list[Html]:
