@@ -80,7 +80,7 @@ def test_quick_sizes_are_smaller_than_the_full_run() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # two model trainings of one step each and eight tiny evaluations on 2 CPU cores
+@pytest.mark.timeout(1500)  # one SFT step, one GRPO step, eight tiny evaluations: ~10 min on 2 loaded cores
 def test_instantiate_sft_grpo_eval_end_to_end(tmp_path: Path, executor: ToolExecutor) -> None:
     tiny = EpisodeConfig(max_turns=1, max_new_tokens=8, max_completion_tokens=32, temperature=1.0)
     config = LearningSignalConfig(
