@@ -55,6 +55,7 @@ def main() -> None:
     console.print(
         f"SFT: {result.sft_examples} conversations, {result.sft_steps} steps, loss {result.sft_losses}"
     )
+    console.print(f"SFT {result.sft_wall_s:.0f} s, GRPO {result.rl_wall_s:.0f} s")
     console.print(f"GRPO: {result.rl_steps} steps, reward per step {result.rl_rewards}")
     for s in result.scores:
         console.print(

@@ -101,7 +101,9 @@ class LearningSignalResult(BaseModel):
         description="Mean training reward per GRPO step (padded groups included)."
     )
     scores: list[SplitScore]
-    wall_s: float
+    sft_wall_s: float
+    rl_wall_s: float = Field(description="GRPO wall time of the session that finished it.")
+    wall_s: float = Field(description="This session's wall time (a resumed run counts from its restart).")
 
     def score(self, split: Split, stage: Stage) -> SplitScore | None:
         return next((s for s in self.scores if s.split == split and s.stage == stage), None)
@@ -180,6 +182,7 @@ class _Trained(BaseModel):
     steps: int
     curve: list[float]
     examples: int = 0
+    wall_s: float = 0.0
 
 
 def run_learning_signal(
@@ -211,8 +214,15 @@ def run_learning_signal(
         golden = out / "golden.warm-up.jsonl"
         golden.write_text("".join(golden_example(a, executor).model_dump_json() + "\n" for a in train))
         settings = config.sft.model_copy(update={"model": config.model, "seed": config.seed})
+        began = time.perf_counter()
         result = run_sft([golden], out / "sft", settings)
-        return _Trained(out=result.out, steps=result.steps, curve=result.losses, examples=result.examples)
+        return _Trained(
+            out=result.out,
+            steps=result.steps,
+            curve=result.losses,
+            examples=result.examples,
+            wall_s=time.perf_counter() - began,
+        )
 
     sft_done = steps.run("sft", _Trained, sft)
 
@@ -222,8 +232,11 @@ def run_learning_signal(
             train = spread(train, config.rl_arenas, config.seed)
         settings = config.rl.model_copy(update={"model": str(sft_done.out), "seed": config.seed})
         resume = any((out / "rl").glob("checkpoint-*"))  # an interrupted run continues its GRPO
+        began = time.perf_counter()
         result = run_rl(train, executor, out / "rl", settings, resume=resume)
-        return _Trained(out=result.out, steps=result.steps, curve=result.rewards)
+        return _Trained(
+            out=result.out, steps=result.steps, curve=result.rewards, wall_s=time.perf_counter() - began
+        )
 
     rl_done = steps.run("rl", _Trained, rl)
 
@@ -271,6 +284,8 @@ def run_learning_signal(
         rl_steps=rl_done.steps,
         rl_rewards=rl_done.curve,
         scores=scores,
+        sft_wall_s=sft_done.wall_s,
+        rl_wall_s=rl_done.wall_s,
         wall_s=time.perf_counter() - started,
     )
 
