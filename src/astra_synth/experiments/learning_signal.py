@@ -205,6 +205,31 @@ def run_learning_signal(
         return _Instances(files=manifest.files)
 
     instances = steps.run("instantiate", _Instances, make_instances)
+    scores: list[SplitScore] = []
+
+    def evaluate(stage: Stage, policy: str, splits: Sequence[Split]) -> None:
+        """Scores of one policy, right after it exists: an interrupted run keeps the finished ones."""
+        for split in splits:
+
+            def one(split: Split = split) -> SplitScore:
+                arenas = spread(
+                    read_arenas(data / f"{SPLIT_FILES[split]}.jsonl"), config.eval_per_split, config.seed
+                )
+                with Progress(console=console, transient=True) as progress:
+                    played = play_greedy(
+                        policy, arenas, executor, config.episode, config.eval_batch, progress
+                    )
+                return score_split(split, stage, played)
+
+            score = steps.run(f"eval_{stage}_{split}", SplitScore, one)
+            console.print(
+                f"{stage:>4} on {split:<7}: F1 {score.f1:.3f} ± {score.ci95:.3f}"
+                f"  success {score.success_rate:.2f}  calls/arena {score.calls_per_arena:.2f}"
+                f"  ({score.episodes} episodes)"
+            )
+            scores.append(score)
+
+    evaluate("base", resolve_model(config.model), ["warm-up", "rl", "unseen"])
 
     def sft() -> _Trained:
         train = read_arenas(data / "warm-up.train.jsonl")
@@ -225,6 +250,7 @@ def run_learning_signal(
         )
 
     sft_done = steps.run("sft", _Trained, sft)
+    evaluate("sft", str(sft_done.out), ["warm-up", "rl", "unseen"])
 
     def rl() -> _Trained:
         train = read_arenas(data / "rl.train.jsonl")
@@ -239,42 +265,8 @@ def run_learning_signal(
         )
 
     rl_done = steps.run("rl", _Trained, rl)
+    evaluate("rl", str(rl_done.out), ["rl", "unseen"])
 
-    policies: dict[Stage, str] = {
-        "base": resolve_model(config.model),
-        "sft": str(sft_done.out),
-        "rl": str(rl_done.out),
-    }
-    plan: list[tuple[Stage, Split]] = [
-        ("base", "warm-up"),
-        ("base", "rl"),
-        ("base", "unseen"),
-        ("sft", "warm-up"),
-        ("sft", "rl"),
-        ("sft", "unseen"),
-        ("rl", "rl"),
-        ("rl", "unseen"),
-    ]
-    scores = []
-    for stage, split in plan:
-
-        def evaluate(stage: Stage = stage, split: Split = split) -> SplitScore:
-            arenas = spread(
-                read_arenas(data / f"{SPLIT_FILES[split]}.jsonl"), config.eval_per_split, config.seed
-            )
-            with Progress(console=console, transient=True) as progress:
-                played = play_greedy(
-                    policies[stage], arenas, executor, config.episode, config.eval_batch, progress
-                )
-            return score_split(split, stage, played)
-
-        score = steps.run(f"eval_{stage}_{split}", SplitScore, evaluate)
-        console.print(
-            f"{stage:>4} on {split:<7}: F1 {score.f1:.3f} ± {score.ci95:.3f}"
-            f"  success {score.success_rate:.2f}  calls/arena {score.calls_per_arena:.2f}"
-            f"  ({score.episodes} episodes)"
-        )
-        scores.append(score)
     return LearningSignalResult(
         out=out,
         splits=instances.files,
@@ -294,11 +286,10 @@ def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig
     """The ``--quick`` sizes: fewer SFT conversations, GRPO steps and evaluation episodes."""
     base = LearningSignalConfig(families=families)
     quick = {
-        "sft_per_family": 3,
-        "eval_per_split": 16,
-        "sft": base.sft.model_copy(update={"epochs": 1.0}),
+        "sft_per_family": 2,
+        "eval_per_split": 12,
         "rl": base.rl.model_copy(
-            update={"max_steps": 5, "group_size": 6, "fill": FillConfig(max_rolls=1), "save_steps": 1}
+            update={"max_steps": 4, "group_size": 6, "fill": FillConfig(max_rolls=1), "save_steps": 1}
         ),
     }
     return base.model_copy(update={**quick, **overrides})
