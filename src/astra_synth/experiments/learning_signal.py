@@ -159,7 +159,8 @@ def play_greedy(
     from transformers import AutoModelForCausalLM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device).eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = model.to(device).eval()
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
     runner = EpisodeRunner(tokenizer, episode.model_copy(update={"temperature": 0.0}))

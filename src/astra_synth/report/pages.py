@@ -331,7 +331,7 @@ def learning_tables(results: Sequence[dict[str, Any]]) -> list[Html]:
     scores = [SplitScore.model_validate(r) for r in results if {"split", "stage", "families"} <= r.keys()]
     if not scores:
         return []
-    cell = {(s.split, s.stage): s for s in scores}
+    cell: dict[tuple[str, str], SplitScore] = {(s.split, s.stage): s for s in scores}
     splits = [split for split in ("warm-up", "rl", "unseen") if any(s.split == split for s in scores)]
     group_rows = [[split, *(_cell(cell.get((split, stage))) for stage in _STAGES)] for split in splits]
     family: dict[tuple[str, str], dict[str, float]] = {}
