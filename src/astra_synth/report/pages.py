@@ -297,22 +297,10 @@ def _scalars(data: dict[str, Any], prefix: str = "") -> dict[str, object]:
 
 def demo_section(data: RunData) -> Html:
     rows = []
-    scores: dict[str, dict[str, float]] = {}
     for step in data.demo:
-        if isinstance(step.data.get("scores"), dict):
-            scores[step.name] = step.data["scores"]
         summary = ", ".join(f"{k}={v}" for k, v in _scalars(step.data).items())
         rows.append([step.name, summary])
     parts: list[Html] = [el("h2", "Demo steps"), table(["step", "result"], rows, numeric_from=None)]
-    if scores:
-        metrics = sorted({m for s in scores.values() for m in s})
-        parts.append(el("h3", "Held-out evaluation"))
-        parts.append(
-            table(
-                ["metric", *scores],
-                [[m, *(f"{s.get(m, float('nan')):.3f}" for s in scores.values())] for m in metrics],
-            )
-        )
     parts += learning_tables([step.data for step in data.demo])
     return el("section", *parts)
 
