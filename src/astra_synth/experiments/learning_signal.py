@@ -43,7 +43,7 @@ _EPISODE = EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=3
 def _rl_defaults() -> RLConfig:
     """GRPO settings that let a group of a 135M policy contain a success (docs/training.md says why)."""
     return RLConfig(
-        max_steps=12,
+        max_steps=10,
         group_size=8,
         groups_per_device=2,
         learning_rate=2e-5,
@@ -66,7 +66,7 @@ class LearningSignalConfig(StrictModel):
     held_out: float = Field(default=0.2, gt=0, lt=1, description="Held-out share of warm-up / RL instances.")
     seed: int = 0
     sft_per_family: int | None = Field(
-        default=8, ge=1, description="Golden conversations per warm-up family for SFT (None: all train ones)."
+        default=6, ge=1, description="Golden conversations per warm-up family for SFT (None: all train ones)."
     )
     rl_arenas: int | None = Field(
         default=None, ge=1, description="RL train arenas GRPO draws from (None: all)."
