@@ -125,6 +125,8 @@ def test_instantiate_sft_grpo_eval_end_to_end(tmp_path: Path, executor: ToolExec
         assert s.episodes == 2 and 0.0 <= s.f1 <= 1.0 and s.ci95 >= 0.0
         prefix = {"warm-up": "travel.", "rl": "finance.", "unseen": "library."}[s.split]
         assert all(f.family.startswith(prefix) for f in s.families)
+    episodes = (tmp_path / "episodes" / "sft_rl.jsonl").read_text().splitlines()
+    assert len(episodes) == 2 and '"messages"' in episodes[0]  # every scored conversation is kept
     line = result.result_line()
     assert (
         line.startswith("RESULT warm_f1_base=")

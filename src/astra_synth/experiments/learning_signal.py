@@ -29,6 +29,7 @@ from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.config import StrictModel
 from astra_synth.experiments.scores import Split, SplitScore, Stage, score_split
 from astra_synth.experiments.steps import Steps
+from astra_synth.runs.jsonl import write_bytes_atomic
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig
 from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
@@ -192,7 +193,8 @@ def run_learning_signal(
     """instantiate → SFT (warm-up) → GRPO (RL families) → score base / SFT / SFT+GRPO on the three splits.
 
     Each phase is a step under ``out/steps/``: re-running with the same ``out`` resumes after the last
-    finished one. The SFT policy is in ``out/sft``, the GRPO one in ``out/rl`` (with ``rollouts.jsonl``)."""
+    finished one. The SFT policy is in ``out/sft``, the GRPO one in ``out/rl`` (with ``rollouts.jsonl``),
+    every scored episode's conversation in ``out/episodes/<stage>_<split>.jsonl``."""
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     steps = Steps(out, console)
@@ -220,6 +222,10 @@ def run_learning_signal(
                     played = play_greedy(
                         policy, arenas, executor, config.episode, config.eval_batch, progress
                     )
+                keep = {"arena_id", "family", "breakdown", "budget_exhausted", "messages"}
+                lines = "".join(e.model_dump_json(include=keep) + "\n" for e in played)
+                (out / "episodes").mkdir(exist_ok=True)
+                write_bytes_atomic(out / "episodes" / f"{stage}_{split}.jsonl", lines.encode("utf-8"))
                 return score_split(split, stage, played)
 
             score = steps.run(f"eval_{stage}_{split}", SplitScore, one)
