@@ -48,6 +48,7 @@ def _rl_defaults() -> RLConfig:
         group_size=8,
         groups_per_device=2,
         learning_rate=2e-5,
+        micro_batch=4,
         episode=EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=384, temperature=0.7),
         fill=FillConfig(max_rolls=2),
         distractors=None,
