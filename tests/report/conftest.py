@@ -94,7 +94,7 @@ def _demo_shaped(demo: Path, arenas_run: Path) -> None:
         family = FamilyScore(family="finance.convert", episodes=40, f1=f1, success_rate=f1 / 2)
         score = SplitScore(
             split="rl",
-            stage=stage,  # type: ignore[arg-type]
+            stage=stage,
             episodes=40,
             f1=f1,
             ci95=0.05,
