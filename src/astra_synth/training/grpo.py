@@ -63,8 +63,9 @@ class RLConfig(StrictModel):
     micro_batch: int | None = Field(
         default=None,
         ge=1,
-        description="Episodes per forward/backward pass (None: the whole step's). A step's episodes are "
-        "accumulated over several passes (one generation, one optimiser step): it bounds activation memory.",
+        description="Episodes per forward/backward pass (None, or more than a step has: the whole step). "
+        "A step's episodes are accumulated over several passes (one generation, one optimiser step): "
+        "it bounds activation memory.",
     )
     epsilon: float = Field(default=0.2, gt=0, description="PPO clip range.")
     episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
@@ -345,7 +346,7 @@ def run_rl(
     if env_url is not None and settings.distractors is not None and settings.distractors.k_per_band > 0:
         raise InputError("an arena server offers no distractor tools: turn distractors off with --env-url")
     episodes = settings.groups_per_device * settings.group_size
-    micro = settings.micro_batch or episodes
+    micro = min(settings.micro_batch or episodes, episodes)
     if episodes % micro:
         raise InputError(f"micro_batch {micro} must divide the {episodes} episodes of a step")
     model_path = resolve_model(settings.model)
