@@ -66,4 +66,6 @@ def test_demo_runs_every_step_and_resumes(scripted_llm: ScriptedLLM, tmp_path: P
 
     calls = len(scripted_llm.chat_requests())
     again = run_demo(cfg, run_dir)  # every step is done: nothing runs again
-    assert again == summary and len(scripted_llm.chat_requests()) == calls
+    same = again.experiment.model_copy(update={"wall_s": result.wall_s})  # wall time is this session's
+    assert same == result and again.arenas == summary.arenas
+    assert len(scripted_llm.chat_requests()) == calls
