@@ -1,8 +1,8 @@
-"""The demo's steps on reduced sizes: scripted arenas step, one SFT step, one GRPO step, tiny evaluations."""
+"""The demo's steps on reduced sizes: scripted arenas step, then the learning-signal experiment with one SFT
+step, one GRPO step and tiny evaluations on three families files."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ from astra_synth.testing.scripted import ScriptedLLM
 from astra_synth.testing.scripts import script_arenas
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TINY_FAMILY_FILES = ("travel.yaml", "finance.yaml", "library.yaml")  # one domain per family group
 
 
 @pytest.mark.slow
@@ -31,38 +32,40 @@ def test_demo_runs_every_step_and_resumes(scripted_llm: ScriptedLLM, tmp_path: P
             "arenas.qa.sources": [
                 SeedSource(mode="plain", domain="Travel", min_hops=3, max_hops=3).model_dump()
             ],
-            "heldout": 2,
-            "sft.max_steps": 1,
-            "sft.max_length": 768,
-            "rl.max_steps": 1,
-            "rl.fill.max_rolls": 1,
-            "rl.distractors.k_per_band": 1,
-            "rl.episode.max_turns": 1,
-            "rl.episode.max_new_tokens": 16,
-            "rl.episode.max_completion_tokens": 64,
-            "eval.agent.max_llm_calls": 1,
-            "eval.agent.max_tokens": 16,
+            "experiment.families": [str(EXAMPLES / "families" / f) for f in TINY_FAMILY_FILES],
+            "experiment.per_family": 2,
+            "experiment.sft_per_family": 1,
+            "experiment.eval_per_split": 2,
+            "experiment.sft.max_steps": 1,
+            "experiment.sft.max_length": 768,
+            "experiment.rl.max_steps": 1,
+            "experiment.rl.group_size": 2,
+            "experiment.rl.groups_per_device": 1,
+            "experiment.rl.episode.max_turns": 1,
+            "experiment.rl.episode.max_new_tokens": 8,
+            "experiment.rl.episode.max_completion_tokens": 32,
+            "experiment.episode.max_turns": 1,
+            "experiment.episode.max_new_tokens": 8,
         },
     )
     run_dir = tmp_path / "demo"
     summary = run_demo(cfg, run_dir)
     published = summary.arenas.published
-    assert published is not None and published.rows == 1  # the scripted arena joined the 12 sample arenas
+    assert published is not None and published.rows == 1
     assert (run_dir / "arenas" / "README.md").is_file()  # published: the card beside the parquet
-    assert summary.train_arenas == 11 and summary.heldout_arenas == 2
-    assert summary.golden_conversations == 11
-    assert len(summary.sft_losses) == 1 and len(summary.rl_rewards) == 1
-    assert set(summary.before) == set(summary.after) >= {"success_rate", "f1"}
+    result = summary.experiment
+    assert (result.sft_steps, result.rl_steps) == (1, 1)
+    assert {(s.stage, s.split) for s in result.scores} >= {("base", "rl"), ("sft", "rl"), ("rl", "rl")}
     assert (summary.model / "config.json").exists()
-    assert summary.report.is_file() and "eval_after" in summary.report.read_text()  # the demo steps shown
-    heldout = {json.loads(line)["id"] for line in (run_dir / "heldout.arenas.jsonl").read_text().splitlines()}
-    trained_on = {
-        json.loads(line)["arena_id"] for line in (run_dir / "golden.jsonl").read_text().splitlines()
-    }
-    assert not heldout & trained_on  # held-out arenas never reach training
+    page = summary.report.read_text()
+    assert "Learning signal" in page and "Per family" in page and "finance." in page  # the story, by family
     steps = sorted(p.stem for p in (run_dir / "steps").glob("*.json"))
-    assert steps == sorted(["arenas", "split", "golden", "sft", "rl", "eval_before", "eval_after"])
+    stages = [("base", "warm-up"), ("base", "rl"), ("base", "unseen"), ("sft", "warm-up"), ("sft", "rl"),
+              ("sft", "unseen"), ("rl", "rl"), ("rl", "unseen")]  # fmt: skip
+    assert steps == sorted(["arenas", "instantiate", "sft", "rl", *(f"eval_{a}_{b}" for a, b in stages)])
 
     calls = len(scripted_llm.chat_requests())
     again = run_demo(cfg, run_dir)  # every step is done: nothing runs again
-    assert again == summary and len(scripted_llm.chat_requests()) == calls
+    same = again.experiment.model_copy(update={"wall_s": result.wall_s})  # wall time is this session's
+    assert same == result and again.arenas == summary.arenas
+    assert len(scripted_llm.chat_requests()) == calls

@@ -69,6 +69,9 @@ _EXPORTS: dict[str, str] = {
     "Stage": "astra_synth.runs.stage",
     "StageContext": "astra_synth.runs.stage",
     "Rejected": "astra_synth.runs.stage",
+    # experiments: the whole stack measured
+    "run_learning_signal": "astra_synth.experiments.learning_signal",
+    "LearningSignalConfig": "astra_synth.experiments.learning_signal",
     # models
     "LLMClient": "astra_synth.llm.client",
     "EndpointConfig": "astra_synth.config",
@@ -88,6 +91,7 @@ __all__ = [
     "EnvConfig",
     "Episode",
     "LLMClient",
+    "LearningSignalConfig",
     "Message",
     "Pipeline",
     "Rejected",
@@ -115,6 +119,7 @@ __all__ = [
     "read_arenas",
     "run_agent",
     "run_arenas",
+    "run_learning_signal",
     "run_trajectories",
     "serve_arenas",
     "trl_environments",
@@ -134,6 +139,7 @@ if TYPE_CHECKING:
     from astra_synth.config import EndpointConfig
     from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
     from astra_synth.evaluation.suite import SuiteConfig, evaluate_all
+    from astra_synth.experiments.learning_signal import LearningSignalConfig, run_learning_signal
     from astra_synth.export.publish import publish
     from astra_synth.export.verifiers import export_verifiers, vf_eval
     from astra_synth.export.verl import export_verl

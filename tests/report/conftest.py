@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from astra_synth.arenas.pipeline import run_arenas
-from astra_synth.arenas.records import read_arenas
 from astra_synth.config import load_config
 from astra_synth.export.publish import publish
 from astra_synth.report.pages import write_report
@@ -48,23 +47,24 @@ class Runs:
     empty: Path
 
 
-class _Scores(BaseModel):
-    scores: dict[str, float]
+class _Trained(BaseModel):
+    out: Path
+    steps: int
+    curve: list[float]
 
 
 def _demo_shaped(demo: Path, arenas_run: Path) -> None:
-    """The demo's layout with the real step writers: pipeline B under arenas/, the split, step markers, and
-    metrics.jsonl written by the trainers' JsonlMetrics callback (values chosen here: no model is trained)."""
+    """The demo's layout with the real step writers: pipeline B under arenas/, step markers (training and
+    the learning-signal scores), and metrics.jsonl written by the trainers' JsonlMetrics callback (values
+    chosen here: no model is trained)."""
     from transformers import TrainerControl, TrainerState
 
-    from astra_synth.demo import Split, Steps, Trained, split_arenas
+    from astra_synth.experiments.scores import FamilyScore, SplitScore
+    from astra_synth.experiments.steps import Steps
     from astra_synth.training.metrics import JsonlMetrics
 
     shutil.copytree(arenas_run, demo / "arenas")
     steps = Steps(demo, Console(quiet=True))
-    pool = read_arenas(Path(__file__).resolve().parents[2] / "examples" / "arenas.sample.jsonl")[:4]
-    pool += read_arenas(demo / "arenas" / "arenas.jsonl")
-    steps.run("split", Split, lambda: split_arenas(pool, 2, 0, demo))
     logs = {
         "sft": [{"loss": 2.4}, {"loss": 1.9}, {"loss": 1.5}],
         "rl": [
@@ -89,9 +89,21 @@ def _demo_shaped(demo: Path, arenas_run: Path) -> None:
         for step, record in enumerate(records, start=1):
             callback.on_log(None, TrainerState(global_step=step), TrainerControl(), logs=record)
         curve = [r.get("loss", r.get("reward", 0.0)) for r in records]
-        steps.run(name, Trained, lambda n=name, c=curve: Trained(out=demo / n, steps=len(c), curve=c))
-    for name, f1 in (("eval_before", 0.1), ("eval_after", 0.4)):
-        steps.run(name, _Scores, lambda f=f1: _Scores(scores={"success_rate": f / 2, "f1": f}))
+        steps.run(name, _Trained, lambda n=name, c=curve: _Trained(out=demo / n, steps=len(c), curve=c))
+    for stage, f1 in (("base", 0.1), ("sft", 0.2), ("rl", 0.4)):
+        family = FamilyScore(family="finance.convert", episodes=40, f1=f1, success_rate=f1 / 2)
+        score = SplitScore(
+            split="rl",
+            stage=stage,
+            episodes=40,
+            f1=f1,
+            ci95=0.05,
+            success_rate=f1 / 2,
+            calls_per_arena=1.0,
+            clipped=0.0,
+            families=[family],
+        )
+        steps.run(f"eval_{stage}_rl", SplitScore, lambda s=score: s)
 
 
 @pytest.fixture(scope="session")

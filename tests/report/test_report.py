@@ -91,7 +91,7 @@ def test_arena_cards_show_checks_replay_and_probes(runs: Runs, reports: dict[str
     assert cards.count('<span class="badge ok">replay ok</span>') == len(arenas)
 
 
-def test_demo_run_shows_arenas_curves_and_evaluation(reports: dict[str, Path]) -> None:
+def test_demo_run_shows_arenas_curves_and_the_learning_signal(reports: dict[str, Path]) -> None:
     index = _read(reports["demo"])
     assert "Arenas run: arenas" in index
     assert "Training curves: sft" in index and "Training curves: rl" in index
@@ -105,9 +105,9 @@ def test_demo_run_shows_arenas_curves_and_evaluation(reports: dict[str, Path]) -
     ):
         assert f">{metric}</text>" in index
     assert "<polyline" in index
-    assert "scores.f1=0.4" in index  # nested step results are flattened into the steps table
-    assert "Held-out evaluation" in index and "<td>eval_after</td>" in index
-    assert '<td class="num">0.400</td>' in index  # f1 after training, from steps/eval_after.json
+    assert "<td>eval_rl_rl</td>" in index and "f1=0.4" in index  # step results in the steps table
+    assert "Learning signal" in index and "0.400 ± 0.050 (0.20, n=40)" in index  # per family group
+    assert "<td>finance.convert</td>" in index and '<td class="num">0.200</td>' in index  # per family
     assert not list(reports["demo"].glob("trajectories-*"))
 
 

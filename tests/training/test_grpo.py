@@ -83,6 +83,16 @@ def test_too_few_arenas_for_a_step_fail_before_training(
     assert not any(tmp_path.iterdir())
 
 
+def test_a_micro_batch_must_divide_the_step_before_training(
+    family_arenas: list[Arena], executor: ToolExecutor, tmp_path: Path
+) -> None:
+    """Gradient accumulation splits a step's episodes into equal passes; 3 does not split 2 × 4."""
+    settings = RLConfig(groups_per_device=2, group_size=4, micro_batch=3)
+    with pytest.raises(InputError, match="micro_batch 3 must divide the 8 episodes of a step"):
+        run_rl(family_arenas, executor, tmp_path, settings)
+    assert not any(tmp_path.iterdir())
+
+
 def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
     embedded_model: Path, short_arenas: list[Arena], executor: ToolExecutor
 ) -> None:

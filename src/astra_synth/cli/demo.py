@@ -23,7 +23,7 @@ def demo(
         Path, typer.Option("--run-dir", help="Where everything goes; re-run to resume.")
     ] = Path("runs/demo"),
 ) -> None:
-    """Arenas from seeds → SFT on golden episodes → GRPO → held-out evaluation before/after, on the CPU."""
+    """Arenas from seeds; SFT on warm-up families → GRPO on RL families → base/SFT/SFT+GRPO, on the CPU."""
     from astra_synth.demo import DemoConfig, run_demo
     from astra_synth.evaluation.endpoint_errors import EndpointErrors
     from astra_synth.llm.preflight import EndpointUnavailable
@@ -39,18 +39,25 @@ def demo(
     except (EndpointUnavailable, EndpointErrors) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    table = Table(title=f"held-out arenas ({summary.heldout_arenas}): before vs after training")
-    table.add_column("metric")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    for key, value in summary.before.items():
-        table.add_row(key, f"{value:.3f}", f"{summary.after[key]:.3f}")
+    result = summary.experiment
+    table = Table(title="F1 ± 95 % CI (success rate) per family group: base → SFT → SFT+GRPO")
+    table.add_column("family group")
+    for stage in ("base", "SFT", "SFT+GRPO"):
+        table.add_column(stage, justify="right")
+    for split, name in (("warm-up", "warm-up (SFT'd), held-out"), ("rl", "RL (GRPO only), held-out"),
+                        ("unseen", "unseen (never trained)")):  # fmt: skip
+        cells = []
+        for stage in ("base", "sft", "rl"):
+            s = result.score(split, stage)  # type: ignore[arg-type]
+            cells.append(f"{s.f1:.3f} ± {s.ci95:.3f} ({s.success_rate:.2f})" if s else "—")
+        table.add_row(name, *cells)
     console.print(table)
     arenas = summary.arenas
     console.print(f"arenas synthesized: {arenas.published.rows if arenas.published else 0} ({arenas.status})")
     console.print(
-        f"SFT loss {summary.sft_losses[:1]} → {summary.sft_losses[-1:]}; RL rewards {summary.rl_rewards}"
+        f"SFT: {result.sft_examples} conversations, loss {result.sft_losses[:1]} → {result.sft_losses[-1:]}"
     )
-    console.print(f"run directory: {run_dir}  (summary.json, arenas/, golden.jsonl, sft/, rl/, steps/)")
+    console.print(f"GRPO reward per step: {[round(r, 3) for r in result.rl_rewards]}")
+    console.print(f"run directory: {run_dir}  (summary.json, arenas/, sft/, rl/, steps/)")
     console.print(f"run report: {summary.report}  (static HTML, open it in any browser)")
     console.print(f"trained model: {summary.model}  — serve it with: astra serve --model {summary.model}")

@@ -19,6 +19,7 @@ from rich.progress import track
 from astra_synth.arenas.records import Arena
 from astra_synth.evaluation.suite import COLUMNS as EVAL_COLUMNS
 from astra_synth.evaluation.suite import paper_table
+from astra_synth.experiments.scores import SplitScore
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.report.html import Html, el, join, page, table
 from astra_synth.report.load import (
@@ -296,23 +297,45 @@ def _scalars(data: dict[str, Any], prefix: str = "") -> dict[str, object]:
 
 def demo_section(data: RunData) -> Html:
     rows = []
-    scores: dict[str, dict[str, float]] = {}
     for step in data.demo:
-        if isinstance(step.data.get("scores"), dict):
-            scores[step.name] = step.data["scores"]
         summary = ", ".join(f"{k}={v}" for k, v in _scalars(step.data).items())
         rows.append([step.name, summary])
     parts: list[Html] = [el("h2", "Demo steps"), table(["step", "result"], rows, numeric_from=None)]
-    if scores:
-        metrics = sorted({m for s in scores.values() for m in s})
-        parts.append(el("h3", "Held-out evaluation"))
-        parts.append(
-            table(
-                ["metric", *scores],
-                [[m, *(f"{s.get(m, float('nan')):.3f}" for s in scores.values())] for m in metrics],
-            )
-        )
+    parts += learning_tables([step.data for step in data.demo])
     return el("section", *parts)
+
+
+_STAGES = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO"}
+
+
+def _cell(score: SplitScore | None) -> str:
+    if score is None:
+        return "—"
+    return f"{score.f1:.3f} ± {score.ci95:.3f} ({score.success_rate:.2f}, n={score.episodes})"
+
+
+def learning_tables(results: Sequence[dict[str, Any]]) -> list[Html]:
+    """The learning-signal scores among step results: F1 per family group and per family, base → SFT+GRPO."""
+    scores = [SplitScore.model_validate(r) for r in results if {"split", "stage", "families"} <= r.keys()]
+    if not scores:
+        return []
+    cell: dict[tuple[str, str], SplitScore] = {(s.split, s.stage): s for s in scores}
+    splits = [split for split in ("warm-up", "rl", "unseen") if any(s.split == split for s in scores)]
+    group_rows = [[split, *(_cell(cell.get((split, stage))) for stage in _STAGES)] for split in splits]
+    family: dict[tuple[str, str], dict[str, float]] = {}
+    for s in scores:
+        for f in s.families:
+            family.setdefault((s.split, f.family), {})[s.stage] = f.f1
+    family_rows = [
+        [split, name, *(f"{v[st]:.3f}" if st in v else "—" for st in _STAGES)]
+        for (split, name), v in sorted(family.items(), key=lambda kv: (splits.index(kv[0][0]), kv[0][1]))
+    ]
+    return [
+        el("h3", "Learning signal: F1 ± 95 % CI (success rate) per family group"),
+        table(["family group", *_STAGES.values()], group_rows),
+        el("h3", "Per family (F1)"),
+        table(["group", "family", *_STAGES.values()], family_rows, numeric_from=2),
+    ]
 
 
 def evaluation_section(view: EvaluationView) -> Html:

@@ -60,6 +60,13 @@ class RLConfig(StrictModel):
     group_size: int = Field(default=4, ge=2, description="Rollouts per arena (GRPO group).")
     groups_per_device: int = Field(default=2, ge=1, description="Arena groups per optimiser step and device.")
     learning_rate: float = Field(default=2e-6, gt=0)
+    micro_batch: int | None = Field(
+        default=None,
+        ge=1,
+        description="Episodes per forward/backward pass (None, or more than a step has: the whole step). "
+        "A step's episodes are accumulated over several passes (one generation, one optimiser step): "
+        "it bounds activation memory.",
+    )
     epsilon: float = Field(default=0.2, gt=0, description="PPO clip range.")
     episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
@@ -338,6 +345,10 @@ def run_rl(
         )
     if env_url is not None and settings.distractors is not None and settings.distractors.k_per_band > 0:
         raise InputError("an arena server offers no distractor tools: turn distractors off with --env-url")
+    episodes = settings.groups_per_device * settings.group_size
+    micro = min(settings.micro_batch or episodes, episodes)
+    if episodes % micro:
+        raise InputError(f"micro_batch {micro} must divide the {episodes} episodes of a step")
     model_path = resolve_model(settings.model)
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
@@ -364,7 +375,8 @@ def run_rl(
         max_steps=settings.max_steps,
         learning_rate=settings.learning_rate,
         lr_scheduler_type="constant",
-        per_device_train_batch_size=settings.groups_per_device * settings.group_size,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=episodes // micro,  # TRL generates once per optimiser step
         num_generations=settings.group_size,
         max_completion_length=settings.episode.max_completion_tokens,
         temperature=settings.episode.temperature,  # TRL scales logits by it when scoring tokens

@@ -1,0 +1,1 @@
+"""Experiments that run the whole stack end to end and measure it (above training and evaluation)."""

@@ -1,0 +1,40 @@
+"""Named, resumable steps of a long experiment: a finished step leaves ``steps/<name>.json`` and a re-run
+returns that stored result instead of redoing the work, so an interrupted run loses at most one step."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from astra_synth.runs.jsonl import write_json_atomic
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Steps:
+    """Runs a named step once: its result is stored, and a re-run returns the stored result."""
+
+    def __init__(self, run_dir: Path, console: Console) -> None:
+        self.dir = run_dir / "steps"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.console = console
+
+    def run(self, name: str, model: type[T], fn: Callable[[], T]) -> T:
+        marker = self.dir / f"{name}.json"
+        if marker.exists():
+            try:
+                done = model.model_validate(json.loads(marker.read_text())["data"])
+            except ValidationError:  # stored by an older astra-synth: redo it (every step resumes)
+                self.console.print(f"[dim]{name}: result of an older version, redoing the step[/dim]")
+            else:
+                self.console.print(f"[dim]✓ {name} (done earlier)[/dim]")
+                return done
+        self.console.rule(name)
+        result = fn()
+        write_json_atomic(marker, {"name": name, "data": result.model_dump(mode="json")})
+        return result
