@@ -177,7 +177,12 @@ class EpisodeRunner:
             env_mask=episode.env_mask,
             messages=episode.messages,
             breakdown=episode.env.reward(episode.final),
-            distractors=episode.draw,
+            distractors=episode.draw or _server_draw(episode.env),
             final_message=episode.final,
             budget_exhausted=episode.budget_exhausted,
         )
+
+
+def _server_draw(env: EpisodeEnv) -> DistractorDraw | None:
+    """On an arena server the server draws the distractors: record what it offered."""
+    return env.distractors if isinstance(env, SyncRemoteArenaEnv) else None

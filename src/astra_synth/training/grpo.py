@@ -32,7 +32,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from transformers import TrainerCallback
 
-from astra_synth.arenas.distractors import DistractorConfig, DistractorDraw, DistractorSampler
+from astra_synth.arenas.distractors import (
+    DistractorConfig,
+    DistractorDraw,
+    DistractorSampler,
+    local_samplers,
+)
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.runtime import ArenaEnv, EnvConfig, ExtraTool
 from astra_synth.config import StrictModel
@@ -328,7 +333,8 @@ def run_rl(
     """Train with GRPO on ``arenas``; ``resume=True`` continues from the newest checkpoint in ``out``.
 
     Tool calls run in ``executor``, or — with ``executor=None`` and ``env_url`` — on an arena server
-    (``astra arenas serve`` over the same arenas; its env config applies, and it offers no distractors)."""
+    (``astra arenas serve`` over the same arenas; its env config applies and its ``--distractors`` draw the
+    irrelevant tools, so ``settings.distractors`` must be None)."""
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
@@ -344,7 +350,10 @@ def run_rl(
             f"{processes} processes, each a different arena); got {len(arenas)}"
         )
     if env_url is not None and settings.distractors is not None and settings.distractors.k_per_band > 0:
-        raise InputError("an arena server offers no distractor tools: turn distractors off with --env-url")
+        raise InputError(
+            "with an arena server the server draws the distractors (astra arenas serve --distractors K): "
+            "set distractors to none here"
+        )
     episodes = settings.groups_per_device * settings.group_size
     micro = min(settings.micro_batch or episodes, episodes)
     if episodes % micro:
@@ -354,11 +363,7 @@ def run_rl(
     tokenizer.padding_side = "left"
     sampler = None
     if settings.distractors is not None and settings.distractors.k_per_band > 0:
-        from astra_synth.config import cache_root
-        from astra_synth.llm.embeddings import LocalEmbedder, VectorCache
-
-        vectors = VectorCache(cache_root() / "embeddings")
-        sampler = DistractorSampler(arenas, LocalEmbedder(), vectors, settings.distractors)
+        sampler = local_samplers({"train": arenas}, settings.distractors)["train"]
     rank = int(os.environ.get("RANK", "0"))  # torchrun/accelerate set it before the process group exists
     log_name = "rollouts.jsonl" if rank == 0 else f"rollouts.rank{rank}.jsonl"
     rollouts = ArenaRollouts(
