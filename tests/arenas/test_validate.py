@@ -229,6 +229,23 @@ def test_probe_catches_a_tool_that_echoes_its_input(executor: ToolExecutor, make
     assert not all(c.ok for c in tool_battery(arena, "get_capital", executor, ValidationConfig()))
 
 
+def test_a_tool_that_ignores_a_text_argument_is_no_echo(
+    executor: ToolExecutor, make_arena: ArenaFactory
+) -> None:
+    """The answer comes from the numeric arguments whatever the text one says: echo_free must not call that an
+    echo (the perturbation checks judge the numbers), while a tool that returns its text input fails it."""
+    source = (
+        "def payment(principal, months, label):\n"
+        "    return {'label': label, 'monthly': round(principal / months, 2)}\n"
+    )
+    params = {"principal": {"type": "number"}, "months": {"type": "integer"}, "label": {"type": "string"}}
+    arena = make_arena(
+        source, "payment", params, {"principal": 1200.0, "months": 12, "label": "flat"}, "100.0"
+    )
+    checks = {c.name: c for c in tool_battery(arena, "payment", executor, ValidationConfig())}
+    assert checks["echo_free[s1]"].ok, checks["echo_free[s1]"].detail
+
+
 def test_check_arena_passes_a_sample_arena_with_a_full_report(
     executor: ToolExecutor, sample_arenas: dict[str, Arena]
 ) -> None:

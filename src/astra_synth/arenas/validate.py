@@ -240,18 +240,30 @@ def _echo_free(
     executor: ToolExecutor, env_id: str, spec: FunctionSpec, sub: SubTask, config: ValidationConfig
 ) -> CheckResult:
     """A call with the answer in every text argument must not return it: the ``answers_as_arguments`` probe
-    would otherwise score, and the arena fail after all its tools were paid for."""
+    would otherwise score, and the arena fail after all its tools were paid for. It is an echo only if the
+    answer comes from those text arguments: when a neutral text in their place returns the answer too, it
+    comes from the other (numeric) arguments, which the perturbation checks judge."""
     assert sub.golden_call is not None
     args = sub.golden_call.arguments
     name = f"echo_free[{sub.id}]"
     if not any(isinstance(v, str) for v in args.values()):
         return CheckResult(name=name, ok=True, detail="no text argument")
-    echoed = {k: sub.answer if isinstance(v, str) else v for k, v in args.items()}
-    result = executor.execute(env_id, spec.name, echoed, config.env.timeout_s)
-    output = render(result.result) if result.ok else ""
-    echoes = result.ok and contains_answer(output, sub.answer, config.env.reward.min_answer_chars)
-    detail = f"with the answer as its text arguments it returns {output[:120]!r}: an echo" if echoes else ""
-    return CheckResult(name=name, ok=not echoes, detail=detail)
+
+    def answered_with(text: str) -> str | None:
+        """The output when every text argument is ``text``, if it contains the answer."""
+        call = {k: text if isinstance(v, str) else v for k, v in args.items()}
+        result = executor.execute(env_id, spec.name, call, config.env.timeout_s)
+        output = render(result.result) if result.ok else ""
+        found = result.ok and contains_answer(output, sub.answer, config.env.reward.min_answer_chars)
+        return output if found else None
+
+    output = answered_with(sub.answer)
+    echoes = output is not None and answered_with(_NEUTRAL_TEXT) is None
+    detail = f"with the answer as its text arguments it returns {(output or '')[:120]!r}: an echo"
+    return CheckResult(name=name, ok=not echoes, detail=detail if echoes else "")
+
+
+_NEUTRAL_TEXT = "zz-neutral-text"
 
 
 def answer_problems(answer: str, config: ValidationConfig) -> list[str]:
