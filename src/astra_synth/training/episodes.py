@@ -23,6 +23,7 @@ from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.config import StrictModel
 from astra_synth.training.remote_env import SyncRemoteArenaEnv
+from astra_synth.training.turn_cache import TurnCache
 
 EpisodeEnv = ArenaEnv | SyncRemoteArenaEnv
 """What an episode plays on: an ``ArenaEnv`` in the local sandbox, or the same env on an arena server."""
@@ -70,9 +71,10 @@ class _Running:
 class EpisodeRunner:
     """Plays batches of episodes with one model and tokenizer (whose chat template renders tools)."""
 
-    def __init__(self, tokenizer: Any, settings: EpisodeConfig | None = None) -> None:
+    def __init__(self, tokenizer: Any, settings: EpisodeConfig | None = None, bf16: bool = False) -> None:
         self.tokenizer = tokenizer
         self.settings = settings or EpisodeConfig()
+        self.bf16 = bf16  # generate under CPU bfloat16 autocast (see training.models.cpu_bf16)
         self._eos_text: str = tokenizer.eos_token
         self._eos_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None}
 
@@ -93,12 +95,14 @@ class EpisodeRunner:
             messages, tools = env.reset()
             prompt = self._ids(self._render(messages, tools, generation=True))
             running.append(_Running(env=env, tools=tools, messages=messages, prompt_ids=prompt, draw=draw))
+        turns = TurnCache(self.tokenizer.pad_token_id, self._eos_ids) if _caches(model) else None
         for _ in range(self.settings.max_turns):
-            active = [r for r in running if not r.done]
+            active = [i for i, r in enumerate(running) if not r.done]
             if not active:
                 break
-            outputs = self._generate(model, [r.prompt_ids + r.completion_ids for r in active], active)
-            for episode, new_ids in zip(active, outputs, strict=True):
+            rows = [running[i] for i in active]
+            outputs = self._generate(model, active, rows, turns)
+            for episode, new_ids in zip(rows, outputs, strict=True):
                 self._advance(episode, new_ids)
         for episode in running:
             episode.done = True
@@ -107,35 +111,53 @@ class EpisodeRunner:
     def _budget(self, episode: _Running) -> int:
         return self.settings.max_completion_tokens - len(episode.completion_ids)
 
-    def _generate(self, model: Any, sequences: list[list[int]], active: list[_Running]) -> list[list[int]]:
+    def _generate(
+        self, model: Any, keys: list[int], active: list[_Running], turns: TurnCache | None
+    ) -> list[list[int]]:
+        """One turn for every active episode, each cut at its end of turn and its remaining budget."""
         import torch
 
-        budget = max(self._budget(r) for r in active)
-        width = max(len(s) for s in sequences)
-        pad = self.tokenizer.pad_token_id
-        device = next(model.parameters()).device
-        input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
-        attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+        sequences = [r.prompt_ids + r.completion_ids for r in active]
+        budget = min(self.settings.max_new_tokens, max(self._budget(r) for r in active))
         sampling: dict[str, Any] = (
             {"do_sample": True, "temperature": self.settings.temperature, "top_p": self.settings.top_p}
             if self.settings.temperature > 0
             else {"do_sample": False}
         )
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=min(self.settings.max_new_tokens, budget),
-                pad_token_id=pad,
-                eos_token_id=sorted(self._eos_ids),
-                **sampling,
-            )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            if turns is not None:
+                rows = turns.generate(model, keys, sequences, budget, sampling)
+            else:
+                rows = self._generate_uncached(model, sequences, budget, sampling)
         results = []
-        for row, episode in zip(out[:, width:].tolist(), active, strict=True):
+        for row, episode in zip(rows, active, strict=True):
             row = row[: self._budget(episode)]
             end = next((i for i, t in enumerate(row) if t in self._eos_ids), None)
             results.append(row[: end + 1] if end is not None else row)
         return results
+
+    def _generate_uncached(
+        self, model: Any, sequences: list[list[int]], budget: int, sampling: dict[str, Any]
+    ) -> list[list[int]]:
+        """A plain left-padded ``generate`` over whole conversations (a scripted policy has no cache)."""
+        import torch
+
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        device = next(model.parameters()).device
+        input_ids = torch.tensor([[pad] * (width - len(s)) + s for s in sequences], device=device)
+        attention = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences], device=device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=budget,
+                pad_token_id=pad,
+                eos_token_id=sorted(self._eos_ids),
+                **sampling,
+            )
+        rows: list[list[int]] = out[:, width:].tolist()
+        return rows
 
     def _advance(self, episode: _Running, new_ids: list[int]) -> None:
         """Append one assistant turn; run its tool calls and append their rendering, or end the episode."""
@@ -186,3 +208,9 @@ class EpisodeRunner:
 def _server_draw(env: EpisodeEnv) -> DistractorDraw | None:
     """On an arena server the server draws the distractors: record what it offered."""
     return env.distractors if isinstance(env, SyncRemoteArenaEnv) else None
+
+
+def _caches(model: Any) -> bool:
+    """A transformers model (or a peft wrapper of one) keeps its KV cache between turns; a scripted policy
+    (tests) has none."""
+    return getattr(model, "generation_config", None) is not None

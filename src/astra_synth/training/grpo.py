@@ -49,6 +49,8 @@ from astra_synth.training.episodes import EpisodeConfig, EpisodeEnv, EpisodeRunn
 from astra_synth.training.metrics import JsonlMetrics
 from astra_synth.training.models import (
     LoraConfig,
+    Precision,
+    cpu_autocast,
     hardware_args,
     load_tokenizer,
     lora_config,
@@ -79,6 +81,7 @@ class RLConfig(StrictModel):
     distractors: DistractorConfig | None = Field(default_factory=DistractorConfig)
     embedder: Literal["local"] = "local"
     lora: LoraConfig | None = None
+    precision: Precision = "auto"
     seed: int = 0
     save_steps: int = Field(default=50, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
@@ -178,14 +181,17 @@ class ArenaRollouts:
         )
 
     def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[TokenEpisode]]]:
-        """One group of ``group_size`` episodes per arena id, all generated in one batch per turn."""
+        """One group of ``group_size`` episodes per arena id, all generated in one batch per turn.
+
+        A group shares one seed, so its episodes see the same prompt (tool order and distractors): GRPO's
+        advantage compares rollouts of one prompt, and the shared prompt is prefilled once."""
         envs: list[tuple[EpisodeEnv, DistractorDraw | None]] = []
         for arena_id in arena_ids:
             arena = self.arenas[arena_id]
+            seed = self._rng.randrange(1 << 30)
+            draw = self.sampler.sample(arena, episode=seed) if self.sampler else None
+            extra = self.sampler.extra_tools(draw) if self.sampler and draw else None
             for _ in range(self.settings.group_size):
-                seed = self._rng.randrange(1 << 30)
-                draw = self.sampler.sample(arena, episode=seed) if self.sampler else None
-                extra = self.sampler.extra_tools(draw) if self.sampler and draw else None
                 envs.append((self._env(arena, extra, seed), draw))
         try:
             episodes = self.runner.play(model, envs)
@@ -369,7 +375,7 @@ def run_rl(
     rollouts = ArenaRollouts(
         arenas,
         executor,
-        EpisodeRunner(tokenizer, settings.episode),
+        EpisodeRunner(tokenizer, settings.episode, bf16=cpu_autocast(settings.precision)),
         settings,
         sampler,
         out / log_name,
@@ -393,7 +399,7 @@ def run_rl(
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
         report_to=["tensorboard"],  # event files under out/runs/
-        **hardware_args(),
+        **hardware_args(settings.precision),
     )
     trainer = GRPOTrainer(
         model=model_path,

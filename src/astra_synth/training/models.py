@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -125,12 +125,40 @@ def lora_config(settings: LoraConfig | None) -> Any:
     )
 
 
-def hardware_args() -> dict[str, Any]:
-    """Trainer flags for this machine: CPU needs fp32 and no gradient checkpointing (TRL defaults both on)."""
+Precision = Literal["auto", "fp32", "bf16"]
+"""``auto``: bfloat16 autocast where the hardware computes it natively (a bf16 GPU, or a CPU with AVX512-BF16
+or AMX: ~1.8x faster training and prefill on the 2-core runner), fp32 elsewhere (emulated bf16 is slower)."""
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU has native bfloat16 instructions (Linux ``/proc/cpuinfo`` flags)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def use_bf16(precision: Precision) -> bool:
+    """Whether training (and, on a CPU, episode generation) runs under bfloat16 autocast."""
     import torch
 
-    if torch.cuda.is_available():
-        flags = {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "activation_checkpointing": True}
-    else:
-        flags = {"use_cpu": True, "bf16": False, "activation_checkpointing": False}
+    if precision != "auto":
+        return precision == "bf16"
+    return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_bf16()
+
+
+def cpu_autocast(precision: Precision) -> bool:
+    """Whether generation on the CPU runs under bfloat16 autocast (a GPU model keeps its own dtype)."""
+    import torch
+
+    return not torch.cuda.is_available() and use_bf16(precision)
+
+
+def hardware_args(precision: Precision = "auto") -> dict[str, Any]:
+    """Trainer flags for this machine: no gradient checkpointing on a CPU (TRL defaults it on)."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    flags = {"use_cpu": not gpu, "bf16": use_bf16(precision), "activation_checkpointing": gpu}
     return {**flags, "ddp_find_unused_parameters": False}  # every weight takes part in the loss

@@ -22,6 +22,7 @@ from astra_synth.errors import InputError
 from astra_synth.training.metrics import JsonlMetrics, read_metrics
 from astra_synth.training.models import (
     LoraConfig,
+    Precision,
     hardware_args,
     load_tokenizer,
     lora_config,
@@ -43,6 +44,7 @@ class SFTConfig(StrictModel):
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=2048, ge=64, description="Longer conversations are truncated.")
     lora: LoraConfig | None = None
+    precision: Precision = "auto"
     seed: int = 0
     save_steps: int = Field(default=500, ge=1)
     logging_steps: int = Field(default=1, ge=1)
@@ -133,7 +135,7 @@ def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> S
         save_total_limit=2,
         report_to=["tensorboard"],  # event files under out/runs/
         dataset_num_proc=None,
-        **hardware_args(),
+        **hardware_args(settings.precision),
     )
     metrics_path = out / "metrics.jsonl"
     trainer = SFTTrainer(
