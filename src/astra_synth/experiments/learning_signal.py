@@ -34,7 +34,7 @@ from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig
 from astra_synth.training.episodes import EpisodeConfig, EpisodeRunner, TokenEpisode
 from astra_synth.training.grpo import RLConfig, run_rl
-from astra_synth.training.models import load_tokenizer, resolve_model
+from astra_synth.training.models import Precision, cpu_autocast, load_tokenizer, resolve_model
 from astra_synth.training.sft import SFTConfig, run_sft
 
 SPLIT_FILES: dict[Split, str] = {"warm-up": "warm-up.held-out", "rl": "rl.held-out", "unseen": "unseen"}
@@ -155,6 +155,7 @@ def play_greedy(
     episode: EpisodeConfig,
     batch: int = 16,
     progress: Progress | None = None,
+    precision: Precision = "auto",
 ) -> list[TokenEpisode]:
     """One greedy episode per arena with the HF policy at ``model_path``, ``batch`` episodes at a time."""
     import torch
@@ -165,7 +166,8 @@ def play_greedy(
     model = model.to(device).eval()
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
-    runner = EpisodeRunner(tokenizer, episode.model_copy(update={"temperature": 0.0}))
+    greedy = episode.model_copy(update={"temperature": 0.0})
+    runner = EpisodeRunner(tokenizer, greedy, bf16=cpu_autocast(precision))
     task = progress.add_task("episodes", total=len(arenas)) if progress else None
     played: list[TokenEpisode] = []
     for start in range(0, len(arenas), batch):
@@ -198,7 +200,7 @@ def run_learning_signal(
     every scored episode's conversation in ``out/episodes/<stage>_<split>.jsonl``."""
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
-    steps = Steps(out, console)
+    steps = Steps(out, console, config)
     started = time.perf_counter()
     data = out / "arenas"
 
@@ -221,7 +223,13 @@ def run_learning_signal(
                 )
                 with Progress(console=console, transient=True) as progress:
                     played = play_greedy(
-                        policy, arenas, executor, config.episode, config.eval_batch, progress
+                        policy,
+                        arenas,
+                        executor,
+                        config.episode,
+                        config.eval_batch,
+                        progress,
+                        config.rl.precision,
                     )
                 keep = {"arena_id", "family", "breakdown", "budget_exhausted", "messages"}
                 lines = "".join(e.model_dump_json(include=keep) + "\n" for e in played)

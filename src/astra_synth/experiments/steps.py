@@ -1,5 +1,8 @@
 """Named, resumable steps of a long experiment: a finished step leaves ``steps/<name>.json`` and a re-run
-returns that stored result instead of redoing the work, so an interrupted run loses at most one step."""
+returns that stored result instead of redoing the work, so an interrupted run loses at most one step.
+
+A run's settings are stored beside its steps (``steps/settings.json``): resuming with different settings
+would mix results of two experiments, so it is refused with the fields that differ."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
+from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import write_json_atomic
 
 T = TypeVar("T", bound=BaseModel)
@@ -19,10 +23,25 @@ T = TypeVar("T", bound=BaseModel)
 class Steps:
     """Runs a named step once: its result is stored, and a re-run returns the stored result."""
 
-    def __init__(self, run_dir: Path, console: Console) -> None:
+    def __init__(self, run_dir: Path, console: Console, settings: BaseModel | None = None) -> None:
         self.dir = run_dir / "steps"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.console = console
+        if settings is not None:
+            self._check(settings.model_dump(mode="json"))
+
+    def _check(self, settings: dict[str, object]) -> None:
+        stored = self.dir / "settings.json"
+        if stored.exists():
+            before = json.loads(stored.read_text(encoding="utf-8"))
+            changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
+            if changed:
+                raise InputError(
+                    f"{self.dir.parent} holds a run with other settings ({', '.join(changed)} differ): "
+                    "resume with the same settings, or use a new output folder"
+                )
+        else:
+            write_json_atomic(stored, settings)
 
     def run(self, name: str, model: type[T], fn: Callable[[], T]) -> T:
         marker = self.dir / f"{name}.json"
