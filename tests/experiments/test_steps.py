@@ -35,6 +35,7 @@ def test_a_finished_step_is_returned_not_redone(tmp_path: Path) -> None:
 
 
 def test_resuming_with_other_settings_names_what_differs(tmp_path: Path) -> None:
-    Steps(tmp_path, Console(quiet=True), _Settings(lr=1e-5, steps=4)).run("train", _Done, lambda: _Done(value=1))
+    first = Steps(tmp_path, Console(quiet=True), _Settings(lr=1e-5, steps=4))
+    first.run("train", _Done, lambda: _Done(value=1))
     with pytest.raises(InputError, match=r"\(lr differ\)"):
         Steps(tmp_path, Console(quiet=True), _Settings(lr=2e-5, steps=4))

@@ -1,5 +1,5 @@
-"""The cached multi-turn generation writes exactly the tokens a plain ``generate`` over whole conversations
-writes (greedy, real model and tokenizer): shared prompts, rows that stop, tool blocks of different lengths."""
+"""Cached multi-turn generation writes exactly the tokens a plain ``generate`` over whole conversations
+writes (greedy, real model and tokenizer): shared prompts, rows that stop, tool blocks of other lengths."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ class TurnCache:
         return turns
 
     def _prefill(self, model: Any, keys: Sequence[int], sequences: Sequence[list[int]], device: Any) -> None:
-        """Cache every distinct prompt once (all but its last token), then give each row its prompt's cache."""
+        """Cache each distinct prompt once (all but its last token), then give each row its prompt's cache."""
         import torch
         from transformers import DynamicCache
 
