@@ -103,6 +103,9 @@ def test_grpo_rollouts_with_the_servers_distractors_equal_local_ones(
             played.append(rollouts.play_groups(ScriptedPolicy(scripts), [a.id for a in short_arenas[:2]]))
     local, remote = played
     assert all(e.distractors and e.distractors.names for g in local for e in g.payload)
+    # a group is one prompt (one seed: tool order and draw): GRPO's advantage compares rollouts of one prompt
+    assert all(len({tuple(e.prompt_ids) for e in g.payload}) == 1 for g in local)
+    assert all(len({e.distractors.model_dump_json() for e in g.payload if e.distractors}) == 1 for g in local)
     assert [g.rewards for g in local] == [[pytest.approx(1.0)] * 2] * 2
     for ours, theirs in zip(local, remote, strict=True):
         # the episodes are the same, and each records the draw that was offered (the server's, remotely)
