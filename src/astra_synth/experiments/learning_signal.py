@@ -38,21 +38,21 @@ from astra_synth.training.models import Precision, cpu_autocast, load_tokenizer,
 from astra_synth.training.sft import SFTConfig, run_sft
 
 SPLIT_FILES: dict[Split, str] = {"warm-up": "warm-up.held-out", "rl": "rl.held-out", "unseen": "unseen"}
-_EPISODE = EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=384, temperature=0.0)
+_EPISODE = EpisodeConfig(max_turns=3, max_new_tokens=96, max_completion_tokens=384, temperature=0.0)
 
 
 def _rl_defaults() -> RLConfig:
     """GRPO settings that let a group of a 135M policy contain a success (docs/training.md says why)."""
     return RLConfig(
-        max_steps=10,
+        max_steps=8,
         group_size=8,
-        groups_per_device=2,
-        learning_rate=2e-5,
+        groups_per_device=4,
+        learning_rate=5e-5,
         micro_batch=4,
-        episode=EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=384, temperature=0.7),
-        fill=FillConfig(max_rolls=2),
+        episode=EpisodeConfig(max_turns=3, max_new_tokens=96, max_completion_tokens=384, temperature=0.7),
+        fill=FillConfig(max_rolls=3),
         distractors=None,
-        save_steps=4,
+        save_steps=2,
     )
 
 
@@ -305,7 +305,13 @@ def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig
         "sft_per_family": 2,
         "eval_per_split": 12,
         "rl": base.rl.model_copy(
-            update={"max_steps": 4, "group_size": 6, "fill": FillConfig(max_rolls=1), "save_steps": 1}
+            update={
+                "max_steps": 4,
+                "group_size": 6,
+                "groups_per_device": 2,
+                "fill": FillConfig(max_rolls=1),
+                "save_steps": 1,
+            }
         ),
     }
     return base.model_copy(update={**quick, **overrides})
