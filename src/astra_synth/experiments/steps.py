@@ -1,8 +1,9 @@
 """Named, resumable steps of a long experiment: a finished step leaves ``steps/<name>.json`` and a re-run
 returns that stored result instead of redoing the work, so an interrupted run loses at most one step.
 
-A run's settings are stored beside its steps (``steps/settings.json``): resuming with different settings
-would mix results of two experiments, so it is refused with the fields that differ."""
+A run's settings are stored next to ``steps/`` (``settings.json``; the report reads every file in ``steps/``
+as a step): resuming with different settings would mix two experiments' results, so it is refused with the
+fields that differ."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class Steps:
             self._check(settings.model_dump(mode="json"))
 
     def _check(self, settings: dict[str, object]) -> None:
-        stored = self.dir / "settings.json"
+        stored = self.dir.parent / "settings.json"
         if stored.exists():
             before = json.loads(stored.read_text(encoding="utf-8"))
             changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
