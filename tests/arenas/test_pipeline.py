@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
-from astra_synth.arenas.records import read_arenas
+from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.arenas.seeds import SeedSource
 from astra_synth.config import ContaminationConfig, EndpointConfig
@@ -147,12 +147,10 @@ async def test_embedded_model_run_completes_with_a_consistent_funnel(
 SEEDS = Path(__file__).resolve().parents[2] / "examples" / "seeds" / "questions.en.jsonl"
 
 
-async def test_porto_seed_answered_carefully_yields_an_arena(
-    scripted_llm: ScriptedLLM, tmp_path: Path
-) -> None:
-    """The review's walk-through: prose sub-answers with units survive the dependency check, and the
-    golden-call reward credits a policy whatever spelling of an integral number it writes."""
-    script_porto(scripted_llm)
+async def _porto_arena(scripted_llm: ScriptedLLM, tmp_path: Path, qa: dict[str, Any] = PORTO_QA) -> Arena:
+    """The Porto seed through pipeline B with careful replies (``qa``: another QA reply): its one published
+    arena, which passed its report card."""
+    script_porto(scripted_llm, qa)
     source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
     config = arenas_config(scripted_llm, tmp_path, [source], contamination={"enabled": False})
     summary = await run_arenas(config, tmp_path / "run", progress=False)
@@ -160,6 +158,15 @@ async def test_porto_seed_answered_carefully_yields_an_arena(
     publish(tmp_path / "run", config.contamination)
     [arena] = read_arenas(tmp_path / "run" / "arenas.jsonl")
     assert arena.report is not None and arena.report.passed
+    return arena
+
+
+async def test_porto_seed_answered_carefully_yields_an_arena(
+    scripted_llm: ScriptedLLM, tmp_path: Path
+) -> None:
+    """The review's walk-through: prose sub-answers with units survive the dependency check, and the
+    golden-call reward credits a policy whatever spelling of an integral number it writes."""
+    arena = await _porto_arena(scripted_llm, tmp_path)
     assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
     deps = {c.name: c.ok for c in arena.report.checks if c.name.startswith("dependency_used")}
     assert deps == dict.fromkeys(
@@ -189,14 +196,7 @@ async def test_porto_with_arithmetic_slips_takes_the_calculators_values(
     scripted_llm: ScriptedLLM, tmp_path: Path
 ) -> None:
     """The computed sub-answers come from the tools: the slip is corrected everywhere it was written."""
-    script_porto(scripted_llm, _slipped_porto())
-    source = SeedSource(mode="questions", language="en", file=SEEDS, max_hops=4, limit=1)
-    config = arenas_config(scripted_llm, tmp_path, [source], contamination={"enabled": False})
-    summary = await run_arenas(config, tmp_path / "run", progress=False)
-    assert summary.status == "finished" and summary.ok == 1, summary.model_dump_json(indent=1)
-    publish(tmp_path / "run", config.contamination)
-    [arena] = read_arenas(tmp_path / "run" / "arenas.jsonl")
-    assert arena.report is not None and arena.report.passed
+    arena = await _porto_arena(scripted_llm, tmp_path, _slipped_porto())
     assert arena.report.replay_rewards == pytest.approx({"result": 1.0, "answer": 1.0})
     subs = {s.id: s for s in arena.subtasks}
     assert [subs[i].kind for i in ("q1", "q2", "q3", "q4")] == ["lookup", "lookup", "compute", "compute"]
