@@ -66,7 +66,7 @@ class TurnCache:
             turn = tokens[: end + 1] if end is not None else tokens
             turns.append(turn)
             self.seen[row] += len(turn)
-        block = torch.zeros((len(new), len(new[0]) if new else 0), dtype=self.mask.dtype, device=device)
+        block = torch.zeros((len(new), out.sequences.shape[1] - width), dtype=self.mask.dtype, device=device)
         for row, turn in enumerate(turns):
             block[row, : len(turn)] = 1
         self.mask = torch.cat([self.mask, block], dim=1)
@@ -96,7 +96,7 @@ class TurnCache:
                     logits_to_keep=1,
                 )
         index = torch.tensor(rows, device=device)
-        if len(prompts) != len(rows) or rows != sorted(rows):
+        if len(prompts) != len(rows):  # distinct prompts are already one row each, in order
             cache.batch_select_indices(index)
         self.keys = list(keys)
         self.ids, self.mask = ids[index], mask[index]
