@@ -197,6 +197,7 @@ def test_grpo_steps_through_the_sandbox_then_resume(
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()
     state = RolloutState.model_validate_json(rollout_state_path(out / "checkpoint-1", 0).read_text())
     assert state.groups >= 2  # the groups played in step 1 were counted, and the count was saved
+    assert sum(len(seen) for seen in state.picker.values()) == state.groups  # each group's validity, saved
 
     played = [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
     assert len(played) == 2 * 2  # two groups × two episodes (one roll: max_rolls=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -79,6 +79,14 @@ def rl(
     ] = None,
     delta: Annotated[float, typer.Option("--delta", min=0.0, help="Min group reward std.")] = 1e-6,
     max_rolls: Annotated[int, typer.Option("--max-rolls", min=1, help="Rolls per step.")] = 4,
+    pick: Annotated[
+        Literal["signal", "schedule"],
+        typer.Option(
+            "--pick",
+            help="signal: draw families whose recent groups had differing rewards more often; "
+            "schedule: the trainer's order, then uniform.",
+        ),
+    ] = "signal",
     save_steps: Annotated[int, typer.Option("--save-steps", min=1)] = 50,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint.")] = False,
     lora_r: Annotated[int, typer.Option("--lora-r", min=0, help=_LORA_HELP)] = 0,
@@ -118,7 +126,7 @@ def rl(
             max_completion_tokens=max_completion,
             temperature=temperature,
         ),
-        fill=FillConfig(delta=delta, max_rolls=max_rolls),
+        fill=FillConfig(delta=delta, max_rolls=max_rolls, pick=pick),
         distractors=DistractorConfig(k_per_band=local_k, seed=seed) if local_k and env_url is None else None,
         lora=LoraConfig(r=lora_r, alpha=2 * lora_r) if lora_r else None,
         save_steps=save_steps,

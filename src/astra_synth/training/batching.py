@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -32,6 +32,13 @@ class FillConfig(StrictModel):
 
     delta: float = Field(default=1e-6, ge=0, description="A group is valid when its reward std exceeds this.")
     max_rolls: int = Field(default=4, ge=1, description="Rolls per update, the scheduled one included.")
+    pick: Literal["signal", "schedule"] = Field(
+        default="signal",
+        description="Which arenas to roll: 'signal' draws families by the recent share of their groups that "
+        "were valid (training/arena_picker.py); 'schedule' plays the trainer's scheduled arenas first, then "
+        "uniform draws.",
+    )
+    window: int = Field(default=8, ge=1, description="Groups per family the 'signal' picker remembers.")
 
 
 @dataclass

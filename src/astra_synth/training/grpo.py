@@ -12,12 +12,14 @@ ids with an ``env_mask`` so tool output never enters the loss. The F1 reward and
 fields to one reward function, which also logs recall, precision, calls, turns and the fill statistics.
 
 The dataset column ``prompt`` is the arena id (TRL's sampler schedules arenas; the rollout renders the
-chat). Because of batch filling the arenas trained on may differ from those scheduled; ``rollouts.jsonl``
-records what was actually played (arena and its family, distractors, reward breakdown, whether the group was
-masked).
+chat). With ``fill.pick="signal"`` (the default) the rollout draws its own arenas instead, families weighted
+by how often their recent groups carried a signal (:mod:`~astra_synth.training.arena_picker`); with
+``"schedule"`` it plays TRL's schedule first. Either way ``rollouts.jsonl`` records what was actually played
+(arena and its family, distractors, reward breakdown, whether the group was masked).
 Resume restores model, optimiser, scheduler and RNG state from a checkpoint, and each rank's rollout state
-(carry-over buffer, arena sampler RNG, group counter) from ``rollout_state.rank<R>.json`` saved beside it, so
-buffered groups survive an interruption and a resumed run draws the arenas an uninterrupted one would.
+(carry-over buffer, arena sampler RNG, group counter, the picker's record) from
+``rollout_state.rank<R>.json`` saved beside it, so buffered groups survive an interruption and a resumed run
+draws the arenas an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
 from astra_synth.runs.jsonl import write_json_atomic
 from astra_synth.sandbox.executor import ToolExecutor
+from astra_synth.training.arena_picker import ArenaPicker
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
 from astra_synth.training.episodes import EpisodeConfig, EpisodeEnv, EpisodeRunner, TokenEpisode
 from astra_synth.training.metrics import JsonlMetrics
@@ -104,11 +107,13 @@ class BufferedGroup(BaseModel):
 
 
 class RolloutState(BaseModel):
-    """One rank's rollout state in a checkpoint: ``random.Random`` state, group counter, carry-over buffer."""
+    """One rank's rollout state in a checkpoint: ``random.Random`` state, group counter, carry-over buffer,
+    and the arena picker's per-family record of valid groups."""
 
     rng: list[Any]
     groups: int
     buffer: list[BufferedGroup]
+    picker: dict[str, list[bool]] = Field(default_factory=dict)
 
 
 def rollout_state_path(checkpoint: Path, rank: int) -> Path:
@@ -155,6 +160,7 @@ class ArenaRollouts:
         self.filler: BatchFiller[list[TokenEpisode]] = BatchFiller(
             target=settings.groups_per_device, config=settings.fill
         )
+        self.picker = ArenaPicker.of(arenas, settings.fill.window)
         self._rng = random.Random(settings.seed)
         self._groups = 0
         self.last_fill: FillResult[list[TokenEpisode]] | None = None
@@ -169,6 +175,7 @@ class ArenaRollouts:
                 BufferedGroup(key=g.key, rewards=g.rewards, masked=g.masked, episodes=g.payload)
                 for g in self.filler.buffer
             ],
+            picker=self.picker.state(),
         )
 
     def restore(self, state: RolloutState) -> None:
@@ -179,6 +186,7 @@ class ArenaRollouts:
         self.filler.buffer.extend(
             Group(key=g.key, rewards=g.rewards, payload=g.episodes, masked=g.masked) for g in state.buffer
         )
+        self.picker.restore(state.picker)
 
     def play_groups(self, model: Any, arena_ids: list[str]) -> list[Group[list[TokenEpisode]]]:
         """One group of ``group_size`` episodes per arena id, all generated in one batch per turn.
@@ -226,10 +234,17 @@ class ArenaRollouts:
             first = [True]
 
             def roll(count: int) -> list[Group[list[TokenEpisode]]]:
-                if first[0] and count == len(scheduled):
+                if self.settings.fill.pick == "signal":
+                    ids = self.picker.draw(self._rng, count)
+                elif first[0] and count == len(scheduled):
                     first[0] = False
-                    return self.play_groups(model, scheduled)
-                return self.play_groups(model, self._rng.choices(sorted(self.arenas), k=count))
+                    ids = scheduled
+                else:
+                    ids = self._rng.choices(sorted(self.arenas), k=count)
+                groups = self.play_groups(model, ids)
+                for arena_id, group in zip(ids, groups, strict=True):
+                    self.picker.record(arena_id, self.filler.is_valid(group))
+                return groups
 
             self.filler.target = len(scheduled)
             fill = self.filler.fill(roll)
