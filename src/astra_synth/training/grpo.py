@@ -10,6 +10,7 @@ fills the batch adaptively (:mod:`~astra_synth.training.batching`: buffered vali
 rolled until the batch holds only groups with reward std > δ, a bounded number of times) and returns token
 ids with an ``env_mask`` so tool output never enters the loss. The F1 reward and its parts travel as extra
 fields to one reward function, which also logs recall, precision, calls, turns and the fill statistics.
+The loss forward runs each distinct prompt of a micro-batch once (:mod:`~astra_synth.training.shared_prompt`).
 
 The dataset column ``prompt`` is the arena id (TRL's sampler schedules arenas; the rollout renders the
 chat). With ``fill.pick="signal"`` (the default) the rollout draws its own arenas instead, families weighted
@@ -358,7 +359,8 @@ def run_rl(
     irrelevant tools, so ``settings.distractors`` must be None)."""
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl.trainer.grpo_config import GRPOConfig
-    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    from astra_synth.training.shared_prompt import SharedPromptGRPOTrainer
 
     settings = settings or RLConfig()
     if settings.episode.temperature <= 0:
@@ -416,7 +418,7 @@ def run_rl(
         report_to=["tensorboard"],  # event files under out/runs/
         **hardware_args(settings.precision),
     )
-    trainer = GRPOTrainer(
+    trainer = SharedPromptGRPOTrainer(
         model=model_path,
         reward_funcs=[arena_f1],
         args=args,

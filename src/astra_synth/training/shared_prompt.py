@@ -1,0 +1,86 @@
+"""GRPO's loss forward with each distinct prompt run once (CPU speed; same log-probabilities).
+
+A GRPO group is eight completions of one prompt (:meth:`ArenaRollouts.play_groups` gives a group one seed),
+and on our arenas the prompt — system text plus tool schemas, ~600 tokens — is most of every sequence
+(completions average ~100 tokens). TRL's loss forward runs every row in full: the backbone reads the same
+prompt once per completion, and on a CPU its fused LM head scores *every* position, prompt included (only a
+Triton device skips masked ones). Here a micro-batch's distinct prompts (all but their last token) run once,
+with gradient, into a KV cache whose rows are then repeated for the completions that share them; the
+completions run on top of it and only they reach the LM head. Autograd sums the repeated rows' gradients
+back into the one prompt pass, so loss and gradients are those of the full forward (a test compares both).
+
+Positions are what the full forward uses (``arange`` over the padded row, continued from the cache), and
+the attention mask is the full row's, so left padding is treated identically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trl.trainer.grpo_trainer import GRPOTrainer
+
+_VISION_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
+
+
+class SharedPromptGRPOTrainer(GRPOTrainer):
+    """``GRPOTrainer`` whose per-token log-probabilities run each distinct prompt once per micro-batch."""
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: Any,
+        attention_mask: Any,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **extra: Any,
+    ) -> tuple[Any, Any, Any]:
+        split = input_ids.size(1) - logits_to_keep - 1  # the prompt but its last token: cached and shared
+        if compute_aux_loss or split < 1 or any(extra.get(k) is not None for k in _VISION_KEYS):
+            full = super()._get_per_token_logps_and_entropies
+            logps, entropies, aux = full(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                         compute_entropy, compute_aux_loss, **extra)  # fmt: skip
+            return logps, entropies, aux
+        import torch
+
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids = input_ids[start : start + batch_size]
+            mask = attention_mask[start : start + batch_size]
+            prefix = torch.cat([ids[:, :split], mask[:, :split]], dim=1)
+            distinct, rows = torch.unique(prefix, dim=0, return_inverse=True)
+            cache = self._prefix_cache(model, distinct[:, :split], distinct[:, split:])
+            if distinct.size(0) != ids.size(0):
+                cache.batch_select_indices(rows)
+            suffix = ids[:, split:]
+            labels = suffix.masked_fill(mask[:, split:] == 0, -100)
+            with self.accelerator.autocast():
+                out = model(
+                    input_ids=suffix, attention_mask=mask, cache=cache, labels=labels, fused_lm_head=True
+                )
+            logps.append(out.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(out.entropy[:, -logits_to_keep:])
+        return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
+
+    def _prefix_cache(self, model: Any, ids: Any, mask: Any) -> Any:
+        """The KV cache of each distinct prompt prefix, with gradient (the loss flows back through it)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        with self.accelerator.autocast():
+            model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1)
+        return cache
