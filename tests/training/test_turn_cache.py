@@ -77,3 +77,20 @@ def test_cached_turns_equal_plain_generation(embedded_model: Path) -> None:
         keys = sorted(results)
         for key in keys:
             talk[key] = talk[key] + answers[key] + block(results[key])
+
+
+def test_sampling_is_temperature_and_top_p_only() -> None:
+    import torch
+
+    from astra_synth.training.turn_cache import _next_tokens
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]] * 4000))
+    assert _next_tokens(logits, {"do_sample": False}).tolist() == [0] * 4000
+    torch.manual_seed(0)
+    drawn = _next_tokens(logits, {"do_sample": True, "temperature": 1.0, "top_p": 0.7}).tolist()
+    assert set(drawn) == {0, 1}  # the smallest set whose mass reaches 0.7
+    assert abs(drawn.count(0) / 4000 - 0.5 / 0.8) < 0.03
+    drawn = _next_tokens(logits, {"do_sample": True, "temperature": 0.5, "top_p": 1.0}).tolist()
+    sharpened = torch.softmax(logits[0] / 0.5, -1)  # no implicit top-k: every token can be drawn
+    assert set(drawn) == {0, 1, 2, 3}
+    assert abs(drawn.count(0) / 4000 - float(sharpened[0])) < 0.03

@@ -4,10 +4,13 @@ Without it every turn re-reads the whole conversation: on 2 CPU cores, prefillin
 tool prompt costs ~16 s per turn, three turns per episode, and a GRPO group re-reads the same prompt eight
 times. Here a batch of episodes keeps one ``DynamicCache``: the first turn prefills each distinct prompt once
 and copies its cache rows to every episode that shares it (a GRPO group), and each later turn feeds only what
-is new — the tool results the environment appended. Rows stay aligned as one tensor: a row's tokens after its
-end of turn, and the left padding of a shorter tool block, stay in the cache under attention mask 0, and
-``generate`` derives positions from the mask, so every row sees exactly its own conversation. The tokens
-equal the uncached loop's (a test compares them greedily on the real model).
+is new — the tool results the environment appended. Within a turn a row that ends leaves the batch (its
+cache set aside), so the others decode without it; ``generate`` would carry every finished row until the
+longest one ended. Between turns the rows are one tensor again: shorter rows and shorter tool blocks are
+left-padded under attention mask 0 and positions come from the mask, so every row sees exactly its own
+conversation. Sampling is temperature (and ``top_p``) only, the distribution TRL scores the tokens under.
+The tokens equal a plain ``generate`` over the whole conversation (a test compares them greedily on the
+real model).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class TurnCache:
         sampling: dict[str, Any],
     ) -> list[list[int]]:
         """The next turn of each row (``keys`` name the episodes, ``sequences`` their whole conversations so
-        far); tokens after a row's end of turn are returned and then hidden from its later turns."""
+        far): its tokens up to and including its end of turn, or ``max_new_tokens`` of them."""
         import torch
 
         device = next(model.parameters()).device
@@ -46,31 +49,79 @@ class TurnCache:
         else:
             self._extend(keys, sequences, device)
         with torch.no_grad():
-            out = model.generate(
-                input_ids=self.ids,
-                attention_mask=self.mask,
-                cache=self.cache,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=self.pad,
-                eos_token_id=sorted(self.eos),
-                return_dict_in_generate=True,
-                **sampling,
-            )
-        width = self.ids.shape[1]
-        self.cache = out.cache
-        self.ids = out.sequences
-        new = out.sequences[:, width:].tolist()
-        turns = []
-        for row, tokens in enumerate(new):
-            end = next((i for i, t in enumerate(tokens) if t in self.eos), None)
-            turn = tokens[: end + 1] if end is not None else tokens
-            turns.append(turn)
-            self.seen[row] += len(turn)
-        block = torch.zeros((len(new), out.sequences.shape[1] - width), dtype=self.mask.dtype, device=device)
+            turns = self._decode(model, max_new_tokens, sampling)
         for row, turn in enumerate(turns):
-            block[row, : len(turn)] = 1
-        self.mask = torch.cat([self.mask, block], dim=1)
+            self.seen[row] += len(turn)
         return turns
+
+    def _decode(self, model: Any, max_new_tokens: int, sampling: dict[str, Any]) -> list[list[int]]:
+        """Sample every row's turn; a row that ends leaves the batch, so the others decode without it.
+
+        ``generate`` would keep a finished row in the batch until the longest one ends: with 32 rows and a
+        runaway or two per turn, most of a turn's compute went to rows that had already stopped. Each row's
+        cache is set aside when it ends and the rows are aligned again (left padding, mask 0) afterwards."""
+        import torch
+
+        ids, mask, cache = self.ids, self.mask, self.cache
+        feed = ids[:, cache.get_seq_length() :]  # what the cache has not read yet, equally wide for all rows
+        alive = list(range(ids.shape[0]))
+        turns: list[list[int]] = [[] for _ in alive]
+        ended: dict[int, tuple[list[tuple[Any, Any]], Any, Any]] = {}
+        for step in range(max_new_tokens):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -feed.shape[1] :]
+            logits = model(
+                input_ids=feed,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            ).logits[:, -1, :]
+            chosen = _next_tokens(logits.float(), sampling)
+            ids = torch.cat([ids, chosen[:, None].to(ids.dtype)], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            stop = []
+            for i, token in enumerate(chosen.tolist()):
+                turns[alive[i]].append(token)
+                if token in self.eos or step == max_new_tokens - 1:
+                    stop.append(i)
+            for i in stop:
+                layers = [
+                    (layer.keys[i : i + 1].clone(), layer.values[i : i + 1].clone()) for layer in cache.layers
+                ]
+                ended[alive[i]] = (layers, ids[i], mask[i])
+            if len(stop) == len(alive):
+                break
+            if stop:
+                keep = [i for i in range(len(alive)) if i not in stop]
+                index = torch.tensor(keep, device=ids.device)
+                cache.batch_select_indices(index)
+                ids, mask, chosen = ids[index], mask[index], chosen[index]
+                alive = [alive[i] for i in keep]
+            feed = chosen[:, None].to(ids.dtype)
+        self._align([ended[row] for row in range(len(turns))])
+        return turns
+
+    def _align(self, rows: list[tuple[list[tuple[Any, Any]], Any, Any]]) -> None:
+        """One batch again from each row's cache, ids and mask, left-padded to the longest (mask 0)."""
+        import torch
+        from transformers import DynamicCache
+
+        width = max(row_ids.shape[0] for _, row_ids, _ in rows)
+        cache = DynamicCache()
+        for layer in range(len(rows[0][0])):
+            keys, values = [], []
+            for layers, row_ids, _ in rows:
+                k, v = layers[layer]
+                pad = width - row_ids.shape[0]
+                keys.append(torch.nn.functional.pad(k, (0, 0, pad, 0)))
+                values.append(torch.nn.functional.pad(v, (0, 0, pad, 0)))
+            cache.update(torch.cat(keys), torch.cat(values), layer)
+        self.ids = torch.stack(
+            [torch.nn.functional.pad(r, (width - r.shape[0], 0), value=self.pad) for _, r, _ in rows]
+        )
+        self.mask = torch.stack([torch.nn.functional.pad(m, (width - m.shape[0], 0)) for _, _, m in rows])
+        self.cache = cache
 
     def _prefill(self, model: Any, keys: Sequence[int], sequences: Sequence[list[int]], device: Any) -> None:
         """Cache each distinct prompt once (all but its last token), then give each row its prompt's cache."""
@@ -125,3 +176,19 @@ class TurnCache:
         mask = torch.tensor([[0] * (width - len(a)) + [1] * len(a) for a in added], device=device)
         self.ids = torch.cat([self.ids, ids.to(self.ids.dtype)], dim=1)
         self.mask = torch.cat([self.mask, mask.to(self.mask.dtype)], dim=1)
+
+
+def _next_tokens(logits: Any, sampling: dict[str, Any]) -> Any:
+    """Greedy, or a draw at ``temperature`` from the smallest set of tokens whose mass reaches ``top_p``:
+    the distribution TRL scores the tokens under (no implicit top-k)."""
+    import torch
+
+    if not sampling.get("do_sample"):
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / float(sampling.get("temperature", 1.0)), dim=-1)
+    top_p = float(sampling.get("top_p", 1.0))
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        outside = sorted_probs.cumsum(-1) - sorted_probs >= top_p
+        probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
+    return torch.multinomial(probs, 1)[:, 0]
