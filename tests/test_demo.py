@@ -41,6 +41,7 @@ def test_demo_runs_every_step_and_resumes(scripted_llm: ScriptedLLM, tmp_path: P
             "experiment.rl.max_steps": 1,
             "experiment.rl.group_size": 2,
             "experiment.rl.groups_per_device": 1,
+            "experiment.rl.fill.max_rolls": 1,
             "experiment.rl.episode.max_turns": 1,
             "experiment.rl.episode.max_new_tokens": 8,
             "experiment.rl.episode.max_completion_tokens": 32,

@@ -48,7 +48,7 @@ def _rl_defaults() -> RLConfig:
         group_size=8,
         groups_per_device=4,
         learning_rate=5e-5,
-        micro_batch=4,
+        micro_batch=8,  # one group per pass: its prompt runs once (training/shared_prompt.py)
         episode=EpisodeConfig(max_turns=3, max_new_tokens=96, max_completion_tokens=384, temperature=0.7),
         fill=FillConfig(max_rolls=3),
         distractors=None,
