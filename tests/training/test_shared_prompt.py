@@ -38,10 +38,17 @@ def _trainer() -> Any:
     return trainer
 
 
-@pytest.mark.slow
-def test_log_probs_entropies_and_gradients_equal_the_full_forward(embedded_model: Path) -> None:
+@pytest.fixture(scope="module")
+def fused_model(embedded_model: Path) -> Any:
     model = AutoModelForCausalLM.from_pretrained(str(embedded_model), dtype=torch.float32)
     add_fused_lm_head(model, temperature=0.7, outputs=("log_probs", "entropy"))
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_size", [4, 2])  # 2: chunks whose prompts all differ, in unsorted order
+def test_log_probs_entropies_and_gradients_equal_the_full_forward(fused_model: Any, batch_size: int) -> None:
+    model = fused_model
     ids, mask, keep = _batch()
     completion_mask = mask[:, -keep:].bool()
     trainer = _trainer()
@@ -49,7 +56,7 @@ def test_log_probs_entropies_and_gradients_equal_the_full_forward(embedded_model
     for method in (super(SharedPromptGRPOTrainer, trainer), trainer):  # TRL's own, then ours
         model.zero_grad()
         logps, entropy, _ = method._get_per_token_logps_and_entropies(
-            model, ids, mask, keep, batch_size=4, compute_entropy=True
+            model, ids, mask, keep, batch_size=batch_size, compute_entropy=True
         )
         (logps * completion_mask).sum().backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -63,3 +70,19 @@ def test_log_probs_entropies_and_gradients_equal_the_full_forward(embedded_model
         scale = full_grads[name].abs().max()
         assert scale > 0
         torch.testing.assert_close(grads[name], full_grads[name], atol=1e-3 * float(scale), rtol=1e-3)
+
+
+def test_a_steps_rows_reach_the_micro_batches_in_group_order() -> None:
+    """TRL would shuffle the rows first, scattering each group (one prompt) over several micro-batches."""
+    trainer = _trainer()
+    rows = torch.arange(8)  # two groups of four, as the rollout returns them
+    trainer.model = SimpleNamespace(training=True)
+    trainer.num_iterations = 1
+    trainer.args = SimpleNamespace(steps_per_generation=2)
+    trainer._buffered_inputs = None
+    trainer._generate_and_score_completions = lambda batch: {"prompt_ids": rows, "advantages": rows * 1.0}
+    seen = []
+    for step in range(4):  # two optimiser steps, each generating once
+        trainer._step = step
+        seen.append(trainer._prepare_inputs([])["prompt_ids"].tolist())
+    assert seen == [[0, 1, 2, 3], [4, 5, 6, 7]] * 2

@@ -9,6 +9,9 @@ with gradient, into a KV cache whose rows are then repeated for the completions 
 completions run on top of it and only they reach the LM head. Autograd sums the repeated rows' gradients
 back into the one prompt pass, so loss and gradients are those of the full forward (a test compares both).
 
+TRL shuffles a step's rows before cutting them into micro-batches, which would scatter a group over
+several; this trainer keeps them in the rollout's order (one group per micro-batch of ``group_size``).
+
 Positions are what the full forward uses (``arange`` over the padded row, continued from the cache), and
 the attention mask is the full row's, so left padding is treated identically.
 """
@@ -35,6 +38,24 @@ _VISION_KEYS = (
 
 class SharedPromptGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose per-token log-probabilities run each distinct prompt once per micro-batch."""
+
+    def _prepare_inputs(self, generation_batch: Any) -> Any:
+        """TRL's, without shuffling the rows before they are cut into micro-batches: the rollout returns
+        each group's episodes together, so a micro-batch of ``group_size`` rows is one prompt. With one
+        iteration per generation every micro-batch lands in the same optimiser step, and DAPO's normaliser
+        counts the whole step's tokens, so the order of rows does not change the update."""
+        from trl.trainer.utils import split_tensor_dict
+
+        model: Any = self.model
+        args: Any = self.args  # a GRPOConfig
+        if not model.training or self.num_iterations != 1:
+            return super()._prepare_inputs(generation_batch)
+        chunks: int = args.steps_per_generation
+        buffered: Any = self._buffered_inputs
+        if self._step % chunks == 0 or buffered is None:
+            buffered = split_tensor_dict(self._generate_and_score_completions(generation_batch), chunks)
+            self._buffered_inputs = buffered
+        return buffered[self._step % chunks]
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -63,7 +84,7 @@ class SharedPromptGRPOTrainer(GRPOTrainer):
             prefix = torch.cat([ids[:, :split], mask[:, :split]], dim=1)
             distinct, rows = torch.unique(prefix, dim=0, return_inverse=True)
             cache = self._prefix_cache(model, distinct[:, :split], distinct[:, split:])
-            if distinct.size(0) != ids.size(0):
+            if rows.tolist() != list(range(ids.size(0))):  # ``unique`` sorts: reorder even if all differ
                 cache.batch_select_indices(rows)
             suffix = ids[:, split:]
             labels = suffix.masked_fill(mask[:, split:] == 0, -100)
