@@ -77,6 +77,9 @@ def test_quick_sizes_are_smaller_than_the_full_run() -> None:
     full, quick = LearningSignalConfig(families=[FAMILIES]), quick_config([FAMILIES])
     assert quick.eval_per_split < full.eval_per_split and quick.rl.max_steps < full.rl.max_steps
     assert full.eval_per_split >= 40  # the floor for every reported mean
+    # one group per forward/backward pass (its prompt runs once); run_rl refuses a non-divisor
+    assert full.rl.step_micro_batch() == full.rl.group_size
+    assert quick.rl.step_micro_batch() == quick.rl.group_size
 
 
 @pytest.mark.slow

@@ -309,6 +309,7 @@ def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig
                 "max_steps": 4,
                 "group_size": 6,
                 "groups_per_device": 2,
+                "micro_batch": 6,  # one group per pass
                 "fill": FillConfig(max_rolls=1),
                 "save_steps": 1,
             }

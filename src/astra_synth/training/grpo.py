@@ -91,6 +91,14 @@ class RLConfig(StrictModel):
     save_total_limit: int = Field(default=2, ge=1)
     logging_steps: int = Field(default=1, ge=1)
 
+    def step_micro_batch(self) -> int:
+        """Episodes per forward/backward pass: ``micro_batch``, capped at a step's episodes, dividing them."""
+        episodes = self.groups_per_device * self.group_size
+        micro = min(self.micro_batch or episodes, episodes)
+        if episodes % micro:
+            raise InputError(f"micro_batch {micro} must divide the {episodes} episodes of a step")
+        return micro
+
 
 class RLResult(BaseModel):
     """Where the policy went and the per-step rewards that were logged."""
@@ -378,9 +386,7 @@ def run_rl(
             "set distractors to none here"
         )
     episodes = settings.groups_per_device * settings.group_size
-    micro = min(settings.micro_batch or episodes, episodes)
-    if episodes % micro:
-        raise InputError(f"micro_batch {micro} must divide the {episodes} episodes of a step")
+    micro = settings.step_micro_batch()
     model_path = resolve_model(settings.model)
     tokenizer = load_tokenizer(model_path)
     tokenizer.padding_side = "left"
