@@ -115,6 +115,29 @@ def test_rollout_state_round_trips_the_buffer_and_the_arena_draws(
     assert [second._rng.random() for _ in range(3)] == [first._rng.random() for _ in range(3)]
 
 
+def test_arenas_are_drawn_by_signal_or_by_the_trainers_schedule(
+    embedded_model: Path, sample_arenas: list[Arena], executor: ToolExecutor
+) -> None:
+    """``signal``: families whose groups carried a signal are drawn more; ``schedule``: TRL's ids on a step's
+    first roll, uniform draws for its refills."""
+    runner = EpisodeRunner(load_tokenizer(str(embedded_model)))
+    signal = ArenaRollouts(sample_arenas, executor, runner, RLConfig(), None, None)
+    learnable, stuck = sample_arenas[0].id, sample_arenas[1].id
+    for _ in range(8):
+        signal.picker.record(learnable, True)
+        signal.picker.record(stuck, False)
+    drawn = signal.draw(600, [learnable])
+    assert drawn.count(learnable) > 3 * drawn.count(stuck) > 0
+    assert set(drawn) == {a.id for a in sample_arenas}  # untried families keep their chance
+
+    settings = RLConfig(fill=FillConfig(pick="schedule"))
+    schedule = ArenaRollouts(sample_arenas, executor, runner, settings, None, None)
+    scheduled = [stuck, stuck]
+    assert schedule.draw(2, scheduled) == [stuck, stuck] and scheduled == []
+    refills = schedule.draw(300, scheduled)
+    assert set(refills) == {a.id for a in sample_arenas}
+
+
 def _differing_tensors(start: Path, end: Path) -> list[str]:
     from safetensors import safe_open
 
@@ -165,8 +188,46 @@ def test_one_group_with_rewards_0_and_1_moves_the_weights(
     assert step["reward"] == pytest.approx(0.5) and result.rewards == [step["reward"]]
     assert step["frac_reward_zero_std"] == 0.0
     assert step["grad_norm"] > 0
+    assert "kl" not in step  # beta 0: no reference model, no KL term
     changed = _differing_tensors(embedded_model / "model.safetensors", out / "model.safetensors")
     assert "model.layers.0.self_attn.q_proj.weight" in changed, changed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # model load + two real GRPO steps (two short episodes each), scripted
+def test_the_kl_term_holds_the_policy_to_where_it_started(
+    embedded_model: Path,
+    family_arena: Arena,
+    executor: ToolExecutor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``beta`` > 0 TRL keeps the starting policy as reference: the first step's KL is 0 (same weights),
+    the second step's is positive (the first moved them)."""
+    tokenizer = load_tokenizer(str(embedded_model))
+    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(family_arena)]
+    wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
+    play = EpisodeRunner.play
+
+    def scripted(runner: EpisodeRunner, model: object, envs: list[Any]) -> list[TokenEpisode]:
+        return play(runner, ScriptedPolicy([wrong, golden]), envs)
+
+    monkeypatch.setattr(EpisodeRunner, "play", scripted)
+    settings = RLConfig(
+        model=str(embedded_model),
+        max_steps=2,
+        group_size=2,
+        groups_per_device=1,
+        learning_rate=1e-4,
+        beta=0.1,
+        episode=EpisodeConfig(max_turns=3, max_new_tokens=64, max_completion_tokens=320),
+        distractors=None,
+        fill=FillConfig(max_rolls=1),
+        save_steps=10,
+    )
+    run_rl([family_arena], executor, tmp_path / "rl", settings)
+    kl = [r["kl"] for r in read_metrics(tmp_path / "rl" / "metrics.jsonl") if "reward" in r]
+    assert kl[0] == pytest.approx(0.0, abs=1e-6) and kl[1] > 1e-6, kl
 
 
 @pytest.mark.slow

@@ -78,6 +78,9 @@ def rl(
         ),
     ] = None,
     delta: Annotated[float, typer.Option("--delta", min=0.0, help="Min group reward std.")] = 1e-6,
+    beta: Annotated[
+        float, typer.Option("--beta", min=0.0, help="KL coefficient to the starting policy (0: none).")
+    ] = 0.0,
     max_rolls: Annotated[int, typer.Option("--max-rolls", min=1, help="Rolls per step.")] = 4,
     pick: Annotated[
         Literal["signal", "schedule"],
@@ -99,7 +102,7 @@ def rl(
         ),
     ] = None,
 ) -> None:
-    """GRPO (DAPO loss, no KL) on arenas: sandboxed tool calls, F1 reward, distractors, batch filling."""
+    """GRPO (DAPO loss, optional KL) on arenas: sandboxed calls, F1 reward, distractors, batch filling."""
     from astra_synth.arenas.distractors import DistractorConfig
     from astra_synth.arenas.records import read_arenas
     from astra_synth.sandbox import get_executor
@@ -120,6 +123,7 @@ def rl(
         group_size=group_size,
         groups_per_device=groups,
         learning_rate=lr,
+        beta=beta,
         episode=EpisodeConfig(
             max_turns=max_turns,
             max_new_tokens=max_new_tokens,

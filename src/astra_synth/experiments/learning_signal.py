@@ -304,6 +304,8 @@ def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig
     quick = {
         "sft_per_family": 2,
         "eval_per_split": 12,
+        # GRPO replays the same few arenas, so its training reward measures learning rather than the draw.
+        "rl_arenas": 4,
         "rl": base.rl.model_copy(
             update={
                 "max_steps": 4,

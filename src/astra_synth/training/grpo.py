@@ -79,6 +79,13 @@ class RLConfig(StrictModel):
         "it bounds activation memory.",
     )
     epsilon: float = Field(default=0.2, gt=0, description="PPO clip range.")
+    beta: float = Field(
+        default=0.0,
+        ge=0,
+        description="KL coefficient to the starting policy (0, the paper's: no reference model). A small "
+        "policy trained on a few arenas per step drifts on the families it does not see in that step; the "
+        "KL term holds it near the SFT policy there (costs one reference forward per step).",
+    )
     episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
     fill: FillConfig = Field(default_factory=FillConfig)
@@ -225,6 +232,17 @@ class ArenaRollouts:
             groups.append(Group(key=f"{arena_id}#{self._groups}", rewards=rewards, payload=members))
         return groups
 
+    def draw(self, count: int, scheduled: list[str]) -> list[str]:
+        """Arena ids for ``count`` new groups: the picker's (``fill.pick="signal"``); else TRL's scheduled ids
+        on a step's first roll (``scheduled`` is then emptied) and uniform draws for refills."""
+        if self.settings.fill.pick == "signal":
+            return self.picker.draw(self._rng, count)
+        if scheduled and count == len(scheduled):
+            ids = list(scheduled)
+            scheduled.clear()
+            return ids
+        return self._rng.choices(sorted(self.arenas), k=count)
+
     def _env(self, arena: Arena, extra: list[ExtraTool] | None, seed: int) -> EpisodeEnv:
         """The episode's environment: a session on the arena server, else an ``ArenaEnv`` in the sandbox."""
         if self.env_url is not None:
@@ -240,16 +258,9 @@ class ArenaRollouts:
         with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator) as model:
             was_training = model.training
             model.eval()
-            first = [True]
 
             def roll(count: int) -> list[Group[list[TokenEpisode]]]:
-                if self.settings.fill.pick == "signal":
-                    ids = self.picker.draw(self._rng, count)
-                elif first[0] and count == len(scheduled):
-                    first[0] = False
-                    ids = scheduled
-                else:
-                    ids = self._rng.choices(sorted(self.arenas), k=count)
+                ids = self.draw(count, scheduled)
                 groups = self.play_groups(model, ids)
                 for arena_id, group in zip(ids, groups, strict=True):
                     self.picker.record(arena_id, self.filler.is_valid(group))
@@ -415,7 +426,7 @@ def run_rl(
         max_completion_length=settings.episode.max_completion_tokens,
         temperature=settings.episode.temperature,  # TRL scales logits by it when scoring tokens
         loss_type="dapo",
-        beta=0.0,
+        beta=settings.beta,
         epsilon=settings.epsilon,
         seed=settings.seed,
         logging_steps=settings.logging_steps,
