@@ -50,6 +50,7 @@ from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.arena_picker import ArenaPicker
 from astra_synth.training.batching import BatchFiller, FillConfig, FillResult, Group
 from astra_synth.training.episodes import EpisodeConfig, EpisodeEnv, EpisodeRunner, TokenEpisode
+from astra_synth.training.lm_head import labelled_positions_only
 from astra_synth.training.metrics import JsonlMetrics
 from astra_synth.training.models import (
     LoraConfig,
@@ -453,7 +454,8 @@ def run_rl(
         saved = rollout_state_path(Path(checkpoint), rank)
         if saved.is_file():  # checkpoints written before rollout state was saved start with an empty buffer
             rollouts.restore(RolloutState.model_validate_json(saved.read_text(encoding="utf-8")))
-    trainer.train(resume_from_checkpoint=checkpoint)
+    with labelled_positions_only():  # padding positions skip the LM head
+        trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     from astra_synth.training.metrics import read_metrics

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from astra_synth.agent.chat import arguments_string
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
+from astra_synth.training.lm_head import labelled_positions_only
 from astra_synth.training.metrics import JsonlMetrics, read_metrics
 from astra_synth.training.models import (
     LoraConfig,
@@ -146,7 +147,8 @@ def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> S
         peft_config=lora_config(settings.lora),
         callbacks=[JsonlMetrics(metrics_path)],
     )
-    trainer.train()
+    with labelled_positions_only():  # the loss covers assistant turns: project only those
+        trainer.train()
     trainer.save_model(str(out))
     tokenizer.save_pretrained(str(out))
     losses = [float(r["loss"]) for r in read_metrics(metrics_path) if r.get("loss") is not None]
