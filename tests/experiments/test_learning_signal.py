@@ -12,9 +12,11 @@ from rich.console import Console
 from astra_synth.arenas.families import instantiate, load_families
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.reward import RewardBreakdown
+from astra_synth.errors import InputError
 from astra_synth.experiments.learning_signal import (
     LearningSignalConfig,
     quick_config,
+    rl_train_arenas,
     run_learning_signal,
     spread,
 )
@@ -80,6 +82,21 @@ def test_quick_sizes_are_smaller_than_the_full_run() -> None:
     # one group per forward/backward pass (its prompt runs once); run_rl refuses a non-divisor
     assert full.rl.step_micro_batch() == full.rl.group_size
     assert quick.rl.step_micro_batch() == quick.rl.group_size
+
+
+def test_grpo_trains_on_the_chosen_rl_families_and_refuses_unknown_ones(executor: ToolExecutor) -> None:
+    families = load_families([FAMILIES])
+    quick = quick_config([FAMILIES])
+    assert quick.rl_families
+    groups = {b.family.id: b.family.group for b in families}
+    assert {groups[f] for f in quick.rl_families} == {"rl"}  # never a warm-up or unseen family
+    chosen = [b for b in families if b.family.id in quick.rl_families or b.family.id == "finance.convert"]
+    arenas = instantiate(chosen, per_family=2, seed=0, executor=executor, validate=False)
+    assert {a.family for a in rl_train_arenas(arenas, quick)} == set(quick.rl_families)
+    assert len(rl_train_arenas(arenas, LearningSignalConfig(families=[FAMILIES]))) == len(arenas)
+    wrong = quick.model_copy(update={"rl_families": ["finance.convert", "travel.nope"]})
+    with pytest.raises(InputError, match=r"\['travel.nope'\] are not RL families"):
+        rl_train_arenas(arenas, wrong)
 
 
 @pytest.mark.slow
