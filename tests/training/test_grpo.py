@@ -138,6 +138,19 @@ def test_arenas_are_drawn_by_signal_or_by_the_trainers_schedule(
     assert set(refills) == {a.id for a in sample_arenas}
 
 
+def _script_wrong_then_golden(monkeypatch: pytest.MonkeyPatch, model: Path, arena: Arena) -> None:
+    """Every group's generator becomes scripted: a wrong answer (reward 0), then the golden episode (1)."""
+    tokenizer = load_tokenizer(str(model))
+    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(arena)]
+    wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
+    play = EpisodeRunner.play
+
+    def scripted(runner: EpisodeRunner, policy: object, envs: list[Any]) -> list[TokenEpisode]:
+        return play(runner, ScriptedPolicy([wrong, golden]), envs)
+
+    monkeypatch.setattr(EpisodeRunner, "play", scripted)
+
+
 def _differing_tensors(start: Path, end: Path) -> list[str]:
     from safetensors import safe_open
 
@@ -158,15 +171,7 @@ def test_one_group_with_rewards_0_and_1_moves_the_weights(
 ) -> None:
     """The rollout's generator is scripted (a wrong answer, then the golden episode), everything else is real:
     runner, sandbox, F1 reward, TRL's loss and optimiser. A group with rewards [0, 1] must reach the loss."""
-    tokenizer = load_tokenizer(str(embedded_model))
-    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(family_arena)]
-    wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
-    play = EpisodeRunner.play
-
-    def scripted(runner: EpisodeRunner, model: object, envs: list[Any]) -> list[TokenEpisode]:
-        return play(runner, ScriptedPolicy([wrong, golden]), envs)
-
-    monkeypatch.setattr(EpisodeRunner, "play", scripted)
+    _script_wrong_then_golden(monkeypatch, embedded_model, family_arena)
     settings = RLConfig(
         model=str(embedded_model),
         max_steps=1,
@@ -204,15 +209,7 @@ def test_the_kl_term_holds_the_policy_to_where_it_started(
 ) -> None:
     """With ``beta`` > 0 TRL keeps the starting policy as reference: the first step's KL is 0 (same weights),
     the second step's is positive (the first moved them)."""
-    tokenizer = load_tokenizer(str(embedded_model))
-    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(family_arena)]
-    wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
-    play = EpisodeRunner.play
-
-    def scripted(runner: EpisodeRunner, model: object, envs: list[Any]) -> list[TokenEpisode]:
-        return play(runner, ScriptedPolicy([wrong, golden]), envs)
-
-    monkeypatch.setattr(EpisodeRunner, "play", scripted)
+    _script_wrong_then_golden(monkeypatch, embedded_model, family_arena)
     settings = RLConfig(
         model=str(embedded_model),
         max_steps=2,
