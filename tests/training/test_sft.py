@@ -96,3 +96,35 @@ def test_pipeline_a_export_trains_on_assistant_turns_only(embedded_model: Path, 
     assert '"query": "Lisbon"' in target and final in target
     assert 'book the tram tour"}' in context and 'book the tram tour"}' not in target  # tool output
     assert "What does my note about Lisbon say?" in context and "Lisbon say?" not in target
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # model load + one real SFT step on one short conversation
+def test_an_sft_step_projects_only_the_assistant_tokens(
+    embedded_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_sft trains inside ``labelled_positions_only``: the LM head sees the assistant tokens, not the
+    tool schemas, question and tool outputs around them (training/lm_head.py)."""
+    from trl.trainer import utils as trl_utils
+
+    from astra_synth.testing.scripts import judged_notes_trajectory, notes_server
+    from astra_synth.training.sft import SFTConfig, run_sft
+    from astra_synth.trajectories.export import export_sft
+
+    export_sft([("a1", judged_notes_trajectory(notes_server(), "Book the tram tour."))], tmp_path / "d")
+    projected: list[int] = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def counting(hidden: object, *args: object) -> object:
+        projected.append(hidden.size(0))  # type: ignore[attr-defined]
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", counting)
+    settings = SFTConfig(model=str(embedded_model), max_steps=1, batch_size=1, save_steps=10)
+    run_sft([tmp_path / "d" / "sft.jsonl"], tmp_path / "sft", settings)
+
+    (row,) = read_sft_rows([tmp_path / "d" / "sft.jsonl"])
+    tokens = load_tokenizer(str(embedded_model)).apply_chat_template(
+        row["messages"], tools=json.loads(row["tools"]), tokenize=True, return_dict=True
+    )["input_ids"]
+    assert projected and all(0 < rows < len(tokens) // 3 for rows in projected), (projected, len(tokens))

@@ -83,9 +83,9 @@ class RLConfig(StrictModel):
     beta: float = Field(
         default=0.0,
         ge=0,
-        description="KL coefficient to the starting policy (0, the paper's: no reference model). A small "
-        "policy trained on a few arenas per step drifts on the families it does not see in that step; the "
-        "KL term holds it near the SFT policy there (costs one reference forward per step).",
+        description="KL coefficient to the starting policy (0, the paper's: no reference model; > 0 costs "
+        "a reference forward per step). TRL computes it on the step's own completions only, so it does not "
+        "hold families a step does not draw (docs/training.md, run C).",
     )
     episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)

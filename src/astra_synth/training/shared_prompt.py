@@ -3,11 +3,12 @@
 A GRPO group is eight completions of one prompt (:meth:`ArenaRollouts.play_groups` gives a group one seed),
 and on our arenas the prompt — system text plus tool schemas, ~600 tokens — is most of every sequence
 (completions average ~100 tokens). TRL's loss forward runs every row in full: the backbone reads the same
-prompt once per completion, and on a CPU its fused LM head scores *every* position, prompt included (only a
-Triton device skips masked ones). Here a micro-batch's distinct prompts (all but their last token) run once,
-with gradient, into a KV cache whose rows are then repeated for the completions that share them; the
-completions run on top of it and only they reach the LM head. Autograd sums the repeated rows' gradients
-back into the one prompt pass, so loss and gradients are those of the full forward (a test compares both).
+prompt once per completion (off Triton devices TRL's fused LM head also scores every position;
+:mod:`~astra_synth.training.lm_head` makes it skip unlabelled ones on a CPU too). Here a micro-batch's
+distinct prompts (all but their last token) run once, with gradient, into a KV cache whose rows are then
+repeated for the completions that share them; the completions run on top of it and only they reach the LM
+head. Autograd sums the repeated rows' gradients back into the one prompt pass, so loss and gradients are
+those of the full forward (a test compares both).
 
 TRL shuffles a step's rows before cutting them into micro-batches, which would scatter a group over
 several; this trainer keeps them in the rollout's order (one group per micro-batch of ``group_size``).
