@@ -57,6 +57,9 @@ def main() -> None:
     )
     console.print(f"SFT {result.sft_wall_s:.0f} s, GRPO {result.rl_wall_s:.0f} s")
     console.print(f"GRPO: {result.rl_steps} steps, reward per step {result.rl_rewards}")
+    if len(result.rl_rewards) >= 4:  # --quick's target: the last steps above the first (same arenas)
+        first, last = result.rl_rewards[:2], result.rl_rewards[-2:]
+        console.print(f"GRPO reward, first two steps {sum(first) / 2:.3f} → last two {sum(last) / 2:.3f}")
     for s in result.scores:
         console.print(
             f"{s.stage:>4} {s.split:<7} F1 {s.f1:.3f} ± {s.ci95:.3f}  success {s.success_rate:.2f}  "

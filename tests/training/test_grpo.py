@@ -228,6 +228,50 @@ def test_the_kl_term_holds_the_policy_to_where_it_started(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # model load + four real GRPO steps of four one-turn scripted episodes
+def test_the_schedule_plays_every_arena_once_per_epoch(
+    embedded_model: Path,
+    family_arenas: list[Arena],
+    short_arenas: list[Arena],
+    executor: ToolExecutor,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pick="schedule"`` with 4 arenas and 2 groups a step: steps 1–2 and steps 3–4 each play all four, so
+    the training rewards of an epoch compare with the next one's on the same arenas (``--quick`` relies on
+    it). Generation is scripted (one wrong answer per episode); TRL's sampler and trainer are real."""
+    tokenizer = load_tokenizer(str(embedded_model))
+    wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
+    play = EpisodeRunner.play
+
+    def scripted(runner: EpisodeRunner, policy: object, envs: list[Any]) -> list[TokenEpisode]:
+        return play(runner, ScriptedPolicy([wrong] * len(envs)), envs)
+
+    monkeypatch.setattr(EpisodeRunner, "play", scripted)
+    arenas = [*family_arenas, *short_arenas[:2]]
+    settings = RLConfig(
+        model=str(embedded_model),
+        max_steps=4,
+        group_size=2,
+        groups_per_device=2,
+        episode=EpisodeConfig(max_turns=1, max_new_tokens=16, max_completion_tokens=16),
+        distractors=None,
+        fill=FillConfig(max_rolls=1, pick="schedule"),
+        save_steps=10,
+    )
+    run_rl(arenas, executor, tmp_path / "rl", settings)
+    played = [json.loads(line) for line in (tmp_path / "rl" / "rollouts.jsonl").read_text().splitlines()]
+    by_step: dict[int, list[str]] = {}
+    for episode in played:
+        by_step.setdefault(episode["step"], []).append(episode["arena_id"])
+    assert sorted(by_step) == [0, 1, 2, 3]
+    every = sorted(a.id for a in arenas)
+    for first, second in ((0, 1), (2, 3)):
+        assert sorted(set(by_step[first]) | set(by_step[second])) == every, by_step
+    assert all(len(ids) == 4 and len(set(ids)) == 2 for ids in by_step.values()), by_step
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(1500)  # SFT warm-up fixture + 2 real GRPO steps on 2 shared CPU cores
 def test_grpo_steps_through_the_sandbox_then_resume(
     sft_result: SFTResult, short_arenas: list[Arena], executor: ToolExecutor, tmp_path: Path

@@ -319,23 +319,25 @@ def run_learning_signal(
 def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig:
     """The ``--quick`` sizes: fewer SFT conversations, GRPO steps and evaluation episodes.
 
-    GRPO trains on two RL families that the quick SFT policy solves sometimes (held-out F1 0.58 and 0.29):
-    with two groups a step drawn from all eleven, each step's reward was whichever families came up (0.35,
-    0.42, 0.15, 0.17, 0.10 — the later draws were families at 0), not what the policy learned. Every RL
-    family is still scored."""
+    GRPO trains on four arenas of two RL families that the quick SFT policy solves sometimes (held-out F1
+    0.58 and 0.29), played in TRL's schedule: two a step, so steps 1–2 and steps 3–4 each play the same four
+    arenas, and the last two steps' training reward compares with the first two's on the same instances.
+    With fresh instances every step, a step's reward was whichever instances came up (two match-winner
+    instances in one step: 0.11 and 0.86), not what the policy learned. Every RL family is still scored."""
     base = LearningSignalConfig(families=families)
     quick = {
         "sft_per_family": 2,
         "eval_per_split": 12,
         "rl_families": ["sports.match-winner", "finance.two-dividends"],
+        "rl_arenas": 4,
         "rl": base.rl.model_copy(
             update={
-                "max_steps": 5,
+                "max_steps": 4,  # two passes over the four arenas
                 "group_size": 6,
                 "groups_per_device": 2,
                 "learning_rate": 5e-5,  # as measured (docs/training.md); 2e-5 is untested at this size
                 "micro_batch": 6,  # one group per pass
-                "fill": FillConfig(max_rolls=1),
+                "fill": FillConfig(max_rolls=1, pick="schedule"),
                 "save_steps": 1,
             }
         ),
