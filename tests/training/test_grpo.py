@@ -138,15 +138,21 @@ def test_arenas_are_drawn_by_signal_or_by_the_trainers_schedule(
     assert set(refills) == {a.id for a in sample_arenas}
 
 
-def _script_wrong_then_golden(monkeypatch: pytest.MonkeyPatch, model: Path, arena: Arena) -> None:
-    """Every group's generator becomes scripted: a wrong answer (reward 0), then the golden episode (1)."""
+def _script_episodes(monkeypatch: pytest.MonkeyPatch, model: Path, golden_of: Arena | None = None) -> None:
+    """Every group's generator becomes scripted: a wrong answer (reward 0) in every episode, or — with
+    ``golden_of`` — a wrong answer, then that arena's golden episode (reward 1)."""
     tokenizer = load_tokenizer(str(model))
-    golden = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(arena)]
     wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
+    golden = (
+        [tokenizer(t, add_special_tokens=False)["input_ids"] for t in golden_texts(golden_of)]
+        if golden_of
+        else []
+    )
     play = EpisodeRunner.play
 
     def scripted(runner: EpisodeRunner, policy: object, envs: list[Any]) -> list[TokenEpisode]:
-        return play(runner, ScriptedPolicy([wrong, golden]), envs)
+        scripts = [wrong, golden] if golden else [wrong] * len(envs)
+        return play(runner, ScriptedPolicy(scripts), envs)
 
     monkeypatch.setattr(EpisodeRunner, "play", scripted)
 
@@ -171,7 +177,7 @@ def test_one_group_with_rewards_0_and_1_moves_the_weights(
 ) -> None:
     """The rollout's generator is scripted (a wrong answer, then the golden episode), everything else is real:
     runner, sandbox, F1 reward, TRL's loss and optimiser. A group with rewards [0, 1] must reach the loss."""
-    _script_wrong_then_golden(monkeypatch, embedded_model, family_arena)
+    _script_episodes(monkeypatch, embedded_model, family_arena)
     settings = RLConfig(
         model=str(embedded_model),
         max_steps=1,
@@ -209,7 +215,7 @@ def test_the_kl_term_holds_the_policy_to_where_it_started(
 ) -> None:
     """With ``beta`` > 0 TRL keeps the starting policy as reference: the first step's KL is 0 (same weights),
     the second step's is positive (the first moved them)."""
-    _script_wrong_then_golden(monkeypatch, embedded_model, family_arena)
+    _script_episodes(monkeypatch, embedded_model, family_arena)
     settings = RLConfig(
         model=str(embedded_model),
         max_steps=2,
@@ -240,14 +246,7 @@ def test_the_schedule_plays_every_arena_once_per_epoch(
     """``pick="schedule"`` with 4 arenas and 2 groups a step: steps 1–2 and steps 3–4 each play all four, so
     the training rewards of an epoch compare with the next one's on the same arenas (``--quick`` relies on
     it). Generation is scripted (one wrong answer per episode); TRL's sampler and trainer are real."""
-    tokenizer = load_tokenizer(str(embedded_model))
-    wrong = [tokenizer("I cannot tell.<|im_end|>", add_special_tokens=False)["input_ids"]]
-    play = EpisodeRunner.play
-
-    def scripted(runner: EpisodeRunner, policy: object, envs: list[Any]) -> list[TokenEpisode]:
-        return play(runner, ScriptedPolicy([wrong] * len(envs)), envs)
-
-    monkeypatch.setattr(EpisodeRunner, "play", scripted)
+    _script_episodes(monkeypatch, embedded_model)
     arenas = [*family_arenas, *short_arenas[:2]]
     settings = RLConfig(
         model=str(embedded_model),
