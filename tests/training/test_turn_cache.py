@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from astra_synth.training.models import load_tokenizer
-from astra_synth.training.turn_cache import TurnCache
+from astra_synth.training.turn_cache import TurnCache, shared_prefixes
 
 
 def _plain(model: Any, tokenizer: Any, sequences: list[list[int]], new: int) -> list[list[int]]:
@@ -77,6 +77,61 @@ def test_cached_turns_equal_plain_generation(embedded_model: Path) -> None:
         keys = sorted(results)
         for key in keys:
             talk[key] = talk[key] + answers[key] + block(results[key])
+
+
+def test_prompts_of_one_family_read_their_common_prefix_once(embedded_model: Path) -> None:
+    """Arenas of one family share their system prompt and tool schemas: the generator groups them, and
+    reading the prefix once (then each rest after it, padding in between) writes the plain tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(str(embedded_model))
+    model = AutoModelForCausalLM.from_pretrained(str(embedded_model), dtype=torch.float32).eval()
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    system = "You answer with the tools below. " + " ".join(
+        f"Tool t{i} returns the value of item {i}." for i in range(20)
+    )
+
+    def prompt(question: str, family: str = system) -> list[int]:
+        text = tokenizer.apply_chat_template(
+            [{"role": "system", "content": family}, {"role": "user", "content": question}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    prompts = [
+        prompt("What does t3 return for item 3?"),
+        prompt("Call t7."),
+        prompt("Call t7."),  # identical: one row until decoding
+        prompt("Which tool gives item 12, and what is it? Say it in one short sentence please."),
+        prompt("Name a colour.", family="Be brief."),  # another family: a group of its own
+    ]
+    groups = shared_prefixes([tuple(p) for p in dict.fromkeys(tuple(p) for p in prompts)])
+    assert len(groups) == 2
+    family = next(members for _, members in groups if len(members) == 3)
+    length = next(length for length, members in groups if members == family)
+    assert length > len(tokenizer(system)["input_ids"])  # the whole system prompt is read once
+
+    cache = TurnCache(tokenizer.pad_token_id, {eos})
+    got = cache.generate(model, list(range(len(prompts))), prompts, 10, {"do_sample": False})
+    assert got == _plain(model, tokenizer, prompts, 10)
+    for row, (seen, turn) in enumerate(zip(prompts, got, strict=True)):
+        assert cache.ids[row][cache.mask[row].bool()].tolist() == seen + turn
+
+
+def test_a_prompt_joins_a_group_only_when_it_saves_tokens() -> None:
+    base = list(range(100))
+    # a long common prefix: grouped, and every member keeps at least its last token to decode from
+    groups = shared_prefixes([(*base, 1), (*base, 2), tuple(base)])
+    assert groups == [(99, [2, 0, 1])]
+    # two tokens in common with a group whose 90-token prefix it would cut to 2: alone
+    other = (0, 1, 500, *range(97))
+    groups = shared_prefixes([(*base[:90], 7, 8), (*base[:90], 9, 8), other])
+    assert sorted(m for _, m in groups) == [[0, 1], [2]]
+    assert (90, [0, 1]) in groups and (len(other) - 1, [2]) in groups
+    assert shared_prefixes([(5,)]) == [(0, [0])]
 
 
 def test_sampling_is_temperature_and_top_p_only() -> None:

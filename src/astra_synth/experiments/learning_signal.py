@@ -177,7 +177,9 @@ def play_greedy(
     progress: Progress | None = None,
     precision: Precision = "auto",
 ) -> list[TokenEpisode]:
-    """One greedy episode per arena with the HF policy at ``model_path``, ``batch`` episodes at a time."""
+    """One greedy episode per arena with the HF policy at ``model_path``, ``batch`` episodes at a time
+    (in input order). Arenas of one family are played together: their prompts share ~95 % of their tokens,
+    which the generator then reads once (:func:`~astra_synth.training.turn_cache.shared_prefixes`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -189,13 +191,15 @@ def play_greedy(
     greedy = episode.model_copy(update={"temperature": 0.0})
     runner = EpisodeRunner(tokenizer, greedy, bf16=cpu_autocast(precision))
     task = progress.add_task("episodes", total=len(arenas)) if progress else None
-    played: list[TokenEpisode] = []
-    for start in range(0, len(arenas), batch):
-        chunk = arenas[start : start + batch]
-        played += runner.play(model, [(ArenaEnv(a, executor), None) for a in chunk])
+    order = sorted(range(len(arenas)), key=lambda i: arenas[i].family or "")
+    played: dict[int, TokenEpisode] = {}
+    for start in range(0, len(order), batch):
+        chunk = order[start : start + batch]
+        episodes = runner.play(model, [(ArenaEnv(arenas[i], executor), None) for i in chunk])
+        played.update(zip(chunk, episodes, strict=True))
         if progress is not None and task is not None:
             progress.advance(task, len(chunk))
-    return played
+    return [played[i] for i in range(len(arenas))]
 
 
 class _Instances(BaseModel):

@@ -2,8 +2,9 @@
 
 Without it every turn re-reads the whole conversation: on 2 CPU cores, prefilling 16 rows of a 600-token
 tool prompt costs ~16 s per turn, three turns per episode, and a GRPO group re-reads the same prompt eight
-times. Here a batch of episodes keeps one ``DynamicCache``: the first turn prefills each distinct prompt once
-and copies its cache rows to every episode that shares it (a GRPO group), and each later turn feeds only what
+times. Here a batch of episodes keeps one KV cache (:mod:`~astra_synth.training.kv_cache`, appended in
+place): the first turn prefills each distinct prompt once and copies its cache rows to every episode that
+shares it (a GRPO group), and each later turn feeds only what
 is new — the tool results the environment appended. Within a turn a row that ends leaves the batch (its
 cache set aside), so the others decode without it; ``generate`` would carry every finished row until the
 longest one ended. Between turns the rows are one tensor again: shorter rows and shorter tool blocks are
@@ -105,10 +106,11 @@ class TurnCache:
     def _align(self, rows: list[tuple[list[tuple[Any, Any]], Any, Any]]) -> None:
         """One batch again from each row's cache, ids and mask, left-padded to the longest (mask 0)."""
         import torch
-        from transformers import DynamicCache
+
+        from astra_synth.training.kv_cache import GrowingCache
 
         width = max(row_ids.shape[0] for _, row_ids, _ in rows)
-        cache = DynamicCache()
+        cache = GrowingCache()
         for layer in range(len(rows[0][0])):
             keys, values = [], []
             for layers, row_ids, _ in rows:
@@ -124,24 +126,58 @@ class TurnCache:
         self.cache = cache
 
     def _prefill(self, model: Any, keys: Sequence[int], sequences: Sequence[list[int]], device: Any) -> None:
-        """Cache each distinct prompt once (all but its last token), then give each row its prompt's cache."""
+        """Cache every prompt but its last token, reading shared prefixes once.
+
+        Identical prompts (a GRPO group) are one row until the end, and prompts with a long common prefix
+        (arenas of one family: ~95 % of a prompt is the system prompt and tool schemas) read it once: the
+        prefixes as one batch, then each prompt's own rest after its prefix's cache rows (padding between
+        the two parts is under mask 0, positions come from the mask)."""
         import torch
-        from transformers import DynamicCache
+
+        from astra_synth.training.kv_cache import GrowingCache
 
         distinct: dict[tuple[int, ...], int] = {}
         rows = [distinct.setdefault(tuple(s), len(distinct)) for s in sequences]
         prompts = list(distinct)
-        width = max(len(p) for p in prompts)
-        ids = torch.tensor([[self.pad] * (width - len(p)) + list(p) for p in prompts], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        cache = DynamicCache()
-        if width > 1:
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad():
+        groups = shared_prefixes(prompts)
+        shared = [0] * len(prompts)  # each prompt's prefix length
+        group_of = [0] * len(prompts)
+        for g, (length, members) in enumerate(groups):
+            for m in members:
+                shared[m], group_of[m] = length, g
+        head = max(length for length, _ in groups)
+        tail = max(len(p) - shared[i] for i, p in enumerate(prompts))
+        pad = self.pad
+
+        def layout(p: tuple[int, ...], length: int) -> tuple[list[int], list[int]]:
+            rest = len(p) - length
+            ids = [pad] * (head - length) + list(p[:length]) + [pad] * (tail - rest) + list(p[length:])
+            mask = [0] * (head - length) + [1] * length + [0] * (tail - rest) + [1] * rest
+            return ids, mask
+
+        laid = [layout(p, shared[i]) for i, p in enumerate(prompts)]
+        ids = torch.tensor([i for i, _ in laid], device=device)
+        mask = torch.tensor([m for _, m in laid], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = GrowingCache()
+        with torch.no_grad():
+            if head:
+                first = torch.tensor([members[0] for _, members in groups], device=device)
                 model(
-                    input_ids=ids[:, :-1],
+                    input_ids=ids[first, :head],
+                    attention_mask=mask[first, :head],
+                    position_ids=positions[first, :head],
+                    cache=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                if group_of != list(range(len(prompts))):  # one row per group, in group order
+                    cache.batch_select_indices(torch.tensor(group_of, device=device))
+            if tail > 1:
+                model(
+                    input_ids=ids[:, head:-1],
                     attention_mask=mask[:, :-1],
-                    position_ids=positions[:, :-1],
+                    position_ids=positions[:, head:-1],
                     cache=cache,
                     use_cache=True,
                     logits_to_keep=1,
@@ -176,6 +212,25 @@ class TurnCache:
         mask = torch.tensor([[0] * (width - len(a)) + [1] * len(a) for a in added], device=device)
         self.ids = torch.cat([self.ids, ids.to(self.ids.dtype)], dim=1)
         self.mask = torch.cat([self.mask, mask.to(self.mask.dtype)], dim=1)
+
+
+def shared_prefixes(prompts: Sequence[Sequence[int]]) -> list[tuple[int, list[int]]]:
+    """Prompts grouped by a common prefix, as (prefix length, member indices); every prefix leaves its
+    members at least their last token. Sorted prompts are grouped greedily, and a prompt joins the group
+    before it only if the tokens it then shares outnumber those the shorter prefix costs the members."""
+    groups: list[tuple[int, list[int]]] = []
+    for i in sorted(range(len(prompts)), key=lambda i: list(prompts[i])):
+        prompt = prompts[i]
+        if groups:
+            length, members = groups[-1]
+            last = prompts[members[-1]]
+            common = next((n for n, (a, b) in enumerate(zip(last, prompt, strict=False)) if a != b), None)
+            common = min(length, len(prompt) - 1, min(len(last), len(prompt)) if common is None else common)
+            if common > (length - common) * len(members):
+                groups[-1] = (common, [*members, i])
+                continue
+        groups.append((max(len(prompt) - 1, 0), [i]))
+    return groups
 
 
 def _next_tokens(logits: Any, sampling: dict[str, Any]) -> Any:
