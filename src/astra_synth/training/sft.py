@@ -5,7 +5,8 @@ Inputs are JSONL rows ``{"messages": [...], "tools": [...]}``: the golden arena 
 reach ``datasets``, tool-call ``arguments`` become JSON strings and ``tools`` one JSON string per row: Arrow
 unifies dicts across rows into one struct, so ``{"country": "France"}`` would come back with ``"city": null``
 from another row and the model would learn to emit null keys. Loss is on assistant tokens only (TRL swaps in
-the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets.
+the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets. Batches are
+drawn by shared prompt prefix and each prefix runs once (:mod:`~astra_synth.training.shared_prefix_sft`).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> S
     """Fine-tune on ``data`` and save the model (or the LoRA adapter) and tokenizer to ``out``."""
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl.trainer.sft_config import SFTConfig as TrlSFTConfig
-    from trl.trainer.sft_trainer import SFTTrainer
+
+    from astra_synth.training.shared_prefix_sft import SharedPrefixSFTTrainer
 
     settings = settings or SFTConfig()
     rows = read_sft_rows(data)
@@ -139,7 +141,7 @@ def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> S
         **hardware_args(settings.precision),
     )
     metrics_path = out / "metrics.jsonl"
-    trainer = SFTTrainer(
+    trainer = SharedPrefixSFTTrainer(
         model=model_path,
         args=args,
         train_dataset=Dataset.from_list(rows),

@@ -1,0 +1,144 @@
+"""SFT with each prompt prefix that a batch's conversations share run once (CPU speed; same loss and
+gradients).
+
+Golden conversations of one arena family share ~95 % of their prompt — the system text and tool schemas,
+500–640 of ~800 tokens — and TRL's ``SFTTrainer`` runs every row in full. Here batches are drawn one prefix
+group at a time (:class:`PrefixGroupedSampler`), and the loss forward groups a batch's rows by common prefix
+(:func:`~astra_synth.training.turn_cache.shared_prefixes` over each row's tokens before its first labelled
+one), runs each prefix once with gradient into a KV cache whose rows are repeated for its members, and runs
+the rows' rests on top of it. Autograd sums the repeated rows' gradients back into the one prefix pass, so
+loss and gradients are those of the full forward (a test compares both); the prefix holds no labelled
+token, so every label is still scored. :mod:`~astra_synth.training.shared_prompt` does the same for GRPO.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from torch.utils.data import Sampler
+from trl.trainer.sft_trainer import SFTTrainer
+
+from astra_synth.training.turn_cache import shared_prefixes
+
+
+class PrefixGroupedSampler(Sampler[int]):
+    """Each epoch: every group's rows shuffled and cut into batches, the batches shuffled; a group's
+    remainder rows are pooled (still group by group) into mixed batches, and a short last batch ends the
+    epoch. Seeded, and another order every epoch."""
+
+    def __init__(self, groups: Sequence[Sequence[int]], batch_size: int, seed: int) -> None:
+        self.groups = [list(g) for g in groups]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return sum(len(g) for g in self.groups)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = random.Random(f"{self.seed}:{self.epoch}")
+        self.epoch += 1
+        batches: list[list[int]] = []
+        left: list[list[int]] = []
+        for group in self.groups:
+            members = group[:]
+            rng.shuffle(members)
+            whole = len(members) - len(members) % self.batch_size
+            batches += [members[i : i + self.batch_size] for i in range(0, whole, self.batch_size)]
+            if whole < len(members):
+                left.append(members[whole:])
+        rng.shuffle(left)
+        pooled = [i for rest in left for i in rest]
+        batches += [pooled[i : i + self.batch_size] for i in range(0, len(pooled), self.batch_size)]
+        short = [b for b in batches if len(b) < self.batch_size]
+        full = [b for b in batches if len(b) == self.batch_size]
+        rng.shuffle(full)
+        return iter([i for batch in full + short for i in batch])
+
+
+def _heads(input_ids: Any, labels: Any) -> list[tuple[int, ...]]:
+    """Each row's tokens before its first labelled one (all of them if none is labelled)."""
+    heads = []
+    for ids, row_labels in zip(input_ids, labels, strict=True):
+        labelled = [i for i, label in enumerate(row_labels) if label != -100]
+        heads.append(tuple(ids[: labelled[0] if labelled else len(ids)]))
+    return heads
+
+
+class SharedPrefixSFTTrainer(SFTTrainer):
+    """``SFTTrainer`` whose batches are prefix groups and whose loss forward reads each prefix once."""
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
+        if dataset is None or "labels" not in dataset.column_names or self.args.world_size > 1:
+            return super()._get_train_sampler(train_dataset)
+        groups = shared_prefixes(_heads(dataset["input_ids"], dataset["labels"]))
+        members = [m for _, m in groups]
+        return PrefixGroupedSampler(members, self.args.per_device_train_batch_size, self.args.seed)
+
+    def compute_loss(
+        self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        split = self._split(inputs) if set(inputs) == {"input_ids", "attention_mask", "labels"} else None
+        full: Any = super().compute_loss  # untyped in TRL
+        if split is None:
+            return full(model, inputs, return_outputs, num_items_in_batch)
+        from transformers import DynamicCache
+
+        prefix, group_of, rest = split
+        cache = DynamicCache()
+        model(**prefix, cache=cache, use_cache=True, logits_to_keep=1)
+        if group_of.tolist() != list(range(group_of.numel())):
+            cache.batch_select_indices(group_of)
+        rest["cache"] = cache
+        return full(model, rest, return_outputs, num_items_in_batch)
+
+    def _split(self, inputs: Any) -> tuple[dict[str, Any], Any, dict[str, Any]] | None:
+        """(one row per prefix, each row's prefix row, each row's rest after the full mask) — None when
+        no two rows share a prefix or the batch is not right-padded."""
+        import torch
+
+        ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+        lengths = mask.sum(-1).tolist()
+        if any(mask[i, :n].min() == 0 for i, n in enumerate(lengths) if n):
+            return None
+        rows = [r[:n] for r, n in zip(ids.tolist(), lengths, strict=True)]
+        row_labels = [r[:n] for r, n in zip(labels.tolist(), lengths, strict=True)]
+        groups = shared_prefixes(_heads(rows, row_labels))
+        if len(groups) == len(rows):
+            return None
+        shared, group_of = [0] * len(rows), [0] * len(rows)
+        for g, (length, members) in enumerate(groups):
+            for m in members:
+                shared[m], group_of[m] = length, g
+        head = max(length for length, _ in groups)
+        tail = max(len(r) - shared[i] for i, r in enumerate(rows))
+        pad = 0  # any id: padded positions are under mask 0 and label -100
+
+        def row(i: int) -> tuple[list[int], list[int], list[int]]:
+            n, rest = shared[i], len(rows[i]) - shared[i]
+            laid = [pad] * (head - n) + rows[i][:n] + rows[i][n:] + [pad] * (tail - rest)
+            ones = [0] * (head - n) + [1] * n + [1] * rest + [0] * (tail - rest)
+            targets = row_labels[i][n:] + [-100] * (tail - rest)
+            return laid, ones, targets
+
+        laid = [row(i) for i in range(len(rows))]
+        device = ids.device
+        new_ids = torch.tensor([r[0] for r in laid], device=device)
+        new_mask = torch.tensor([r[1] for r in laid], device=device)
+        positions = (new_mask.cumsum(-1) - 1).clamp(min=0)
+        first = torch.tensor([members[0] for _, members in groups], device=device)
+        prefix = {
+            "input_ids": new_ids[first, :head],
+            "attention_mask": new_mask[first, :head],
+            "position_ids": positions[first, :head],
+        }
+        rest = {
+            "input_ids": new_ids[:, head:],
+            "attention_mask": new_mask,
+            "position_ids": positions[:, head:],
+            "labels": torch.tensor([r[2] for r in laid], device=device),
+        }
+        return prefix, torch.tensor(group_of, device=device), rest
