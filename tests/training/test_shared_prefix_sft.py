@@ -15,17 +15,25 @@ from astra_synth.training.sft import to_trl_row
 from astra_synth.training.shared_prefix_sft import PrefixGroupedSampler
 
 
-def test_batches_come_one_prefix_group_at_a_time() -> None:
+def test_batches_hold_runs_of_rows_that_share_a_prefix() -> None:
     groups = [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9], [10, 11, 12]]
-    sampler = PrefixGroupedSampler(groups, batch_size=4, seed=0)
+    sampler = PrefixGroupedSampler(groups, run=2, seed=0)
     first, second = list(sampler), list(sampler)
     assert sorted(first) == list(range(13)) and sorted(second) == list(range(13))
     assert first != second  # another order every epoch
-    batches = [first[i : i + 4] for i in range(0, 13, 4)]
-    whole = [b for b in batches if len(b) == 4 and any(set(b) <= set(g) for g in groups)]
-    assert len(whole) == 2  # 0–5 and 6–9 each give one whole batch; the rest is pooled
-    assert len(batches[-1]) == 1  # the short batch ends the epoch
-    assert list(PrefixGroupedSampler(groups, 4, seed=0)) == first  # seeded
+    assert list(PrefixGroupedSampler(groups, 2, seed=0)) == first  # seeded
+    runs, at = [], 0
+    while at < len(first):  # cut the order where the group changes or a run is full
+        group = next(g for g in groups if first[at] in g)
+        run = [first[at]]
+        while len(run) < 2 and at + len(run) < len(first) and first[at + len(run)] in group:
+            run.append(first[at + len(run)])
+        runs.append(run)
+        at += len(run)
+    assert sorted(len(r) for r in runs) == [1, 2, 2, 2, 2, 2, 2]  # 3 + 2 + 1.5 runs; 12's run is alone
+    batch_groups = {frozenset(next(k for k, g in enumerate(groups) if i in g) for i in first[s : s + 4])
+                    for s in (0, 4, 8)}  # fmt: skip
+    assert any(len(g) > 1 for g in batch_groups)  # batches mix families
 
 
 @pytest.mark.slow

@@ -5,8 +5,9 @@ Inputs are JSONL rows ``{"messages": [...], "tools": [...]}``: the golden arena 
 reach ``datasets``, tool-call ``arguments`` become JSON strings and ``tools`` one JSON string per row: Arrow
 unifies dicts across rows into one struct, so ``{"country": "France"}`` would come back with ``"city": null``
 from another row and the model would learn to emit null keys. Loss is on assistant tokens only (TRL swaps in
-the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets. Batches are
-drawn by shared prompt prefix and each prefix runs once (:mod:`~astra_synth.training.shared_prefix_sft`).
+the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets. A batch holds
+pairs of rows that share a prompt prefix, and each prefix runs once
+(:mod:`~astra_synth.training.shared_prefix_sft`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ class SFTConfig(StrictModel):
     seed: int = 0
     save_steps: int = Field(default=500, ge=1)
     logging_steps: int = Field(default=1, ge=1)
+    prefix_rows: int = Field(
+        default=2,
+        ge=1,
+        description="Rows sharing a prompt prefix kept together in a batch, their prefix run once (1: random "
+        "batches; the batch size: one-family batches, which trained worse).",
+    )
 
 
 class SFTResult(BaseModel):
@@ -148,6 +155,7 @@ def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> S
         processing_class=tokenizer,
         peft_config=lora_config(settings.lora),
         callbacks=[JsonlMetrics(metrics_path)],
+        prefix_rows=settings.prefix_rows,
     )
     with labelled_positions_only():  # the loss covers assistant turns: project only those
         trainer.train()
