@@ -58,7 +58,10 @@ def _rl_defaults() -> RLConfig:
 
 
 def _sft_defaults() -> SFTConfig:
-    return SFTConfig(epochs=2, learning_rate=1e-4, batch_size=4, max_length=1536, warmup_ratio=0.05)
+    # pairs of one family's conversations per batch, each pair's prompt run once: SFT 807 s -> 570 s
+    return SFTConfig(
+        epochs=2, learning_rate=1e-4, batch_size=4, max_length=1536, warmup_ratio=0.05, prefix_rows=2
+    )
 
 
 class LearningSignalConfig(StrictModel):

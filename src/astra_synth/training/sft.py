@@ -5,9 +5,9 @@ Inputs are JSONL rows ``{"messages": [...], "tools": [...]}``: the golden arena 
 reach ``datasets``, tool-call ``arguments`` become JSON strings and ``tools`` one JSON string per row: Arrow
 unifies dicts across rows into one struct, so ``{"country": "France"}`` would come back with ``"city": null``
 from another row and the model would learn to emit null keys. Loss is on assistant tokens only (TRL swaps in
-the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets. A batch holds
-pairs of rows that share a prompt prefix, and each prefix runs once
-(:mod:`~astra_synth.training.shared_prefix_sft`).
+the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets.
+Rows of a batch that share a prompt prefix run it once (:mod:`~astra_synth.training.shared_prefix_sft`),
+and ``prefix_rows`` keeps such rows together in batches.
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ class SFTConfig(StrictModel):
     save_steps: int = Field(default=500, ge=1)
     logging_steps: int = Field(default=1, ge=1)
     prefix_rows: int = Field(
-        default=2,
+        default=1,
         ge=1,
         description="Rows sharing a prompt prefix kept together in a batch, their prefix run once (1: random "
-        "batches; the batch size: one-family batches, which trained worse).",
+        "batches; more is faster on family data but changes what a step sees: docs/training.md).",
     )
 
 

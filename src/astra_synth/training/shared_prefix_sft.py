@@ -63,13 +63,16 @@ class SharedPrefixSFTTrainer(SFTTrainer):
     """``SFTTrainer`` whose batches hold runs of ``prefix_rows`` rows sharing a prefix and whose loss
     forward reads each prefix once."""
 
-    def __init__(self, *args: Any, prefix_rows: int = 2, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, prefix_rows: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prefix_rows = prefix_rows
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """TRL's random sampler at ``prefix_rows`` 1 or on several ranks (each would need its share of the
+        runs); else runs of rows that share a prefix."""
         dataset: Any = train_dataset if train_dataset is not None else self.train_dataset
-        if dataset is None or "labels" not in dataset.column_names or self.args.world_size > 1:
+        plain = self.prefix_rows == 1 or self.args.world_size > 1
+        if plain or dataset is None or "labels" not in dataset.column_names:
             return super()._get_train_sampler(train_dataset)
         groups = shared_prefixes(_heads(dataset["input_ids"], dataset["labels"]))
         return PrefixGroupedSampler([m for _, m in groups], self.prefix_rows, self.args.seed)
