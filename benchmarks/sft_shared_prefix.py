@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from astra_synth.arenas.families import instantiate, load_families
 from astra_synth.arenas.golden import golden_example
@@ -29,6 +30,17 @@ from astra_synth.training.sft import SFTConfig, run_sft
 FAMILIES = Path(__file__).resolve().parents[1] / "examples" / "families"
 
 
+def _trl_trainer() -> type:
+    """TRL's ``SFTTrainer`` taking (and ignoring) the shared-prefix trainer's ``prefix_rows``."""
+    from trl.trainer.sft_trainer import SFTTrainer
+
+    class FullRows(SFTTrainer):
+        def __init__(self, *args: Any, prefix_rows: int = 1, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+    return FullRows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -37,8 +49,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="Optimiser steps per trainer.")
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()[0]:.2f}")
-    from trl.trainer.sft_trainer import SFTTrainer
-
     import astra_synth.training.shared_prefix_sft as shared_prefix_sft
 
     with tempfile.TemporaryDirectory() as tmp, get_executor() as executor:
@@ -46,10 +56,12 @@ def main() -> None:
         arenas = spread(instantiate(warm, args.per_family, 0, executor), args.per_family * len(warm), 0)
         golden = Path(tmp) / "golden.jsonl"
         golden.write_text("".join(golden_example(a, executor).model_dump_json() + "\n" for a in arenas))
-        settings = SFTConfig(max_steps=args.steps, learning_rate=1e-4, max_length=1536, save_steps=10_000)
+        settings = SFTConfig(
+            max_steps=args.steps, learning_rate=1e-4, max_length=1536, save_steps=10_000, prefix_rows=2
+        )
         per_step: dict[str, float] = {}
         shared = shared_prefix_sft.SharedPrefixSFTTrainer
-        for name, trainer in (("trl", SFTTrainer), ("shared", shared)):
+        for name, trainer in (("trl", _trl_trainer()), ("shared", shared)):
             shared_prefix_sft.SharedPrefixSFTTrainer = trainer  # type: ignore[misc]  # run_sft looks it up
             began = time.perf_counter()
             result = run_sft([golden], Path(tmp) / name, settings)
