@@ -76,6 +76,9 @@ def test_the_shared_prefix_loss_and_gradients_equal_the_full_forward(
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         results.append((float(loss), grads, split))
     (full_loss, full_grads, _), (shared_loss, shared_grads, split) = results
+    trainer.prefix_rows = 2  # the sampler finds the pair in the tokenized dataset
+    sampler = trainer._get_train_sampler()
+    assert isinstance(sampler, PrefixGroupedSampler) and sorted(map(sorted, sampler.groups)) == [[0, 1], [2]]
     assert split is not None  # the family pair shares its prefix: the split path ran
     prefix, group_of, rest = split
     assert prefix["input_ids"].shape[0] == 2 and group_of.tolist().count(group_of[0].item()) == 2

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from astra_synth.training.models import load_tokenizer
-from astra_synth.training.turn_cache import TurnCache, shared_prefixes
+from astra_synth.training.prefix_groups import shared_prefixes
+from astra_synth.training.turn_cache import TurnCache
 
 
 def _plain(model: Any, tokenizer: Any, sequences: list[list[int]], new: int) -> list[list[int]]:
@@ -119,19 +120,6 @@ def test_prompts_of_one_family_read_their_common_prefix_once(embedded_model: Pat
     assert got == _plain(model, tokenizer, prompts, 10)
     for row, (seen, turn) in enumerate(zip(prompts, got, strict=True)):
         assert cache.ids[row][cache.mask[row].bool()].tolist() == seen + turn
-
-
-def test_a_prompt_joins_a_group_only_when_it_saves_tokens() -> None:
-    base = list(range(100))
-    # a long common prefix: grouped, and every member keeps at least its last token to decode from
-    groups = shared_prefixes([(*base, 1), (*base, 2), tuple(base)])
-    assert groups == [(99, [2, 0, 1])]
-    # two tokens in common with a group whose 90-token prefix it would cut to 2: alone
-    other = (0, 1, 500, *range(97))
-    groups = shared_prefixes([(*base[:90], 7, 8), (*base[:90], 9, 8), other])
-    assert sorted(m for _, m in groups) == [[0, 1], [2]]
-    assert (90, [0, 1]) in groups and (len(other) - 1, [2]) in groups
-    assert shared_prefixes([(5,)]) == [(0, [0])]
 
 
 def test_sampling_is_temperature_and_top_p_only() -> None:

@@ -182,7 +182,7 @@ def play_greedy(
 ) -> list[TokenEpisode]:
     """One greedy episode per arena with the HF policy at ``model_path``, ``batch`` episodes at a time
     (in input order). Arenas of one family are played together: their prompts share ~95 % of their tokens,
-    which the generator then reads once (:func:`~astra_synth.training.turn_cache.shared_prefixes`)."""
+    which the generator then reads once (:func:`~astra_synth.training.prefix_groups.shared_prefixes`)."""
     import torch
     from transformers import AutoModelForCausalLM
 

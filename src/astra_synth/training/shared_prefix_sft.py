@@ -4,7 +4,7 @@ gradients).
 Golden conversations of one arena family share ~95 % of their prompt — the system text and tool schemas,
 500–640 of ~800 tokens — and TRL's ``SFTTrainer`` runs every row in full. Here a batch holds runs of rows
 that share a prefix (:class:`PrefixGroupedSampler`), and the loss forward groups a batch's rows by common
-prefix (:func:`~astra_synth.training.turn_cache.shared_prefixes` over each row's tokens before its first
+prefix (:func:`~astra_synth.training.prefix_groups.shared_prefixes` over each row's tokens before its first
 labelled one), runs each prefix once with gradient into a KV cache whose rows are repeated for its members,
 and runs the rows' rests on top of it. Autograd sums the repeated rows' gradients back into the one prefix
 pass, so loss and gradients are those of the full forward (a test compares both); the prefix holds no labelled
@@ -20,7 +20,7 @@ from typing import Any
 from torch.utils.data import Sampler
 from trl.trainer.sft_trainer import SFTTrainer
 
-from astra_synth.training.turn_cache import shared_prefixes
+from astra_synth.training.prefix_groups import prefix_layout, shared_prefixes
 
 
 class PrefixGroupedSampler(Sampler[int]):
@@ -108,27 +108,13 @@ class SharedPrefixSFTTrainer(SFTTrainer):
         groups = shared_prefixes(_heads(rows, row_labels))
         if len(groups) == len(rows):
             return None
-        shared, group_of = [0] * len(rows), [0] * len(rows)
-        for g, (length, members) in enumerate(groups):
-            for m in members:
-                shared[m], group_of[m] = length, g
-        head = max(length for length, _ in groups)
-        tail = max(len(r) - shared[i] for i, r in enumerate(rows))
-        pad = 0  # any id: padded positions are under mask 0 and label -100
-
-        def row(i: int) -> tuple[list[int], list[int], list[int]]:
-            n, rest = shared[i], len(rows[i]) - shared[i]
-            laid = [pad] * (head - n) + rows[i][:n] + rows[i][n:] + [pad] * (tail - rest)
-            ones = [0] * (head - n) + [1] * n + [1] * rest + [0] * (tail - rest)
-            targets = row_labels[i][n:] + [-100] * (tail - rest)
-            return laid, ones, targets
-
-        laid = [row(i) for i in range(len(rows))]
-        device = ids.device
-        new_ids = torch.tensor([r[0] for r in laid], device=device)
-        new_mask = torch.tensor([r[1] for r in laid], device=device)
+        layout = prefix_layout(rows, groups, 0)  # any pad id: padding is under mask 0 and label -100
+        head, device = layout.head, ids.device
+        new_ids = torch.tensor(layout.ids, device=device)
+        new_mask = torch.tensor(layout.mask, device=device)
+        targets = torch.tensor(prefix_layout(row_labels, groups, -100).ids, device=device)
         positions = (new_mask.cumsum(-1) - 1).clamp(min=0)
-        first = torch.tensor([members[0] for _, members in groups], device=device)
+        first = torch.tensor(layout.first, device=device)
         prefix = {
             "input_ids": new_ids[first, :head],
             "attention_mask": new_mask[first, :head],
@@ -138,6 +124,6 @@ class SharedPrefixSFTTrainer(SFTTrainer):
             "input_ids": new_ids[:, head:],
             "attention_mask": new_mask,
             "position_ids": positions[:, head:],
-            "labels": torch.tensor([r[2] for r in laid], device=device),
+            "labels": targets[:, head:],
         }
-        return prefix, torch.tensor(group_of, device=device), rest
+        return prefix, torch.tensor(layout.group_of, device=device), rest

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from astra_synth.training.prefix_groups import prefix_layout, shared_prefixes
+
 
 class TurnCache:
     """One batch of episodes' generation state across turns; a new instance per ``EpisodeRunner.play``."""
@@ -139,30 +141,15 @@ class TurnCache:
         distinct: dict[tuple[int, ...], int] = {}
         rows = [distinct.setdefault(tuple(s), len(distinct)) for s in sequences]
         prompts = list(distinct)
-        groups = shared_prefixes(prompts)
-        shared = [0] * len(prompts)  # each prompt's prefix length
-        group_of = [0] * len(prompts)
-        for g, (length, members) in enumerate(groups):
-            for m in members:
-                shared[m], group_of[m] = length, g
-        head = max(length for length, _ in groups)
-        tail = max(len(p) - shared[i] for i, p in enumerate(prompts))
-        pad = self.pad
-
-        def layout(p: tuple[int, ...], length: int) -> tuple[list[int], list[int]]:
-            rest = len(p) - length
-            ids = [pad] * (head - length) + list(p[:length]) + [pad] * (tail - rest) + list(p[length:])
-            mask = [0] * (head - length) + [1] * length + [0] * (tail - rest) + [1] * rest
-            return ids, mask
-
-        laid = [layout(p, shared[i]) for i, p in enumerate(prompts)]
-        ids = torch.tensor([i for i, _ in laid], device=device)
-        mask = torch.tensor([m for _, m in laid], device=device)
+        layout = prefix_layout(prompts, shared_prefixes(prompts), self.pad)
+        ids = torch.tensor(layout.ids, device=device)
+        mask = torch.tensor(layout.mask, device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        head = layout.head
         cache = GrowingCache()
         with torch.no_grad():
             if head:
-                first = torch.tensor([members[0] for _, members in groups], device=device)
+                first = torch.tensor(layout.first, device=device)
                 model(
                     input_ids=ids[first, :head],
                     attention_mask=mask[first, :head],
@@ -171,9 +158,9 @@ class TurnCache:
                     use_cache=True,
                     logits_to_keep=1,
                 )
-                if group_of != list(range(len(prompts))):  # one row per group, in group order
-                    cache.batch_select_indices(torch.tensor(group_of, device=device))
-            if tail > 1:
+                if layout.group_of != list(range(len(prompts))):  # one row per group, in group order
+                    cache.batch_select_indices(torch.tensor(layout.group_of, device=device))
+            if ids.shape[1] - head > 1:
                 model(
                     input_ids=ids[:, head:-1],
                     attention_mask=mask[:, :-1],
@@ -212,25 +199,6 @@ class TurnCache:
         mask = torch.tensor([[0] * (width - len(a)) + [1] * len(a) for a in added], device=device)
         self.ids = torch.cat([self.ids, ids.to(self.ids.dtype)], dim=1)
         self.mask = torch.cat([self.mask, mask.to(self.mask.dtype)], dim=1)
-
-
-def shared_prefixes(prompts: Sequence[Sequence[int]]) -> list[tuple[int, list[int]]]:
-    """Prompts grouped by a common prefix, as (prefix length, member indices); every prefix leaves its
-    members at least their last token. Sorted prompts are grouped greedily, and a prompt joins the group
-    before it only if the tokens it then shares outnumber those the shorter prefix costs the members."""
-    groups: list[tuple[int, list[int]]] = []
-    for i in sorted(range(len(prompts)), key=lambda i: list(prompts[i])):
-        prompt = prompts[i]
-        if groups:
-            length, members = groups[-1]
-            last = prompts[members[-1]]
-            common = next((n for n, (a, b) in enumerate(zip(last, prompt, strict=False)) if a != b), None)
-            common = min(length, len(prompt) - 1, min(len(last), len(prompt)) if common is None else common)
-            if common > (length - common) * len(members):
-                groups[-1] = (common, [*members, i])
-                continue
-        groups.append((max(len(prompt) - 1, 0), [i]))
-    return groups
 
 
 def _next_tokens(logits: Any, sampling: dict[str, Any]) -> Any:
