@@ -73,7 +73,7 @@ def test_cached_turns_equal_plain_generation(embedded_model: Path) -> None:
         assert got == _plain(model, tokenizer, live, 12), f"turn {turn}"
         assert all(got)
         for row, (seen, turn) in enumerate(zip(live, got, strict=True)):  # what each row attends to
-            assert cache.ids[row][cache.mask[row].bool()].tolist() == seen + turn
+            assert cache.conversation(row) == seen + turn
         answers = dict(zip(keys, got, strict=True))
         keys = sorted(results)
         for key in keys:
@@ -119,7 +119,7 @@ def test_prompts_of_one_family_read_their_common_prefix_once(embedded_model: Pat
     got = cache.generate(model, list(range(len(prompts))), prompts, 10, {"do_sample": False})
     assert got == _plain(model, tokenizer, prompts, 10)
     for row, (seen, turn) in enumerate(zip(prompts, got, strict=True)):
-        assert cache.ids[row][cache.mask[row].bool()].tolist() == seen + turn
+        assert cache.conversation(row) == seen + turn
 
 
 def test_sampling_is_temperature_and_top_p_only() -> None:
