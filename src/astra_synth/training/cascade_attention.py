@@ -91,14 +91,15 @@ def cascade(
     batch, heads, length, dim = query.shape
     kv_heads = key.shape[1]
     rep = heads // kv_heads
+    dtype = value.dtype  # the cache's (bf16 under CPU autocast, where the rotary embedding returns fp32)
     # the query heads that read one key/value head become that head's queries: no key/value copies (GQA)
-    packed = query.reshape(batch, kv_heads, rep * length, dim)
+    packed = query.to(dtype).reshape(batch, kv_heads, rep * length, dim)
     mask = None
     if attention_mask is not None:
         allowed = attention_mask[:, :, None].expand(-1, -1, rep, -1, -1).reshape(batch, 1, rep * length, -1)
-        mask = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=query.device)
         mask.masked_fill_(~allowed, float("-inf"))
-    own, own_lse = _attend(packed, key.to(query.dtype), value.to(query.dtype), mask, scaling)
+    own, own_lse = _attend(packed, key.to(dtype), value, mask, scaling)
     shared = torch.zeros_like(own)
     shared_lse = torch.full_like(own_lse, float("-inf"))
     layer = module.layer_idx
@@ -109,7 +110,7 @@ def cascade(
         members = packed.index_select(0, rows)  # every member's queries over the group's prefix at once
         n = members.shape[0]
         flat = members.transpose(0, 1).reshape(1, kv_heads, n * rep * length, dim)
-        out, lse = _attend(flat, prefix_k.to(query.dtype), prefix_v.to(query.dtype), None, scaling)
+        out, lse = _attend(flat, prefix_k.to(dtype), prefix_v.to(dtype), None, scaling)
         shared.index_copy_(0, rows, out.reshape(kv_heads, n, rep * length, dim).transpose(0, 1))
         shared_lse.index_copy_(0, rows, lse.reshape(kv_heads, n, rep * length).transpose(0, 1))
     top = torch.maximum(own_lse, shared_lse)
@@ -117,7 +118,7 @@ def cascade(
     merged = (own.float() * w_own[..., None] + shared.float() * w_shared[..., None]) / (w_own + w_shared)[
         ..., None
     ]
-    out = merged.to(query.dtype).reshape(batch, heads, length, dim)
+    out = merged.to(dtype).reshape(batch, heads, length, dim)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -125,11 +126,18 @@ def _attend(query: Any, key: Any, value: Any, mask: Any, scale: float | None) ->
     """Softmax attention and its log-sum-exp per query (a fully masked query gives 0 and log-sum-exp 0)."""
     import torch
 
-    if query.device.type == "cpu":
-        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            query, key, value, attn_mask=mask, scale=scale
-        )
-        return out, lse
+    if query.device.type != "cpu":
+        return _attend_math(query, key, value, mask, scale)
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, attn_mask=mask, scale=scale
+    )
+    return out, lse
+
+
+def _attend_math(query: Any, key: Any, value: Any, mask: Any, scale: float | None) -> tuple[Any, Any]:
+    """:func:`_attend` off the CPU, where no fused kernel returns the log-sum-exp (computed in fp32)."""
+    import torch
+
     scores = (query.float() @ key.float().transpose(-1, -2)) * (scale or query.shape[-1] ** -0.5)
     if mask is not None:
         scores = scores + mask.float()

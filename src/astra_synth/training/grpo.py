@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -268,12 +269,14 @@ class ArenaRollouts:
                 return groups
 
             self.filler.target = len(scheduled)
+            began = time.perf_counter()
             fill = self.filler.fill(roll)
+            rolled_s = time.perf_counter() - began
             if was_training:
                 model.train()
         self.last_fill = fill
         self._log(fill, trainer.state.global_step)
-        return self._as_trl(fill)
+        return {**self._as_trl(fill), "fill_rollout_s": rolled_s}
 
     def _as_trl(self, fill: FillResult[list[TokenEpisode]]) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -331,7 +334,14 @@ class ArenaRollouts:
                     fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-_FILL_KEYS = ("fill_frac_zero_variance", "fill_rolls", "fill_padded", "fill_from_buffer", "fill_buffered")
+_FILL_KEYS = (
+    "fill_frac_zero_variance",
+    "fill_rolls",
+    "fill_padded",
+    "fill_from_buffer",
+    "fill_buffered",
+    "fill_rollout_s",  # the step's rollouts (all its rolls); TRL's step_time includes them and the update
+)
 
 
 def arena_f1(

@@ -24,6 +24,9 @@ class _GrowingLayer(DynamicLayer):  # type: ignore[no-untyped-call]
     _v_buf: Any = None
 
     def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        # under CPU bf16 autocast the rotary embedding returns fp32 keys beside bf16 values: attention would
+        # convert the whole cache to one dtype at every step, so the keys are kept in the values' dtype
+        key_states = key_states.to(value_states.dtype)
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         used = self.get_seq_length()
