@@ -72,7 +72,7 @@ class LearningSignalConfig(StrictModel):
     held_out: float = Field(default=0.2, gt=0, lt=1, description="Held-out share of warm-up / RL instances.")
     seed: int = 0
     sft_per_family: int | None = Field(
-        default=6, ge=1, description="Golden conversations per warm-up family for SFT (None: all train ones)."
+        default=5, ge=1, description="Golden conversations per warm-up family for SFT (None: all train ones)."
     )
     rl_families: list[str] | None = Field(
         default=None,
@@ -85,7 +85,9 @@ class LearningSignalConfig(StrictModel):
     eval_per_split: int = Field(
         default=48, ge=1, description="Episodes per split and policy, spread evenly over its families."
     )
-    eval_batch: int = Field(default=16, ge=1, description="Episodes generated together.")
+    eval_batch: int = Field(
+        default=48, ge=1, description="Episodes generated together (48 vs 16: 42 s vs 50 s for 48 episodes)."
+    )
     model: str = "embedded"
     sft: SFTConfig = Field(default_factory=_sft_defaults)
     rl: RLConfig = Field(default_factory=_rl_defaults)
