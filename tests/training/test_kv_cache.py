@@ -28,3 +28,17 @@ def test_appending_in_place_equals_concatenation_across_growths_and_row_selectio
             assert torch.equal(cache.layers[0].keys, keys)
     assert cache.get_seq_length() == 900
     assert len(capacities) == 3  # grown twice, with room to spare each time
+
+
+def test_keys_are_kept_in_the_values_dtype() -> None:
+    """Under CPU bf16 autocast the rotary embedding hands over fp32 keys beside bf16 values; attention would
+    then convert the whole cache every step, so the cache stores the keys as the values are."""
+    import torch
+
+    from astra_synth.training.kv_cache import GrowingCache
+
+    cache = GrowingCache()
+    keys, values = cache.update(torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8).bfloat16(), 0)
+    assert keys.dtype == values.dtype == torch.bfloat16
+    keys, _ = cache.update(torch.randn(2, 3, 1, 8), torch.randn(2, 3, 1, 8).bfloat16(), 0)
+    assert keys.dtype == torch.bfloat16 and keys.shape[2] == 6
