@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from astra_synth.training.cascade_attention import SharedPrefix, cascading
 from astra_synth.training.prefix_groups import prefix_layout, shared_prefixes
+
+if TYPE_CHECKING:
+    from astra_synth.training.cascade_attention import SharedPrefix
 
 
 class _Ended(NamedTuple):
@@ -86,6 +88,8 @@ class TurnCache:
     def _forward(self, model: Any, ids: Any, width: int) -> Any:
         """The model over ``ids`` (the last columns of the rows), attending to the rows' first ``width``
         columns and their prefixes; the next-token logits of each row."""
+        from astra_synth.training.cascade_attention import cascading
+
         mask = self.mask[:, :width]
         positions = (self.start[:, None] + mask.cumsum(-1) - 1).clamp(min=0)[:, -ids.shape[1] :]
         extra = {"shared_prefix": self.prefix} if self.prefix is not None else {}
@@ -183,6 +187,7 @@ class TurnCache:
         its prefix (:mod:`.cascade_attention`)."""
         import torch
 
+        from astra_synth.training.cascade_attention import SharedPrefix
         from astra_synth.training.kv_cache import GrowingCache
 
         distinct: dict[tuple[int, ...], int] = {}
