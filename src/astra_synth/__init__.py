@@ -64,6 +64,9 @@ _EXPORTS: dict[str, str] = {
     "ArenaEvalConfig": "astra_synth.evaluation.arenas",
     "evaluate_all": "astra_synth.evaluation.suite",
     "SuiteConfig": "astra_synth.evaluation.suite",
+    "ErrorPolicy": "astra_synth.evaluation.endpoint_errors",
+    "check_endpoint": "astra_synth.llm.preflight",
+    "EndpointUnavailable": "astra_synth.llm.preflight",
     # extending: your own stages and pipelines
     "Pipeline": "astra_synth.runs.pipeline",
     "Stage": "astra_synth.runs.stage",
@@ -76,6 +79,8 @@ _EXPORTS: dict[str, str] = {
     "LLMClient": "astra_synth.llm.client",
     "EndpointConfig": "astra_synth.config",
     "RunSession": "astra_synth.runs.session",
+    "serving": "astra_synth.training.serve",
+    "ServeConfig": "astra_synth.training.serve",
 }
 
 __all__ = [
@@ -88,8 +93,10 @@ __all__ = [
     "ArenaServerConfig",
     "ArenasConfig",
     "EndpointConfig",
+    "EndpointUnavailable",
     "EnvConfig",
     "Episode",
+    "ErrorPolicy",
     "LLMClient",
     "LearningSignalConfig",
     "Message",
@@ -100,6 +107,7 @@ __all__ = [
     "RewardConfig",
     "RunSession",
     "RunSummary",
+    "ServeConfig",
     "Stage",
     "StageContext",
     "SuiteConfig",
@@ -107,6 +115,7 @@ __all__ = [
     "ToolReply",
     "TrajectoriesConfig",
     "__version__",
+    "check_endpoint",
     "evaluate_all",
     "evaluate_arenas",
     "export_verifiers",
@@ -122,6 +131,7 @@ __all__ = [
     "run_learning_signal",
     "run_trajectories",
     "serve_arenas",
+    "serving",
     "trl_environments",
     "trl_rows",
     "vf_eval",
@@ -138,17 +148,20 @@ if TYPE_CHECKING:
     from astra_synth.arenas.server import ArenaCorpus, ArenaServer, ArenaServerConfig, serve_arenas
     from astra_synth.config import EndpointConfig
     from astra_synth.evaluation.arenas import ArenaEvalConfig, evaluate_arenas
+    from astra_synth.evaluation.endpoint_errors import ErrorPolicy
     from astra_synth.evaluation.suite import SuiteConfig, evaluate_all
     from astra_synth.experiments.learning_signal import LearningSignalConfig, run_learning_signal
     from astra_synth.export.publish import publish
     from astra_synth.export.verifiers import export_verifiers, vf_eval
     from astra_synth.export.verl import export_verl
     from astra_synth.llm.client import LLMClient
+    from astra_synth.llm.preflight import EndpointUnavailable, check_endpoint
     from astra_synth.runs.pipeline import Pipeline
     from astra_synth.runs.session import RunSession
     from astra_synth.runs.stage import Rejected, Stage, StageContext
     from astra_synth.runs.summary import RunSummary
     from astra_synth.sandbox import get_executor
+    from astra_synth.training.serve import ServeConfig, serving
     from astra_synth.training.trl_env import trl_environments, trl_rows
     from astra_synth.trajectories.pipeline import TrajectoriesConfig, run_trajectories
 

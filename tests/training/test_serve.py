@@ -189,3 +189,23 @@ def test_full_queue_gets_429_and_sigterm_stops_a_generation_in_progress() -> Non
             answer = answers[name]
             # The request in flight is told (503); one whose connection closed first sees an HTTP error.
             assert isinstance(answer, Exception) or answer.status_code == 503, (name, answer)
+
+
+def test_serving_in_process_is_an_endpoint_for_the_block(embedded_model: Path) -> None:
+    """``astra.serving`` (docs/python_api.md): a checkpoint answers on a loopback endpoint inside the block,
+    passes the pre-flight check there, and the same check fails loudly once the block has ended."""
+    import asyncio
+
+    import astra_synth as astra
+
+    with astra.serving(str(embedded_model), astra.ServeConfig(max_new_tokens=4)) as endpoint:
+        asyncio.run(astra.check_endpoint(endpoint))
+        reply = httpx.post(
+            f"{endpoint.base_url}/chat/completions",
+            json={"model": endpoint.model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 50},
+            timeout=120,
+        )
+        assert reply.status_code == 200
+        assert reply.json()["usage"]["completion_tokens"] <= 4  # the config's cap
+    with pytest.raises(astra.EndpointUnavailable, match="cannot connect"):
+        asyncio.run(astra.check_endpoint(endpoint))
