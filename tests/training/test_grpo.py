@@ -294,6 +294,7 @@ def test_grpo_steps_through_the_sandbox_then_resume(
     assert [r["step"] for r in steps] == [1]
     for key in ("arena/recall", "arena/precision", "arena/calls", "arena/turns", "fill/frac_zero_variance"):
         assert all(key in r for r in steps), key
+    assert all(0 < r["fill/rollout_s"] < r["step_time"] for r in steps)  # rollouts are part of the step
     assert result.rewards == [r["reward"] for r in steps]
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()
     state = RolloutState.model_validate_json(rollout_state_path(out / "checkpoint-1", 0).read_text())

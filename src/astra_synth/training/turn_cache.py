@@ -47,9 +47,8 @@ class TurnCache:
         self.pad = pad_token_id
         self.eos = eos_ids
         self.keys: list[int] = []  # the episode each tensor row belongs to
-        self.ids: Any = (
-            None  # (rows, width) every token after the prefix the rows have seen, padding included
-        )
+        # (rows, width) every token after the prefix the rows have seen, padding included
+        self.ids: Any = None
         self.mask: Any = None  # 1 where a token is part of the row's conversation
         self.start: Any = None  # (rows,) tokens in the row's shared prefix: where its own positions start
         self.prefix: SharedPrefix | None = None
@@ -213,15 +212,13 @@ class TurnCache:
                 )
                 lengths = self.start[first].tolist()
                 layers: list[Any] = list(prefixes.layers)
+
+                def unpadded(tensor: Any) -> list[Any]:  # each group's prefix without its left padding
+                    return [tensor[g : g + 1, :, head - n :].contiguous() for g, n in enumerate(lengths)]
+
                 self.prefix = SharedPrefix(
-                    [
-                        [lay.keys[g : g + 1, :, head - n :].contiguous() for g, n in enumerate(lengths)]
-                        for lay in layers
-                    ],
-                    [
-                        [lay.values[g : g + 1, :, head - n :].contiguous() for g, n in enumerate(lengths)]
-                        for lay in layers
-                    ],
+                    [unpadded(lay.keys) for lay in layers],
+                    [unpadded(lay.values) for lay in layers],
                     [layout.ids[f][head - n : head] for f, n in zip(layout.first, lengths, strict=True)],
                     layout.group_of,
                 )
