@@ -43,12 +43,23 @@ def _children(pid: int | None = None) -> set[int]:
 
 
 def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    """True while any thread of ``pid`` runs (a zombie waiting to be reaped counts as gone).
+
+    Every thread counts: a killed process's main thread can show as a zombie while its other threads still
+    hold the listening socket open, and a request then is accepted and reset instead of refused.
+    """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except FileNotFoundError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
