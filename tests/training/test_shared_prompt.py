@@ -53,7 +53,10 @@ def test_log_probs_entropies_and_gradients_equal_the_full_forward(fused_model: A
     completion_mask = mask[:, -keep:].bool()
     trainer = _trainer()
     results = []
+    widths: list[int] = []  # columns each forward of the completions reads (after the prompt's cache)
+    hook = model.model.embed_tokens.register_forward_hook(lambda _m, args, _o: widths.append(args[0].size(1)))
     for method in (super(SharedPromptGRPOTrainer, trainer), trainer):  # TRL's own, then ours
+        widths.clear()
         model.zero_grad()
         logps, entropy, _ = method._get_per_token_logps_and_entropies(
             model, ids, mask, keep, batch_size=batch_size, compute_entropy=True
@@ -61,6 +64,9 @@ def test_log_probs_entropies_and_gradients_equal_the_full_forward(fused_model: A
         (logps * completion_mask).sum().backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
         results.append((logps.detach(), entropy.detach(), grads))
+    hook.remove()
+    if batch_size == 2:  # chunks of rows (0, 1), (2, 3), (4, 5): only the middle one needs the full width
+        assert widths[1::2] == [4 + 1, keep + 1, 4 + 1]  # each chunk's completions without their padding
     (full_logps, full_entropy, full_grads), (logps, entropy, grads) = results
     assert logps.shape == full_logps.shape == (6, keep)
     torch.testing.assert_close(logps[completion_mask], full_logps[completion_mask], atol=2e-4, rtol=1e-4)

@@ -8,7 +8,9 @@ prompt once per completion (off Triton devices TRL's fused LM head also scores e
 distinct prompts (all but their last token) run once, with gradient, into a KV cache whose rows are then
 repeated for the completions that share them; the completions run on top of it and only they reach the LM
 head. Autograd sums the repeated rows' gradients back into the one prompt pass, so loss and gradients are
-those of the full forward (a test compares both).
+those of the full forward (a test compares both). Each micro-batch also drops the columns that are right
+padding in all of its rows (TRL pads a step's completions to the step's longest); they are scored 0, as they
+lie outside every loss mask.
 
 TRL shuffles a step's rows before cutting them into micro-batches, which would scatter a group over
 several; this trainer keeps them in the rollout's order (one group per micro-batch of ``group_size``).
@@ -35,6 +37,14 @@ _VISION_KEYS = (
     "mm_token_type_ids",
     "image_position_ids",
 )
+
+
+def _used_columns(mask: Any) -> int:
+    """Columns up to the last attended one of any row: the rest is right padding of every row. TRL pads a
+    step's completions to its longest, and a group's own longest is often much shorter (a two-hop group's
+    episodes beside a single-hop one's)."""
+    attended = mask.any(dim=0).nonzero()
+    return int(attended.max()) + 1 if attended.numel() else 1
 
 
 class SharedPromptGRPOTrainer(GRPOTrainer):
@@ -87,15 +97,22 @@ class SharedPromptGRPOTrainer(GRPOTrainer):
             cache = self._prefix_cache(model, distinct[:, :split], distinct[:, split:])
             if rows.tolist() != list(range(ids.size(0))):  # ``unique`` sorts: reorder even if all differ
                 cache.batch_select_indices(rows)
-            suffix = ids[:, split:]
-            labels = suffix.masked_fill(mask[:, split:] == 0, -100)
+            width = split + _used_columns(mask[:, split:])  # this micro-batch's right padding is dropped
+            suffix = ids[:, split:width]
+            labels = suffix.masked_fill(mask[:, split:width] == 0, -100)
             with self.accelerator.autocast():
                 out = model(
-                    input_ids=suffix, attention_mask=mask, cache=cache, labels=labels, fused_lm_head=True
+                    input_ids=suffix,
+                    attention_mask=mask[:, :width],
+                    cache=cache,
+                    labels=labels,
+                    fused_lm_head=True,
                 )
-            logps.append(out.log_probs[:, -logits_to_keep:])
+            scored = width - split - 1  # completion columns left; the dropped ones score 0 (no loss mask)
+            pad = (0, logits_to_keep - scored)
+            logps.append(torch.nn.functional.pad(out.log_probs[:, out.log_probs.size(1) - scored :], pad))
             if compute_entropy:
-                entropies.append(out.entropy[:, -logits_to_keep:])
+                entropies.append(torch.nn.functional.pad(out.entropy[:, out.entropy.size(1) - scored :], pad))
         return torch.cat(logps), (torch.cat(entropies) if compute_entropy else None), None
 
     def _prefix_cache(self, model: Any, ids: Any, mask: Any) -> Any:
