@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from astra_synth.arenas.golden import golden_example, golden_turns
+from astra_synth.arenas.golden import golden_example, golden_turns, recovery_example
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
@@ -54,6 +54,32 @@ def test_every_sample_arena_gives_a_verified_conversation(arenas: list[Arena], s
         assert {m["tool_call_id"] for m in tool_msgs} == {c["id"] for c in calls}
         assert not any(m["content"].startswith("Error:") for m in tool_msgs)
         assert {t["function"]["name"] for t in ex.tools} == {t.function.name for t in arena.tools}
+
+
+def test_a_recovery_example_errs_once_with_the_runtimes_message_then_plays_the_golden_turns(
+    arenas: list[Arena], sandbox: ToolExecutor
+) -> None:
+    for arena in arenas:
+        golden = golden_example(arena, sandbox)
+        ex = recovery_example(arena, sandbox, seed=3)
+        assert ex == recovery_example(arena, sandbox, seed=3)  # seeded
+        n = ex.learn_from
+        assert n is not None and ex.source == "arena-recovery"
+        mistake, error = ex.messages[n - 2], ex.messages[n - 1]
+        assert ex.messages[: n - 2] == golden.messages[: n - 2]  # the same prompt
+        [wrong] = mistake["tool_calls"]
+        first = golden.messages[n - 2]["tool_calls"][0]
+        assert wrong["function"]["name"] == first["function"]["name"]
+        assert json.loads(wrong["function"]["arguments"]) != json.loads(first["function"]["arguments"])
+        assert error["role"] == "tool" and error["tool_call_id"] == wrong["id"]
+        assert error["content"].startswith("Error: ") and (
+            "unexpected argument" in error["content"] or "missing required argument" in error["content"]
+        )
+        assert [m.get("tool_calls") for m in ex.messages[n:]] == [
+            m.get("tool_calls") for m in golden.messages[n - 2 :]
+        ]  # then the golden conversation, answer included
+        calls = sum(len(m.get("tool_calls") or []) for m in golden.messages)
+        assert ex.reward == pytest.approx(2 * (calls / (calls + 1)) / (calls / (calls + 1) + 1))  # recall 1
 
 
 def test_an_arena_whose_golden_call_fails_is_refused(arenas: list[Arena], sandbox: ToolExecutor) -> None:

@@ -3,6 +3,7 @@ benchmark's, benchmarks/learning_signal.py), and its split and scoring helpers."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,6 +134,8 @@ def test_instantiate_sft_grpo_eval_end_to_end(tmp_path: Path, executor: ToolExec
     assert (result.sft_steps, result.rl_steps) == (1, 1)
     assert len(result.sft_losses) == 1 and len(result.rl_rewards) == 1
     assert (tmp_path / "sft" / "config.json").is_file() and (tmp_path / "rl" / "config.json").is_file()
+    taught = [json.loads(line) for line in (tmp_path / "golden.warm-up.jsonl").read_text().splitlines()]
+    assert taught and all(t["source"] == "arena-recovery" and t["learn_from"] for t in taught)  # 1 of 2
     rollouts = (tmp_path / "rl" / "rollouts.jsonl").read_text().splitlines()
     assert rollouts and all('"family": "finance.' in line for line in rollouts)  # GRPO saw RL families only
     cells = {(s.stage, s.split) for s in result.scores}

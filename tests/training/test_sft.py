@@ -128,3 +128,38 @@ def test_an_sft_step_projects_only_the_assistant_tokens(
         row["messages"], tools=json.loads(row["tools"]), tokenize=True, return_dict=True
     )["input_ids"]
     assert projected and all(0 < rows < len(tokens) // 3 for rows in projected), (projected, len(tokens))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # model load and tokenizing two conversations, twice
+def test_a_recovery_rows_mistaken_turn_is_context_and_plain_rows_learn_as_before(
+    embedded_model: Path, tmp_path: Path, short_arenas: list[Arena], executor: ToolExecutor
+) -> None:
+    """With a recovery row in the data every row goes to TRL as a prompt-completion pair: the recovery
+    row learns the corrected call and the answer, not the mistake or the error; a plain row's labels are
+    the ones it gets on its own (the messages form)."""
+    from astra_synth.arenas.golden import golden_example, recovery_example
+    from astra_synth.training.sft import SFTConfig, sft_trainer
+
+    arena = short_arenas[0]
+    golden, recovery = golden_example(arena, executor), recovery_example(arena, executor)
+    data = tmp_path / "d.jsonl"
+    data.write_text(golden.model_dump_json() + "\n" + recovery.model_dump_json() + "\n")
+    (tmp_path / "plain.jsonl").write_text(golden.model_dump_json() + "\n")
+    rows = read_sft_rows([data])
+    assert all(set(r) == {"prompt", "completion", "tools"} for r in rows)
+    settings = SFTConfig(model=str(embedded_model), max_length=2048)
+    tokenizer = load_tokenizer(str(embedded_model))
+
+    def targets(rows: list[dict[str, object]], name: str) -> list[list[int]]:
+        dataset = sft_trainer(rows, tmp_path / name, settings).train_dataset
+        pairs = [zip(r["input_ids"], r["labels"], strict=True) for r in dataset]
+        return [[t for t, label in row if label != -100] for row in pairs]
+
+    plain_target, recovery_target = targets(rows, "mixed")
+    assert plain_target == targets(read_sft_rows([tmp_path / "plain.jsonl"]), "plain")[0]
+    learned = tokenizer.decode(recovery_target)
+    mistake, error = recovery.messages[recovery.learn_from - 2 : recovery.learn_from]  # type: ignore[operator]
+    assert mistake["tool_calls"][0]["function"]["arguments"] not in learned
+    assert "Error:" not in learned and error["content"].split(";")[0][7:] not in learned
+    assert learned == tokenizer.decode(plain_target)  # the rest: exactly what the golden row learns

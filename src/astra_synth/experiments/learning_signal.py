@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from astra_synth.arenas.families import instantiate, load_families, write_splits
-from astra_synth.arenas.golden import golden_example
+from astra_synth.arenas.golden import SFTExample, golden_example, recovery_example
 from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.config import StrictModel
@@ -73,6 +73,13 @@ class LearningSignalConfig(StrictModel):
     seed: int = 0
     sft_per_family: int | None = Field(
         default=5, ge=1, description="Golden conversations per warm-up family for SFT (None: all train ones)."
+    )
+    sft_recovery: int = Field(
+        default=2,
+        ge=0,
+        description="Of each warm-up family's SFT conversations, how many open with a mistaken call and its "
+        "error (recovery examples: the policy learns to read a tool's error and retry; the mistake is not "
+        "learned).",
     )
     rl_families: list[str] | None = Field(
         default=None,
@@ -157,6 +164,23 @@ def spread(arenas: Sequence[Arena], n: int, seed: int) -> list[Arena]:
             if queue and len(picked) < n:
                 picked.append(queue.pop(0))
     return picked
+
+
+def sft_examples(
+    arenas: Sequence[Arena], executor: ToolExecutor, config: LearningSignalConfig
+) -> list[SFTExample]:
+    """The golden conversation of each arena, the first ``config.sft_recovery`` of each family as a
+    recovery example instead (:func:`~astra_synth.arenas.golden.recovery_example`)."""
+    seen: dict[str, int] = {}
+    examples = []
+    for arena in arenas:
+        family = arena.family or ""
+        seen[family] = seen.get(family, 0) + 1
+        if seen[family] <= config.sft_recovery:
+            examples.append(recovery_example(arena, executor, config.seed))
+        else:
+            examples.append(golden_example(arena, executor))
+    return examples
 
 
 def rl_train_arenas(arenas: Sequence[Arena], config: LearningSignalConfig) -> list[Arena]:
@@ -282,7 +306,7 @@ def run_learning_signal(
             families = {a.family for a in train}
             train = spread(train, config.sft_per_family * len(families), config.seed)
         golden = out / "golden.warm-up.jsonl"
-        golden.write_text("".join(golden_example(a, executor).model_dump_json() + "\n" for a in train))
+        golden.write_text("".join(e.model_dump_json() + "\n" for e in sft_examples(train, executor, config)))
         settings = config.sft.model_copy(update={"model": config.model, "seed": config.seed})
         began = time.perf_counter()
         result = run_sft([golden], out / "sft", settings)
@@ -336,6 +360,7 @@ def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig
     base = LearningSignalConfig(families=families)
     quick = {
         "sft_per_family": 2,
+        "sft_recovery": 0,  # two conversations a family teach the first call barely (warm-up 0.50-0.75)
         "eval_per_split": 12,
         "rl_families": ["sports.match-winner", "finance.two-dividends"],
         "rl_arenas": 4,

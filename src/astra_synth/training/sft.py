@@ -5,7 +5,11 @@ Inputs are JSONL rows ``{"messages": [...], "tools": [...]}``: the golden arena 
 reach ``datasets``, tool-call ``arguments`` become JSON strings and ``tools`` one JSON string per row: Arrow
 unifies dicts across rows into one struct, so ``{"country": "France"}`` would come back with ``"city": null``
 from another row and the model would learn to emit null keys. Loss is on assistant tokens only (TRL swaps in
-the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets.
+the template's ``{% generation %}`` variant); tool outputs and prompts are context, not targets. A row's
+optional ``learn_from`` (a message index) makes the assistant turns before it context too — a recovery
+example's mistaken call (:func:`~astra_synth.arenas.golden.recovery_example`); a data set with such rows goes
+to TRL as prompt-completion pairs (every row, as ``datasets`` needs one format: split at ``learn_from`` or at
+the first assistant turn), whose loss is the completion's assistant tokens.
 Rows of a batch that share a prompt prefix run it once (:mod:`~astra_synth.training.shared_prefix_sft`),
 and ``prefix_rows`` keeps such rows together in batches.
 """
@@ -87,10 +91,27 @@ def to_trl_row(row: dict[str, Any]) -> dict[str, Any]:
     if not any(m.get("role") == "assistant" for m in messages):
         raise ValueError("row has no assistant message to learn from")
     tools = row.get("tools") or []
-    return {
+    trl_row: dict[str, Any] = {
         "messages": [_string_arguments(m) for m in messages],
         "tools": tools if isinstance(tools, str) else json.dumps(tools, ensure_ascii=False),
     }
+    learn_from = row.get("learn_from")
+    if learn_from is not None:
+        if not isinstance(learn_from, int) or not 0 < learn_from < len(messages):
+            last = len(messages) - 1
+            raise ValueError(f"'learn_from' must be a message index in 1..{last}, got {learn_from!r}")
+        if not any(m.get("role") == "assistant" for m in messages[learn_from:]):
+            raise ValueError(f"row has no assistant message from 'learn_from' {learn_from} on to learn from")
+        trl_row["learn_from"] = learn_from
+    return trl_row
+
+
+def as_prompt_completion(row: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`to_trl_row` row as a prompt-completion pair, split at ``learn_from`` (default: the first
+    assistant turn): TRL then learns only the completion's assistant tokens."""
+    messages = row["messages"]
+    split = row.get("learn_from") or next(i for i, m in enumerate(messages) if m.get("role") == "assistant")
+    return {"prompt": messages[:split], "completion": messages[split:], "tools": row["tools"]}
 
 
 def read_sft_rows(paths: list[Path]) -> list[dict[str, Any]]:
@@ -113,18 +134,31 @@ def read_sft_rows(paths: list[Path]) -> list[dict[str, Any]]:
         raise InputError("\n".join(errors))
     if not rows:
         raise InputError(f"no SFT rows in {', '.join(map(str, paths))}")
+    if any("learn_from" in row for row in rows):
+        return [as_prompt_completion(row) for row in rows]
     return rows
 
 
 def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> SFTResult:
     """Fine-tune on ``data`` and save the model (or the LoRA adapter) and tokenizer to ``out``."""
+    settings = settings or SFTConfig()
+    rows = read_sft_rows(data)
+    trainer = sft_trainer(rows, out, settings)
+    with labelled_positions_only():  # the loss covers assistant turns: project only those
+        trainer.train()
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    losses = [float(r["loss"]) for r in read_metrics(out / "metrics.jsonl") if r.get("loss") is not None]
+    return SFTResult(out=out, steps=trainer.state.global_step, losses=losses, examples=len(rows))
+
+
+def sft_trainer(rows: list[dict[str, Any]], out: Path, settings: SFTConfig) -> Any:
+    """The TRL trainer :func:`run_sft` trains, its data set tokenized and labelled (``train_dataset``)."""
     from datasets import Dataset  # type: ignore[import-untyped]
     from trl.trainer.sft_config import SFTConfig as TrlSFTConfig
 
     from astra_synth.training.shared_prefix_sft import SharedPrefixSFTTrainer
 
-    settings = settings or SFTConfig()
-    rows = read_sft_rows(data)
     model_path = resolve_model(settings.model)
     tokenizer = load_tokenizer(model_path)
     args = TrlSFTConfig(
@@ -147,19 +181,12 @@ def run_sft(data: list[Path], out: Path, settings: SFTConfig | None = None) -> S
         dataset_num_proc=None,
         **hardware_args(settings.precision),
     )
-    metrics_path = out / "metrics.jsonl"
-    trainer = SharedPrefixSFTTrainer(
+    return SharedPrefixSFTTrainer(
         model=model_path,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=lora_config(settings.lora),
-        callbacks=[JsonlMetrics(metrics_path)],
+        callbacks=[JsonlMetrics(out / "metrics.jsonl")],
         prefix_rows=settings.prefix_rows,
     )
-    with labelled_positions_only():  # the loss covers assistant turns: project only those
-        trainer.train()
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(str(out))
-    losses = [float(r["loss"]) for r in read_metrics(metrics_path) if r.get("loss") is not None]
-    return SFTResult(out=out, steps=trainer.state.global_step, losses=losses, examples=len(rows))
