@@ -35,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "ArenaCorpus": "astra_synth.arenas.server",
     "serve_arenas": "astra_synth.arenas.server",
     "RemoteArenaEnv": "astra_synth.arenas.remote",
+    # arenas as SFT data: golden conversations, and recovery ones (a mistaken call, its error, the fix)
+    "golden_example": "astra_synth.arenas.golden",
+    "recovery_example": "astra_synth.arenas.golden",
+    "SFTExample": "astra_synth.arenas.golden",
     # arenas in TRL's own GRPO loop (environment_factory)
     "trl_environments": "astra_synth.training.trl_env",
     "trl_rows": "astra_synth.training.trl_env",
@@ -107,6 +111,7 @@ __all__ = [
     "RewardConfig",
     "RunSession",
     "RunSummary",
+    "SFTExample",
     "ServeConfig",
     "Stage",
     "StageContext",
@@ -122,10 +127,12 @@ __all__ = [
     "export_verl",
     "f1_reward",
     "get_executor",
+    "golden_example",
     "parse_hermes_calls",
     "parse_openai_calls",
     "publish",
     "read_arenas",
+    "recovery_example",
     "run_agent",
     "run_arenas",
     "run_learning_signal",
@@ -140,6 +147,7 @@ __all__ = [
 if TYPE_CHECKING:
     from astra_synth.agent.chat import Message, ToolCall, parse_hermes_calls, parse_openai_calls
     from astra_synth.agent.loop import AgentConfig, Episode, ToolReply, run_agent
+    from astra_synth.arenas.golden import SFTExample, golden_example, recovery_example
     from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
     from astra_synth.arenas.records import Arena, read_arenas
     from astra_synth.arenas.remote import RemoteArenaEnv

@@ -109,3 +109,23 @@ def test_to_sft_cli_writes_one_conversation_per_arena(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1].startswith("RESULT arenas=12 conversations=12 skipped=0")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 12 and all(r["source"] == "arena-golden" and r["tools"] for r in rows)
+
+
+def test_to_sft_cli_with_recovery_adds_a_recovery_conversation_per_arena(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "golden.jsonl"
+    command = ["arenas", "to-sft", str(SAMPLE), "--out", str(out), "--recovery", "--seed", "1"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "astra_synth.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1].startswith("RESULT arenas=12 conversations=24 skipped=0")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["source"] for r in rows] == ["arena-golden", "arena-recovery"] * 12
+    assert all(r["learn_from"] is None for r in rows[::2]) and all(r["learn_from"] for r in rows[1::2])

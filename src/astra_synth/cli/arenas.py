@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from astra_synth.arenas.families import FamilyError, instantiate, load_families, write_splits
-from astra_synth.arenas.golden import golden_example
+from astra_synth.arenas.golden import golden_example, recovery_example
 from astra_synth.arenas.pipeline import ArenasConfig, run_arenas
 from astra_synth.arenas.records import read_arenas
 from astra_synth.arenas.validate import ValidationConfig, check_arena
@@ -115,6 +115,15 @@ def to_sft(
     executor: Annotated[
         ExecutorKind, typer.Option("--executor", help="Sandbox backend for tool calls.")
     ] = "forkserver",
+    recovery: Annotated[
+        bool,
+        typer.Option(
+            "--recovery",
+            help="Also a recovery conversation per arena: a mistaken first call and the runtime's error, "
+            "then the golden turns (the mistake is context, not learned).",
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the recovery conversations' mistakes.")] = 0,
 ) -> None:
     """Golden SFT conversations: each arena's golden calls, their real sandbox outputs, the final answer."""
     try:
@@ -128,12 +137,14 @@ def to_sft(
     with get_executor(executor) as sandbox, tmp.open("w", encoding="utf-8") as fh:
         for arena in arenas:
             try:
-                example = golden_example(arena, sandbox)
+                examples = [golden_example(arena, sandbox)]
+                if recovery:
+                    examples.append(recovery_example(arena, sandbox, seed))
             except ValueError as exc:
                 refused.append(str(exc))
                 continue
-            fh.write(example.model_dump_json() + "\n")
-            written += 1
+            fh.write("".join(e.model_dump_json() + "\n" for e in examples))
+            written += len(examples)
     tmp.replace(out)
     for reason in refused:
         typer.echo(f"skipped: {reason}", err=True)
