@@ -108,6 +108,7 @@ def test_instantiate_sft_grpo_eval_end_to_end(tmp_path: Path, executor: ToolExec
         families=TINY_FILES,
         per_family=2,
         sft_per_family=1,
+        sft_recovery=1,  # the one conversation a family is a recovery one: that path end to end
         eval_per_split=2,
         sft=SFTConfig(max_steps=1, batch_size=2, max_length=1024),
         rl=RLConfig(
@@ -135,7 +136,7 @@ def test_instantiate_sft_grpo_eval_end_to_end(tmp_path: Path, executor: ToolExec
     assert len(result.sft_losses) == 1 and len(result.rl_rewards) == 1
     assert (tmp_path / "sft" / "config.json").is_file() and (tmp_path / "rl" / "config.json").is_file()
     taught = [json.loads(line) for line in (tmp_path / "golden.warm-up.jsonl").read_text().splitlines()]
-    assert taught and all(t["source"] == "arena-recovery" and t["learn_from"] for t in taught)  # 1 of 2
+    assert taught and all(t["source"] == "arena-recovery" and t["learn_from"] for t in taught)
     rollouts = (tmp_path / "rl" / "rollouts.jsonl").read_text().splitlines()
     assert rollouts and all('"family": "finance.' in line for line in rollouts)  # GRPO saw RL families only
     cells = {(s.stage, s.split) for s in result.scores}
