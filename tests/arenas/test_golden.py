@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,39 +96,22 @@ def test_an_arena_whose_golden_call_fails_is_refused(arenas: list[Arena], sandbo
         golden_example(broken, sandbox)
 
 
-def test_to_sft_cli_writes_one_conversation_per_arena(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    out = tmp_path / "golden.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "astra_synth.cli", "arenas", "to-sft", str(SAMPLE), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def _to_sft(out: Path, *options: str) -> tuple[str, list[dict[str, Any]]]:
+    """``astra arenas to-sft`` on the sample arenas, as a user runs it: its RESULT line and rows."""
+    command = [sys.executable, "-m", "astra_synth.cli", "arenas", "to-sft", str(SAMPLE), "--out", str(out)]
+    proc = subprocess.run([*command, *options], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith("RESULT arenas=12 conversations=12 skipped=0")
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return proc.stdout.strip().splitlines()[-1], [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_to_sft_cli_writes_one_conversation_per_arena(tmp_path: Path) -> None:
+    result, rows = _to_sft(tmp_path / "golden.jsonl")
+    assert result.startswith("RESULT arenas=12 conversations=12 skipped=0")
     assert len(rows) == 12 and all(r["source"] == "arena-golden" and r["tools"] for r in rows)
 
 
 def test_to_sft_cli_with_recovery_adds_a_recovery_conversation_per_arena(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    out = tmp_path / "golden.jsonl"
-    command = ["arenas", "to-sft", str(SAMPLE), "--out", str(out), "--recovery", "--seed", "1"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "astra_synth.cli", *command],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1].startswith("RESULT arenas=12 conversations=24 skipped=0")
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    result, rows = _to_sft(tmp_path / "golden.jsonl", "--recovery", "--seed", "1")
+    assert result.startswith("RESULT arenas=12 conversations=24 skipped=0")
     assert [r["source"] for r in rows] == ["arena-golden", "arena-recovery"] * 12
     assert all(r["learn_from"] is None for r in rows[::2]) and all(r["learn_from"] for r in rows[1::2])
