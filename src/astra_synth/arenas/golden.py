@@ -3,8 +3,9 @@
 Replay (does the arena reach reward 1?) and the golden SFT set (a verified warm-up conversation per arena)
 are the same episode; this module plays it once for both. A *recovery* example opens with the mistake a small
 policy makes on unfamiliar tools (an argument named after another tool's parameter, or a required one left
-out), answered by the runtime's real error, and then plays the golden turns: the policy learns to read the
-error's parameter list and retry, while the mistaken turn stays context only (``learn_from``).
+out), answered by the runtime's real error, and then plays the golden turns, so that a policy can learn to
+read the error and retry; the mistaken turn stays context only (``learn_from``). What it did to SFT and to
+GRPO after it is measured in docs/training.md ("Recovery conversations in the warm-up SFT").
 """
 
 from __future__ import annotations
