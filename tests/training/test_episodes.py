@@ -122,3 +122,32 @@ def test_a_small_completion_budget_is_flagged_as_exhausted(
         assert episode.completion_ids == golden[0][:kept]
         assert episode.env_mask == [1] * kept
         assert episode.breakdown.reward < 1.0
+
+
+def test_turns_whose_calls_failed_are_recorded_and_can_leave_the_loss(
+    embedded_model: Path, family_arena: Arena, executor: ToolExecutor
+) -> None:
+    """A first call with a misnamed argument (the runtime's error), then the golden episode: the failed turn's
+    token span is recorded, and ``loss_mask(skip_failed_turns=True)`` zeroes exactly its tokens."""
+    tokenizer = load_tokenizer(str(embedded_model))
+    golden = golden_texts(family_arena)
+    (call,) = golden_turns(family_arena)[0]
+    arguments = {f"wrong_{k}": v for k, v in json.loads(call["function"]["arguments"]).items()}
+    mistake = (
+        "<tool_call>\n"
+        + json.dumps({"name": call["function"]["name"], "arguments": arguments})
+        + "\n</tool_call><|im_end|>"
+    )
+    turns = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in [mistake, *golden]]
+    settings = EpisodeConfig(max_turns=4, max_new_tokens=64, max_completion_tokens=600)
+    runner = EpisodeRunner(tokenizer, settings)
+    (episode,) = runner.play(ScriptedPolicy([turns]), [(ArenaEnv(family_arena, executor), None)])
+
+    assert episode.breakdown.calls == 3 and episode.breakdown.reward == pytest.approx(0.8)  # P 2/3, R 1
+    assert episode.failed_turns == [(0, len(turns[0]))]
+    assert episode.loss_mask() == episode.env_mask
+    skipped = episode.loss_mask(skip_failed_turns=True)
+    assert skipped[: len(turns[0])] == [0] * len(turns[0])
+    assert skipped[len(turns[0]) :] == episode.env_mask[len(turns[0]) :]
+    kept = [t for t, m in zip(episode.completion_ids, skipped, strict=True) if m]
+    assert tokenizer.decode(kept) == "".join(golden)  # the golden turns still train

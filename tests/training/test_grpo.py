@@ -29,7 +29,7 @@ from astra_synth.training.models import load_tokenizer
 from astra_synth.training.sft import SFTResult
 
 
-def _episode(reward: float) -> TokenEpisode:
+def _episode(reward: float, failed_turns: list[tuple[int, int]] | None = None) -> TokenEpisode:
     breakdown = RewardBreakdown(reward=reward, recall=reward, precision=reward, calls=1, solved={}, turns=1)
     return TokenEpisode(
         arena_id="a",
@@ -38,6 +38,7 @@ def _episode(reward: float) -> TokenEpisode:
         env_mask=[1, 0, 1],
         messages=[],
         breakdown=breakdown,
+        failed_turns=failed_turns or [],
     )
 
 
@@ -71,6 +72,23 @@ def test_masked_groups_carry_no_loss_tokens(
     )
     assert rewards == [0.0, 1.0, 0.5, 0.5]
     assert logged["arena/calls"] == 1.0 and logged["fill/frac_zero_variance"] == 7 / 8
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_failed_turns_leave_the_loss_only_where_the_episode_beat_its_group(
+    embedded_model: Path, short_arenas: list[Arena], executor: ToolExecutor, skip: bool
+) -> None:
+    """With ``mask_rewarded_failures`` a failed turn of an above-mean episode (a recovered mistake) is not
+    reinforced; a failed turn of a below-mean episode keeps its negative advantage; without it all train."""
+    settings = RLConfig(group_size=3, groups_per_device=1, mask_rewarded_failures=skip)
+    rollouts = ArenaRollouts(
+        short_arenas, executor, EpisodeRunner(load_tokenizer(str(embedded_model))), settings, None, None
+    )
+    members = [_episode(0.0, [(0, 1)]), _episode(0.8, [(0, 1)]), _episode(0.5, [])]  # mean 0.433
+    group = Group(key="g", rewards=[0.0, 0.8, 0.5], payload=members)
+    fill = FillResult(groups=[group], rolls=1, rolled=1, zero_variance=0, from_buffer=0, padded=0, buffered=0)
+    masks = rollouts._as_trl(fill)["env_mask"]
+    assert masks == [[1, 0, 1], [0, 0, 1] if skip else [1, 0, 1], [1, 0, 1]]
 
 
 def test_too_few_arenas_for_a_step_fail_before_training(

@@ -44,6 +44,8 @@ def test_remote_episodes_equal_local_ones_seed_for_seed(
             assert remote.reset() == local.reset()  # the open session serves the next episode
             wrong = [{"id": "x", "type": "function", "function": {"name": "nope", "arguments": "{}"}}]
             assert remote.step(wrong) == local.step(wrong)
+            assert [(c.name, c.ok) for c in remote.calls] == [(c.name, c.ok) for c in local.calls]
+            assert [c.ok for c in remote.calls] == [False]  # the reset cleared the golden episode's calls
             assert remote.reward(None) == local.reward(None)
         finally:
             remote.close()

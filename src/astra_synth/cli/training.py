@@ -82,6 +82,14 @@ def rl(
         float, typer.Option("--beta", min=0.0, help="KL coefficient to the starting policy (0: none).")
     ] = 0.0,
     max_rolls: Annotated[int, typer.Option("--max-rolls", min=1, help="Rolls per step.")] = 4,
+    mask_rewarded_failures: Annotated[
+        bool,
+        typer.Option(
+            "--mask-rewarded-failures",
+            help="Leave failed-call turns of above-mean episodes out of the loss (don't reinforce mistakes "
+            "the episode recovered from).",
+        ),
+    ] = False,
     pick: Annotated[
         Literal["signal", "schedule"],
         typer.Option(
@@ -124,6 +132,7 @@ def rl(
         groups_per_device=groups,
         learning_rate=lr,
         beta=beta,
+        mask_rewarded_failures=mask_rewarded_failures,
         episode=EpisodeConfig(
             max_turns=max_turns,
             max_new_tokens=max_new_tokens,

@@ -3,10 +3,12 @@ returns that stored result instead of redoing the work, so an interrupted run lo
 
 A run's settings are stored next to ``steps/`` (``settings.json``; the report reads every file in ``steps/``
 as a step): resuming with different settings would mix two experiments' results, so it is refused with the
-fields that differ."""
+fields that differ. Settings stored before a field was added read as that field's default, so a run resumes
+across an upgrade that changes nothing it ran with."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -29,12 +31,16 @@ class Steps:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.console = console
         if settings is not None:
-            self._check(settings.model_dump(mode="json"))
+            self._check(settings)
 
-    def _check(self, settings: dict[str, object]) -> None:
+    def _check(self, model: BaseModel) -> None:
+        settings = model.model_dump(mode="json")
         stored = self.dir.parent / "settings.json"
         if stored.exists():
             before = json.loads(stored.read_text(encoding="utf-8"))
+            # fields added since the run started take their defaults; one removed since: compared as stored
+            with contextlib.suppress(ValidationError):
+                before = type(model).model_validate(before).model_dump(mode="json")
             changed = sorted(k for k in {*before, *settings} if before.get(k) != settings.get(k))
             if changed:
                 raise InputError(

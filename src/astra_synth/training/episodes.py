@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from astra_synth.agent.chat import Message, content_without_calls, parse_hermes_calls
+from astra_synth.agent.chat import Message, ToolCall, content_without_calls, parse_hermes_calls
 from astra_synth.arenas.distractors import DistractorDraw
 from astra_synth.arenas.reward import RewardBreakdown
 from astra_synth.arenas.runtime import ArenaEnv
@@ -52,6 +52,19 @@ class TokenEpisode(BaseModel):
     distractors: DistractorDraw | None = None
     final_message: str = ""
     budget_exhausted: bool = False
+    failed_turns: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="[start, end) in completion_ids of each model turn with a call that failed (tool error, "
+        "invalid arguments, unknown tool, malformed block).",
+    )
+
+    def loss_mask(self, skip_failed_turns: bool = False) -> list[int]:
+        """``env_mask``, with the failed turns' tokens 0 as well when ``skip_failed_turns``."""
+        mask = list(self.env_mask)
+        if skip_failed_turns:
+            for start, end in self.failed_turns:
+                mask[start:end] = [0] * (end - start)
+        return mask
 
 
 @dataclass
@@ -66,6 +79,15 @@ class _Running:
     final: str = ""
     done: bool = False
     budget_exhausted: bool = False
+    failed_turns: list[tuple[int, int]] = field(default_factory=list)
+
+    def step(self, calls: list[ToolCall], turn: tuple[int, int]) -> list[dict[str, Any]]:
+        """Run one turn's calls; ``turn`` (its token span) is recorded as failed if any call failed."""
+        before = len(self.env.calls)
+        messages = self.env.step(calls)
+        if not all(c.ok for c in self.env.calls[before:]):
+            self.failed_turns.append(turn)
+        return messages
 
 
 class EpisodeRunner:
@@ -161,6 +183,7 @@ class EpisodeRunner:
 
     def _advance(self, episode: _Running, new_ids: list[int]) -> None:
         """Append one assistant turn; run its tool calls and append their rendering, or end the episode."""
+        turn = (len(episode.completion_ids), len(episode.completion_ids) + len(new_ids))
         episode.completion_ids += new_ids
         episode.env_mask += [1] * len(new_ids)
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
@@ -175,9 +198,9 @@ class EpisodeRunner:
             episode.done = True
             episode.budget_exhausted = ended and self._budget(episode) <= 0
             if calls:  # cut off mid-turn: the calls were emitted, they count
-                episode.env.step(calls)
+                episode.step(calls, turn)
             return
-        tool_messages = episode.env.step(calls)
+        tool_messages = episode.step(calls, turn)
         before = self._render(episode.messages, episode.tools, generation=False)
         after = self._render([*episode.messages, *tool_messages], episode.tools, generation=True)
         tail = before[before.rfind(self._eos_text) + len(self._eos_text) :]
@@ -202,6 +225,7 @@ class EpisodeRunner:
             distractors=episode.draw or _server_draw(episode.env),
             final_message=episode.final,
             budget_exhausted=episode.budget_exhausted,
+            failed_turns=episode.failed_turns,
         )
 
 

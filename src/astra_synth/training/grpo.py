@@ -88,6 +88,13 @@ class RLConfig(StrictModel):
         "a reference forward per step). TRL computes it on the step's own completions only, so it does not "
         "hold families a step does not draw (docs/training.md, run C).",
     )
+    mask_rewarded_failures: bool = Field(
+        default=False,
+        description="Leave out of the loss the turns whose calls failed in episodes that score above their "
+        "group's mean. The F1 reward is per trajectory, so a failed call followed by a fixed one (0.67) "
+        "beats a failure (0) and GRPO would reinforce the mistake with the fix; below the mean, failed "
+        "turns keep their (negative) advantage.",
+    )
     episode: EpisodeConfig = Field(default_factory=EpisodeConfig)
     env: EnvConfig = Field(default_factory=EnvConfig)
     fill: FillConfig = Field(default_factory=FillConfig)
@@ -292,11 +299,13 @@ class ArenaRollouts:
             "played_arena": [],
         }
         for group in fill.groups:
+            mean = sum(group.rewards) / len(group.rewards)
             for ep in group.payload:
                 out["prompt_ids"].append(ep.prompt_ids)
                 # An empty completion cannot be padded into a batch; one EOS keeps the row (masked below).
                 completion = ep.completion_ids or [self.runner.tokenizer.eos_token_id]
-                mask = ep.env_mask or [0]
+                skip = self.settings.mask_rewarded_failures and ep.breakdown.reward > mean
+                mask = ep.loss_mask(skip_failed_turns=skip) or [0]
                 out["completion_ids"].append(completion)
                 out["env_mask"].append([0] * len(mask) if group.masked else mask)
                 out["f1"].append(ep.breakdown.reward)
@@ -329,6 +338,7 @@ class ArenaRollouts:
                         "distractors": ep.distractors.model_dump() if ep.distractors else None,
                         "completion_tokens": len(ep.completion_ids),
                         "budget_exhausted": ep.budget_exhausted,
+                        "failed_turns": len(ep.failed_turns),
                         "messages": ep.messages,
                     }
                     fh.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -20,7 +20,7 @@ from astra_synth.agent.chat import Message, ToolCall, parse_openai_call
 from astra_synth.arenas.distractors import DistractorDraw
 from astra_synth.arenas.records import Arena
 from astra_synth.arenas.remote import RemoteArenaEnv
-from astra_synth.arenas.reward import RewardBreakdown
+from astra_synth.arenas.reward import ExecutedCall, RewardBreakdown
 
 _T = TypeVar("_T")
 _loop: asyncio.AbstractEventLoop | None = None
@@ -46,11 +46,13 @@ class SyncRemoteArenaEnv:
         self.seed = seed
         self._client = RemoteArenaEnv(url)
         self._open = False
+        self._calls: list[ExecutedCall] = []
 
     def reset(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         if not self._open:
             _run(self._client.__aenter__())
             self._open = True
+        self._calls = []
         return _run(self._client.reset(arena_id=self.arena.id, seed=self.seed, episode=self.seed))
 
     @property
@@ -62,10 +64,16 @@ class SyncRemoteArenaEnv:
         """One assistant turn's calls; one tool message per call, in order."""
         calls = [c if isinstance(c, ToolCall) else parse_openai_call(c) for c in tool_calls]
         replies = _run(self._client.step(calls))
+        self._calls += [ExecutedCall(name=c.name, ok=r.ok) for c, r in zip(calls, replies, strict=True)]
         return [
             Message(role="tool", tool_call_id=c.id, content=r.content).to_openai()
             for c, r in zip(calls, replies, strict=True)
         ]
+
+    @property
+    def calls(self) -> list[ExecutedCall]:
+        """This episode's calls as the server ran them: name and whether each ran (results stay there)."""
+        return list(self._calls)
 
     def reward(self, final_message: str | None = None) -> RewardBreakdown:
         """End the episode with ``final_message`` as the answer: the server's reward breakdown."""
