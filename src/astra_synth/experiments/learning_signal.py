@@ -50,6 +50,7 @@ def _rl_defaults() -> RLConfig:
         groups_per_device=4,
         learning_rate=2e-5,  # 5e-5 raised the training reward but overfit: RL 0.37 → 0.32, unseen 0.33 → 0.03
         micro_batch=8,  # one group per pass: its prompt runs once (training/shared_prompt.py)
+        mask_rewarded_failures=True,  # most rewarded episodes held a failed call (docs/training.md)
         episode=EpisodeConfig(max_turns=3, max_new_tokens=96, max_completion_tokens=384, temperature=0.7),
         fill=FillConfig(max_rolls=3),
         distractors=None,
