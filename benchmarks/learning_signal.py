@@ -2,7 +2,8 @@
 
 Instantiates the family curriculum (seeded), runs SFT on the warm-up families and GRPO on the RL families,
 and scores base / SFT / SFT+GRPO on held-out warm-up instances, held-out RL instances and the unseen families
-(mean F1 with a 95 % interval over the episodes, success rate, calls per arena), all through
+(mean F1 with a 95 % interval over the episodes, success rate, calls per arena; and each gain — SFT over
+base, GRPO over SFT — with a paired interval over the arenas both policies played), all through
 :func:`astra_synth.experiments.learning_signal.run_learning_signal`. Re-running with the same ``--out``
 resumes after the last finished step.
 
@@ -65,6 +66,8 @@ def main() -> None:
             f"{s.stage:>4} {s.split:<7} F1 {s.f1:.3f} ± {s.ci95:.3f}  success {s.success_rate:.2f}  "
             f"calls/arena {s.calls_per_arena:.2f}  clipped {s.clipped:.2f}  n={s.episodes}"
         )
+    for gain in result.gains():  # the targets compare policies on the same arenas: paired intervals
+        console.print(gain.describe())
     console.print(f"load at the end: {os.getloadavg()}")
     print(result.result_line())
 

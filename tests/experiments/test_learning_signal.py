@@ -21,7 +21,7 @@ from astra_synth.experiments.learning_signal import (
     run_learning_signal,
     spread,
 )
-from astra_synth.experiments.scores import score_split
+from astra_synth.experiments.scores import gains, paired_gain, score_split
 from astra_synth.sandbox import get_executor
 from astra_synth.sandbox.executor import ToolExecutor
 from astra_synth.training.batching import FillConfig
@@ -74,6 +74,24 @@ def test_a_split_score_has_the_mean_its_interval_and_each_family(travel: list[Ar
     assert (score.f1, score.success_rate, score.calls_per_arena, score.episodes) == (0.5, 0.5, 2.0, 2)
     assert score.ci95 == pytest.approx(1.96 * 0.7071067811865476 / 2**0.5)
     assert [(f.family, f.f1) for f in score.families] == sorted([(a.family, 1.0), (b.family, 0.0)])
+
+
+def test_a_gain_pairs_the_same_arenas(travel: list[Arena]) -> None:
+    arenas = travel[:6]
+    played = [_episode(a, f1, f1, 1) for a, f1 in zip(arenas, [0, 0, 1, 1, 0.5, 0], strict=True)]
+    before = score_split("rl", "sft", played)
+    improved = [_episode(a, f1, f1, 1) for a, f1 in zip(arenas, [1, 0, 1, 1, 0.5, 0], strict=True)]
+    extra = _episode(travel[6], 1.0, 1.0, 1)  # played by one policy only: not paired
+    after = score_split("rl", "rl", [extra, *improved])
+    gain = paired_gain(before, after)
+    assert gain is not None
+    assert (gain.split, gain.before, gain.after, gain.episodes, gain.changed) == ("rl", "sft", "rl", 6, 1)
+    assert gain.gain == pytest.approx(1 / 6)
+    assert gain.ci95 == pytest.approx(1.96 * 0.408248290463863 / 6**0.5)  # stdev of [1, 0, 0, 0, 0, 0]
+    assert gain.describe() == "SFT+GRPO − SFT on rl: +0.167 ± 0.327 (paired over 6 arenas, 1 changed)"
+    assert gains([after, before]) == [gain]  # only the pairs the experiment compares, both sides present
+    assert gains([before]) == []
+    assert paired_gain(before.model_copy(update={"arena_f1": {}}), after) is None  # scored before arena_f1
 
 
 def test_quick_sizes_are_smaller_than_the_full_run() -> None:

@@ -102,6 +102,7 @@ def _demo_shaped(demo: Path, arenas_run: Path) -> None:
             calls_per_arena=1.0,
             clipped=0.0,
             families=[family],
+            arena_f1={"finance.convert-a": f1, "finance.convert-b": f1 / 2},
         )
         steps.run(f"eval_{stage}_rl", SplitScore, lambda s=score: s)
 

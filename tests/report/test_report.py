@@ -107,6 +107,7 @@ def test_demo_run_shows_arenas_curves_and_the_learning_signal(reports: dict[str,
     assert "<polyline" in index
     assert "<td>eval_rl_rl</td>" in index and "f1=0.4" in index  # step results in the steps table
     assert "Learning signal" in index and "0.400 ± 0.050 (0.20, n=40)" in index  # per family group
+    assert "SFT+GRPO − SFT on rl: +0.150 ± 0.098 (paired over 2 arenas, 2 changed)" in index
     assert "<td>finance.convert</td>" in index and '<td class="num">0.200</td>' in index  # per family
     assert not list(reports["demo"].glob("trajectories-*"))
 

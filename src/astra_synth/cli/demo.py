@@ -52,6 +52,8 @@ def demo(
             cells.append(f"{s.f1:.3f} ± {s.ci95:.3f} ({s.success_rate:.2f})" if s else "—")
         table.add_row(name, *cells)
     console.print(table)
+    for gain in result.gains():
+        console.print(gain.describe())
     arenas = summary.arenas
     console.print(f"arenas synthesized: {arenas.published.rows if arenas.published else 0} ({arenas.status})")
     console.print(

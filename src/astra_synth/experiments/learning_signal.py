@@ -28,7 +28,7 @@ from astra_synth.arenas.records import Arena, read_arenas
 from astra_synth.arenas.runtime import ArenaEnv
 from astra_synth.config import StrictModel
 from astra_synth.errors import InputError
-from astra_synth.experiments.scores import Split, SplitScore, Stage, score_split
+from astra_synth.experiments.scores import Gain, Split, SplitScore, Stage, gains, score_split
 from astra_synth.experiments.steps import Steps
 from astra_synth.runs.jsonl import write_bytes_atomic
 from astra_synth.sandbox.executor import ToolExecutor
@@ -128,6 +128,10 @@ class LearningSignalResult(BaseModel):
 
     def score(self, split: Split, stage: Stage) -> SplitScore | None:
         return next((s for s in self.scores if s.split == split and s.stage == stage), None)
+
+    def gains(self) -> list[Gain]:
+        """SFT over base on warm-up instances, GRPO over SFT on the RL and unseen ones, paired per arena."""
+        return gains(self.scores)
 
     def result_line(self) -> str:
         """``RESULT warm_f1_base=… … wall_s=…``: the benchmark's last line."""

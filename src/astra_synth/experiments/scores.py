@@ -35,6 +35,72 @@ class SplitScore(BaseModel):
     calls_per_arena: float
     clipped: float = Field(description="Share of episodes that ran out of their token budget.")
     families: list[FamilyScore]
+    arena_f1: dict[str, float] = Field(
+        default_factory=dict,
+        description="F1 per arena id: two policies scored on the same arenas compare pairwise (paired_gain).",
+    )
+
+
+class Gain(BaseModel):
+    """How much a later policy beats an earlier one on the same arenas, with a paired 95 % half-width.
+
+    Both policies play the same held-out arenas, and most arenas score the same under both (solved by both,
+    or by neither), so the interval of the per-arena differences is far narrower than either mean's: the
+    full run's GRPO gain of +0.162 was inside the two means' ±0.12 intervals but ±0.094 as a paired one."""
+
+    split: Split
+    before: Stage
+    after: Stage
+    episodes: int = Field(description="Arenas both policies played.")
+    gain: float = Field(description="Mean of after − before over those arenas.")
+    ci95: float
+    changed: int = Field(description="Arenas whose F1 differs between the two policies.")
+
+    def describe(self) -> str:
+        names = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO"}
+        return (
+            f"{names[self.after]} − {names[self.before]} on {self.split}: {self.gain:+.3f} ± {self.ci95:.3f}"
+            f" (paired over {self.episodes} arenas, {self.changed} changed)"
+        )
+
+
+GAINS: list[tuple[Split, Stage, Stage]] = [
+    ("warm-up", "base", "sft"),
+    ("rl", "sft", "rl"),
+    ("unseen", "sft", "rl"),
+]
+"""The comparisons the experiment is about: SFT over base where SFT trained, GRPO over SFT on the RL and
+unseen families."""
+
+
+def gains(scores: Sequence[SplitScore]) -> list[Gain]:
+    """The :data:`GAINS` comparisons that ``scores`` hold both sides of, paired per arena."""
+    cell = {(s.split, s.stage): s for s in scores}
+    found = []
+    for split, before, after in GAINS:
+        if (split, before) in cell and (split, after) in cell:
+            gain = paired_gain(cell[(split, before)], cell[(split, after)])
+            if gain is not None:
+                found.append(gain)
+    return found
+
+
+def paired_gain(before: SplitScore, after: SplitScore) -> Gain | None:
+    """``after`` − ``before`` over the arenas both scored (None with fewer than two: e.g. scores stored
+    before ``arena_f1`` existed)."""
+    common = sorted(before.arena_f1.keys() & after.arena_f1.keys())
+    if len(common) < 2:
+        return None
+    diffs = [after.arena_f1[a] - before.arena_f1[a] for a in common]
+    return Gain(
+        split=after.split,
+        before=before.stage,
+        after=after.stage,
+        episodes=len(diffs),
+        gain=statistics.fmean(diffs),
+        ci95=1.96 * statistics.stdev(diffs) / math.sqrt(len(diffs)),
+        changed=sum(abs(d) > 1e-9 for d in diffs),
+    )
 
 
 def score_split(split: Split, stage: Stage, episodes: Sequence[TokenEpisode]) -> SplitScore:
@@ -63,6 +129,7 @@ def score_split(split: Split, stage: Stage, episodes: Sequence[TokenEpisode]) ->
             )
             for family, members in sorted(by_family.items())
         ],
+        arena_f1={e.arena_id: e.breakdown.reward for e in episodes},
     )
 
 

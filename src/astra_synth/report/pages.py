@@ -19,7 +19,7 @@ from rich.progress import track
 from astra_synth.arenas.records import Arena
 from astra_synth.evaluation.suite import COLUMNS as EVAL_COLUMNS
 from astra_synth.evaluation.suite import paper_table
-from astra_synth.experiments.scores import SplitScore
+from astra_synth.experiments.scores import SplitScore, gains
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.report.html import Html, el, join, page, table
 from astra_synth.report.load import (
@@ -330,9 +330,15 @@ def learning_tables(results: Sequence[dict[str, Any]]) -> list[Html]:
         [split, name, *(f"{v[st]:.3f}" if st in v else "—" for st in _STAGES)]
         for (split, name), v in sorted(family.items(), key=lambda kv: (splits.index(kv[0][0]), kv[0][1]))
     ]
+    paired = gains(scores)
+    paired_parts = [
+        el("p", "Gains on the same arenas (paired 95 % CI; each mean's own interval above is wider):"),
+        el("ul", *(el("li", gain.describe()) for gain in paired)),
+    ]
     return [
         el("h3", "Learning signal: F1 ± 95 % CI (success rate) per family group"),
         table(["family group", *_STAGES.values()], group_rows),
+        *(paired_parts if paired else []),
         el("h3", "Per family (F1)"),
         table(["group", "family", *_STAGES.values()], family_rows, numeric_from=2),
     ]
