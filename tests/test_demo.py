@@ -60,6 +60,9 @@ def test_demo_runs_every_step_and_resumes(scripted_llm: ScriptedLLM, tmp_path: P
     assert (summary.model / "config.json").exists()
     page = summary.report.read_text()
     assert "Learning signal" in page and "Per family" in page and "finance." in page  # the story, by family
+    paired = [(g.split, g.before, g.after, g.episodes) for g in result.gains()]  # same arenas, both policies
+    assert paired == [("warm-up", "base", "sft", 2), ("rl", "sft", "rl", 2), ("unseen", "sft", "rl", 2)]
+    assert all(g.describe() in page for g in result.gains())
     steps = sorted(p.stem for p in (run_dir / "steps").glob("*.json"))
     stages = [("base", "warm-up"), ("base", "rl"), ("base", "unseen"), ("sft", "warm-up"), ("sft", "rl"),
               ("sft", "unseen"), ("rl", "rl"), ("rl", "unseen")]  # fmt: skip
