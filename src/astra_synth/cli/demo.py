@@ -26,6 +26,7 @@ def demo(
     """Arenas from seeds; SFT on warm-up families → GRPO on RL families → base/SFT/SFT+GRPO, on the CPU."""
     from astra_synth.demo import DemoConfig, run_demo
     from astra_synth.evaluation.endpoint_errors import EndpointErrors
+    from astra_synth.experiments.scores import STAGE_NAMES
     from astra_synth.llm.preflight import EndpointUnavailable
 
     try:
@@ -42,12 +43,12 @@ def demo(
     result = summary.experiment
     table = Table(title="F1 ± 95 % CI (success rate) per family group: base → SFT → SFT+GRPO")
     table.add_column("family group")
-    for stage in ("base", "SFT", "SFT+GRPO"):
-        table.add_column(stage, justify="right")
+    for name in STAGE_NAMES.values():
+        table.add_column(name, justify="right")
     for split, name in (("warm-up", "warm-up (SFT'd), held-out"), ("rl", "RL (GRPO only), held-out"),
                         ("unseen", "unseen (never trained)")):  # fmt: skip
         cells = []
-        for stage in ("base", "sft", "rl"):
+        for stage in STAGE_NAMES:
             s = result.score(split, stage)  # type: ignore[arg-type]
             cells.append(f"{s.f1:.3f} ± {s.ci95:.3f} ({s.success_rate:.2f})" if s else "—")
         table.add_row(name, *cells)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 Split = Literal["warm-up", "rl", "unseen"]
 Stage = Literal["base", "sft", "rl"]
+STAGE_NAMES: dict[Stage, str] = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO"}
+"""How tables and summaries name each policy."""
 
 
 class FamilyScore(BaseModel):
@@ -57,10 +59,9 @@ class Gain(BaseModel):
     changed: int = Field(description="Arenas whose F1 differs between the two policies.")
 
     def describe(self) -> str:
-        names = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO"}
         return (
-            f"{names[self.after]} − {names[self.before]} on {self.split}: {self.gain:+.3f} ± {self.ci95:.3f}"
-            f" (paired over {self.episodes} arenas, {self.changed} changed)"
+            f"{STAGE_NAMES[self.after]} − {STAGE_NAMES[self.before]} on {self.split}: "
+            f"{self.gain:+.3f} ± {self.ci95:.3f} (paired over {self.episodes} arenas, {self.changed} changed)"
         )
 
 

@@ -19,7 +19,7 @@ from rich.progress import track
 from astra_synth.arenas.records import Arena
 from astra_synth.evaluation.suite import COLUMNS as EVAL_COLUMNS
 from astra_synth.evaluation.suite import paper_table
-from astra_synth.experiments.scores import SplitScore, gains
+from astra_synth.experiments.scores import STAGE_NAMES, SplitScore, gains
 from astra_synth.llm.ledger import StageUsage
 from astra_synth.report.html import Html, el, join, page, table
 from astra_synth.report.load import (
@@ -305,9 +305,6 @@ def demo_section(data: RunData) -> Html:
     return el("section", *parts)
 
 
-_STAGES = {"base": "base", "sft": "SFT", "rl": "SFT+GRPO"}
-
-
 def _cell(score: SplitScore | None) -> str:
     if score is None:
         return "—"
@@ -321,13 +318,13 @@ def learning_tables(results: Sequence[dict[str, Any]]) -> list[Html]:
         return []
     cell: dict[tuple[str, str], SplitScore] = {(s.split, s.stage): s for s in scores}
     splits = [split for split in ("warm-up", "rl", "unseen") if any(s.split == split for s in scores)]
-    group_rows = [[split, *(_cell(cell.get((split, stage))) for stage in _STAGES)] for split in splits]
+    group_rows = [[split, *(_cell(cell.get((split, stage))) for stage in STAGE_NAMES)] for split in splits]
     family: dict[tuple[str, str], dict[str, float]] = {}
     for s in scores:
         for f in s.families:
             family.setdefault((s.split, f.family), {})[s.stage] = f.f1
     family_rows = [
-        [split, name, *(f"{v[st]:.3f}" if st in v else "—" for st in _STAGES)]
+        [split, name, *(f"{v[st]:.3f}" if st in v else "—" for st in STAGE_NAMES)]
         for (split, name), v in sorted(family.items(), key=lambda kv: (splits.index(kv[0][0]), kv[0][1]))
     ]
     paired = gains(scores)
@@ -337,10 +334,10 @@ def learning_tables(results: Sequence[dict[str, Any]]) -> list[Html]:
     ]
     return [
         el("h3", "Learning signal: F1 ± 95 % CI (success rate) per family group"),
-        table(["family group", *_STAGES.values()], group_rows),
+        table(["family group", *STAGE_NAMES.values()], group_rows),
         *(paired_parts if paired else []),
         el("h3", "Per family (F1)"),
-        table(["group", "family", *_STAGES.values()], family_rows, numeric_from=2),
+        table(["group", "family", *STAGE_NAMES.values()], family_rows, numeric_from=2),
     ]
 
 
