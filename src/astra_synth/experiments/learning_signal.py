@@ -358,8 +358,9 @@ def quick_config(families: list[Path], **overrides: Any) -> LearningSignalConfig
     """The ``--quick`` sizes: fewer SFT conversations (seen three times), GRPO steps and evaluation episodes.
 
     GRPO trains on four arenas of two RL families that the quick SFT policy solves sometimes (held-out F1
-    0.58 and 0.29), played in TRL's schedule: two a step, so steps 1–2 and steps 3–4 each play the same four
-    arenas, and the last two steps' training reward compares with the first two's on the same instances.
+    0.58 and 0.29, measured after two SFT epochs), played in TRL's schedule: two a step, so steps 1–2 and
+    steps 3–4 each play the same four arenas, and the last two steps' training reward compares with the
+    first two's on the same instances.
     With fresh instances every step, a step's reward was whichever instances came up (two match-winner
     instances in one step: 0.11 and 0.86), not what the policy learned. Every RL family is still scored."""
     base = LearningSignalConfig(families=families)

@@ -327,15 +327,12 @@ def learning_tables(results: Sequence[dict[str, Any]]) -> list[Html]:
         [split, name, *(f"{v[st]:.3f}" if st in v else "—" for st in STAGE_NAMES)]
         for (split, name), v in sorted(family.items(), key=lambda kv: (splits.index(kv[0][0]), kv[0][1]))
     ]
-    paired = gains(scores)
-    paired_parts = [
-        el("p", "Gains on the same arenas (paired 95 % CI; each mean's own interval above is wider):"),
-        el("ul", *(el("li", gain.describe()) for gain in paired)),
-    ]
+    paired = [el("li", gain.describe()) for gain in gains(scores)]
+    intro = "Gains on the same arenas (paired 95 % CI; each mean's own interval above is wider):"
     return [
         el("h3", "Learning signal: F1 ± 95 % CI (success rate) per family group"),
         table(["family group", *STAGE_NAMES.values()], group_rows),
-        *(paired_parts if paired else []),
+        *([el("p", intro), el("ul", *paired)] if paired else []),
         el("h3", "Per family (F1)"),
         table(["group", "family", *STAGE_NAMES.values()], family_rows, numeric_from=2),
     ]
